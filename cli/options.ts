@@ -1,0 +1,94 @@
+/**
+ * Parsers of command-line values (ports, sizes, durations, URLs, paths) and the
+ * default locations of data files. Each parser throws commander's
+ * `InvalidArgumentError` with a message that names what was wrong.
+ *
+ * @module
+ */
+import { InvalidArgumentError } from "commander";
+
+/** A port number 0..65535 (0 lets the system choose). */
+export function parsePort(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || n > 65535) {
+    throw new InvalidArgumentError(`port must be an integer from 0 to 65535`);
+  }
+  return n;
+}
+
+const UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1000,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1000 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1000 ** 3,
+  gib: 1024 ** 3,
+};
+
+/** A byte size such as `1048576`, `64MiB`, `10M` or `1.5GB`; must be positive. */
+export function parseBytes(value: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(value.trim());
+  const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
+  if (!m || unit === undefined) {
+    throw new InvalidArgumentError(`size must be a number of bytes, like 1048576 or 64MiB`);
+  }
+  const n = Math.floor(Number(m[1]) * unit);
+  if (n <= 0 || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`size must be positive`);
+  return n;
+}
+
+/** A positive number of seconds, fractions allowed. */
+export function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value) || n <= 0) {
+    throw new InvalidArgumentError(`must be a positive number of seconds`);
+  }
+  return n;
+}
+
+/** A host name or address to listen on or connect to. */
+export function parseHost(value: string): string {
+  if (!/^[0-9A-Za-z.:_%[\]-]+$/.test(value) || value.length > 253) {
+    throw new InvalidArgumentError(`must be a host name or an IP address`);
+  }
+  return value.replace(/^\[(.*)\]$/, "$1");
+}
+
+/** An http(s) URL, without a trailing slash. */
+export function parseUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new InvalidArgumentError(`must be a URL like http://127.0.0.1:5700`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new InvalidArgumentError(`must be an http:// or https:// URL`);
+  }
+  return url.href.replace(/\/$/, "");
+}
+
+/** Where p2p keeps its files unless told otherwise. */
+export function defaultDataDir(): string {
+  const env = (name: string) => Deno.env.get(name) || undefined;
+  const explicit = env("P2P_HOME");
+  if (explicit) return explicit;
+  if (Deno.build.os === "windows") {
+    return `${env("LOCALAPPDATA") ?? env("USERPROFILE") ?? "."}\\p2p`;
+  }
+  const xdg = env("XDG_DATA_HOME");
+  if (xdg) return `${xdg}/p2p`;
+  const home = env("HOME");
+  return home ? `${home}/.local/share/p2p` : ".p2p";
+}
+
+/** The directory part of a path (`.` when there is none). */
+export function dirname(path: string): string {
+  const i = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
+  return i > 0 ? path.slice(0, i) : i === 0 ? path.slice(0, 1) : ".";
+}

@@ -1,0 +1,58 @@
+/**
+ * Identifiers and their formats: payloadIds (64 lowercase hex, a SHA-256) and
+ * peerIds (40 lowercase hex), plus hex and base64 helpers. Pure functions only.
+ *
+ * @module
+ */
+import { z } from "zod";
+
+/** A payloadId: the hex SHA-256 of the payload's manifest (see `manifest.ts`). */
+export const PayloadId = z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits");
+/** A peerId: 40 lowercase hex digits (derived from a peer's public key, or random). */
+export const PeerId = z.string().regex(/^[0-9a-f]{40}$/, "must be 40 lowercase hex digits");
+/** A TCP/UDP port number that can be listened on (1..65535). */
+export const Port = z.number().int().min(1).max(65535);
+
+/** Lowercase hex of the given bytes. */
+export function toHex(bytes: Uint8Array): string {
+  let out = "";
+  for (const b of bytes) out += b.toString(16).padStart(2, "0");
+  return out;
+}
+
+/** Bytes of a hex string; throws `TypeError` for odd length or non-hex digits. */
+export function fromHex(hex: string): Uint8Array {
+  if (hex.length % 2 !== 0 || !/^[0-9a-fA-F]*$/.test(hex)) {
+    throw new TypeError(`Cannot decode hex: '${hex.slice(0, 16)}' is not hex`);
+  }
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  return out;
+}
+
+/** Standard base64 (with padding) of the given bytes. */
+export function toBase64(bytes: Uint8Array): string {
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(bin);
+}
+
+/** Bytes of a standard base64 string; throws `TypeError` when it is not base64. */
+export function fromBase64(text: string): Uint8Array {
+  let bin: string;
+  try {
+    bin = atob(text);
+  } catch (cause) {
+    throw new TypeError(`Cannot decode base64: '${text.slice(0, 16)}' is not base64`, { cause });
+  }
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** A fresh random peerId, for clients that register without an identity of their own. */
+export function randomPeerId(): string {
+  return toHex(crypto.getRandomValues(new Uint8Array(20)));
+}

@@ -1,0 +1,145 @@
+/**
+ * Payload manifests and the payloadId scheme.
+ *
+ * A payload is cut into chunks of `CHUNK_SIZE` bytes (the last one may be shorter).
+ * Its manifest is `{ size, chunkSize, chunks }`, where `chunks[i]` is the SHA-256 of
+ * chunk i. The payloadId is the SHA-256, in lowercase hex, of the manifest's canonical
+ * bytes:
+ *
+ * ```text
+ * "p2p-manifest-v1\n"       16 ASCII bytes (domain separation)
+ * size                      u64 big-endian, bytes in the payload
+ * chunkSize                 u32 big-endian
+ * sha256(chunk 0) … sha256(chunk n-1)   32 bytes each, n = ceil(size / chunkSize)
+ * ```
+ *
+ * So the same bytes always give the same id (the chunk size is a protocol constant),
+ * different bytes give a different id, a downloader checks a manifest against its id
+ * before fetching anything, and each chunk against the manifest as it arrives.
+ *
+ * @module
+ */
+import { IntegrityError } from "./errors.ts";
+import { fromHex, toHex } from "./ids.ts";
+
+/** The chunk size of every payload: 1 MiB. */
+export const CHUNK_SIZE = 1024 * 1024;
+const DOMAIN = new TextEncoder().encode("p2p-manifest-v1\n");
+
+/** A payload's manifest: total size, chunk size and the hex SHA-256 of each chunk. */
+export interface Manifest {
+  size: number;
+  chunkSize: number;
+  chunks: string[];
+}
+
+/** Number of chunks a payload of `size` bytes has. */
+export function chunkCount(size: number, chunkSize = CHUNK_SIZE): number {
+  return Math.ceil(size / chunkSize);
+}
+
+/** Byte length of chunk `index` of a payload of `size` bytes. */
+export function chunkLength(size: number, index: number, chunkSize = CHUNK_SIZE): number {
+  const n = chunkCount(size, chunkSize);
+  if (!Number.isInteger(index) || index < 0 || index >= n) {
+    throw new RangeError(`Chunk index '${index}' is out of range 0..${n - 1}`);
+  }
+  return index === n - 1 ? size - index * chunkSize : chunkSize;
+}
+
+/** The canonical bytes of a manifest, the input of its payloadId. */
+export function encodeManifest(m: Manifest): Uint8Array {
+  if (m.chunks.length !== chunkCount(m.size, m.chunkSize)) {
+    throw new RangeError(
+      `Manifest lists '${m.chunks.length}' chunks but size '${m.size}' needs '${
+        chunkCount(m.size, m.chunkSize)
+      }'`,
+    );
+  }
+  const out = new Uint8Array(DOMAIN.length + 12 + 32 * m.chunks.length);
+  out.set(DOMAIN, 0);
+  const view = new DataView(out.buffer);
+  view.setBigUint64(DOMAIN.length, BigInt(m.size));
+  view.setUint32(DOMAIN.length + 8, m.chunkSize);
+  m.chunks.forEach((h, i) => out.set(fromHex(h), DOMAIN.length + 12 + 32 * i));
+  return out;
+}
+
+/** Lowercase hex SHA-256 of some bytes. */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  return toHex(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes as BufferSource)));
+}
+
+/** The payloadId of a manifest. */
+export function payloadIdOf(m: Manifest): Promise<string> {
+  return sha256Hex(encodeManifest(m));
+}
+
+/** Throws `IntegrityError` unless `m` hashes to `payloadId`. */
+export async function verifyManifest(payloadId: string, m: Manifest): Promise<void> {
+  const actual = await payloadIdOf(m);
+  if (actual !== payloadId) {
+    throw new IntegrityError(`Manifest hashes to '${actual}', not to payloadId '${payloadId}'`);
+  }
+}
+
+/** Throws `IntegrityError` unless `bytes` are chunk `index` of manifest `m`. */
+export async function verifyChunk(m: Manifest, index: number, bytes: Uint8Array): Promise<void> {
+  const want = chunkLength(m.size, index, m.chunkSize);
+  if (bytes.length !== want) {
+    throw new IntegrityError(`Chunk '${index}' has '${bytes.length}' bytes, expected '${want}'`);
+  }
+  const actual = await sha256Hex(bytes);
+  if (actual !== m.chunks[index]) {
+    throw new IntegrityError(
+      `Chunk '${index}' hashes to '${actual}', expected '${m.chunks[index]}'`,
+    );
+  }
+}
+
+/**
+ * Cuts a byte stream into chunks without holding more than one chunk: `push()`
+ * returns the chunks completed so far, `finish()` the short last one (if any).
+ */
+export class Chunker {
+  readonly #size: number;
+  #buf: Uint8Array;
+  #fill = 0;
+  /** Total bytes pushed so far. */
+  total = 0;
+
+  constructor(chunkSize = CHUNK_SIZE) {
+    if (!Number.isInteger(chunkSize) || chunkSize <= 0) {
+      throw new RangeError(`Chunk size '${chunkSize}' must be a positive integer`);
+    }
+    this.#size = chunkSize;
+    this.#buf = new Uint8Array(chunkSize);
+  }
+
+  /** Adds bytes; returns the chunks that became complete, each a fresh buffer. */
+  push(bytes: Uint8Array): Uint8Array[] {
+    const done: Uint8Array[] = [];
+    this.total += bytes.length;
+    let off = 0;
+    while (off < bytes.length) {
+      const n = Math.min(this.#size - this.#fill, bytes.length - off);
+      this.#buf.set(bytes.subarray(off, off + n), this.#fill);
+      this.#fill += n;
+      off += n;
+      if (this.#fill === this.#size) {
+        done.push(this.#buf);
+        this.#buf = new Uint8Array(this.#size);
+        this.#fill = 0;
+      }
+    }
+    return done;
+  }
+
+  /** The last, shorter chunk, or `undefined` when the input ended on a chunk boundary. */
+  finish(): Uint8Array | undefined {
+    if (this.#fill === 0) return undefined;
+    const last = this.#buf.slice(0, this.#fill);
+    this.#fill = 0;
+    return last;
+  }
+}

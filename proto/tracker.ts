@@ -1,0 +1,170 @@
+/**
+ * The tracker's HTTP API: every request and response body, as zod schemas. The
+ * tracker validates its input with them, and clients (the peer, the CLI) parse
+ * answers with them.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { PayloadId, PeerId, Port } from "./ids.ts";
+
+/** A host as given by a client: a hostname, an IPv4 or an IPv6 address (no brackets). */
+export const Host = z.string().min(1).max(253).regex(
+  /^[0-9A-Za-z.:_%-]+$/,
+  "must be a hostname or an IP address",
+);
+
+/** The ports a peer listens on, by role. */
+export const PeerPorts = z.object({
+  chunk: Port.optional(),
+  pingback: Port.optional(),
+  http: Port.optional(),
+  app: Port.optional(),
+});
+/** The ports a peer listens on, by role. */
+export type PeerPorts = z.infer<typeof PeerPorts>;
+
+/** `POST /peers`: register or heartbeat. `host` defaults to the caller's address. */
+export const RegisterPeerRequest = z.object({
+  host: Host.optional(),
+  port: Port,
+  peerId: PeerId.optional(),
+  name: z.string().max(64).optional(),
+  ports: PeerPorts.optional(),
+  publicKey: z.string().max(256).optional(),
+  version: z.string().max(32).optional(),
+});
+/** `POST /peers` request body. */
+export type RegisterPeerRequest = z.infer<typeof RegisterPeerRequest>;
+
+/** A live peer as the tracker knows it. Times are ISO 8601. */
+export const PeerInfo = z.object({
+  peerId: PeerId,
+  host: z.string(),
+  port: Port,
+  name: z.string().optional(),
+  ports: PeerPorts.optional(),
+  publicKey: z.string().optional(),
+  version: z.string().optional(),
+  registeredAt: z.string(),
+  lastSeen: z.string(),
+  expiresAt: z.string(),
+});
+/** A live peer as the tracker knows it. */
+export type PeerInfo = z.infer<typeof PeerInfo>;
+
+/** `POST /peers` answer: `created` is false for a heartbeat of a known (host, port). */
+export const RegisterPeerResponse = z.object({
+  peer: PeerInfo,
+  created: z.boolean(),
+  ttlSeconds: z.number(),
+});
+/** `POST /peers` answer. */
+export type RegisterPeerResponse = z.infer<typeof RegisterPeerResponse>;
+
+/** `GET /peers` answer. */
+export const PeerList = z.object({ peers: z.array(PeerInfo) });
+
+/** `POST /payloads` JSON body form. */
+export const UploadJsonRequest = z.object({
+  payload: z.string(),
+  name: z.string().max(255).optional(),
+});
+
+/** `POST /payloads` answer; `chunks` is the number of chunks. */
+export const UploadResponse = z.object({
+  payloadId: PayloadId,
+  size: z.number().int(),
+  chunkSize: z.number().int(),
+  chunks: z.number().int(),
+  created: z.boolean(),
+});
+/** `POST /payloads` answer. */
+export type UploadResponse = z.infer<typeof UploadResponse>;
+
+/** A payload as listed by `GET /payloads`; `stored` says the tracker holds its bytes. */
+export const PayloadInfo = z.object({
+  payloadId: PayloadId,
+  size: z.number().int(),
+  chunkSize: z.number().int(),
+  chunks: z.number().int(),
+  name: z.string().optional(),
+  createdAt: z.string(),
+  stored: z.boolean(),
+});
+/** A payload as listed by `GET /payloads`. */
+export type PayloadInfo = z.infer<typeof PayloadInfo>;
+
+/** `GET /payloads` answer; `cursor` continues the listing, null at the end. */
+export const PayloadList = z.object({
+  payloads: z.array(PayloadInfo),
+  cursor: z.string().nullable(),
+});
+
+/** `GET /payloads/{id}`: the manifest, `chunks` being the hex SHA-256 of each chunk. */
+export const ManifestResponse = z.object({
+  payloadId: PayloadId,
+  size: z.number().int().nonnegative(),
+  chunkSize: z.number().int().positive(),
+  chunks: z.array(z.string().regex(/^[0-9a-f]{64}$/)),
+  name: z.string().optional(),
+  createdAt: z.string().optional(),
+  stored: z.boolean().optional(),
+});
+/** `GET /payloads/{id}` answer. */
+export type ManifestResponse = z.infer<typeof ManifestResponse>;
+
+/** `PUT /payloads/{id}`: publish a manifest without its bytes (peers do this on `put`). */
+export const PublishManifestRequest = z.object({
+  size: z.number().int().positive(),
+  chunkSize: z.number().int().positive().max(16 * 1024 * 1024),
+  chunks: z.array(z.string().regex(/^[0-9a-f]{64}$/)).min(1).max(1_000_000),
+  name: z.string().max(255).optional(),
+});
+
+/** `POST /payloads/{id}/have`: a peer announces the chunk positions it holds. */
+export const HaveRequest = z.object({
+  peerId: PeerId,
+  have: z.string().max(200_000).optional(),
+  chunks: z.array(z.number().int().nonnegative()).max(1_000_000).optional(),
+}).refine((r) => (r.have === undefined) !== (r.chunks === undefined), {
+  message: "give exactly one of 'have' (base64 bitfield) or 'chunks' (indices)",
+});
+/** `POST /payloads/{id}/have` body. */
+export type HaveRequest = z.infer<typeof HaveRequest>;
+
+/** One holder in `GET /payloads/{id}/peers`: `have` is a base64 bitfield (MSB first). */
+export const Holder = z.object({
+  peerId: PeerId,
+  host: z.string(),
+  port: Port,
+  ports: PeerPorts.optional(),
+  name: z.string().optional(),
+  have: z.string(),
+  count: z.number().int(),
+  ranges: z.string(),
+  updatedAt: z.string(),
+});
+/** One holder of a payload's chunks. */
+export type Holder = z.infer<typeof Holder>;
+
+/** `GET /payloads/{id}/peers` answer; `tracker` tells whether the tracker serves every chunk. */
+export const HolderList = z.object({
+  payloadId: PayloadId,
+  chunks: z.number().int(),
+  tracker: z.object({ holds: z.boolean() }),
+  peers: z.array(Holder),
+});
+/** `GET /payloads/{id}/peers` answer. */
+export type HolderList = z.infer<typeof HolderList>;
+
+/** Every error answer: `{ error: { code, message, issues? } }`. */
+export const ErrorBody = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+  }),
+});
+/** Every error answer. */
+export type ErrorBody = z.infer<typeof ErrorBody>;

@@ -1,0 +1,387 @@
+/**
+ * The tracker's state in Deno KV. Key layout:
+ *
+ * ```text
+ * ["peer", peerId]            PeerRow (expiresAt checked on every read)
+ * ["addr", "host:port"]       peerId: the index that keeps (host, port) unique
+ * ["payload", payloadId]      PayloadRow
+ * ["manifest", payloadId, p]  page p of the chunk hashes, 1024 × 32 bytes at most
+ * ["chunk", sha256, piece]    the bytes of one chunk, in pieces under 64 KiB
+ * ["have", payloadId, peerId] HaveRow: the chunk positions a peer announced
+ * ["activity", id]            ActivityRecord (see activity.ts)
+ * ```
+ *
+ * Chunks are stored by content hash, so two payloads sharing a chunk share its
+ * bytes. Anything two writers can race on is changed with `atomic()` and checks.
+ *
+ * @module
+ */
+import type { ActivityLog } from "./activity.ts";
+import { fromHex, randomPeerId, toHex } from "../proto/ids.ts";
+import { chunkLength, type Manifest, sha256Hex } from "../proto/manifest.ts";
+import type { PeerPorts } from "../proto/tracker.ts";
+import { IntegrityError } from "../proto/errors.ts";
+
+/** KV values must stay under 64 KiB: chunk bytes are stored in pieces of this size. */
+export const PIECE_SIZE = 64_000;
+/** Chunk hashes per manifest page (32 KiB). */
+const PAGE_HASHES = 1024;
+/** Pieces per atomic commit, keeping a commit well under KV's size limit. */
+const PIECES_PER_COMMIT = 8;
+const MAX_RETRIES = 32;
+
+/** A registered peer; times are ms since the epoch. */
+export interface PeerRow {
+  peerId: string;
+  host: string;
+  port: number;
+  name?: string;
+  ports?: PeerPorts;
+  publicKey?: string;
+  version?: string;
+  registeredAt: number;
+  lastSeen: number;
+  expiresAt: number;
+}
+
+/** A payload the tracker knows; `stored` means it holds every chunk's bytes. */
+export interface PayloadRow {
+  payloadId: string;
+  size: number;
+  chunkSize: number;
+  chunks: number;
+  name?: string;
+  createdAt: number;
+  stored: boolean;
+}
+
+/** The chunk positions one peer announced for one payload. */
+export interface HaveRow {
+  peerId: string;
+  bits: Uint8Array;
+  count: number;
+  updatedAt: number;
+}
+
+/** Raised when a write lost its race too many times in a row. */
+export class ContentionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ContentionError";
+  }
+}
+
+/** What `registerPeer()` is asked to store. */
+export interface Registration {
+  host: string;
+  port: number;
+  peerId?: string;
+  name?: string;
+  ports?: PeerPorts;
+  publicKey?: string;
+  version?: string;
+}
+
+/** Typed access to the tracker's KV database. */
+export class TrackerStore {
+  readonly kv: Deno.Kv;
+  readonly #clock: () => number;
+  readonly #activity: ActivityLog;
+  readonly #locks = new KeyedLock();
+
+  constructor(kv: Deno.Kv, activity: ActivityLog, clock: () => number = Date.now) {
+    this.kv = kv;
+    this.#activity = activity;
+    this.#clock = clock;
+  }
+
+  #live(row: PeerRow | null): row is PeerRow {
+    return row !== null && row.expiresAt > this.#clock();
+  }
+
+  /**
+   * Registers a peer or refreshes it. A (host, port) pair maps to one peerId only:
+   * registering it again, however many callers race, refreshes the same entry.
+   * A registration that names another peerId for a taken address takes it over.
+   */
+  registerPeer(reg: Registration, ttlMs: number): Promise<{ row: PeerRow; created: boolean }> {
+    const addr = addrKey(reg.host, reg.port);
+    // Registrations of one address queue up in this process, so racing callers do not
+    // spin on failed commits; the atomic checks keep the rule across processes too.
+    return this.#locks.run(addr, () => this.#register(addr, reg, ttlMs));
+  }
+
+  async #register(
+    addr: string,
+    reg: Registration,
+    ttlMs: number,
+  ): Promise<{ row: PeerRow; created: boolean }> {
+    const expireIn = ttlMs * 2 + 60_000;
+    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+      const now = this.#clock();
+      const addrEntry = await this.kv.get<string>(["addr", addr]);
+      const holder = addrEntry.value === null
+        ? null
+        : await this.kv.get<PeerRow>(["peer", addrEntry.value]);
+      const holderLive = holder !== null && this.#live(holder.value);
+      const peerId = reg.peerId ?? (holderLive ? holder.value!.peerId : randomPeerId());
+      const target = holder !== null && holder.value?.peerId === peerId
+        ? holder
+        : await this.kv.get<PeerRow>(["peer", peerId]);
+      const op = this.kv.atomic().check(addrEntry).check(target);
+      const prev = this.#live(target.value) ? target.value : null;
+      // The address belonged to another live peer: that entry goes.
+      if (holderLive && holder.value!.peerId !== peerId) {
+        op.check(holder).delete(["peer", holder.value!.peerId]);
+      }
+      // This peer moved from another address: its old index entry goes.
+      if (prev && addrKey(prev.host, prev.port) !== addr) {
+        const old = await this.kv.get<string>(["addr", addrKey(prev.host, prev.port)]);
+        if (old.value === peerId) op.check(old).delete(old.key);
+      }
+      const row: PeerRow = {
+        peerId,
+        host: reg.host,
+        port: reg.port,
+        ...(reg.name !== undefined ? { name: reg.name } : {}),
+        ...(reg.ports !== undefined ? { ports: reg.ports } : {}),
+        ...(reg.publicKey !== undefined ? { publicKey: reg.publicKey } : {}),
+        ...(reg.version !== undefined ? { version: reg.version } : {}),
+        registeredAt: prev?.registeredAt ?? now,
+        lastSeen: now,
+        expiresAt: now + ttlMs,
+      };
+      const created = prev === null || addrKey(prev.host, prev.port) !== addr;
+      op.set(["peer", peerId], row, { expireIn }).set(["addr", addr], peerId, { expireIn });
+      const rec = this.#activity.stage(op, created ? "peer.register" : "peer.heartbeat", {
+        peerId,
+        host: reg.host,
+        port: reg.port,
+        ...(reg.name ? { name: reg.name } : {}),
+      });
+      if ((await op.commit()).ok) {
+        this.#activity.committed(rec);
+        return { row, created };
+      }
+    }
+    throw new ContentionError(`Cannot register peer '${addr}': too many concurrent writes`);
+  }
+
+  /** A live peer by id, or null. */
+  async getPeer(peerId: string): Promise<PeerRow | null> {
+    const e = await this.kv.get<PeerRow>(["peer", peerId]);
+    return this.#live(e.value) ? e.value : null;
+  }
+
+  /** Every live peer, oldest registration first. */
+  async listPeers(): Promise<PeerRow[]> {
+    const out: PeerRow[] = [];
+    for await (const e of this.kv.list<PeerRow>({ prefix: ["peer"] })) {
+      if (this.#live(e.value)) out.push(e.value);
+    }
+    return out.sort((a, b) => a.registeredAt - b.registeredAt);
+  }
+
+  /** Removes a live peer; false when there is none with that id. */
+  async removePeer(peerId: string, reason: "peer.remove" | "peer.expire"): Promise<boolean> {
+    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+      const e = await this.kv.get<PeerRow>(["peer", peerId]);
+      if (e.value === null) return false;
+      if (reason === "peer.remove" && !this.#live(e.value)) return false;
+      if (reason === "peer.expire" && this.#live(e.value)) return false;
+      const op = this.kv.atomic().check(e).delete(e.key);
+      const addr = await this.kv.get<string>(["addr", addrKey(e.value.host, e.value.port)]);
+      if (addr.value === peerId) op.check(addr).delete(addr.key);
+      const rec = this.#activity.stage(op, reason, {
+        peerId,
+        host: e.value.host,
+        port: e.value.port,
+      });
+      if ((await op.commit()).ok) {
+        this.#activity.committed(rec);
+        return true;
+      }
+    }
+    throw new ContentionError(`Cannot remove peer '${peerId}': too many concurrent writes`);
+  }
+
+  /** Removes every peer whose time ran out, with a `peer.expire` record each; returns how many. */
+  async expirePeers(): Promise<number> {
+    const now = this.#clock();
+    let n = 0;
+    for await (const e of this.kv.list<PeerRow>({ prefix: ["peer"] })) {
+      if (e.value.expiresAt <= now && await this.removePeer(e.value.peerId, "peer.expire")) n++;
+    }
+    return n;
+  }
+
+  /** Stores one chunk's bytes under its hash (idempotent). */
+  async putChunk(hash: string, bytes: Uint8Array): Promise<void> {
+    for (let off = 0, piece = 0; off < bytes.length || piece === 0;) {
+      const op = this.kv.atomic();
+      for (let k = 0; k < PIECES_PER_COMMIT && (off < bytes.length || piece === 0); k++) {
+        op.set(["chunk", hash, piece++], bytes.slice(off, off + PIECE_SIZE));
+        off += PIECE_SIZE;
+      }
+      await op.commit();
+    }
+  }
+
+  /**
+   * The bytes of chunk `index` of a payload, verified against the manifest's hash,
+   * or null when the tracker does not hold them.
+   */
+  async getChunk(manifest: Manifest, index: number): Promise<Uint8Array | null> {
+    const hash = manifest.chunks[index];
+    const size = chunkLength(manifest.size, index, manifest.chunkSize);
+    const out = new Uint8Array(size);
+    let off = 0;
+    for await (const e of this.kv.list<Uint8Array>({ prefix: ["chunk", hash] })) {
+      if (off + e.value.length > size) break;
+      out.set(e.value, off);
+      off += e.value.length;
+    }
+    if (off !== size) return null;
+    if (await sha256Hex(out) !== hash) {
+      throw new IntegrityError(`Stored chunk '${index}' of hash '${hash}' is corrupt`);
+    }
+    return out;
+  }
+
+  /** A payload's row, or null. */
+  async getPayload(payloadId: string): Promise<PayloadRow | null> {
+    return (await this.kv.get<PayloadRow>(["payload", payloadId])).value;
+  }
+
+  /** A payload's manifest (its row must exist). */
+  async getManifest(row: PayloadRow): Promise<Manifest> {
+    const chunks: string[] = [];
+    for await (const e of this.kv.list<Uint8Array>({ prefix: ["manifest", row.payloadId] })) {
+      for (let i = 0; i < e.value.length; i += 32) chunks.push(toHex(e.value.subarray(i, i + 32)));
+    }
+    return { size: row.size, chunkSize: row.chunkSize, chunks };
+  }
+
+  /**
+   * Saves a payload whose manifest was verified against its id. Its manifest pages
+   * are written first, then the row and the activity record in one commit, so a
+   * payload is visible only once it is whole. Returns whether it was new; a known
+   * payload becomes `stored` when this save brings its bytes.
+   */
+  async savePayload(
+    payloadId: string,
+    manifest: Manifest,
+    meta: { name?: string; stored: boolean },
+    activityType: string,
+  ): Promise<{ row: PayloadRow; created: boolean }> {
+    const existing = await this.kv.get<PayloadRow>(["payload", payloadId]);
+    if (existing.value === null) {
+      for (let p = 0; p * PAGE_HASHES < manifest.chunks.length; p += 8) {
+        const op = this.kv.atomic();
+        for (let q = p; q < p + 8 && q * PAGE_HASHES < manifest.chunks.length; q++) {
+          const hashes = manifest.chunks.slice(q * PAGE_HASHES, (q + 1) * PAGE_HASHES);
+          const page = new Uint8Array(hashes.length * 32);
+          hashes.forEach((h, i) => page.set(fromHex(h), i * 32));
+          op.set(["manifest", payloadId, q], page);
+        }
+        await op.commit();
+      }
+    }
+    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+      const e = attempt === 0 ? existing : await this.kv.get<PayloadRow>(["payload", payloadId]);
+      const created = e.value === null;
+      if (!created && (e.value!.stored || !meta.stored)) {
+        // Nothing changes: the record is written with the next batch.
+        this.#activity.record(activityType, { payloadId, size: e.value!.size, created });
+        return { row: e.value!, created };
+      }
+      const row: PayloadRow = created
+        ? {
+          payloadId,
+          size: manifest.size,
+          chunkSize: manifest.chunkSize,
+          chunks: manifest.chunks.length,
+          ...(meta.name ? { name: meta.name } : {}),
+          createdAt: this.#clock(),
+          stored: meta.stored,
+        }
+        : { ...e.value!, stored: true };
+      const op = this.kv.atomic().check(e).set(e.key, row);
+      const rec = this.#activity.stage(op, activityType, {
+        payloadId,
+        size: row.size,
+        chunks: row.chunks,
+        created,
+        ...(row.name ? { name: row.name } : {}),
+      });
+      if ((await op.commit()).ok) {
+        this.#activity.committed(rec);
+        return { row, created };
+      }
+    }
+    throw new ContentionError(`Cannot save payload '${payloadId}': too many concurrent writes`);
+  }
+
+  /** One page of payloads in id order; `cursor` continues, null at the end. */
+  async listPayloads(
+    limit: number,
+    cursor?: string,
+  ): Promise<{ rows: PayloadRow[]; cursor: string | null }> {
+    const iter = this.kv.list<PayloadRow>({ prefix: ["payload"] }, { limit, cursor });
+    const rows: PayloadRow[] = [];
+    for await (const e of iter) rows.push(e.value);
+    return { rows, cursor: rows.length === limit && iter.cursor ? iter.cursor : null };
+  }
+
+  /** Records the chunk positions a peer holds. */
+  async setHave(payloadId: string, peerId: string, bits: Uint8Array, count: number): Promise<void> {
+    const row: HaveRow = { peerId, bits, count, updatedAt: this.#clock() };
+    const op = this.kv.atomic().set(["have", payloadId, peerId], row);
+    const rec = this.#activity.stage(op, "payload.have", { payloadId, peerId, count });
+    await op.commit();
+    this.#activity.committed(rec);
+  }
+
+  /** The announced positions of a payload's live holders. */
+  async listHaves(payloadId: string): Promise<{ peer: PeerRow; have: HaveRow }[]> {
+    const out: { peer: PeerRow; have: HaveRow }[] = [];
+    for await (const e of this.kv.list<HaveRow>({ prefix: ["have", payloadId] })) {
+      const peer = await this.getPeer(e.value.peerId);
+      if (peer) out.push({ peer, have: e.value });
+    }
+    return out;
+  }
+
+  /** Counts for metrics: live peers, payloads, and bytes of the payloads stored here. */
+  async stats(): Promise<{ livePeers: number; payloads: number; storedBytes: number }> {
+    const livePeers = (await this.listPeers()).length;
+    let payloads = 0;
+    let storedBytes = 0;
+    for await (const e of this.kv.list<PayloadRow>({ prefix: ["payload"] })) {
+      payloads++;
+      if (e.value.stored) storedBytes += e.value.size;
+    }
+    return { livePeers, payloads, storedBytes };
+  }
+}
+
+/** The unique-address key of a (host, port) pair. */
+export function addrKey(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** Runs async functions one at a time per key. */
+class KeyedLock {
+  readonly #tails = new Map<string, Promise<unknown>>();
+
+  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#tails.get(key) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => {});
+    this.#tails.set(key, tail);
+    tail.then(() => {
+      if (this.#tails.get(key) === tail) this.#tails.delete(key);
+    });
+    return next;
+  }
+}
