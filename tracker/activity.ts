@@ -110,19 +110,21 @@ export class ActivityLog {
     }
     const batch = this.#pending;
     this.#pending = [];
-    this.#flushing = this.#flushing.then(async () => {
+    // The file comes first, so a record survives even when KV is what failed.
+    this.#append(batch);
+    const write = this.#flushing.then(async () => {
       for (let i = 0; i < batch.length; i += BATCH) {
         const op = this.#kv.atomic();
         for (const rec of batch.slice(i, i + BATCH)) op.set([KEY, rec.id], rec);
         await op.commit();
       }
-      this.#append(batch);
     });
-    return this.#flushing;
+    this.#flushing = write.catch(() => {});
+    return write;
   }
 
   #append(records: ActivityRecord[]): void {
-    if (!this.#file || records.length === 0) return;
+    if (!this.#file || this.#closed || records.length === 0) return;
     const text = records.map((r) => JSON.stringify(r)).join("\n") + "\n";
     const bytes = this.#encoder.encode(text);
     let off = 0;
@@ -171,7 +173,7 @@ export class ActivityLog {
 
   /** Flushes and closes the file; records made afterwards are dropped. */
   async close(): Promise<void> {
-    await this.flush();
+    await this.flush().catch((err) => console.error(`activity: cannot write records: ${err}`));
     this.#closed = true;
     this.#file?.close();
   }

@@ -1,0 +1,143 @@
+/**
+ * What every benchmark module shares: the `Benchmark` shape that `run.ts` runs in
+ * sequence, the figures a run reports, the way a benchmark says it was skipped, and
+ * the table the figures are printed as.
+ *
+ * A benchmark measures, it does not judge: it returns figures, plus flags for
+ * anything that makes a figure untrustworthy (error answers under load, say).
+ *
+ * @module
+ */
+
+/** One measured number, e.g. `GET /peers` requests per second. */
+export interface Figure {
+  /** What was measured, e.g. `GET /peers req/s`. */
+  name: string;
+  /** The value; null when it could not be measured (e.g. no /proc). */
+  value: number | null;
+  /** Unit of `value`: `req/s`, `ms`, `MiB`, `count`, … */
+  unit: string;
+  /** Short context, e.g. `wrk -t2 -c32 -d8s`. */
+  note?: string;
+  /** Set when this figure is wrong or suspect; says why. */
+  flag?: string;
+}
+
+/** What a benchmark module hands back. */
+export interface BenchOutput {
+  figures: Figure[];
+  /** Free-form lines worth keeping with the figures (versions, sizes, warnings). */
+  notes?: string[];
+}
+
+/** Settings shared by all benchmarks of one run. */
+export interface BenchContext {
+  /** Absolute path of the repository root (where `main.ts` is). */
+  root: string;
+  /** Seconds each load phase lasts. */
+  duration: number;
+  /** Aborted when the run must stop (Ctrl-C, or the whole run ran out of time). */
+  signal: AbortSignal;
+  /** Prints one progress line, prefixed with the benchmark's name. */
+  log(line: string): void;
+}
+
+/** A benchmark module: `run.ts` calls `run()` of each, one after the other. */
+export interface Benchmark {
+  /** Short snake_case name, used to pick benchmarks on the command line. */
+  name: string;
+  /** One line saying what is measured. */
+  description: string;
+  /** Runs the benchmark; throws `BenchSkip` when a prerequisite is missing. */
+  run(ctx: BenchContext): Promise<BenchOutput>;
+}
+
+/** Thrown by a benchmark whose prerequisite (a tool, /proc) is missing; not a failure. */
+export class BenchSkip extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "BenchSkip";
+  }
+}
+
+/** How one benchmark ended, as printed and written to `bench.json`. */
+export interface BenchResult {
+  name: string;
+  description: string;
+  status: "ok" | "flagged" | "skipped" | "failed";
+  /** Why it was skipped or failed. */
+  reason?: string;
+  seconds: number;
+  figures: Figure[];
+  notes: string[];
+}
+
+/** Formats a figure's value for the table: thousands separated, sensible decimals. */
+export function formatValue(value: number | null): string {
+  if (value === null) return "n/a";
+  const abs = Math.abs(value);
+  const digits = Number.isInteger(value) ? 0 : abs >= 100 ? 0 : abs >= 10 ? 1 : abs >= 1 ? 2 : 3;
+  return value.toLocaleString("en-US", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+/** The figures of all results as a plain-text table, one row per figure. */
+export function formatTable(results: BenchResult[]): string {
+  const rows: string[][] = [["benchmark", "figure", "value", "unit", "note"]];
+  for (const r of results) {
+    if (r.figures.length === 0) {
+      rows.push([r.name, `(${r.status})`, "", "", r.reason ?? ""]);
+      continue;
+    }
+    for (const f of r.figures) {
+      const note = f.flag ? `FLAG: ${f.flag}` : f.note ?? "";
+      rows.push([r.name, f.name, formatValue(f.value), f.unit, note]);
+    }
+  }
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
+  const line = (row: string[]) =>
+    row.map((cell, c) => c === 2 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))
+      .join("  ").trimEnd();
+  const rule = widths.map((w) => "-".repeat(w)).join("  ");
+  return [line(rows[0]), rule, ...rows.slice(1).map(line)].join("\n");
+}
+
+/** Memory of a running process from `/proc/PID/status`, in KiB; null fields when unknown. */
+export async function processMemory(
+  pid: number,
+): Promise<{ peakKiB: number | null; rssKiB: number | null }> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(`/proc/${pid}/status`);
+  } catch {
+    return { peakKiB: null, rssKiB: null };
+  }
+  const field = (name: string) => {
+    const m = text.match(new RegExp(`^${name}:\\s+(\\d+)\\s+kB$`, "m"));
+    return m ? Number(m[1]) : null;
+  };
+  return { peakKiB: field("VmHWM"), rssKiB: field("VmRSS") };
+}
+
+/** True for a URL whose host is an IPv4 loopback address (127.0.0.0/8). */
+export function isLoopbackUrl(url: string): boolean {
+  const host = new URL(url).hostname;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/** Where a command is on PATH, or null. */
+export async function which(command: string): Promise<string | null> {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    if (!dir) continue;
+    const path = `${dir}/${command}`;
+    try {
+      const info = await Deno.stat(path);
+      if (info.isFile && info.mode !== null && (info.mode & 0o111) !== 0) return path;
+    } catch {
+      // Not in this directory.
+    }
+  }
+  return null;
+}

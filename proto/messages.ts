@@ -1,0 +1,243 @@
+/**
+ * The messages of the peer wire protocol: their type codes, and one zod schema per
+ * message that is the only definition of its header (a JSON object) and its body
+ * (raw bytes). TS types come from `z.infer`. The framing around them is in `frame.ts`.
+ *
+ * A message is `{ type, requestId, header, body }`, a discriminated union on the
+ * string `type`. `requestId` is chosen by the requester and reused by the answer
+ * (answers may come out of order). `body` is always a `Uint8Array`; it may be left
+ * out when encoding and then means an empty body. Only HAVE (bitfield), CHUNK and
+ * PUT_CHUNK (chunk bytes) and MANIFEST (chunk hashes) define one; a body sent with
+ * another type is carried but has no meaning.
+ *
+ * Headers are loose objects: fields a newer peer adds are kept, not rejected, but
+ * every field this version reads is validated.
+ *
+ * @module
+ */
+import { z } from "zod";
+import { ActivityRecord } from "./activity.ts";
+import { assertBitfield } from "./bitfield.ts";
+import { PayloadId, PeerId, Port } from "./ids.ts";
+import { chunkCount } from "./manifest.ts";
+import { Host } from "./tracker.ts";
+
+/** Largest body a message may carry: 16 MiB (a chunk, a bitfield or a manifest's hashes). */
+export const MAX_BODY = 16 * 1024 * 1024;
+/** Largest header a message may carry: 64 KiB - 1 bytes of UTF-8 JSON (a u16 on the wire). */
+export const MAX_HEADER = 64 * 1024 - 1;
+
+/**
+ * The u8 type code of every message on the wire. Codes are never reused; 17 and up
+ * are reserved for later messages (an AUTH exchange among them), and a peer that
+ * receives a code it does not know drops the connection.
+ */
+export const MessageType = {
+  HELLO: 1,
+  HAVE_REQ: 2,
+  HAVE: 3,
+  GET_CHUNK: 4,
+  CHUNK: 5,
+  PUT_CHUNK: 6,
+  PUT_OK: 7,
+  MANIFEST_REQ: 8,
+  MANIFEST: 9,
+  PEERS_REQ: 10,
+  PEERS: 11,
+  LOG_REQ: 12,
+  LOG: 13,
+  PING: 14,
+  PONG: 15,
+  ERROR: 16,
+} as const;
+/** The name of a message type: `"HELLO"`, `"CHUNK"`, … */
+export type MessageTypeName = keyof typeof MessageType;
+
+/** A request id: any u32, chosen by the requester and echoed by the answer. */
+export const RequestId = z.number().int().min(0).max(0xffff_ffff);
+
+/** The ports a peer listens on, by role, as sent on the wire: `chunk` is required. */
+export const WirePorts = z.looseObject({
+  chunk: Port,
+  pingback: Port.optional(),
+  http: Port.optional(),
+  app: Port.optional(),
+});
+/** The ports a peer listens on, by role. */
+export type WirePorts = z.infer<typeof WirePorts>;
+
+/**
+ * Reserved for a later authentication step (a signed challenge, say): carried and
+ * shape-checked, but not acted on by this version.
+ */
+export const HelloAuth = z.looseObject({
+  scheme: z.string().min(1).max(64),
+  nonce: z.string().max(1024).optional(),
+  signature: z.string().max(1024).optional(),
+});
+
+/** HELLO (1): who the sender is. Sent by both sides right after the preamble. */
+export const HelloHeader = z.looseObject({
+  peerId: PeerId,
+  name: z.string().max(64),
+  /** Software version of the sender, for display and diagnostics. */
+  version: z.string().min(1).max(64),
+  ports: WirePorts,
+  publicKey: z.base64url().max(256).optional(),
+  auth: HelloAuth.optional(),
+});
+/** HELLO header. */
+export type HelloHeader = z.infer<typeof HelloHeader>;
+
+/** A header that names just a payload: HAVE_REQ (2) and MANIFEST_REQ (8). */
+export const PayloadHeader = z.looseObject({ payloadId: PayloadId });
+/** A header that names just a payload. */
+export type PayloadHeader = z.infer<typeof PayloadHeader>;
+
+/** HAVE (3): how many chunks the payload has; the body is the sender's bitfield. */
+export const HaveHeader = z.looseObject({
+  payloadId: PayloadId,
+  chunkCount: z.number().int().nonnegative(),
+});
+/** HAVE header. */
+export type HaveHeader = z.infer<typeof HaveHeader>;
+
+/** A header that names one chunk: GET_CHUNK (4), CHUNK (5), PUT_CHUNK (6), PUT_OK (7). */
+export const ChunkHeader = z.looseObject({
+  payloadId: PayloadId,
+  index: z.number().int().nonnegative(),
+});
+/** A header that names one chunk. */
+export type ChunkHeader = z.infer<typeof ChunkHeader>;
+
+/** MANIFEST (9): size and chunk size; the body is the 32-byte SHA-256 of each chunk. */
+export const ManifestHeader = z.looseObject({
+  payloadId: PayloadId,
+  size: z.number().int().nonnegative(),
+  chunkSize: z.number().int().positive().max(MAX_BODY),
+});
+/** MANIFEST header. */
+export type ManifestHeader = z.infer<typeof ManifestHeader>;
+
+/** PEERS_REQ (10): ask for known peers, at most `limit` of them. */
+export const PeersReqHeader = z.looseObject({
+  limit: z.number().int().min(1).max(1000).optional(),
+});
+/** PEERS_REQ header. */
+export type PeersReqHeader = z.infer<typeof PeersReqHeader>;
+
+/** One known peer in a PEERS answer; `lastSeen` is in milliseconds since the epoch. */
+export const WirePeer = z.looseObject({
+  peerId: PeerId,
+  host: Host,
+  ports: WirePorts,
+  name: z.string().max(64).optional(),
+  lastSeen: z.number().nonnegative().optional(),
+});
+/** One known peer in a PEERS answer. */
+export type WirePeer = z.infer<typeof WirePeer>;
+
+/** PEERS (11): the peers the sender knows. */
+export const PeersHeader = z.looseObject({ peers: z.array(WirePeer) });
+/** PEERS header. */
+export type PeersHeader = z.infer<typeof PeersHeader>;
+
+/** LOG_REQ (12): activity records with `id > since`, at most `limit` of them. */
+export const LogReqHeader = z.looseObject({
+  since: z.number().int().nonnegative().optional(),
+  limit: z.number().int().min(1).max(1000).optional(),
+});
+/** LOG_REQ header. */
+export type LogReqHeader = z.infer<typeof LogReqHeader>;
+
+/** LOG (13): activity records, in the shape of `activity.ts`. */
+export const LogHeader = z.looseObject({ records: z.array(ActivityRecord) });
+/** LOG header. */
+export type LogHeader = z.infer<typeof LogHeader>;
+
+/** PING (14) and PONG (15): `ts` is the sender's clock, echoed back by PONG. */
+export const PingHeader = z.looseObject({ ts: z.number().optional() });
+/** PING / PONG header. */
+export type PingHeader = z.infer<typeof PingHeader>;
+
+/** ERROR (16): answers a request (same requestId) that could not be served. */
+export const ErrorHeader = z.looseObject({
+  code: z.string().min(1).max(64),
+  message: z.string(),
+});
+/** ERROR header. */
+export type ErrorHeader = z.infer<typeof ErrorHeader>;
+
+/** A body: raw bytes, empty when left out. */
+const Body = z.instanceof(Uint8Array).default(() => new Uint8Array(0));
+
+function message<T extends MessageTypeName, H extends z.ZodType>(type: T, header: H) {
+  return z.object({ type: z.literal(type), requestId: RequestId, header, body: Body });
+}
+
+/** HAVE: the body is a bitfield of exactly `chunkCount` positions, spare bits zero. */
+const HaveMessage = message("HAVE", HaveHeader).superRefine((m, ctx) => {
+  try {
+    assertBitfield(m.body, m.header.chunkCount);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", path: ["body"], message: (e as Error).message });
+  }
+});
+
+/** MANIFEST: the body holds one 32-byte hash per chunk. */
+const ManifestMessage = message("MANIFEST", ManifestHeader).superRefine((m, ctx) => {
+  const want = 32 * chunkCount(m.header.size, m.header.chunkSize);
+  if (m.body.length !== want) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["body"],
+      message: `Manifest body has '${m.body.length}' bytes but needs '${want}' (32 per chunk)`,
+    });
+  }
+});
+
+/** One schema per message type, keyed by type name: what the decoder validates with. */
+export const MessageSchemas = {
+  HELLO: message("HELLO", HelloHeader),
+  HAVE_REQ: message("HAVE_REQ", PayloadHeader),
+  HAVE: HaveMessage,
+  GET_CHUNK: message("GET_CHUNK", ChunkHeader),
+  CHUNK: message("CHUNK", ChunkHeader),
+  PUT_CHUNK: message("PUT_CHUNK", ChunkHeader),
+  PUT_OK: message("PUT_OK", ChunkHeader),
+  MANIFEST_REQ: message("MANIFEST_REQ", PayloadHeader),
+  MANIFEST: ManifestMessage,
+  PEERS_REQ: message("PEERS_REQ", PeersReqHeader),
+  PEERS: message("PEERS", PeersHeader),
+  LOG_REQ: message("LOG_REQ", LogReqHeader),
+  LOG: message("LOG", LogHeader),
+  PING: message("PING", PingHeader),
+  PONG: message("PONG", PingHeader),
+  ERROR: message("ERROR", ErrorHeader),
+} as const satisfies { [K in MessageTypeName]: z.ZodType };
+
+/** Any wire message: the discriminated union of every `MessageSchemas` entry on `type`. */
+export const Message = z.discriminatedUnion("type", [
+  MessageSchemas.HELLO,
+  MessageSchemas.HAVE_REQ,
+  MessageSchemas.HAVE,
+  MessageSchemas.GET_CHUNK,
+  MessageSchemas.CHUNK,
+  MessageSchemas.PUT_CHUNK,
+  MessageSchemas.PUT_OK,
+  MessageSchemas.MANIFEST_REQ,
+  MessageSchemas.MANIFEST,
+  MessageSchemas.PEERS_REQ,
+  MessageSchemas.PEERS,
+  MessageSchemas.LOG_REQ,
+  MessageSchemas.LOG,
+  MessageSchemas.PING,
+  MessageSchemas.PONG,
+  MessageSchemas.ERROR,
+]);
+/** A message as decoded: `body` is always present. */
+export type Message = z.output<typeof Message>;
+/** A message to encode: like `Message`, but `body` may be left out (empty). */
+export type MessageInit = z.input<typeof Message>;
+/** The message of one type, e.g. `MessageOf<"CHUNK">`. */
+export type MessageOf<T extends MessageTypeName> = Extract<Message, { type: T }>;
