@@ -35,7 +35,7 @@ $(TOOLS)/node_modules/deno/deno:
 check: $(DENO)
 	$(DENO) fmt --check
 	$(DENO) lint
-	$(DENO) check main.ts proto tracker peer tests bench
+	$(DENO) check .
 
 fmt: $(DENO)
 	$(DENO) fmt

@@ -1,0 +1,179 @@
+/**
+ * Test helpers that run `p2p tracker` as a real child process: `spawnTracker()`
+ * starts it on 127.0.0.1, port 0, learns its URL from the line it prints once it
+ * listens, and stops it with a signal while draining its output, so Deno's resource
+ * sanitizer sees nothing left open. `tempDir()` is a disposable temporary folder.
+ *
+ * ```ts
+ * await using dir = await tempDir();
+ * await using tracker = await spawnTracker({ dir: dir.path, args: ["--peer-ttl", "1"] });
+ * await fetch(`${tracker.url}/health`).then((r) => r.json());
+ * const exit = await tracker.stop("SIGTERM");
+ * ```
+ *
+ * @module
+ */
+
+/** The repository root: the working directory of every child process. */
+export const REPO_ROOT: URL = new URL("../", import.meta.url);
+
+/** What a tracker prints on stdout once it listens; group 1 is its base URL. */
+const LISTENING = /^p2p tracker \S+ listening on (http:\/\/127\.0\.0\.1:(\d+)) \(/;
+
+/** Options of `spawnTracker()`. */
+export interface SpawnTrackerOptions {
+  /** Folder of the tracker's files: `DIR/tracker.kv` and `DIR/activity.jsonl`. */
+  dir: string;
+  /** More arguments after the defaults (`--peer-ttl 1`, `--max-upload 1MiB`). */
+  args?: string[];
+  /** Aborts the wait for the listening line; 15 s by default. */
+  signal?: AbortSignal;
+}
+
+/** How a tracker process ended, with everything it printed. */
+export interface TrackerExit {
+  status: Deno.CommandStatus;
+  stdout: string;
+  stderr: string;
+}
+
+/** A running tracker child process. */
+export interface TrackerProcess extends AsyncDisposable {
+  /** Base URL, `http://127.0.0.1:PORT`. */
+  url: string;
+  /** The port the tracker listens on. */
+  port: number;
+  /** Its KV database file and its JSON-lines activity log. */
+  db: string;
+  log: string;
+  child: Deno.ChildProcess;
+  /** What the process printed on stdout so far. */
+  stdout(): string;
+  /** What the process printed on stderr so far. */
+  stderr(): string;
+  /** Sends `signal` (SIGTERM by default) and waits for the exit and the end of its output. */
+  stop(signal?: Deno.Signal): Promise<TrackerExit>;
+  /** `stop("SIGKILL")`. */
+  kill(): Promise<TrackerExit>;
+}
+
+/**
+ * Starts `p2p tracker --host 127.0.0.1 --port 0 --db DIR/tracker.kv --log
+ * DIR/activity.jsonl ...args` and resolves once it printed its listening line.
+ * Rejects, with the process's output, when it exits or the signal aborts first.
+ */
+export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerProcess> {
+  const db = `${opts.dir}/tracker.kv`;
+  const log = `${opts.dir}/activity.jsonl`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "main.ts",
+      "tracker",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--db",
+      db,
+      "--log",
+      log,
+      ...(opts.args ?? []),
+    ],
+    cwd: REPO_ROOT,
+    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+
+  let out = "";
+  let err = "";
+  const listening = Promise.withResolvers<string>();
+  // Both pumps read to the end, so the child never blocks on a full pipe and the
+  // pipes are closed once it exits.
+  const stdoutDone = (async () => {
+    let line = "";
+    for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
+      out += text;
+      line += text;
+      let nl;
+      while ((nl = line.indexOf("\n")) >= 0) {
+        const m = LISTENING.exec(line.slice(0, nl));
+        if (m) listening.resolve(m[1]);
+        line = line.slice(nl + 1);
+      }
+    }
+    listening.reject(new Error("tracker closed its stdout before it listened"));
+  })();
+  const stderrDone = (async () => {
+    for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) err += text;
+  })();
+
+  let exit: Promise<TrackerExit> | undefined;
+  const stop = (signal: Deno.Signal = "SIGTERM"): Promise<TrackerExit> => {
+    exit ??= (async () => {
+      try {
+        child.kill(signal);
+      } catch (e) {
+        // It exited already: there is nothing to signal, only a status to collect.
+        if (!(e instanceof TypeError)) throw e;
+      }
+      const status = await child.status;
+      await Promise.all([stdoutDone, stderrDone]);
+      return { status, stdout: out, stderr: err };
+    })();
+    return exit;
+  };
+
+  const signal = opts.signal ?? AbortSignal.timeout(15_000);
+  const aborted = Promise.withResolvers<never>();
+  const onAbort = () => aborted.reject(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  let url: string;
+  try {
+    signal.throwIfAborted();
+    url = await Promise.race([listening.promise, aborted.promise]);
+  } catch (cause) {
+    const ended = await stop("SIGKILL");
+    throw new Error(
+      `tracker did not start (${cause}); exit ${JSON.stringify(ended.status)}\n` +
+        `stdout: ${ended.stdout}\nstderr: ${ended.stderr}`,
+      { cause },
+    );
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+    listening.promise.catch(() => {});
+    aborted.promise.catch(() => {});
+  }
+
+  return {
+    url,
+    port: Number(new URL(url).port),
+    db,
+    log,
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    stop,
+    kill: () => stop("SIGKILL"),
+    [Symbol.asyncDispose]: async () => {
+      await stop("SIGKILL");
+    },
+  };
+}
+
+/** A temporary folder, removed with everything in it on dispose. */
+export interface TempDir extends AsyncDisposable {
+  path: string;
+}
+
+/** Makes a temporary folder for one test; `await using` removes it. */
+export async function tempDir(prefix = "p2p-test-"): Promise<TempDir> {
+  const path = await Deno.makeTempDir({ prefix });
+  return {
+    path,
+    [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }),
+  };
+}
