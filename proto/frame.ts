@@ -43,8 +43,9 @@
  * | `bad_body`            | the body does not fit the header (HAVE, MANIFEST)       |
  * | `truncated`           | `end()` was called inside the preamble or a frame       |
  *
- * After it throws, a decoder throws the same error on every later call: the caller
- * closes that connection. Frames that came before the bad bytes in the same `push()`
+ * (A `ProtocolError` `internal` would mean a bug in this file: any other exception is
+ * wrapped in one, so callers only ever see `ProtocolError`s.) After it throws, a
+ * decoder throws the same error on every later call: the caller closes that connection. Frames that came before the bad bytes in the same `push()`
  * are dropped with it.
  *
  * @example Round trip
@@ -77,8 +78,9 @@ import {
 
 /** The protocol version this build speaks, sent in the preamble. */
 export const PROTOCOL_VERSION = 1;
-/** The first 4 bytes of every connection: "P2P!". */
+/** The first 4 bytes of every connection: "P2P!". (The codec keeps its own copy.) */
 export const MAGIC: Uint8Array = Uint8Array.of(0x50, 0x32, 0x50, 0x21);
+const MAGIC_BYTES = MAGIC.slice();
 /** Bytes of the preamble: magic, u16 version, u16 flags. */
 export const PREAMBLE_LENGTH = 8;
 /** Bytes of a frame's fixed fields after the length: u8 type, u32 requestId, u16 headerLen. */
@@ -121,7 +123,7 @@ export function encodePreamble(version: number = PROTOCOL_VERSION): Uint8Array {
     throw new RangeError(`Cannot encode preamble: version '${version}' is not a u16`);
   }
   const out = new Uint8Array(PREAMBLE_LENGTH);
-  out.set(MAGIC, 0);
+  out.set(MAGIC_BYTES, 0);
   new DataView(out.buffer).setUint16(4, version);
   return out;
 }
@@ -189,6 +191,7 @@ export class FrameDecoder {
   #frameFill = 0;
   #error: ProtocolError | undefined;
 
+  /** A decoder for one connection; throws `RangeError` for a `maxFrameLength` out of range. */
   constructor(options: FrameDecoderOptions = {}) {
     const max = options.maxFrameLength ?? MAX_FRAME_LENGTH;
     if (!Number.isInteger(max) || max < FIXED_LENGTH || max > MAX_FRAME_LENGTH) {
@@ -268,8 +271,8 @@ export class FrameDecoder {
     this.#headFill += n;
     // Check the magic byte by byte, so a client of another protocol is turned away
     // before it has sent a whole preamble.
-    for (let i = from; i < Math.min(this.#headFill, MAGIC.length); i++) {
-      if (this.#head[i] !== MAGIC[i]) {
+    for (let i = from; i < Math.min(this.#headFill, MAGIC_BYTES.length); i++) {
+      if (this.#head[i] !== MAGIC_BYTES[i]) {
         const got = [...this.#head.subarray(0, i + 1)]
           .map((b) => b.toString(16).padStart(2, "0")).join(" ");
         throw new ProtocolError(

@@ -169,7 +169,8 @@ export const ErrorHeader = z.looseObject({
 export type ErrorHeader = z.infer<typeof ErrorHeader>;
 
 /** A body: raw bytes, empty when left out. */
-const Body = z.instanceof(Uint8Array).default(() => new Uint8Array(0));
+const Body = z.custom<Uint8Array>((v) => v instanceof Uint8Array, "must be a Uint8Array")
+  .default(() => new Uint8Array(0));
 
 function message<T extends MessageTypeName, H extends z.ZodType>(type: T, header: H) {
   return z.object({ type: z.literal(type), requestId: RequestId, header, body: Body });
