@@ -64,12 +64,8 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
         parsePort,
       ),
     )
-    .addOption(
-      new Option("--db <path>", "Deno KV database file").default(undefined, "<data>/tracker.kv"),
-    )
-    .addOption(
-      new Option("--log <path>", "JSON-lines activity log").default(undefined, "beside --db"),
-    )
+    .option("--db <path>", "Deno KV database file (default: <data>/tracker.kv)")
+    .option("--log <path>", "JSON-lines activity log (default: tracker-activity.jsonl beside --db)")
     .addOption(
       new Option("--peer-ttl <seconds>", "a peer that stops heartbeating expires after this")
         .default(60).argParser(parseSeconds),

@@ -81,7 +81,9 @@ export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerPr
   ]);
   const output = () => lines.join("\n");
   child.status.then((s) => {
-    listening.reject(new Error(`Tracker exited with status ${s.code} before listening:\n${output()}`));
+    listening.reject(
+      new Error(`Tracker exited with status ${s.code} before listening:\n${output()}`),
+    );
   });
 
   let stopping: Promise<Deno.CommandStatus> | undefined;

@@ -11,7 +11,13 @@
  */
 import type { z } from "zod";
 import { PeerList, RegisterPeerResponse } from "../proto/tracker.ts";
-import { type Benchmark, type BenchContext, type BenchOutput, BenchSkip, type Figure } from "./_bench.ts";
+import {
+  type BenchContext,
+  type Benchmark,
+  type BenchOutput,
+  BenchSkip,
+  type Figure,
+} from "./_bench.ts";
 import { spawnTracker, type TrackerProcess } from "./_tracker.ts";
 import { findWrk, luaString, runWrk, type WrkReport } from "./_wrk.ts";
 

@@ -161,17 +161,18 @@ export function createTrackerApp(deps: TrackerDeps): Hono<TrackerEnv> {
 
   app.post("/payloads", async (c) => {
     const type = mediaType(c);
-    const declared = Number(c.req.header("content-length") ?? "NaN");
-    if (declared > config.maxUpload) throw tooLarge(declared, config.maxUpload);
     let name = c.req.query("name");
     let source: ReadableStream<Uint8Array> | null;
     if (type === "application/json") {
-      const body = await readJson(c, UploadJsonRequest, config.maxUpload * 2 + 1024);
+      // JSON escaping may double the text: the decoded payload is what the limit is about.
+      const body = await readJson(c, UploadJsonRequest, config.maxUpload * 2 + 1024, true);
       const bytes = new TextEncoder().encode(body.payload);
       if (bytes.length > config.maxUpload) throw tooLarge(bytes.length, config.maxUpload);
       name ??= body.name;
       source = new Blob([bytes]).stream();
     } else if (type === "text/plain" || type === "application/octet-stream") {
+      const declared = Number(c.req.header("content-length") ?? "NaN");
+      if (declared > config.maxUpload) throw tooLarge(declared, config.maxUpload);
       source = c.req.raw.body;
     } else {
       throw new ApiError(
@@ -414,7 +415,7 @@ async function ingest(
     const reader = source.getReader();
     try {
       for (;;) {
-        const { done, value } = await reader.read();
+        const { done, value } = await readPart(reader);
         if (done) break;
         if (chunker.total + value.length > max) {
           await reader.cancel();
@@ -437,8 +438,9 @@ async function readJson<S extends z.ZodType>(
   c: Context<TrackerEnv>,
   schema: S,
   limit: number,
+  isUpload = false,
 ): Promise<z.infer<S>> {
-  const bytes = await readLimited(c.req.raw, limit);
+  const bytes = await readLimited(c.req.raw, limit, isUpload);
   let data: unknown;
   try {
     data = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
@@ -460,20 +462,26 @@ async function readJson<S extends z.ZodType>(
 }
 
 /** The whole body, refusing more than `limit` bytes (declared or actual) with 413. */
-async function readLimited(req: Request, limit: number): Promise<Uint8Array> {
+async function readLimited(req: Request, limit: number, isUpload: boolean): Promise<Uint8Array> {
+  const over = (size: number, prefix = "") =>
+    isUpload ? tooLarge(size, limit, prefix) : new ApiError(
+      413,
+      "payload_too_large",
+      `Request body of ${prefix}${size} bytes is over this endpoint's limit of ${limit} bytes`,
+    );
   const declared = Number(req.headers.get("content-length") ?? "NaN");
-  if (declared > limit) throw tooLarge(declared, limit);
+  if (declared > limit) throw over(declared);
   if (!req.body) return new Uint8Array(0);
   const parts: Uint8Array[] = [];
   let total = 0;
   const reader = req.body.getReader();
   for (;;) {
-    const { done, value } = await reader.read();
+    const { done, value } = await readPart(reader);
     if (done) break;
     total += value.length;
     if (total > limit) {
       await reader.cancel();
-      throw tooLarge(total, limit, "at least ");
+      throw over(total, "at least ");
     }
     parts.push(value);
   }
@@ -484,6 +492,18 @@ async function readLimited(req: Request, limit: number): Promise<Uint8Array> {
     off += p.length;
   }
   return out;
+}
+
+/** One read of a request body; a client that hangs up mid-body is a 400, not a failure. */
+async function readPart(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  try {
+    return await reader.read();
+  } catch (cause) {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    throw new ApiError(400, "incomplete_body", `Request body ended early: ${why}`);
+  }
 }
 
 function parseQuery<S extends z.ZodType>(c: Context<TrackerEnv>, schema: S): z.infer<S> {
