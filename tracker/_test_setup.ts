@@ -30,6 +30,7 @@ export async function testTracker(
   const clock = () => now;
   const activity = await ActivityLog.open(kv, { path: `${dir}/activity.jsonl`, clock });
   const store = new TrackerStore(kv, activity, clock);
+  await store.load();
   const app = createTrackerApp({
     store,
     activity,

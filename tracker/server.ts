@@ -49,6 +49,7 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     throw err;
   }
   const store = new TrackerStore(kv, activity);
+  await store.load();
   const metrics = new Metrics();
   const peerTtlMs = opts.peerTtl * 1000;
   const app = createTrackerApp({

@@ -63,6 +63,9 @@ export interface HaveRow {
   updatedAt: number;
 }
 
+/** A KV entry as read, or absent (`versionstamp` null): what an atomic check needs. */
+type Entry<T> = { key: Deno.KvKey; value: T | null; versionstamp: string | null };
+
 /** Raised when a write lost its race too many times in a row. */
 export class ContentionError extends Error {
   constructor(message: string) {
@@ -88,6 +91,9 @@ export class TrackerStore {
   readonly #clock: () => number;
   readonly #activity: ActivityLog;
   readonly #locks = new KeyedLock();
+  /** The peer index, with the versionstamps last read or written. */
+  readonly #peers = new Map<string, Deno.KvEntry<PeerRow>>();
+  readonly #addrs = new Map<string, Deno.KvEntry<string>>();
 
   constructor(kv: Deno.Kv, activity: ActivityLog, clock: () => number = Date.now) {
     this.kv = kv;
@@ -95,8 +101,54 @@ export class TrackerStore {
     this.#clock = clock;
   }
 
+  /**
+   * Loads the peer index into memory. Reads are served from it; every write still
+   * checks the KV versionstamps it read, so a change made behind this process's back
+   * fails the commit, reloads the keys and retries.
+   */
+  async load(): Promise<void> {
+    this.#peers.clear();
+    this.#addrs.clear();
+    for await (const e of this.kv.list<PeerRow>({ prefix: ["peer"] })) {
+      this.#peers.set(e.key[1] as string, e);
+    }
+    for await (const e of this.kv.list<string>({ prefix: ["addr"] })) {
+      this.#addrs.set(e.key[1] as string, e);
+    }
+  }
+
   #live(row: PeerRow | null): row is PeerRow {
     return row !== null && row.expiresAt > this.#clock();
+  }
+
+  /** The cached entry, or on a miss what KV holds now (another writer may have added it). */
+  async #peerEntry(peerId: string): Promise<Entry<PeerRow>> {
+    const hit = this.#peers.get(peerId);
+    if (hit) return hit;
+    const e = await this.kv.get<PeerRow>(["peer", peerId]);
+    if (e.versionstamp !== null) this.#peers.set(peerId, e as Deno.KvEntry<PeerRow>);
+    return e;
+  }
+
+  /** The cached entry, or on a miss what KV holds now. */
+  async #addrEntry(addr: string): Promise<Entry<string>> {
+    const hit = this.#addrs.get(addr);
+    if (hit) return hit;
+    const e = await this.kv.get<string>(["addr", addr]);
+    if (e.versionstamp !== null) this.#addrs.set(addr, e as Deno.KvEntry<string>);
+    return e;
+  }
+
+  /** Re-reads index keys from KV after a commit lost to another writer. */
+  async #reload(keys: Deno.KvKey[]): Promise<void> {
+    for (let i = 0; i < keys.length; i += 10) {
+      for (const e of await this.kv.getMany<unknown[]>(keys.slice(i, i + 10))) {
+        const [kind, id] = e.key as [string, string];
+        const cache = (kind === "peer" ? this.#peers : this.#addrs) as Map<string, Entry<unknown>>;
+        if (e.versionstamp === null) cache.delete(id);
+        else cache.set(id, e);
+      }
+    }
   }
 
   /**
@@ -119,25 +171,30 @@ export class TrackerStore {
     const expireIn = ttlMs * 2 + 60_000;
     for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
       const now = this.#clock();
-      const addrEntry = await this.kv.get<string>(["addr", addr]);
-      const holder = addrEntry.value === null
-        ? null
-        : await this.kv.get<PeerRow>(["peer", addrEntry.value]);
+      const addrEntry = await this.#addrEntry(addr);
+      const holder = addrEntry.value === null ? null : await this.#peerEntry(addrEntry.value);
       const holderLive = holder !== null && this.#live(holder.value);
       const peerId = reg.peerId ?? (holderLive ? holder.value!.peerId : randomPeerId());
-      const target = holder !== null && holder.value?.peerId === peerId
-        ? holder
-        : await this.kv.get<PeerRow>(["peer", peerId]);
+      const target = await this.#peerEntry(peerId);
       const op = this.kv.atomic().check(addrEntry).check(target);
+      const touched: Deno.KvKey[] = [addrEntry.key, target.key];
+      if (holder) touched.push(holder.key);
       const prev = this.#live(target.value) ? target.value : null;
       // The address belonged to another live peer: that entry goes.
-      if (holderLive && holder.value!.peerId !== peerId) {
-        op.check(holder).delete(["peer", holder.value!.peerId]);
+      const evicted = holderLive && holder.value!.peerId !== peerId ? holder : null;
+      if (evicted) {
+        op.check(evicted).delete(evicted.key);
+        touched.push(evicted.key);
       }
       // This peer moved from another address: its old index entry goes.
+      let vacated: Entry<string> | null = null;
       if (prev && addrKey(prev.host, prev.port) !== addr) {
-        const old = await this.kv.get<string>(["addr", addrKey(prev.host, prev.port)]);
-        if (old.value === peerId) op.check(old).delete(old.key);
+        const old = await this.#addrEntry(addrKey(prev.host, prev.port));
+        if (old.value === peerId) {
+          op.check(old).delete(old.key);
+          vacated = old;
+          touched.push(old.key);
+        }
       }
       const row: PeerRow = {
         peerId,
@@ -152,46 +209,55 @@ export class TrackerStore {
         expiresAt: now + ttlMs,
       };
       const created = prev === null || addrKey(prev.host, prev.port) !== addr;
-      op.set(["peer", peerId], row, { expireIn }).set(["addr", addr], peerId, { expireIn });
+      op.set(target.key, row, { expireIn }).set(addrEntry.key, peerId, { expireIn });
       const rec = this.#activity.stage(op, created ? "peer.register" : "peer.heartbeat", {
         peerId,
         host: reg.host,
         port: reg.port,
         ...(reg.name ? { name: reg.name } : {}),
       });
-      if ((await op.commit()).ok) {
+      const res = await op.commit();
+      if (res.ok) {
         this.#activity.committed(rec);
+        if (evicted) this.#peers.delete(evicted.value!.peerId);
+        if (vacated) this.#addrs.delete(vacated.key[1] as string);
+        this.#peers.set(peerId, { key: target.key, value: row, versionstamp: res.versionstamp });
+        this.#addrs.set(addr, {
+          key: addrEntry.key,
+          value: peerId,
+          versionstamp: res.versionstamp,
+        });
         return { row, created };
       }
+      await this.#reload(touched);
     }
     throw new ContentionError(`Cannot register peer '${addr}': too many concurrent writes`);
   }
 
   /** A live peer by id, or null. */
-  async getPeer(peerId: string): Promise<PeerRow | null> {
-    const e = await this.kv.get<PeerRow>(["peer", peerId]);
-    return this.#live(e.value) ? e.value : null;
+  getPeer(peerId: string): Promise<PeerRow | null> {
+    const row = this.#peers.get(peerId)?.value ?? null;
+    return Promise.resolve(this.#live(row) ? row : null);
   }
 
   /** Every live peer, oldest registration first. */
-  async listPeers(): Promise<PeerRow[]> {
+  listPeers(): Promise<PeerRow[]> {
     const out: PeerRow[] = [];
-    for await (const e of this.kv.list<PeerRow>({ prefix: ["peer"] })) {
-      if (this.#live(e.value)) out.push(e.value);
-    }
-    return out.sort((a, b) => a.registeredAt - b.registeredAt);
+    for (const e of this.#peers.values()) if (this.#live(e.value)) out.push(e.value);
+    return Promise.resolve(out.sort((a, b) => a.registeredAt - b.registeredAt));
   }
 
   /** Removes a live peer; false when there is none with that id. */
   async removePeer(peerId: string, reason: "peer.remove" | "peer.expire"): Promise<boolean> {
     for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
-      const e = await this.kv.get<PeerRow>(["peer", peerId]);
+      const e = await this.#peerEntry(peerId);
       if (e.value === null) return false;
       if (reason === "peer.remove" && !this.#live(e.value)) return false;
       if (reason === "peer.expire" && this.#live(e.value)) return false;
       const op = this.kv.atomic().check(e).delete(e.key);
-      const addr = await this.kv.get<string>(["addr", addrKey(e.value.host, e.value.port)]);
-      if (addr.value === peerId) op.check(addr).delete(addr.key);
+      const addr = await this.#addrEntry(addrKey(e.value.host, e.value.port));
+      const ownsAddr = addr.value === peerId;
+      if (ownsAddr) op.check(addr).delete(addr.key);
       const rec = this.#activity.stage(op, reason, {
         peerId,
         host: e.value.host,
@@ -199,8 +265,11 @@ export class TrackerStore {
       });
       if ((await op.commit()).ok) {
         this.#activity.committed(rec);
+        this.#peers.delete(peerId);
+        if (ownsAddr) this.#addrs.delete(addr.key[1] as string);
         return true;
       }
+      await this.#reload([e.key, addr.key]);
     }
     throw new ContentionError(`Cannot remove peer '${peerId}': too many concurrent writes`);
   }
@@ -209,8 +278,9 @@ export class TrackerStore {
   async expirePeers(): Promise<number> {
     const now = this.#clock();
     let n = 0;
-    for await (const e of this.kv.list<PeerRow>({ prefix: ["peer"] })) {
-      if (e.value.expiresAt <= now && await this.removePeer(e.value.peerId, "peer.expire")) n++;
+    const expired = [...this.#peers.values()].filter((e) => e.value.expiresAt <= now);
+    for (const e of expired) {
+      if (await this.removePeer(e.value.peerId, "peer.expire")) n++;
     }
     return n;
   }
