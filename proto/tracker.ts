@@ -168,3 +168,16 @@ export const ErrorBody = z.object({
 });
 /** Every error answer. */
 export type ErrorBody = z.infer<typeof ErrorBody>;
+
+/** `GET /health` answer. */
+export const HealthResponse = z.object({ status: z.literal("ok"), version: z.string() });
+
+/** `DELETE /peers/{peerId}` answer. */
+export const RemovedResponse = z.object({ removed: PeerId });
+
+/** `POST /payloads/{id}/have` answer: how many positions the peer now holds. */
+export const HaveResponse = z.object({
+  payloadId: PayloadId,
+  peerId: PeerId,
+  count: z.number().int().nonnegative(),
+});

@@ -33,6 +33,8 @@ import {
 import {
   type ErrorBody,
   HaveRequest,
+  type HaveResponse,
+  type HealthResponse,
   type HolderList,
   type ManifestResponse,
   type PayloadInfo,
@@ -40,6 +42,7 @@ import {
   PublishManifestRequest,
   RegisterPeerRequest,
   type RegisterPeerResponse,
+  type RemovedResponse,
   UploadJsonRequest,
   type UploadResponse,
 } from "../proto/tracker.ts";
@@ -107,7 +110,10 @@ export function createTrackerApp(deps: TrackerDeps): Hono<TrackerEnv> {
     }
   });
 
-  app.get("/health", (c) => c.json({ status: "ok", version: config.version }));
+  app.get("/health", (c) => {
+    const res: z.infer<typeof HealthResponse> = { status: "ok", version: config.version };
+    return c.json(res);
+  });
 
   app.get("/metrics", async (c) => {
     const s = await store.stats();
@@ -154,7 +160,8 @@ export function createTrackerApp(deps: TrackerDeps): Hono<TrackerEnv> {
   app.delete("/peers/:peerId", async (c) => {
     const peerId = param(c, "peerId", PeerId, "Peer id");
     if (!await store.removePeer(peerId, "peer.remove")) throw unknownPeer(peerId);
-    return c.json({ removed: peerId });
+    const res: z.infer<typeof RemovedResponse> = { removed: peerId };
+    return c.json(res);
   });
 
   // ---- payloads ----
@@ -302,7 +309,12 @@ export function createTrackerApp(deps: TrackerDeps): Hono<TrackerEnv> {
     }
     const count = bitfieldCount(bits, row.chunks);
     await store.setHave(row.payloadId, body.peerId, bits, count);
-    return c.json({ payloadId: row.payloadId, peerId: body.peerId, count });
+    const res: z.infer<typeof HaveResponse> = {
+      payloadId: row.payloadId,
+      peerId: body.peerId,
+      count,
+    };
+    return c.json(res);
   });
 
   app.get("/payloads/:id/chunks/:index", async (c) => {
