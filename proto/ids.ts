@@ -56,3 +56,17 @@ export function fromBase64(text: string): Uint8Array {
 export function randomPeerId(): string {
   return toHex(crypto.getRandomValues(new Uint8Array(20)));
 }
+
+/** URL-safe base64 without padding (RFC 4648 §5), as used for public keys and signatures. */
+export function toBase64Url(bytes: Uint8Array): string {
+  return toBase64(bytes).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/** Bytes of URL-safe base64 (padding optional); throws `TypeError` when it is not. */
+export function fromBase64Url(text: string): Uint8Array {
+  if (!/^[A-Za-z0-9_-]*$/.test(text)) {
+    throw new TypeError(`Cannot decode base64url: '${text.slice(0, 16)}' is not base64url`);
+  }
+  const std = text.replace(/-/g, "+").replace(/_/g, "/");
+  return fromBase64(std + "=".repeat((4 - (std.length % 4)) % 4));
+}

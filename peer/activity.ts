@@ -1,0 +1,172 @@
+/**
+ * A peer's activity log: every connection, query, chunk sent or received, failure
+ * and tracker exchange, one JSON object a line in `activity.jsonl` in the data
+ * directory. The file rotates by size (`activity.1.jsonl` … `activity.N.jsonl`);
+ * the newest records are also kept in memory to answer `p2p log`, LOG? requests
+ * from other peers, and followers.
+ *
+ * @module
+ */
+import { type ActivityPage, type ActivityRecord, typeMatches } from "../proto/activity.ts";
+
+/** Options of `PeerLog.open()`. */
+export interface PeerLogOptions {
+  /** Rotate when the file grows past this many bytes (default 10 MiB). */
+  maxBytes?: number;
+  /** Rotated files kept besides the current one (default 3). */
+  keepFiles?: number;
+  /** Records kept in memory for queries (default 10 000). */
+  memory?: number;
+  /** Also print each record to stderr as one line. */
+  echo?: boolean;
+}
+
+/** The activity log of one peer. */
+export class PeerLog {
+  readonly path: string;
+  readonly #maxBytes: number;
+  readonly #keepFiles: number;
+  readonly #memory: number;
+  readonly #echo: boolean;
+  #file: Deno.FsFile | undefined;
+  #size: number;
+  #lastId: number;
+  readonly #ring: ActivityRecord[];
+  readonly #followers = new Set<(rec: ActivityRecord) => void>();
+  readonly #encoder = new TextEncoder();
+
+  private constructor(
+    path: string,
+    file: Deno.FsFile,
+    size: number,
+    ring: ActivityRecord[],
+    opts: PeerLogOptions,
+  ) {
+    this.path = path;
+    this.#file = file;
+    this.#size = size;
+    this.#ring = ring;
+    this.#lastId = ring.at(-1)?.id ?? 0;
+    this.#maxBytes = opts.maxBytes ?? 10 * 1024 * 1024;
+    this.#keepFiles = opts.keepFiles ?? 3;
+    this.#memory = opts.memory ?? 10_000;
+    this.#echo = opts.echo ?? false;
+  }
+
+  /** Opens (or creates) the log at `path`, reloading its newest records into memory. */
+  static async open(path: string, opts: PeerLogOptions = {}): Promise<PeerLog> {
+    const memory = opts.memory ?? 10_000;
+    let ring: ActivityRecord[] = [];
+    try {
+      const text = await Deno.readTextFile(path);
+      for (const line of text.split("\n")) {
+        if (!line) continue;
+        try {
+          ring.push(JSON.parse(line) as ActivityRecord);
+        } catch {
+          // A line torn by a crash: skip it.
+        }
+      }
+      if (ring.length > memory) ring = ring.slice(-memory);
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
+    if (ring.length === 0) ring = await lastOfRotated(path);
+    const file = await Deno.open(path, { create: true, append: true });
+    const size = (await file.stat()).size;
+    return new PeerLog(path, file, size, ring, opts);
+  }
+
+  /** Id of the newest record. */
+  get lastId(): number {
+    return this.#lastId;
+  }
+
+  /** Appends a record and tells followers; returns it. */
+  record(type: string, fields: Record<string, unknown> = {}): ActivityRecord {
+    const rec: ActivityRecord = {
+      id: ++this.#lastId,
+      ts: new Date().toISOString(),
+      type,
+      ...fields,
+    };
+    this.#ring.push(rec);
+    if (this.#ring.length > this.#memory * 1.25) {
+      this.#ring.splice(0, this.#ring.length - this.#memory);
+    }
+    if (this.#file) {
+      const bytes = this.#encoder.encode(JSON.stringify(rec) + "\n");
+      try {
+        let off = 0;
+        while (off < bytes.length) off += this.#file.writeSync(bytes.subarray(off));
+        this.#size += bytes.length;
+        if (this.#size >= this.#maxBytes) this.#rotate();
+      } catch (err) {
+        console.error(`p2p: cannot write activity log '${this.path}': ${err}`);
+      }
+    }
+    if (this.#echo) console.error(`[${rec.ts}] ${type} ${JSON.stringify(fields)}`);
+    for (const f of this.#followers) f(rec);
+    return rec;
+  }
+
+  #rotate(): void {
+    this.#file?.close();
+    const base = this.path.replace(/\.jsonl$/, "");
+    for (let i = this.#keepFiles; i >= 1; i--) {
+      const from = i === 1 ? this.path : `${base}.${i - 1}.jsonl`;
+      try {
+        Deno.renameSync(from, `${base}.${i}.jsonl`);
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      }
+    }
+    this.#file = Deno.openSync(this.path, { create: true, append: true, truncate: false });
+    this.#size = 0;
+  }
+
+  /** Records with `id > since`, oldest first, at most `limit`, of a type (dotted prefix). */
+  query(q: { since?: number; limit?: number; type?: string }): ActivityPage {
+    const since = q.since ?? 0;
+    const limit = q.limit ?? 100;
+    const records: ActivityRecord[] = [];
+    let start = this.#ring.findIndex((r) => r.id > since);
+    if (start < 0) start = this.#ring.length;
+    let last = since;
+    for (let i = start; i < this.#ring.length; i++) {
+      const r = this.#ring[i];
+      last = r.id;
+      if (!typeMatches(r.type, q.type)) continue;
+      records.push(r);
+      if (records.length >= limit) {
+        return { records, next: i + 1 < this.#ring.length ? last : null };
+      }
+    }
+    return { records, next: null };
+  }
+
+  /** Calls `listener` with every new record until the returned function is called. */
+  follow(listener: (rec: ActivityRecord) => void): () => void {
+    this.#followers.add(listener);
+    return () => this.#followers.delete(listener);
+  }
+
+  /** Closes the file; later records stay in memory only. Idempotent. */
+  close(): void {
+    this.#file?.close();
+    this.#file = undefined;
+    this.#followers.clear();
+  }
+}
+
+/** The records of the newest rotated file, so ids keep increasing after a rotation. */
+async function lastOfRotated(path: string): Promise<ActivityRecord[]> {
+  try {
+    const text = await Deno.readTextFile(path.replace(/\.jsonl$/, "") + ".1.jsonl");
+    const lines = text.trim().split("\n");
+    const last = JSON.parse(lines[lines.length - 1]) as ActivityRecord;
+    return [last];
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * A peer's identity: an Ed25519 key pair made with WebCrypto on first start and kept
+ * in `identity.json` in the data directory. The peerId is the first 40 hex digits of
+ * SHA-256 over the raw 32-byte public key, so it stays the same across restarts and
+ * anyone holding the public key can check it.
+ *
+ * @module
+ */
+import { fromBase64Url, toBase64Url, toHex } from "../proto/ids.ts";
+
+/** This peer's identity. */
+export interface Identity {
+  /** 40 lowercase hex digits, derived from the public key. */
+  peerId: string;
+  /** The raw Ed25519 public key, base64url. */
+  publicKey: string;
+  /** Signs bytes with the private key (64-byte Ed25519 signature). */
+  sign(data: Uint8Array): Promise<Uint8Array>;
+}
+
+interface IdentityFile {
+  version: 1;
+  publicKey: string;
+  privateKey: JsonWebKey;
+}
+
+/** The peerId belonging to a raw Ed25519 public key. */
+export async function peerIdFromPublicKey(raw: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", raw as BufferSource);
+  return toHex(new Uint8Array(digest)).slice(0, 40);
+}
+
+/** Whether `signature` over `data` was made by the holder of `publicKey` (base64url raw). */
+export async function verifySignature(
+  publicKey: string,
+  data: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
+  try {
+    const key = await crypto.subtle.importKey(
+      "raw",
+      fromBase64Url(publicKey) as BufferSource,
+      { name: "Ed25519" },
+      false,
+      ["verify"],
+    );
+    return await crypto.subtle.verify(
+      "Ed25519",
+      key,
+      signature as BufferSource,
+      data as BufferSource,
+    );
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Loads the identity kept in `dir/identity.json`, or makes and saves a new one when
+ * there is none. A file that exists but cannot be read is an error, never silently
+ * replaced: losing a key changes the peerId.
+ */
+export async function loadIdentity(dir: string): Promise<Identity> {
+  const path = `${dir}/identity.json`;
+  let text: string | undefined;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  if (text === undefined) return await createIdentity(dir, path);
+  try {
+    const file = JSON.parse(text) as IdentityFile;
+    const privateKey = await crypto.subtle.importKey(
+      "jwk",
+      file.privateKey,
+      { name: "Ed25519" },
+      false,
+      ["sign"],
+    );
+    const peerId = await peerIdFromPublicKey(fromBase64Url(file.publicKey));
+    return identity(peerId, file.publicKey, privateKey);
+  } catch (cause) {
+    throw new Error(
+      `Cannot read identity '${path}': ${
+        (cause as Error).message
+      }; move the file away to make a new identity`,
+      { cause },
+    );
+  }
+}
+
+async function createIdentity(dir: string, path: string): Promise<Identity> {
+  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, [
+    "sign",
+    "verify",
+  ]) as CryptoKeyPair;
+  const raw = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const file: IdentityFile = {
+    version: 1,
+    publicKey: toBase64Url(raw),
+    privateKey: await crypto.subtle.exportKey("jwk", pair.privateKey),
+  };
+  await Deno.mkdir(dir, { recursive: true });
+  const tmp = `${path}.${crypto.randomUUID()}.tmp`;
+  await Deno.writeTextFile(tmp, JSON.stringify(file, null, 2) + "\n", { mode: 0o600 });
+  await Deno.rename(tmp, path);
+  return identity(await peerIdFromPublicKey(raw), file.publicKey, pair.privateKey);
+}
+
+function identity(peerId: string, publicKey: string, privateKey: CryptoKey): Identity {
+  return {
+    peerId,
+    publicKey,
+    sign: async (data) =>
+      new Uint8Array(await crypto.subtle.sign("Ed25519", privateKey, data as BufferSource)),
+  };
+}
