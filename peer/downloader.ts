@@ -1,0 +1,304 @@
+/**
+ * Multi-source download of one payload into the chunk store.
+ *
+ * Every source (a peer over TCP, or the tracker over HTTP) says which chunk
+ * positions it holds. The scheduler keeps up to `pipeline` requests in flight per
+ * source, always asking for the rarest missing chunk that source holds, so copies
+ * spread through the network. Each chunk is verified against the manifest before it
+ * is stored (`ChunkStore.writeChunk`); a source that sends a bad chunk gets a strike
+ * and is dropped for this download after `maxStrikes`; a source that errors or
+ * times out loses the chunk to another holder and, after repeated failures, is
+ * dropped. Near the end, idle sources race for the chunks still in flight
+ * (endgame). Chunks already held are never fetched again, so an interrupted
+ * download resumes where it stopped.
+ *
+ * @module
+ */
+import { IntegrityError } from "../proto/errors.ts";
+import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
+import type { Manifest } from "../proto/manifest.ts";
+
+/** Where chunks can come from. */
+export interface Source {
+  /** A peerId, or `tracker`. */
+  readonly id: string;
+  /** Bitfield of the chunk positions it holds (MSB first). */
+  have: Uint8Array;
+  /** Fetches one chunk; rejects on error, timeout or abort. */
+  fetch(index: number, signal: AbortSignal): Promise<Uint8Array>;
+}
+
+/** What the downloader needs of the store. */
+export interface DownloadStore {
+  missing(payloadId: string): number[];
+  writeChunk(payloadId: string, index: number, bytes: Uint8Array): Promise<boolean>;
+}
+
+/** Progress, reported after every chunk and whenever a source comes or goes. */
+export interface Progress {
+  payloadId: string;
+  size: number;
+  chunks: number;
+  done: number;
+  bytes: number;
+  /** Bytes fetched in this run (not counting chunks held before it started). */
+  fetchedBytes: number;
+  seconds: number;
+  sources: number;
+}
+
+/** The outcome of a download. */
+export interface DownloadResult {
+  payloadId: string;
+  size: number;
+  /** Bytes fetched in this run. */
+  bytes: number;
+  seconds: number;
+  /** Chunks already held when the run started. */
+  resumed: number;
+  chunksBySource: Record<string, number>;
+  dropped: { source: string; reason: string }[];
+}
+
+/** Options of `download()`. */
+export interface DownloadOptions {
+  payloadId: string;
+  manifest: Manifest;
+  store: DownloadStore;
+  /** Finds sources; called at start and again whenever every source is gone. */
+  findSources: () => Promise<Source[]>;
+  /** Requests in flight per source (default 8). */
+  pipeline?: number;
+  /** A chunk not received within this is taken from someone else (default 15 s). */
+  chunkTimeoutMs?: number;
+  /** Bad chunks before a source is dropped (default 2). */
+  maxStrikes?: number;
+  /** Failed requests before a source is dropped (default 3). */
+  maxFailures?: number;
+  /** Rounds of `findSources` that may come back empty before giving up (default 3). */
+  maxRefresh?: number;
+  onProgress?: (p: Progress) => void;
+  /** Called after each chunk is verified and stored. */
+  onChunk?: (index: number, source: string) => void;
+  /** Called when a source is dropped. */
+  onDrop?: (source: string, reason: string) => void;
+  signal?: AbortSignal;
+}
+
+/** A download that cannot finish: no source holds what is missing. */
+export class DownloadError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "DownloadError";
+  }
+}
+
+interface SourceState {
+  source: Source;
+  inflight: Map<number, AbortController>;
+  strikes: number;
+  failures: number;
+  chunks: number;
+}
+
+/** Downloads every missing chunk of a payload into the store. */
+export async function download(opts: DownloadOptions): Promise<DownloadResult> {
+  const { payloadId, manifest, store } = opts;
+  const pipeline = opts.pipeline ?? 8;
+  const chunkTimeoutMs = opts.chunkTimeoutMs ?? 15_000;
+  const maxStrikes = opts.maxStrikes ?? 2;
+  const maxFailures = opts.maxFailures ?? 3;
+  const n = manifest.chunks.length;
+  const started = performance.now();
+  const needed = new Set(store.missing(payloadId));
+  const resumed = n - needed.size;
+  const chunkLen = (i: number) =>
+    i === n - 1 ? manifest.size - i * manifest.chunkSize : manifest.chunkSize;
+  let doneBytes = 0;
+  for (let i = 0; i < n; i++) if (!needed.has(i)) doneBytes += chunkLen(i);
+  let fetchedBytes = 0;
+  const sources = new Map<string, SourceState>();
+  /** Dropped for failures: may come back when sources are looked up again. */
+  const gone = new Set<string>();
+  /** Dropped for sending bad chunks: never used again in this download. */
+  const banned = new Set<string>();
+  let fatal: unknown;
+  const dropped: DownloadResult["dropped"] = [];
+  const bySource: Record<string, number> = {};
+  /** How many live sources hold each chunk. */
+  const availability = new Uint16Array(n);
+  /** Which source is fetching a chunk (several in endgame). */
+  const assigned = new Map<number, Set<string>>();
+  const wake = { resolve: () => {} };
+  let refreshes = 0;
+
+  const progress = () =>
+    opts.onProgress?.({
+      payloadId,
+      size: manifest.size,
+      chunks: n,
+      done: n - needed.size,
+      bytes: doneBytes,
+      fetchedBytes,
+      seconds: (performance.now() - started) / 1000,
+      sources: sources.size,
+    });
+
+  const addSource = (s: Source) => {
+    if (sources.has(s.id) || gone.has(s.id) || banned.has(s.id)) return;
+    if (s.have.length !== bitfieldLength(n)) return;
+    sources.set(s.id, { source: s, inflight: new Map(), strikes: 0, failures: 0, chunks: 0 });
+    for (let i = 0; i < n; i++) if (hasBit(s.have, i)) availability[i]++;
+  };
+
+  const drop = (st: SourceState, reason: string, ban = false) => {
+    if (!sources.delete(st.source.id)) return;
+    (ban ? banned : gone).add(st.source.id);
+    for (let i = 0; i < n; i++) if (hasBit(st.source.have, i)) availability[i]--;
+    for (const [i, ctrl] of st.inflight) {
+      ctrl.abort();
+      assigned.get(i)?.delete(st.source.id);
+    }
+    st.inflight.clear();
+    dropped.push({ source: st.source.id, reason });
+    opts.onDrop?.(st.source.id, reason);
+    progress();
+  };
+
+  /** The rarest needed chunk this source holds that nobody fetches; endgame: any in flight. */
+  const pick = (st: SourceState): number | undefined => {
+    let best: number | undefined;
+    let bestRarity = Infinity;
+    let endgame: number | undefined;
+    for (const i of needed) {
+      if (!hasBit(st.source.have, i) || st.inflight.has(i)) continue;
+      const takers = assigned.get(i)?.size ?? 0;
+      if (takers === 0) {
+        const rarity = availability[i] + Math.random() * 0.5;
+        if (rarity < bestRarity) {
+          bestRarity = rarity;
+          best = i;
+        }
+      } else if (endgame === undefined && takers < 2) {
+        endgame = i;
+      }
+    }
+    if (best !== undefined) return best;
+    // Endgame: only once nothing is left unassigned anywhere.
+    return endgame;
+  };
+
+  const fetchOne = async (st: SourceState, index: number) => {
+    const ctrl = new AbortController();
+    st.inflight.set(index, ctrl);
+    let set = assigned.get(index);
+    if (!set) assigned.set(index, set = new Set());
+    set.add(st.source.id);
+    const signal = AbortSignal.any([
+      ctrl.signal,
+      AbortSignal.timeout(chunkTimeoutMs),
+      ...(opts.signal ? [opts.signal] : []),
+    ]);
+    try {
+      const bytes = await st.source.fetch(index, signal);
+      if (!needed.has(index)) return; // another source won the race
+      let stored: boolean;
+      try {
+        stored = await store.writeChunk(payloadId, index, bytes);
+      } catch (err) {
+        if (err instanceof IntegrityError) {
+          st.strikes++;
+          if (st.strikes >= maxStrikes) {
+            drop(st, `sent ${st.strikes} chunks that fail verification`, true);
+          }
+          return;
+        }
+        // The store itself failed (disk full, say): that ends the download.
+        fatal ??= err;
+        return;
+      }
+      if (needed.delete(index)) {
+        doneBytes += bytes.length;
+        fetchedBytes += bytes.length;
+        st.chunks++;
+        st.failures = 0;
+        bySource[st.source.id] = (bySource[st.source.id] ?? 0) + 1;
+        if (stored) opts.onChunk?.(index, st.source.id);
+        // Cancel endgame duplicates.
+        for (const other of assigned.get(index) ?? []) {
+          if (other !== st.source.id) sources.get(other)?.inflight.get(index)?.abort();
+        }
+        progress();
+      }
+    } catch (err) {
+      // Aborted by us (dropped source, endgame loser) or by the caller: not a failure.
+      if (opts.signal?.aborted || ctrl.signal.aborted) return;
+      st.failures++;
+      if (st.failures >= maxFailures) {
+        drop(st, `failed ${st.failures} requests in a row: ${(err as Error).message}`);
+      }
+    } finally {
+      st.inflight.delete(index);
+      assigned.get(index)?.delete(st.source.id);
+      if (assigned.get(index)?.size === 0) assigned.delete(index);
+      wake.resolve();
+    }
+  };
+
+  for (const s of await opts.findSources()) addSource(s);
+  progress();
+  while (needed.size > 0) {
+    opts.signal?.throwIfAborted();
+    if (fatal !== undefined) throw fatal;
+    let active = 0;
+    for (const st of [...sources.values()]) {
+      while (st.inflight.size < pipeline && sources.has(st.source.id)) {
+        const i = pick(st);
+        if (i === undefined) break;
+        fetchOne(st, i);
+      }
+      active += st.inflight.size;
+    }
+    if (active === 0) {
+      // Nobody can serve what is missing: look for more sources.
+      if (refreshes >= (opts.maxRefresh ?? 3)) {
+        const sample = [...needed].slice(0, 8).join(",");
+        throw new DownloadError(
+          `No reachable source holds chunks ${sample}${
+            needed.size > 8 ? ",…" : ""
+          } of payload '${payloadId}' (${needed.size} of ${n} missing)`,
+        );
+      }
+      if (refreshes > 0) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, 500 * 2 ** refreshes);
+          opts.signal?.addEventListener("abort", () => {
+            clearTimeout(t);
+            resolve();
+          }, { once: true });
+        });
+      }
+      refreshes++;
+      gone.clear();
+      for (const s of await opts.findSources()) addSource(s);
+      progress();
+      continue;
+    }
+    refreshes = 0;
+    const { promise, resolve } = Promise.withResolvers<void>();
+    wake.resolve = resolve;
+    await promise;
+  }
+  if (fatal !== undefined) throw fatal;
+  // Let endgame losers settle before returning.
+  for (const st of sources.values()) for (const ctrl of st.inflight.values()) ctrl.abort();
+  return {
+    payloadId,
+    size: manifest.size,
+    bytes: fetchedBytes,
+    seconds: (performance.now() - started) / 1000,
+    resumed,
+    chunksBySource: bySource,
+    dropped,
+  };
+}

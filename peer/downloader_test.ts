@@ -1,0 +1,203 @@
+import assert from "node:assert/strict";
+import { download, DownloadError, type DownloadStore, type Source } from "./downloader.ts";
+import { type Manifest, sha256Hex, verifyChunk } from "../proto/manifest.ts";
+import { bitfieldFromIndices } from "../proto/bitfield.ts";
+
+const CS = 1024;
+
+async function payload(chunks: number): Promise<{ data: Uint8Array; manifest: Manifest }> {
+  const data = crypto.getRandomValues(new Uint8Array(chunks * CS - 100));
+  const hashes: string[] = [];
+  for (let off = 0; off < data.length; off += CS) {
+    hashes.push(await sha256Hex(data.subarray(off, off + CS)));
+  }
+  return { data, manifest: { size: data.length, chunkSize: CS, chunks: hashes } };
+}
+
+/** A store in memory that verifies like the real one. */
+function memoryStore(manifest: Manifest, held: number[] = []): DownloadStore & {
+  chunks: Map<number, Uint8Array>;
+} {
+  const chunks = new Map<number, Uint8Array>(held.map((i) => [i, new Uint8Array(0)]));
+  return {
+    chunks,
+    missing: () => manifest.chunks.map((_, i) => i).filter((i) => !chunks.has(i)),
+    async writeChunk(_id, index, bytes) {
+      await verifyChunk(manifest, index, bytes);
+      if (chunks.has(index)) return false;
+      chunks.set(index, bytes);
+      return true;
+    },
+  };
+}
+
+interface FakeOpts {
+  holds?: number[];
+  corrupt?: boolean;
+  fail?: boolean;
+  hang?: boolean;
+  delayMs?: number;
+}
+
+function source(id: string, data: Uint8Array, m: Manifest, o: FakeOpts = {}) {
+  const n = m.chunks.length;
+  const requested: number[] = [];
+  const s: Source & { requested: number[] } = {
+    id,
+    requested,
+    have: bitfieldFromIndices(n, o.holds ?? [...Array(n).keys()]),
+    async fetch(index, signal) {
+      requested.push(index);
+      if (o.fail) throw new Error("connection closed");
+      if (o.hang) {
+        await new Promise((_, reject) =>
+          signal.addEventListener("abort", () => reject(signal.reason))
+        );
+      }
+      if (o.delayMs) await new Promise((r) => setTimeout(r, o.delayMs));
+      const bytes = data.slice(index * CS, (index + 1) * CS);
+      if (o.corrupt) bytes[0] ^= 0xff;
+      return bytes;
+    },
+  };
+  return s;
+}
+
+function assembled(store: ReturnType<typeof memoryStore>, n: number): Uint8Array {
+  const parts = [...Array(n).keys()].map((i) => store.chunks.get(i)!);
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+Deno.test("download() takes chunks from several sources and stores them verified", async () => {
+  const { data, manifest } = await payload(40);
+  const store = memoryStore(manifest);
+  const sources = ["a", "b", "c"].map((id) => source(id, data, manifest, { delayMs: 1 }));
+  const res = await download({
+    payloadId: "p",
+    manifest,
+    store,
+    findSources: () => Promise.resolve(sources),
+    pipeline: 4,
+  });
+  assert.deepEqual(assembled(store, 40), data);
+  assert.ok(Object.keys(res.chunksBySource).length >= 2, JSON.stringify(res.chunksBySource));
+  assert.equal(Object.values(res.chunksBySource).reduce((a, b) => a + b, 0), 40);
+  assert.equal(res.bytes, data.length);
+});
+
+Deno.test("download() drops a source whose chunks fail verification and still finishes", async () => {
+  const { data, manifest } = await payload(20);
+  const store = memoryStore(manifest);
+  const liar = source("liar", data, manifest, { corrupt: true });
+  const honest = source("honest", data, manifest, { delayMs: 2 });
+  const dropped: string[] = [];
+  const res = await download({
+    payloadId: "p",
+    manifest,
+    store,
+    findSources: () => Promise.resolve([liar, honest]),
+    onDrop: (id) => dropped.push(id),
+  });
+  assert.deepEqual(assembled(store, 20), data);
+  assert.deepEqual(dropped, ["liar"]);
+  assert.match(res.dropped[0].reason, /fail verification/);
+  assert.equal(res.chunksBySource.liar, undefined);
+  // Dropped for lying: never asked again, even after sources are looked up again.
+  assert.ok(liar.requested.length <= 8 + 2, `liar asked ${liar.requested.length} times`);
+});
+
+Deno.test("download() replaces dead and silent sources", async () => {
+  const { data, manifest } = await payload(12);
+  const store = memoryStore(manifest);
+  const dead = source("dead", data, manifest, { fail: true });
+  const silent = source("silent", data, manifest, { hang: true });
+  const slowButAlive = source("alive", data, manifest, { delayMs: 20 });
+  const res = await download({
+    payloadId: "p",
+    manifest,
+    store,
+    findSources: () => Promise.resolve([dead, silent, slowButAlive]),
+    // One request at a time: the silent source times out three times (90 ms)
+    // while the live one needs about 240 ms for the twelve chunks.
+    pipeline: 1,
+    chunkTimeoutMs: 30,
+  });
+  assert.deepEqual(assembled(store, 12), data);
+  assert.deepEqual(Object.keys(res.chunksBySource), ["alive"]);
+  assert.deepEqual(res.dropped.map((d) => d.source).sort(), ["dead", "silent"]);
+});
+
+Deno.test("download() resumes: chunks already held are not fetched again", async () => {
+  const { data, manifest } = await payload(10);
+  const store = memoryStore(manifest);
+  for (let i = 0; i < 6; i++) store.chunks.set(i, data.slice(i * CS, (i + 1) * CS));
+  const s = source("s", data, manifest);
+  const res = await download({
+    payloadId: "p",
+    manifest,
+    store,
+    findSources: () => Promise.resolve([s]),
+  });
+  assert.deepEqual([...s.requested].sort((a, b) => a - b), [6, 7, 8, 9]);
+  assert.equal(res.resumed, 6);
+  assert.deepEqual(assembled(store, 10), data);
+});
+
+Deno.test("download() asks for the rarest chunk first", async () => {
+  const { data, manifest } = await payload(8);
+  const store = memoryStore(manifest);
+  const everything = source("all", data, manifest);
+  const most = source("most", data, manifest, { holds: [0, 1, 2, 3, 4, 6, 7] });
+  await download({
+    payloadId: "p",
+    manifest,
+    store,
+    findSources: () => Promise.resolve([everything, most]),
+    pipeline: 1,
+  });
+  assert.equal(everything.requested[0], 5);
+});
+
+Deno.test("download() fails with DownloadError naming chunks nobody holds", async () => {
+  const { data, manifest } = await payload(4);
+  const store = memoryStore(manifest);
+  const partial = source("partial", data, manifest, { holds: [0, 1] });
+  let lookups = 0;
+  await assert.rejects(
+    download({
+      payloadId: "p",
+      manifest,
+      store,
+      findSources: () => {
+        lookups++;
+        return Promise.resolve([partial]);
+      },
+      maxRefresh: 1,
+    }),
+    (err: Error) => err instanceof DownloadError && /chunks 2,3/.test(err.message),
+  );
+  assert.equal(lookups, 2);
+  assert.equal(store.chunks.size, 2);
+});
+
+Deno.test("download() stops when its signal is aborted", async () => {
+  const { data, manifest } = await payload(4);
+  const store = memoryStore(manifest);
+  const ctrl = new AbortController();
+  const silent = source("silent", data, manifest, { hang: true });
+  const run = download({
+    payloadId: "p",
+    manifest,
+    store,
+    findSources: () => Promise.resolve([silent]),
+    signal: ctrl.signal,
+  });
+  setTimeout(() => ctrl.abort(new Error("stopped by test")), 20);
+  await assert.rejects(run, /stopped by test/);
+});
