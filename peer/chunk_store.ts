@@ -1,0 +1,598 @@
+/**
+ * The peer's verified, content-addressed chunk store on disk.
+ *
+ * ```text
+ * <dir>/manifests/<payloadId>.json   { size, chunkSize, chunks: [hex…], name?, addedAt }
+ * <dir>/chunks/<hh>/<sha256 hex>     one file per distinct chunk, <hh> = first 2 hex digits
+ * <dir>/tmp/                         temporaries; emptied by `ChunkStore.open()`
+ * ```
+ *
+ * Chunks are stored by their SHA-256, so two payloads that share a chunk share its
+ * file, and storing it for one makes it held for the other. Every file is written to
+ * a unique temporary in `tmp/` and renamed into place, so a reader never sees half a
+ * file. Nothing reaches `manifests/` or `chunks/` unverified: a manifest must hash to
+ * its payloadId and a chunk to its manifest entry. That is why `open()` trusts a chunk
+ * file of the right size without hashing it again (hashing GiBs would make start-up
+ * slow) and `readChunk()`, which serves chunks to other peers, does not re-hash either
+ * (the receiver verifies every chunk anyway). `exportStream()`, which hands bytes to
+ * the user, re-hashes every chunk. A chunk found short, missing or corrupt is removed
+ * and stops being held, so it can be fetched again.
+ *
+ * Files are not fsynced (that would cost more than the network at 1 GiB/s): after a
+ * crash a chunk may be lost or short, which the size check at start-up catches, and
+ * the rare same-size damage is caught by the hash checks above.
+ *
+ * An import that fails part-way leaves the chunks it stored as unreferenced files;
+ * a later import or download of the same bytes reuses them.
+ *
+ * One directory belongs to one store in one process.
+ *
+ * @module
+ */
+import { IntegrityError } from "../proto/errors.ts";
+import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
+import {
+  CHUNK_SIZE,
+  chunkCount,
+  Chunker,
+  chunkLength,
+  type Manifest,
+  payloadIdOf,
+  sha256Hex,
+  verifyChunk,
+  verifyManifest,
+} from "../proto/manifest.ts";
+
+/** What the store knows about one payload, as `payload()` and `list()` report it. */
+export interface StoredPayload {
+  payloadId: string;
+  size: number;
+  chunkSize: number;
+  /** Number of chunks. */
+  chunks: number;
+  /** Number of chunks held. */
+  held: number;
+  complete: boolean;
+  name?: string;
+  /** When the manifest was added, in ms since the epoch. */
+  addedAt: number;
+}
+
+/** Options of `ChunkStore.open()`; by default warnings go to `console.warn`. */
+export interface ChunkStoreOptions {
+  /** Called with a message for every damaged file skipped or removed. */
+  warn?: (message: string) => void;
+}
+
+/** Largest chunk size accepted in a manifest, as the tracker caps it: 16 MiB. */
+export const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const STAT_BATCH = 64;
+
+interface Entry {
+  readonly payloadId: string;
+  readonly manifest: Manifest;
+  readonly bits: Uint8Array;
+  held: number;
+  readonly name?: string;
+  readonly addedAt: number;
+  /** Insertion order, to break `addedAt` ties in `list()`. */
+  readonly seq: number;
+}
+
+/** One position of one payload where a chunk hash appears. */
+interface Ref {
+  readonly entry: Entry;
+  readonly index: number;
+  readonly length: number;
+}
+
+/**
+ * A directory of verified payload manifests and content-addressed chunks, with an
+ * in-memory bitfield per payload. `open()` loads it, `addManifest()` and
+ * `writeChunk()` add to it (verifying first), `importStream()` adds a whole payload
+ * from a byte stream holding about one chunk in memory, `readChunk()` serves chunks
+ * and `exportStream()` streams a payload back out, re-verified. Listeners registered
+ * with `onChunk()` hear of every chunk position that becomes held.
+ */
+export class ChunkStore {
+  /** The store's directory. */
+  readonly dir: string;
+  readonly #warn: (message: string) => void;
+  readonly #payloads = new Map<string, Entry>();
+  /** Chunk hash → every payload position that has it. */
+  readonly #refs = new Map<string, Ref[]>();
+  /** Chunk hash → byte size of its file, for the files known to be in place. */
+  readonly #onDisk = new Map<string, number>();
+  /** Chunk hash → the write or removal of its file under way. */
+  readonly #busy = new Map<string, Promise<void>>();
+  /** payloadId → the `addManifest()` under way. */
+  readonly #adding = new Map<string, Promise<boolean>>();
+  readonly #prefixes = new Set<string>();
+  readonly #listeners = new Set<(payloadId: string, index: number) => void>();
+  #seq = 0;
+  #tmpSeq = 0;
+  #closed = false;
+
+  private constructor(dir: string, warn: (message: string) => void) {
+    this.dir = dir;
+    this.#warn = warn;
+  }
+
+  /**
+   * Opens the store in `dir`, creating its folders, emptying `tmp/`, loading every
+   * manifest that hashes to the id in its file name (others are removed with a
+   * warning; a damaged file never stops the store from opening) and marking a chunk
+   * held when its file exists with the right size.
+   */
+  static async open(dir: string, opts: ChunkStoreOptions = {}): Promise<ChunkStore> {
+    const store = new ChunkStore(dir, opts.warn ?? ((m) => console.warn(m)));
+    await store.#load();
+    return store;
+  }
+
+  /** The payload's manifest, or `undefined` when unknown; only verified manifests are held. */
+  getManifest(payloadId: string): Manifest | undefined {
+    return this.#payloads.get(payloadId)?.manifest;
+  }
+
+  /** What the store holds of a payload, or `undefined` when it is unknown. */
+  payload(payloadId: string): StoredPayload | undefined {
+    const e = this.#payloads.get(payloadId);
+    return e && describe(e);
+  }
+
+  /** Every known payload, newest first. */
+  list(): StoredPayload[] {
+    return [...this.#payloads.values()]
+      .sort((a, b) => b.addedAt - a.addedAt || b.seq - a.seq)
+      .map(describe);
+  }
+
+  /**
+   * Adds a manifest: checks its shape (`TypeError`/`RangeError`, empty payloads are
+   * refused) and that it hashes to `payloadId` (`IntegrityError`), writes it to disk
+   * atomically, then marks held the chunks whose files are already in place (shared
+   * with another payload, or left by an earlier run) and tells `onChunk` listeners.
+   * Resolves `false` when the payload was already known.
+   */
+  async addManifest(
+    payloadId: string,
+    manifest: Manifest,
+    meta: { name?: string } = {},
+  ): Promise<boolean> {
+    this.#assertOpen("add manifest");
+    checkManifestShape(payloadId, manifest);
+    await verifyManifest(payloadId, manifest);
+    for (;;) {
+      if (this.#payloads.has(payloadId)) return false;
+      const pending = this.#adding.get(payloadId);
+      if (!pending) break;
+      await pending.catch(() => {});
+    }
+    const op = this.#addVerified(payloadId, manifest, meta.name, Date.now(), true)
+      .finally(() => this.#adding.delete(payloadId));
+    this.#adding.set(payloadId, op);
+    return await op;
+  }
+
+  /** Whether chunk `index` of the payload is held; `false` for an unknown payload. */
+  has(payloadId: string, index: number): boolean {
+    const e = this.#payloads.get(payloadId);
+    return e !== undefined && Number.isInteger(index) && index >= 0 &&
+      index < e.manifest.chunks.length && hasBit(e.bits, index);
+  }
+
+  /** A copy of the payload's bitfield (MSB-first); `RangeError` for an unknown payload. */
+  have(payloadId: string): Uint8Array {
+    return this.#entry(payloadId, "read bitfield").bits.slice();
+  }
+
+  /** The chunk indices not held yet, ascending; `RangeError` for an unknown payload. */
+  missing(payloadId: string): number[] {
+    const e = this.#entry(payloadId, "list missing chunks");
+    const out: number[] = [];
+    for (let i = 0; i < e.manifest.chunks.length; i++) if (!hasBit(e.bits, i)) out.push(i);
+    return out;
+  }
+
+  /**
+   * Reads a held chunk for serving, without hashing it again (see the module notes).
+   * `RangeError` when the payload is unknown or the chunk is not held; `IntegrityError`
+   * when its file turns out to be missing or of the wrong size, after which the chunk
+   * is no longer held.
+   */
+  async readChunk(payloadId: string, index: number): Promise<Uint8Array> {
+    const e = this.#entry(payloadId, "read chunk");
+    if (!this.has(payloadId, index)) {
+      throw new RangeError(`Cannot read chunk '${index}' of payload '${payloadId}': not held`);
+    }
+    return await this.#readFile(e, index);
+  }
+
+  /**
+   * Verifies `bytes` as chunk `index` of the payload (`IntegrityError`, nothing is
+   * written) and stores them. Resolves `true` when this call made the chunk held,
+   * `false` when it already was (also for the loser of two concurrent writes of the
+   * same chunk, so listeners hear of each chunk once). `RangeError` for an unknown
+   * payload or a bad index.
+   */
+  async writeChunk(payloadId: string, index: number, bytes: Uint8Array): Promise<boolean> {
+    this.#assertOpen("write chunk");
+    const e = this.#entry(payloadId, "write chunk");
+    await verifyChunk(e.manifest, index, bytes);
+    if (hasBit(e.bits, index)) return false;
+    const hash = e.manifest.chunks[index];
+    await this.#storeFile(hash, bytes);
+    return this.#mark(hash, e, index);
+  }
+
+  /**
+   * Stores a whole payload read from `source`, holding about one chunk in memory: each
+   * chunk is hashed and written under its hash at once, then the manifest is built
+   * from the hashes and added, and `onChunk` listeners hear of every chunk. `created`
+   * is `false` when the payload was already known. Throws `RangeError` for empty input.
+   */
+  async importStream(
+    source: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
+    meta: { name?: string } = {},
+  ): Promise<{ payloadId: string; manifest: Manifest; created: boolean }> {
+    this.#assertOpen("import");
+    const chunker = new Chunker(CHUNK_SIZE);
+    const chunks: string[] = [];
+    const store = async (chunk: Uint8Array) => {
+      const hash = await sha256Hex(chunk);
+      await this.#storeFile(hash, chunk);
+      chunks.push(hash);
+    };
+    for await (const part of source) {
+      for (const chunk of chunker.push(part)) await store(chunk);
+    }
+    const last = chunker.finish();
+    if (last) await store(last);
+    if (chunker.total === 0) throw new RangeError("Cannot import an empty payload");
+    const manifest: Manifest = { size: chunker.total, chunkSize: CHUNK_SIZE, chunks };
+    const payloadId = await payloadIdOf(manifest);
+    const created = await this.addManifest(payloadId, manifest, meta);
+    // Already known: the chunks just stored may fill positions it lacked.
+    const e = this.#payloads.get(payloadId)!;
+    for (const hash of new Set(chunks)) this.#mark(hash, e, -1);
+    return { payloadId, manifest: e.manifest, created };
+  }
+
+  /**
+   * The payload's bytes in order as a stream, reading one chunk at a time and
+   * re-hashing each. The stream errors with `IntegrityError` when a chunk is not held
+   * or its file does not match the manifest (such a file is removed and the chunk no
+   * longer held). Throws `RangeError` at once for an unknown payload.
+   */
+  exportStream(payloadId: string): ReadableStream<Uint8Array> {
+    const e = this.#entry(payloadId, "export");
+    const n = e.manifest.chunks.length;
+    let index = 0;
+    return new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        const i = index++;
+        if (!hasBit(e.bits, i)) {
+          throw new IntegrityError(`Cannot export payload '${payloadId}': chunk '${i}' is missing`);
+        }
+        const bytes = await this.#readFile(e, i);
+        const actual = await sha256Hex(bytes);
+        if (actual !== e.manifest.chunks[i]) {
+          await this.#forget(e.manifest.chunks[i]);
+          throw new IntegrityError(
+            `Cannot export payload '${payloadId}': chunk '${i}' on disk hashes to '${actual}', ` +
+              `expected '${e.manifest.chunks[i]}'; it is no longer held`,
+          );
+        }
+        controller.enqueue(bytes);
+        if (index === n) controller.close();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  /**
+   * Calls `listener` after every chunk position that becomes held: by `writeChunk()`,
+   * by `importStream()` once its manifest is added, and by `addManifest()` for chunks
+   * already on disk. A listener that throws is logged and ignored. Returns a function
+   * that unsubscribes.
+   */
+  onChunk(listener: (payloadId: string, index: number) => void): () => void {
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
+  /**
+   * Closes the store: later `addManifest()`, `writeChunk()` and `importStream()` calls
+   * throw, listeners are dropped. Reads keep working. Idempotent; there are no handles
+   * to release, as every file is opened and closed within one call.
+   */
+  close(): void {
+    this.#closed = true;
+    this.#listeners.clear();
+  }
+
+  #assertOpen(what: string): void {
+    if (this.#closed) throw new Error(`Cannot ${what}: the chunk store is closed`);
+  }
+
+  #entry(payloadId: string, what: string): Entry {
+    const e = this.#payloads.get(payloadId);
+    if (!e) throw new RangeError(`Cannot ${what}: payload '${payloadId}' is not known`);
+    return e;
+  }
+
+  #chunkPath(hash: string): string {
+    return `${this.dir}/chunks/${hash.slice(0, 2)}/${hash}`;
+  }
+
+  #tmpPath(): string {
+    return `${this.dir}/tmp/${Deno.pid}-${++this.#tmpSeq}-${crypto.randomUUID()}`;
+  }
+
+  /** Writes `bytes` to a fresh temporary and renames it to `path`. */
+  async #writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
+    const tmp = this.#tmpPath();
+    try {
+      await Deno.writeFile(tmp, bytes, { createNew: true });
+      await Deno.rename(tmp, path);
+    } catch (err) {
+      await Deno.remove(tmp).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Puts a verified chunk's file in place, once even when several calls race. */
+  async #storeFile(hash: string, bytes: Uint8Array): Promise<void> {
+    for (;;) {
+      if (this.#onDisk.get(hash) === bytes.length) return;
+      const busy = this.#busy.get(hash);
+      if (!busy) break;
+      await busy.catch(() => {});
+    }
+    const op = (async () => {
+      const prefix = hash.slice(0, 2);
+      if (!this.#prefixes.has(prefix)) {
+        await Deno.mkdir(`${this.dir}/chunks/${prefix}`, { recursive: true });
+        this.#prefixes.add(prefix);
+      }
+      await this.#writeAtomic(this.#chunkPath(hash), bytes);
+      this.#onDisk.set(hash, bytes.length);
+    })().finally(() => this.#busy.delete(hash));
+    this.#busy.set(hash, op);
+    await op;
+  }
+
+  /**
+   * Marks held every position whose chunk is `hash` and whose length matches its file,
+   * tells listeners, and returns whether position `index` of `mine` was among them.
+   */
+  #mark(hash: string, mine: Entry, index: number): boolean {
+    const size = this.#onDisk.get(hash);
+    if (size === undefined) return false;
+    const fresh: Ref[] = [];
+    for (const ref of this.#refs.get(hash) ?? []) {
+      if (ref.length !== size || hasBit(ref.entry.bits, ref.index)) continue;
+      ref.entry.bits[ref.index >> 3] |= 0x80 >> (ref.index & 7);
+      ref.entry.held++;
+      fresh.push(ref);
+    }
+    for (const ref of fresh) this.#emit(ref.entry.payloadId, ref.index);
+    return fresh.some((ref) => ref.entry === mine && ref.index === index);
+  }
+
+  /** Un-holds every position whose chunk is `hash` and removes its file. */
+  async #forget(hash: string): Promise<void> {
+    this.#onDisk.delete(hash);
+    for (const ref of this.#refs.get(hash) ?? []) {
+      if (!hasBit(ref.entry.bits, ref.index)) continue;
+      ref.entry.bits[ref.index >> 3] &= ~(0x80 >> (ref.index & 7));
+      ref.entry.held--;
+    }
+    if (this.#busy.has(hash)) return; // a fresh copy is being written over it
+    const op = Deno.remove(this.#chunkPath(hash)).catch(() => {})
+      .finally(() => this.#busy.delete(hash));
+    this.#busy.set(hash, op);
+    await op;
+  }
+
+  /** Reads chunk `index` of a payload, checking only its length. */
+  async #readFile(e: Entry, index: number): Promise<Uint8Array> {
+    const hash = e.manifest.chunks[index];
+    const want = chunkLength(e.manifest.size, index, e.manifest.chunkSize);
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(this.#chunkPath(hash));
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      await this.#forget(hash);
+      throw new IntegrityError(
+        `Chunk '${index}' of payload '${e.payloadId}' vanished from disk; it is no longer held`,
+        { cause: err },
+      );
+    }
+    if (bytes.length !== want) {
+      await this.#forget(hash);
+      throw new IntegrityError(
+        `Chunk '${index}' of payload '${e.payloadId}' has '${bytes.length}' bytes on disk, ` +
+          `expected '${want}'; it is no longer held`,
+      );
+    }
+    return bytes;
+  }
+
+  #emit(payloadId: string, index: number): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(payloadId, index);
+      } catch (err) {
+        this.#warn(`onChunk listener failed for chunk '${index}' of '${payloadId}': ${err}`);
+      }
+    }
+  }
+
+  /**
+   * Registers a verified manifest: persists it when `persist`, learns which of its
+   * chunk files are in place, then marks those held in one synchronous step (so a
+   * write finishing meanwhile is not missed) and tells listeners.
+   */
+  async #addVerified(
+    payloadId: string,
+    m: Manifest,
+    name: string | undefined,
+    addedAt: number,
+    persist: boolean,
+  ): Promise<boolean> {
+    const manifest: Manifest = Object.freeze({
+      size: m.size,
+      chunkSize: m.chunkSize,
+      chunks: Object.freeze([...m.chunks]) as string[],
+    });
+    if (persist) {
+      const json = JSON.stringify({
+        ...manifest,
+        ...(name === undefined ? {} : { name }),
+        addedAt,
+      });
+      await this.#writeAtomic(
+        `${this.dir}/manifests/${payloadId}.json`,
+        new TextEncoder().encode(json),
+      );
+    }
+    await this.#statChunks(new Set(manifest.chunks));
+    const entry: Entry = {
+      payloadId,
+      manifest,
+      bits: new Uint8Array(bitfieldLength(manifest.chunks.length)),
+      held: 0,
+      addedAt,
+      seq: ++this.#seq,
+      ...(name === undefined ? {} : { name }),
+    };
+    this.#payloads.set(payloadId, entry);
+    manifest.chunks.forEach((hash, index) => {
+      const ref = { entry, index, length: chunkLength(manifest.size, index, manifest.chunkSize) };
+      const refs = this.#refs.get(hash);
+      if (refs) refs.push(ref);
+      else this.#refs.set(hash, [ref]);
+    });
+    for (const hash of new Set(manifest.chunks)) this.#mark(hash, entry, -1);
+    return true;
+  }
+
+  /** Records in `#onDisk` the size of each of `hashes`' files that exists (not re-hashed). */
+  async #statChunks(hashes: Set<string>): Promise<void> {
+    const todo = [...hashes].filter((h) => !this.#onDisk.has(h) && !this.#busy.has(h));
+    for (let i = 0; i < todo.length; i += STAT_BATCH) {
+      await Promise.all(
+        todo.slice(i, i + STAT_BATCH).map(async (hash) => {
+          try {
+            const st = await Deno.stat(this.#chunkPath(hash));
+            if (st.isFile && !this.#busy.has(hash)) this.#onDisk.set(hash, st.size);
+          } catch (err) {
+            if (!(err instanceof Deno.errors.NotFound)) throw err;
+          }
+        }),
+      );
+    }
+  }
+
+  async #load(): Promise<void> {
+    for (const sub of ["manifests", "chunks", "tmp"]) {
+      await Deno.mkdir(`${this.dir}/${sub}`, { recursive: true });
+    }
+    for await (const stale of Deno.readDir(`${this.dir}/tmp`)) {
+      await Deno.remove(`${this.dir}/tmp/${stale.name}`, { recursive: true });
+    }
+    for await (const d of Deno.readDir(`${this.dir}/chunks`)) {
+      if (d.isDirectory) this.#prefixes.add(d.name);
+    }
+    const found: { payloadId: string; manifest: Manifest; name?: string; addedAt: number }[] = [];
+    for await (const f of Deno.readDir(`${this.dir}/manifests`)) {
+      const path = `${this.dir}/manifests/${f.name}`;
+      const payloadId = f.name.endsWith(".json") ? f.name.slice(0, -5) : "";
+      if (!f.isFile || !HEX64.test(payloadId)) {
+        this.#warn(`Chunk store: ignoring '${path}', not a manifest file name`);
+        continue;
+      }
+      try {
+        found.push({ payloadId, ...await readManifestFile(path, payloadId) });
+      } catch (err) {
+        this.#warn(`Chunk store: removing manifest '${path}': ${(err as Error).message}`);
+        await Deno.remove(path).catch(() => {});
+      }
+    }
+    found.sort((a, b) => a.addedAt - b.addedAt);
+    for (const p of found) {
+      await this.#addVerified(p.payloadId, p.manifest, p.name, p.addedAt, false);
+    }
+  }
+}
+
+function describe(e: Entry): StoredPayload {
+  const n = e.manifest.chunks.length;
+  return {
+    payloadId: e.payloadId,
+    size: e.manifest.size,
+    chunkSize: e.manifest.chunkSize,
+    chunks: n,
+    held: e.held,
+    complete: e.held === n,
+    ...(e.name === undefined ? {} : { name: e.name }),
+    addedAt: e.addedAt,
+  };
+}
+
+/**
+ * Throws `TypeError`/`RangeError` unless `m` is a usable manifest for `payloadId`:
+ * lowercase hex ids (they become file names), a non-empty size, a chunk size up to
+ * `MAX_CHUNK_SIZE` and one hash per chunk. Whether it hashes to the id is checked apart.
+ */
+function checkManifestShape(payloadId: string, m: Manifest): void {
+  if (typeof payloadId !== "string" || !HEX64.test(payloadId)) {
+    throw new TypeError(`Cannot add manifest: payloadId '${payloadId}' is not 64 lowercase hex`);
+  }
+  if (typeof m !== "object" || m === null) {
+    throw new TypeError(`Cannot add manifest for '${payloadId}': not an object`);
+  }
+  if (!Number.isSafeInteger(m.size) || m.size < 1) {
+    throw new RangeError(
+      `Cannot add manifest for '${payloadId}': size '${m.size}' is not a positive integer`,
+    );
+  }
+  if (!Number.isInteger(m.chunkSize) || m.chunkSize < 1 || m.chunkSize > MAX_CHUNK_SIZE) {
+    throw new RangeError(
+      `Cannot add manifest for '${payloadId}': chunk size '${m.chunkSize}' is out of range`,
+    );
+  }
+  if (!Array.isArray(m.chunks) || m.chunks.length !== chunkCount(m.size, m.chunkSize)) {
+    throw new RangeError(
+      `Cannot add manifest for '${payloadId}': size '${m.size}' needs '${
+        chunkCount(m.size, m.chunkSize)
+      }' chunk hashes`,
+    );
+  }
+  for (const h of m.chunks) {
+    if (typeof h !== "string" || !HEX64.test(h)) {
+      throw new TypeError(
+        `Cannot add manifest for '${payloadId}': chunk hash '${h}' is not 64 lowercase hex`,
+      );
+    }
+  }
+}
+
+/** Reads, shape-checks and verifies a manifest file; throws on anything wrong. */
+async function readManifestFile(
+  path: string,
+  payloadId: string,
+): Promise<{ manifest: Manifest; name?: string; addedAt: number }> {
+  const raw = JSON.parse(await Deno.readTextFile(path));
+  const manifest: Manifest = { size: raw?.size, chunkSize: raw?.chunkSize, chunks: raw?.chunks };
+  checkManifestShape(payloadId, manifest);
+  await verifyManifest(payloadId, manifest);
+  const addedAt = Number.isFinite(raw.addedAt) ? raw.addedAt : 0;
+  return { manifest, addedAt, ...(typeof raw.name === "string" ? { name: raw.name } : {}) };
+}
