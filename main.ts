@@ -18,10 +18,15 @@ import {
   defaultDataDir,
   dirname,
   parseBytes,
+  parseCount,
   parseHost,
+  parsePeerAddress,
   parsePort,
   parseSeconds,
+  parseUrl,
 } from "./cli/options.ts";
+import * as client from "./cli/client.ts";
+import { startPeer } from "./peer/server.ts";
 import { runDemo } from "./cli/demo.ts";
 import { startTracker } from "./tracker/server.ts";
 import { VERSION } from "./version.ts";
@@ -78,6 +83,136 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
       await runTracker(opts);
     });
 
+  program.command("peer")
+    .description("Run a peer: serve chunks over TCP, download from many peers, replicate.")
+    .addOption(
+      new Option("--host <host>", "address to listen on").default("0.0.0.0").argParser(parseHost),
+    )
+    .addOption(
+      new Option("--port <port>", "TCP chunk port (0 picks a free one)").default(5801)
+        .argParser(parsePort),
+    )
+    .addOption(
+      new Option("--tracker <url>", "tracker to register with, e.g. http://10.0.0.1:5700")
+        .argParser(parseUrl),
+    )
+    .addOption(
+      new Option("--peer <host:port>", "a peer to contact at start (repeatable)")
+        .argParser((v: string, prev: { host: string; port: number }[] = []) => [
+          ...prev,
+          parsePeerAddress(v),
+        ]),
+    )
+    .option(
+      "--data-dir <dir>",
+      "where chunks, identity and logs live (default: <data>/peer-<host>-<port>)",
+    )
+    .option("--name <name>", "a name people recognise (default: the host name)")
+    .addOption(
+      new Option("--replicas <n>", "copies of each chunk pushed to other peers on put")
+        .default(2).argParser(parseCount(0, 16)),
+    )
+    .addOption(
+      new Option("--http-port <port>", "HTTP port of the control API (0 picks a free one)")
+        .default(5805).argParser(parsePort),
+    )
+    .addOption(
+      new Option("--pingback-port <port>", "LAN discovery port (reserved; not served yet)")
+        .default(5800).argParser(parsePort),
+    )
+    .addOption(
+      new Option("--app-port <port>", "application server port (reserved; not served yet)")
+        .default(5810).argParser(parsePort),
+    )
+    .addOption(
+      new Option(
+        "--max-upload-rate <bytes>",
+        "cap on bytes per second served to others (e.g. 10MiB)",
+      )
+        .argParser(parseBytes),
+    )
+    .option("--verbose", "print activity to stderr as it happens")
+    .action(async (opts: PeerCliOptions) => {
+      await runPeer(opts);
+    });
+
+  const nodeOption = () =>
+    new Option(
+      "--node <url>",
+      "the local peer's HTTP address (default: $P2P_NODE or http://127.0.0.1:5805)",
+    )
+      .argParser(parseUrl);
+
+  program.command("put")
+    .description(
+      "Store a file (or - for stdin) on the local peer, replicate it, print its payloadId.",
+    )
+    .argument("<file>", "file to share, or - for standard input")
+    .option("--name <name>", "name kept with the payload (default: the file name)")
+    .option("--json", "print a JSON summary instead of the payloadId")
+    .addOption(nodeOption())
+    .action(async (file: string, opts: { name?: string; json?: boolean; node?: string }) => {
+      await client.put(client.nodeUrl(opts.node), file, opts);
+    });
+
+  program.command("get")
+    .description(
+      "Download a payload from many peers at once, verified; write it to FILE or stdout.",
+    )
+    .argument("<payloadId>", "64 hex digits")
+    .option("-o, --output <file>", "write here (default: standard output)")
+    .option("--json", "print a JSON summary (bytes, seconds, chunks per source); needs -o")
+    .addOption(nodeOption())
+    .action(async (id: string, opts: { output?: string; json?: boolean; node?: string }) => {
+      await client.get(client.nodeUrl(opts.node), id, opts);
+    });
+
+  program.command("where")
+    .description("Show which peer holds which chunk positions of a payload.")
+    .argument("<payloadId>", "64 hex digits")
+    .option("--json", "machine-readable output")
+    .addOption(nodeOption())
+    .action(async (id: string, opts: { json?: boolean; node?: string }) => {
+      await client.where(client.nodeUrl(opts.node), id, opts);
+    });
+
+  program.command("peers")
+    .description("List the peers the local peer knows.")
+    .option("--json", "machine-readable output")
+    .addOption(nodeOption())
+    .action(async (opts: { json?: boolean; node?: string }) => {
+      await client.peers(client.nodeUrl(opts.node), opts);
+    });
+
+  program.command("status")
+    .description("Show the local peer: id, ports, tracker, payloads, peers.")
+    .option("--json", "machine-readable output")
+    .addOption(nodeOption())
+    .action(async (opts: { json?: boolean; node?: string }) => {
+      await client.status(client.nodeUrl(opts.node), opts);
+    });
+
+  program.command("log")
+    .description("Print the local peer's activity, or another peer's (--peer PEER_ID, over TCP).")
+    .option("--peer <peerId>", "read this peer's log instead")
+    .option("-f, --follow", "keep printing new records")
+    .option("--type <type>", "only records of this type (dotted prefix, e.g. chunk)")
+    .addOption(
+      new Option("--limit <n>", "at most this many records").argParser(parseCount(1, 1000)),
+    )
+    .option("--json", "one JSON record per line")
+    .addOption(nodeOption())
+    .action(async (opts: {
+      peer?: string;
+      follow?: boolean;
+      type?: string;
+      limit?: number;
+      json?: boolean;
+      node?: string;
+    }) => {
+      await client.log(client.nodeUrl(opts.node), opts);
+    });
+
   program.command("demo")
     .description(
       "Run the main job on embedded defaults: a tracker on 127.0.0.1, registrations, an upload.",
@@ -121,6 +256,64 @@ async function runTracker(opts: TrackerCliOptions): Promise<void> {
   Deno.removeSignalListener("SIGINT", onSignal);
   Deno.removeSignalListener("SIGTERM", onSignal);
   console.log("p2p tracker: stopped");
+}
+
+/** Options of `p2p peer`, as parsed. */
+interface PeerCliOptions {
+  host: string;
+  port: number;
+  tracker?: string;
+  peer?: { host: string; port: number }[];
+  dataDir?: string;
+  name?: string;
+  replicas: number;
+  httpPort: number;
+  pingbackPort: number;
+  appPort: number;
+  verbose?: boolean;
+  maxUploadRate?: number;
+}
+
+async function runPeer(opts: PeerCliOptions): Promise<void> {
+  const dataDir = opts.dataDir ??
+    `${defaultDataDir()}/peer-${opts.host.replace(/[^\w.-]/g, "_")}-${opts.port}`;
+  let peer;
+  try {
+    peer = await startPeer({
+      host: opts.host,
+      port: opts.port,
+      httpPort: opts.httpPort,
+      dataDir,
+      name: opts.name ?? Deno.hostname(),
+      tracker: opts.tracker,
+      seeds: opts.peer ?? [],
+      replicas: opts.replicas,
+      echo: opts.verbose,
+      maxUploadRate: opts.maxUploadRate,
+    });
+  } catch (err) {
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw new RunError(
+        `cannot listen on ${opts.host}: port ${opts.port} or ${opts.httpPort} is in use (see --port, --http-port)`,
+      );
+    }
+    throw err;
+  }
+  const { node } = peer;
+  console.log(
+    `p2p peer ${node.identity.peerId} "${node.opts.name}" listening: chunks tcp://${opts.host}:${node.chunkPort}, ` +
+      `http ${peer.httpUrl} (data ${dataDir})`,
+  );
+  const onSignal = () => {
+    console.log("p2p peer: stopping");
+    peer.stop();
+  };
+  Deno.addSignalListener("SIGINT", onSignal);
+  Deno.addSignalListener("SIGTERM", onSignal);
+  await peer.finished;
+  Deno.removeSignalListener("SIGINT", onSignal);
+  Deno.removeSignalListener("SIGTERM", onSignal);
+  console.log("p2p peer: stopped");
 }
 
 /** A failure at run time that deserves one line, not a stack trace. */

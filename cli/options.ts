@@ -92,3 +92,24 @@ export function dirname(path: string): string {
   const i = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
   return i > 0 ? path.slice(0, i) : i === 0 ? path.slice(0, 1) : ".";
 }
+
+/** A peer address `HOST:PORT`, `[IPv6]:PORT`, or `HOST` (port 5801). */
+export function parsePeerAddress(value: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:\s]+))(?::(\d+))?$/.exec(value.trim());
+  const port = m?.[3] === undefined ? 5801 : Number(m[3]);
+  if (!m || port < 1 || port > 65535) {
+    throw new InvalidArgumentError(`must be HOST:PORT, like 127.0.0.2:5801`);
+  }
+  return { host: parseHost(m[1] ?? m[2]), port };
+}
+
+/** A whole number within bounds. */
+export function parseCount(min: number, max: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!/^\d+$/.test(value) || n < min || n > max) {
+      throw new InvalidArgumentError(`must be a whole number from ${min} to ${max}`);
+    }
+    return n;
+  };
+}

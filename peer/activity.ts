@@ -125,10 +125,17 @@ export class PeerLog {
     this.#size = 0;
   }
 
-  /** Records with `id > since`, oldest first, at most `limit`, of a type (dotted prefix). */
+  /**
+   * Records with `id > since`, oldest first, at most `limit`, of a type (dotted
+   * prefix). Without `since`, the newest `limit` records (the tail).
+   */
   query(q: { since?: number; limit?: number; type?: string }): ActivityPage {
-    const since = q.since ?? 0;
     const limit = q.limit ?? 100;
+    if (q.since === undefined) {
+      const records = this.#ring.filter((r) => typeMatches(r.type, q.type)).slice(-limit);
+      return { records, next: null };
+    }
+    const since = q.since;
     const records: ActivityRecord[] = [];
     let start = this.#ring.findIndex((r) => r.id > since);
     if (start < 0) start = this.#ring.length;

@@ -7,7 +7,8 @@ Deno.test("PeerLog.record() appends JSON lines and query() pages them by id and 
     const log = await PeerLog.open(`${dir}/activity.jsonl`);
     for (let i = 0; i < 5; i++) log.record("chunk.sent", { index: i });
     log.record("conn.open", { remote: "127.0.0.2:5801" });
-    const page = log.query({ type: "chunk", limit: 3 });
+    assert.deepEqual(log.query({ type: "chunk", limit: 2 }).records.map((r) => r.index), [3, 4]);
+    const page = log.query({ type: "chunk", limit: 3, since: 0 });
     assert.deepEqual(page.records.map((r) => r.index), [0, 1, 2]);
     assert.equal(page.next, 3);
     const rest = log.query({ type: "chunk", since: page.next!, limit: 10 });

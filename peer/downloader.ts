@@ -250,15 +250,16 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   while (needed.size > 0) {
     opts.signal?.throwIfAborted();
     if (fatal !== undefined) throw fatal;
-    let active = 0;
-    for (const st of [...sources.values()]) {
-      while (st.inflight.size < pipeline && sources.has(st.source.id)) {
+    // Fill pipelines one slot per source per round, so work spreads across sources.
+    for (let depth = 1; depth <= pipeline; depth++) {
+      for (const st of [...sources.values()]) {
+        if (st.inflight.size >= depth || !sources.has(st.source.id)) continue;
         const i = pick(st);
-        if (i === undefined) break;
-        fetchOne(st, i);
+        if (i !== undefined) fetchOne(st, i);
       }
-      active += st.inflight.size;
     }
+    let active = 0;
+    for (const st of sources.values()) active += st.inflight.size;
     if (active === 0) {
       // Nobody can serve what is missing: look for more sources.
       if (refreshes >= (opts.maxRefresh ?? 3)) {

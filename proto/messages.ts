@@ -83,6 +83,11 @@ export const HelloHeader = z.looseObject({
   /** Software version of the sender, for display and diagnostics. */
   version: z.string().min(1).max(64),
   ports: WirePorts,
+  /**
+   * The address the sender listens on, when it listens on one address only; absent
+   * when it listens on all (then the connection's source address is the one to use).
+   */
+  host: Host.optional(),
   publicKey: z.base64url().max(256).optional(),
   auth: HelloAuth.optional(),
 });

@@ -57,30 +57,29 @@ export interface TrackerProcess extends AsyncDisposable {
   kill(): Promise<TrackerExit>;
 }
 
+/** A running p2p child process, before its role's details are read. */
+export interface P2pProcess {
+  child: Deno.ChildProcess;
+  /** What the process printed on stdout so far. */
+  stdout(): string;
+  /** What the process printed on stderr so far. */
+  stderr(): string;
+  /** Sends `signal` (SIGTERM by default) and waits for the exit and the end of its output. */
+  stop(signal?: Deno.Signal): Promise<TrackerExit>;
+}
+
 /**
- * Starts `p2p tracker --host 127.0.0.1 --port 0 --db DIR/tracker.kv --log
- * DIR/activity.jsonl ...args` and resolves once it printed its listening line.
- * Rejects, with the process's output, when it exits or the signal aborts first.
+ * Starts `main.ts ...args` and resolves once a stdout line matches `ready`, with the
+ * match. Rejects, with the process's output, when it exits or the signal aborts first.
  */
-export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerProcess> {
-  const db = `${opts.dir}/tracker.kv`;
-  const log = `${opts.dir}/activity.jsonl`;
+export async function spawnP2p(
+  args: string[],
+  ready: RegExp,
+  what: string,
+  signal: AbortSignal = AbortSignal.timeout(15_000),
+): Promise<P2pProcess & { match: RegExpExecArray }> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "main.ts",
-      "tracker",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--db",
-      db,
-      "--log",
-      log,
-      ...(opts.args ?? []),
-    ],
+    args: ["run", "-A", "main.ts", ...args],
     cwd: REPO_ROOT,
     env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
     stdin: "null",
@@ -90,7 +89,7 @@ export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerPr
 
   let out = "";
   let err = "";
-  const listening = Promise.withResolvers<string>();
+  const listening = Promise.withResolvers<RegExpExecArray>();
   // Both pumps read to the end, so the child never blocks on a full pipe and the
   // pipes are closed once it exits.
   const stdoutDone = (async () => {
@@ -100,22 +99,22 @@ export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerPr
       line += text;
       let nl;
       while ((nl = line.indexOf("\n")) >= 0) {
-        const m = LISTENING.exec(line.slice(0, nl));
-        if (m) listening.resolve(m[1]);
+        const m = ready.exec(line.slice(0, nl));
+        if (m) listening.resolve(m);
         line = line.slice(nl + 1);
       }
     }
-    listening.reject(new Error("tracker closed its stdout before it listened"));
+    listening.reject(new Error(`${what} closed its stdout before it listened`));
   })();
   const stderrDone = (async () => {
     for await (const text of child.stderr.pipeThrough(new TextDecoderStream())) err += text;
   })();
 
   let exit: Promise<TrackerExit> | undefined;
-  const stop = (signal: Deno.Signal = "SIGTERM"): Promise<TrackerExit> => {
+  const stop = (sig: Deno.Signal = "SIGTERM"): Promise<TrackerExit> => {
     exit ??= (async () => {
       try {
-        child.kill(signal);
+        child.kill(sig);
       } catch (e) {
         // It exited already: there is nothing to signal, only a status to collect.
         if (!(e instanceof TypeError)) throw e;
@@ -127,18 +126,17 @@ export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerPr
     return exit;
   };
 
-  const signal = opts.signal ?? AbortSignal.timeout(15_000);
   const aborted = Promise.withResolvers<never>();
   const onAbort = () => aborted.reject(signal.reason);
   signal.addEventListener("abort", onAbort, { once: true });
-  let url: string;
+  let match: RegExpExecArray;
   try {
     signal.throwIfAborted();
-    url = await Promise.race([listening.promise, aborted.promise]);
+    match = await Promise.race([listening.promise, aborted.promise]);
   } catch (cause) {
     const ended = await stop("SIGKILL");
     throw new Error(
-      `tracker did not start (${cause}); exit ${JSON.stringify(ended.status)}\n` +
+      `${what} did not start (${cause}); exit ${JSON.stringify(ended.status)}\n` +
         `stdout: ${ended.stdout}\nstderr: ${ended.stderr}`,
       { cause },
     );
@@ -147,19 +145,47 @@ export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerPr
     listening.promise.catch(() => {});
     aborted.promise.catch(() => {});
   }
+  return { match, child, stdout: () => out, stderr: () => err, stop };
+}
 
+/**
+ * Starts `p2p tracker --host 127.0.0.1 --port 0 --db DIR/tracker.kv --log
+ * DIR/activity.jsonl ...args` and resolves once it printed its listening line.
+ * Rejects, with the process's output, when it exits or the signal aborts first.
+ */
+export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerProcess> {
+  const db = `${opts.dir}/tracker.kv`;
+  const log = `${opts.dir}/activity.jsonl`;
+  const p = await spawnP2p(
+    [
+      "tracker",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--db",
+      db,
+      "--log",
+      log,
+      ...(opts.args ?? []),
+    ],
+    LISTENING,
+    "tracker",
+    opts.signal,
+  );
+  const url = p.match[1];
   return {
     url,
     port: Number(new URL(url).port),
     db,
     log,
-    child,
-    stdout: () => out,
-    stderr: () => err,
-    stop,
-    kill: () => stop("SIGKILL"),
+    child: p.child,
+    stdout: p.stdout,
+    stderr: p.stderr,
+    stop: p.stop,
+    kill: () => p.stop("SIGKILL"),
     [Symbol.asyncDispose]: async () => {
-      await stop("SIGKILL");
+      await p.stop("SIGKILL");
     },
   };
 }

@@ -1,0 +1,310 @@
+/**
+ * The client commands (`put`, `get`, `where`, `peers`, `status`, `log`): they talk to
+ * the running local peer through its control API under `/_p2p/`, as a CLI talks to
+ * its daemon. When no peer answers they say so in one line.
+ *
+ * @module
+ */
+import type { ActivityRecord } from "../proto/activity.ts";
+import { fromHex } from "../proto/ids.ts";
+import { hasBit } from "../proto/bitfield.ts";
+
+/** A failure worth one line, not a stack trace (exit status 1). */
+export class ClientError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ClientError";
+  }
+}
+
+/** The node URL: `--node`, else `$P2P_NODE`, else the local default. */
+export function nodeUrl(flag?: string): string {
+  return (flag ?? Deno.env.get("P2P_NODE") ?? "http://127.0.0.1:5805").replace(/\/$/, "");
+}
+
+async function call(node: string, path: string, init?: RequestInit): Promise<Response> {
+  let res: Response;
+  try {
+    res = await fetch(node + path, init);
+  } catch (err) {
+    if (err instanceof TypeError) {
+      throw new ClientError(
+        `No peer is running at ${node} (start one with 'p2p peer', or point --node at one)`,
+      );
+    }
+    throw err;
+  }
+  if (!res.ok) {
+    const text = await res.text();
+    let message = text.slice(0, 300);
+    try {
+      message = JSON.parse(text).error.message ?? message;
+    } catch {
+      // Not JSON: keep the text.
+    }
+    throw new ClientError(`${message} (HTTP ${res.status})`);
+  }
+  return res;
+}
+
+async function json<T>(node: string, path: string): Promise<T> {
+  return await (await call(node, path)).json() as T;
+}
+
+/** Reads an NDJSON answer, calling `onEvent` per line; throws on an `error` event. */
+async function events(
+  res: Response,
+  onEvent: (e: Record<string, unknown>) => void,
+): Promise<Record<string, unknown>> {
+  const decoder = new TextDecoderStream();
+  let buf = "";
+  let last: Record<string, unknown> = {};
+  for await (const text of res.body!.pipeThrough(decoder)) {
+    buf += text;
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (!line) continue;
+      last = JSON.parse(line);
+      if (last.type === "error") throw new ClientError(String(last.message));
+      onEvent(last);
+    }
+  }
+  if (last.type !== "done") throw new ClientError("The peer ended the answer early");
+  return last;
+}
+
+const err = (s: string) => Deno.stderr.writeSync(new TextEncoder().encode(s));
+
+function mib(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+/** `p2p put FILE|-`: stores, announces and replicates; prints the payloadId on stdout. */
+export async function put(
+  node: string,
+  file: string,
+  opts: { name?: string; json?: boolean },
+): Promise<void> {
+  let body: ReadableStream<Uint8Array>;
+  let name = opts.name;
+  if (file === "-") {
+    body = Deno.stdin.readable;
+  } else {
+    let f: Deno.FsFile;
+    try {
+      f = await Deno.open(file);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) throw new ClientError(`File '${file}' does not exist`);
+      throw new ClientError(`Cannot read '${file}': ${(e as Error).message}`);
+    }
+    if ((await f.stat()).isDirectory) {
+      f.close();
+      throw new ClientError(`'${file}' is a directory; put takes a file or -`);
+    }
+    body = f.readable;
+    name ??= file.split(/[\\/]/).pop();
+  }
+  const q = name ? `?name=${encodeURIComponent(name)}` : "";
+  const res = await call(node, `/_p2p/payloads${q}`, {
+    method: "POST",
+    body,
+    headers: { "content-type": "application/octet-stream" },
+    // @ts-ignore: Deno's fetch streams request bodies half-duplex.
+    duplex: "half",
+  });
+  const tty = Deno.stderr.isTerminal();
+  const done = await events(res, (e) => {
+    if (e.type === "stored" && tty) err(`stored ${mib(Number(e.size))} in ${e.chunks} chunks\n`);
+    if (e.type === "replicated" && tty) err(`\rreplicating ${e.done}/${e.chunks}`);
+  });
+  if (tty) err("\n");
+  if (opts.json) console.log(JSON.stringify(done));
+  else console.log(done.payloadId);
+  const under = Number(done.underReplicated ?? 0);
+  if (under > 0) {
+    err(`warning: ${under} chunks have fewer than the asked copies on other peers\n`);
+  }
+}
+
+/** `p2p get ID [-o FILE]`: downloads through the peer, then writes verified bytes. */
+export async function get(
+  node: string,
+  payloadId: string,
+  opts: { output?: string; json?: boolean },
+): Promise<void> {
+  if (!/^[0-9a-f]{64}$/.test(payloadId)) {
+    throw new ClientError(`Payload id '${payloadId}' must be 64 lowercase hex digits`);
+  }
+  if (opts.json && !opts.output) {
+    throw new ClientError("--json needs -o FILE (stdout carries the bytes)");
+  }
+  const tty = Deno.stderr.isTerminal();
+  const started = performance.now();
+  const res = await call(node, `/_p2p/downloads/${payloadId}`, { method: "POST" });
+  const done = await events(res, (e) => {
+    if (!tty || e.type !== "progress") return;
+    const size = Number(e.size);
+    const bytes = Number(e.bytes);
+    const rate = Number(e.fetchedBytes) / Math.max(0.001, Number(e.seconds));
+    const eta = rate > 0 ? (size - bytes) / rate : Infinity;
+    const width = 30;
+    const filled = Math.round((bytes / Math.max(1, size)) * width);
+    err(
+      `\r[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${mib(bytes)}/${mib(size)} ` +
+        `${mib(rate)}/s ETA ${Number.isFinite(eta) ? eta.toFixed(0) + "s" : "?"} ` +
+        `sources ${e.sources}   `,
+    );
+  });
+  if (tty) err("\n");
+  const content = await call(node, `/_p2p/payloads/${payloadId}/content`);
+  if (opts.output) {
+    const tmp = `${opts.output}.p2p-partial`;
+    try {
+      await Deno.writeFile(tmp, content.body!);
+      await Deno.rename(tmp, opts.output);
+    } catch (e) {
+      await Deno.remove(tmp).catch(() => undefined);
+      throw new ClientError(`Cannot write '${opts.output}': ${(e as Error).message}`);
+    }
+  } else {
+    await content.body!.pipeTo(Deno.stdout.writable, { preventClose: true });
+  }
+  if (opts.json) {
+    console.log(JSON.stringify({
+      payloadId,
+      bytes: done.size,
+      fetchedBytes: done.bytes,
+      seconds: Math.round(performance.now() - started) / 1000,
+      downloadSeconds: done.seconds,
+      resumedChunks: done.resumed,
+      chunksBySource: done.chunksBySource,
+      dropped: done.dropped,
+    }));
+  }
+}
+
+/** `p2p where ID`: a compact map of who holds which chunk positions. */
+export async function where(
+  node: string,
+  payloadId: string,
+  opts: { json?: boolean },
+): Promise<void> {
+  const w = await json<{ chunks: number; rows: Record<string, string | number>[] }>(
+    node,
+    `/_p2p/payloads/${payloadId}/where`,
+  );
+  if (opts.json) return console.log(JSON.stringify(w));
+  const width = Math.min(64, w.chunks);
+  console.log(
+    `payload ${payloadId}: ${w.chunks} chunks (each mark = ${
+      Math.ceil(w.chunks / width)
+    } chunk(s))`,
+  );
+  for (const r of w.rows) {
+    const bits = fromHex(String(r.have));
+    let map = "";
+    for (let c = 0; c < width; c++) {
+      const from = Math.floor((c * w.chunks) / width);
+      const to = Math.floor(((c + 1) * w.chunks) / width);
+      let held = 0;
+      for (let i = from; i < to; i++) if (hasBit(bits, i)) held++;
+      map += held === to - from ? "█" : held > 0 ? "▒" : "·";
+    }
+    const who = `${String(r.peerId).slice(0, 12)} ${String(r.name ?? "").slice(0, 12)}`.padEnd(26);
+    console.log(`${who} ${map} ${r.count}/${w.chunks} (${r.via}, ${r.address})`);
+  }
+}
+
+/** `p2p peers`: the peers this peer knows. */
+export async function peers(node: string, opts: { json?: boolean }): Promise<void> {
+  const { peers } = await json<{ peers: Record<string, unknown>[] }>(node, "/_p2p/peers");
+  if (opts.json) return console.log(JSON.stringify(peers));
+  if (peers.length === 0) return console.log("no known peers");
+  const rows = peers.map((p) => [
+    String(p.peerId).slice(0, 12),
+    String(p.name ?? ""),
+    `${p.host}:${(p.ports as Record<string, number>).chunk}`,
+    (p.sources as string[]).join(","),
+    ago(Number(p.lastSeen)),
+    p.rttMs === undefined ? "-" : `${p.rttMs} ms`,
+    String(p.failures),
+  ]);
+  table(["PEER", "NAME", "ADDRESS", "FOUND BY", "LAST SEEN", "RTT", "FAILS"], rows);
+}
+
+/** `p2p status`: this peer. */
+export async function status(node: string, opts: { json?: boolean }): Promise<void> {
+  const s = await json<Record<string, unknown>>(node, "/_p2p/status");
+  if (opts.json) return console.log(JSON.stringify(s));
+  const tracker = s.tracker as Record<string, unknown> | null;
+  console.log(`peer      ${s.peerId} (${s.name}) p2p ${s.version}`);
+  console.log(`ports     ${JSON.stringify(s.ports)} on ${s.host}`);
+  console.log(`data      ${s.dataDir}`);
+  console.log(
+    `tracker   ${
+      tracker
+        ? `${tracker.url} ${
+          tracker.ok ? "ok" : `unreachable: ${tracker.lastError ?? "not yet contacted"}`
+        }`
+        : "none"
+    }`,
+  );
+  console.log(
+    `payloads  ${s.payloads} (${s.completePayloads} complete, ${mib(Number(s.storedBytes))})`,
+  );
+  console.log(`peers     ${s.knownPeers} known, ${s.connections} connections`);
+}
+
+/** `p2p log`: this peer's activity, or another peer's (`--peer`), optionally followed. */
+export async function log(
+  node: string,
+  opts: { peer?: string; follow?: boolean; type?: string; limit?: number; json?: boolean },
+): Promise<void> {
+  const q = new URLSearchParams();
+  if (opts.peer) q.set("peer", opts.peer);
+  if (opts.type) q.set("type", opts.type);
+  if (opts.limit) q.set("limit", String(opts.limit));
+  const print = (r: ActivityRecord) => {
+    if (opts.json) return console.log(JSON.stringify(r));
+    const { id, ts, type, ...rest } = r;
+    const fields = Object.entries(rest).map(([k, v]) =>
+      `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`
+    );
+    console.log(`${String(id).padStart(6)} ${ts} ${type.padEnd(16)} ${fields.join(" ")}`);
+  };
+  if (opts.follow) {
+    if (opts.peer) throw new ClientError("--follow works for this peer's log only");
+    q.set("follow", "1");
+    const res = await call(node, `/_p2p/log?${q}`);
+    const decoder = new TextDecoderStream();
+    let buf = "";
+    for await (const text of res.body!.pipeThrough(decoder)) {
+      buf += text;
+      let nl;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line) print(JSON.parse(line));
+      }
+    }
+    return;
+  }
+  const page = await json<{ records: ActivityRecord[] }>(node, `/_p2p/log?${q}`);
+  for (const r of page.records) print(r);
+}
+
+function ago(ms: number): string {
+  const s = Math.max(0, (Date.now() - ms) / 1000);
+  if (s < 60) return `${s.toFixed(0)}s ago`;
+  if (s < 3600) return `${(s / 60).toFixed(0)}m ago`;
+  return `${(s / 3600).toFixed(1)}h ago`;
+}
+
+function table(head: string[], rows: string[][]): void {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  console.log(line(head));
+  for (const r of rows) console.log(line(r));
+}

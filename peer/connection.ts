@@ -1,0 +1,709 @@
+/**
+ * One peer-to-peer connection speaking the wire protocol of `proto/frame.ts` over
+ * any duplex byte stream (a `Deno.TcpConn`, or two linked in-memory streams in
+ * tests). Both sides send the preamble and a HELLO at once and wait for the
+ * other's; after that either side may send requests, pipelined, and answers come
+ * back in any order, matched by `requestId`.
+ *
+ * ```text
+ * reader ─► FrameDecoder.push() ─► answer type?  ─► settles our pending request
+ *                                └► request type? ─► handler (≤ maxInFlight at once;
+ *                                                    at the cap, stop reading)
+ * request() / send() / answers ─► encodeFrame() ─► one writer, frames in order
+ * ```
+ *
+ * Requests are HAVE_REQ, GET_CHUNK, PUT_CHUNK, MANIFEST_REQ, PEERS_REQ, LOG_REQ
+ * and PING; answers are HAVE, CHUNK, PUT_OK, MANIFEST, PEERS, LOG, PONG and
+ * ERROR. A bad frame, a second HELLO, a silent peer (no HELLO within the
+ * handshake timeout, or no frame either way within the idle timeout) closes the
+ * connection; `closeReason` and `closeError` say why.
+ *
+ * @example Two connections over linked in-memory streams
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { PeerConnection } from "./connection.ts";
+ *
+ * const ab = new TransformStream<Uint8Array, Uint8Array>();
+ * const ba = new TransformStream<Uint8Array, Uint8Array>();
+ * const hello = (name: string) => ({
+ *   peerId: name.repeat(40), // 40 hex digits
+ *   name,
+ *   version: "0.1.0",
+ *   ports: { chunk: 5801 },
+ * });
+ * const [a, b] = await Promise.all([
+ *   PeerConnection.open({ readable: ba.readable, writable: ab.writable, close() {} }, {
+ *     hello: hello("a"),
+ *   }),
+ *   PeerConnection.open({ readable: ab.readable, writable: ba.writable, close() {} }, {
+ *     hello: hello("b"),
+ *   }),
+ * ]);
+ * assert.equal(a.remote.name, "b");
+ * const pong = await a.request({ type: "PING", header: { ts: 1 } });
+ * assert.deepEqual(pong.header, { ts: 1 });
+ * a.close();
+ * await Promise.all([a.closed, b.closed]);
+ * ```
+ *
+ * @module
+ */
+import { PeerTimeoutError, ProtocolError } from "../proto/errors.ts";
+import { encodeFrame, encodePreamble, FrameDecoder } from "../proto/frame.ts";
+import type {
+  HelloHeader,
+  Message,
+  MessageInit,
+  MessageOf,
+  MessageTypeName,
+} from "../proto/messages.ts";
+
+/** The answer type of each request type. */
+export const ANSWER_OF = {
+  HAVE_REQ: "HAVE",
+  GET_CHUNK: "CHUNK",
+  PUT_CHUNK: "PUT_OK",
+  MANIFEST_REQ: "MANIFEST",
+  PEERS_REQ: "PEERS",
+  LOG_REQ: "LOG",
+  PING: "PONG",
+} as const satisfies Partial<Record<MessageTypeName, MessageTypeName>>;
+/** A message type that asks for an answer: `"GET_CHUNK"`, `"PING"`, … */
+export type RequestTypeName = keyof typeof ANSWER_OF;
+/** A message type that answers a request (ERROR answers any of them). */
+export type AnswerTypeName = (typeof ANSWER_OF)[RequestTypeName] | "ERROR";
+
+/** `Omit` applied to each member of a union, so the union stays discriminated. */
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** A message to send without its `requestId`, which the connection fills in. */
+export type OutgoingMessage = DistributiveOmit<MessageInit, "requestId">;
+/** A request to send: a request type's message without its `requestId`. */
+export type RequestInit<T extends RequestTypeName = RequestTypeName> = DistributiveOmit<
+  Extract<MessageInit, { type: T }>,
+  "requestId"
+>;
+/** What a handler returns: the answer (its `requestId` is replaced by the request's). */
+export type HandlerResult = OutgoingMessage & { requestId?: number };
+
+/**
+ * Answers one request from the other side. The returned message goes back with the
+ * request's `requestId`; `undefined` sends nothing (except for PING, which is then
+ * answered with PONG). A thrown error is sent as ERROR with the error's `code` when
+ * it is a string, else `"internal"`; the connection stays open.
+ */
+export type RequestHandler = (
+  msg: Message,
+  conn: PeerConnection,
+) => Promise<HandlerResult | undefined> | HandlerResult | undefined;
+
+/** Options of `PeerConnection.open()`. */
+export interface ConnectionOptions {
+  /** Our HELLO, sent right after the preamble. */
+  hello: HelloHeader;
+  /** Answers requests from the other side; when left out, each gets ERROR `unsupported`. */
+  handler?: RequestHandler;
+  /** Their preamble and HELLO must arrive within this many ms (default 5000). */
+  handshakeTimeoutMs?: number;
+  /** Close when no frame went either way for this many ms (default 60000). */
+  idleTimeoutMs?: number;
+  /** Requests from the other side handled at once (default 32); at the cap, reading pauses. */
+  maxInFlight?: number;
+  /** Largest frame accepted, passed to `FrameDecoder` (default its maximum). */
+  maxFrameLength?: number;
+  /** Aborting it closes the connection. */
+  signal?: AbortSignal;
+  /** Told about peer misbehaviour that does not close the connection (e.g. a stray answer). */
+  onWarning?: (message: string) => void;
+}
+
+/** Options of one `PeerConnection.request()`. */
+export interface RequestOptions {
+  /** Reject with `PeerTimeoutError` when no answer came within this many ms (default 30000). */
+  timeoutMs?: number;
+  /** Aborting it rejects the request with the signal's reason (a late answer is ignored). */
+  signal?: AbortSignal;
+}
+
+/** The byte stream a connection runs over: a `Deno.TcpConn` or anything shaped like one. */
+export interface DuplexConn {
+  readable: ReadableStream<Uint8Array>;
+  writable: WritableStream<Uint8Array>;
+  close(): void;
+  remoteAddr?: Deno.Addr;
+  /** Called with `true` when present: small frames must not wait for Nagle's algorithm. */
+  setNoDelay?(noDelay?: boolean): void;
+}
+
+/** The other side answered our request with ERROR. */
+export class RemoteError extends Error {
+  /** The ERROR frame's code, e.g. `not_found`. */
+  readonly code: string;
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "RemoteError";
+    this.code = code;
+  }
+}
+
+const ANSWER_TYPES: ReadonlySet<string> = new Set<string>([...Object.values(ANSWER_OF), "ERROR"]);
+/**
+ * Read buffer sizes, when the stream lets us read into our own buffer: it starts
+ * small, so idle and hostile connections cost little, and doubles each time a read
+ * fills it, up to a size where one read can hold a whole 1 MiB chunk frame.
+ */
+const MIN_READ_BUFFER = 64 * 1024;
+const MAX_READ_BUFFER = 2 * 1024 * 1024;
+/** Longest error message put into an ERROR frame. */
+const MAX_ERROR_MESSAGE = 1024;
+const noop = () => {};
+
+interface Pending {
+  expect: AnswerTypeName;
+  resolve: (msg: Message) => void;
+  reject: (err: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+/**
+ * A connection to one peer after a completed handshake. `PeerConnection.open()`
+ * sends our preamble and HELLO and resolves once the other side's have arrived.
+ * `request()` pipelines requests (ids from a wrapping u32 counter starting at 1) and
+ * resolves with the matching answer; requests from the other side go to the
+ * handler, at most `maxInFlight` at a time. Frames are written by one writer, in
+ * order, each write awaited, so a slow reader slows its sender. `close()` is
+ * idempotent, rejects pending requests and closes the stream; `closed` resolves once
+ * the read loop has ended.
+ *
+ * While `maxInFlight` handlers run, nothing more is read, answers to our own
+ * requests included: a handler that waits on a request over the same connection
+ * can stall until a timeout when the other side fills the window.
+ */
+export class PeerConnection {
+  /** The other side's address, for TCP connections. */
+  readonly remoteAddr?: Deno.NetAddr;
+  /** Resolves once the connection is fully closed; never rejects. */
+  readonly closed: Promise<void>;
+
+  readonly #conn: DuplexConn;
+  readonly #handler: RequestHandler | undefined;
+  readonly #handshakeTimeoutMs: number;
+  readonly #idleTimeoutMs: number;
+  readonly #maxInFlight: number;
+  readonly #onWarning: (message: string) => void;
+  readonly #signal: AbortSignal | undefined;
+  readonly #decoder: FrameDecoder;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #reader: ReadableStreamBYOBReader | ReadableStreamDefaultReader<Uint8Array> | undefined;
+  #remote: HelloHeader | undefined;
+  readonly #pending = new Map<number, Pending>();
+  readonly #handshake = Promise.withResolvers<void>();
+  readonly #readDone = Promise.withResolvers<void>();
+  #nextId = 1;
+  #gotHello = false;
+  #inFlight = 0;
+  #slot: PromiseWithResolvers<void> | undefined;
+  #draining: PromiseWithResolvers<void> | undefined;
+  #lastActivity = performance.now();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #closeReason: string | undefined;
+  #closeError: Error | undefined;
+
+  private constructor(conn: DuplexConn, opts: ConnectionOptions) {
+    this.#conn = conn;
+    this.#handler = opts.handler;
+    this.#handshakeTimeoutMs = positive("handshakeTimeoutMs", opts.handshakeTimeoutMs, 5000);
+    this.#idleTimeoutMs = positive("idleTimeoutMs", opts.idleTimeoutMs, 60_000);
+    this.#maxInFlight = positive("maxInFlight", opts.maxInFlight, 32);
+    this.#onWarning = opts.onWarning ?? noop;
+    this.#signal = opts.signal;
+    this.#decoder = new FrameDecoder({ maxFrameLength: opts.maxFrameLength });
+    if (conn.remoteAddr?.transport === "tcp") this.remoteAddr = conn.remoteAddr;
+    this.#writer = conn.writable.getWriter();
+    this.closed = this.#readDone.promise;
+    // Failures surface through open(); nobody else awaits the handshake promise.
+    this.#handshake.promise.catch(noop);
+  }
+
+  /**
+   * Runs the handshake over `conn`: sends our preamble and HELLO, and resolves with
+   * the connection once the other side's have arrived. Rejects, after closing
+   * `conn`, with `ProtocolError` (bad magic, a bad frame, a first frame that is not
+   * HELLO, the stream ending), `VersionMismatchError`, `PeerTimeoutError` (nothing
+   * within `handshakeTimeoutMs`), `RemoteError` (the other side sent ERROR instead of
+   * HELLO, e.g. `busy`), `TypeError`/`RangeError` for bad options, or the signal's
+   * reason.
+   */
+  static async open(conn: DuplexConn, opts: ConnectionOptions): Promise<PeerConnection> {
+    let greeting: Uint8Array;
+    let pc: PeerConnection;
+    try {
+      const hello = encodeFrame({ type: "HELLO", requestId: 0, header: opts.hello });
+      greeting = new Uint8Array(8 + hello.length);
+      greeting.set(encodePreamble(), 0);
+      greeting.set(hello, 8);
+      pc = new PeerConnection(conn, opts);
+      // Nagle's algorithm holds a small frame back until the previous one is acked,
+      // and a delayed ack takes 40 ms: pipelined requests and answers would stall.
+      conn.setNoDelay?.(true);
+    } catch (err) {
+      try {
+        conn.close();
+      } catch { /* already closed */ }
+      throw err;
+    }
+    pc.#start(greeting);
+    try {
+      await pc.#handshake.promise;
+    } catch (err) {
+      await pc.closed;
+      throw err;
+    }
+    return pc;
+  }
+
+  /** The other side's HELLO. */
+  get remote(): HelloHeader {
+    return this.#remote!;
+  }
+
+  /** Why the connection closed, once it has: e.g. `closed by peer`, `idle timeout …`. */
+  get closeReason(): string | undefined {
+    return this.#closeReason;
+  }
+
+  /** The error that closed the connection, when one did (protocol, timeout, I/O). */
+  get closeError(): Error | undefined {
+    return this.#closeError;
+  }
+
+  /** Our requests still awaiting their answers. */
+  get pending(): number {
+    return this.#pending.size;
+  }
+
+  /** Requests from the other side being handled right now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /**
+   * Sends a request and resolves with its answer (the frame with the same
+   * `requestId`, of the request's answer type). Rejects with `RemoteError` when the
+   * answer is ERROR, `ProtocolError` `unexpected_answer` when it is another type,
+   * `PeerTimeoutError` after `timeoutMs` (default 30000), the signal's reason when
+   * aborted, `TypeError` for a message that is not a valid request, and an `Error`
+   * when the connection closes first.
+   */
+  request<T extends RequestTypeName>(
+    msg: RequestInit<T>,
+    opts: RequestOptions = {},
+  ): Promise<MessageOf<(typeof ANSWER_OF)[T]>> {
+    const expect: AnswerTypeName | undefined = ANSWER_OF[msg.type as RequestTypeName];
+    if (expect === undefined) {
+      return Promise.reject(
+        new TypeError(`Cannot send request: '${String(msg.type)}' is not a request type`),
+      );
+    }
+    if (this.#closeReason !== undefined) return Promise.reject(this.#closedError());
+    const timeoutMs = opts.timeoutMs ?? 30_000;
+    if (!(timeoutMs > 0)) {
+      return Promise.reject(
+        new RangeError(`Cannot send request: timeoutMs '${timeoutMs}' is not positive`),
+      );
+    }
+    const signal = opts.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const requestId = this.#takeId();
+    let frame: Uint8Array;
+    try {
+      frame = encodeFrame({ ...msg, requestId } as MessageInit);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<Message>();
+    const entry: Pending = {
+      expect,
+      resolve,
+      reject,
+      // One timer per request, cleared with the answer: cheaper than a signal per
+      // request on the 1 MiB-chunk hot path, and it never outlives the request.
+      timer: setTimeout(() => {
+        if (this.#pending.get(requestId) !== entry) return;
+        this.#forget(requestId, entry);
+        reject(
+          new PeerTimeoutError(
+            `Peer did not answer '${msg.type}' request '${requestId}' within '${timeoutMs}' ms`,
+          ),
+        );
+      }, timeoutMs),
+      signal,
+      onAbort: undefined,
+    };
+    if (signal) {
+      entry.onAbort = () => {
+        if (this.#pending.get(requestId) !== entry) return;
+        this.#forget(requestId, entry);
+        reject(signal.reason);
+      };
+      signal.addEventListener("abort", entry.onAbort, { once: true });
+    }
+    this.#pending.set(requestId, entry);
+    // A failed write closes the connection, which rejects the request.
+    this.#write(frame).catch(noop);
+    return promise as Promise<MessageOf<(typeof ANSWER_OF)[T]>>;
+  }
+
+  /**
+   * Sends one message as is (its own `requestId`), resolving once it is written.
+   * Rejects with `TypeError`/`RangeError` for an invalid message and an `Error` when
+   * the connection is closed.
+   */
+  async send(msg: MessageInit): Promise<void> {
+    await this.#write(encodeFrame(msg));
+  }
+
+  /**
+   * Stops taking new requests from the other side (each gets ERROR `shutting_down`)
+   * and resolves once the requests already being handled have been answered, or the
+   * connection has closed. Our own requests and their answers go on as before.
+   */
+  drain(): Promise<void> {
+    this.#draining ??= Promise.withResolvers<void>();
+    if (this.#inFlight === 0 || this.#closeReason !== undefined) this.#draining.resolve();
+    return this.#draining.promise;
+  }
+
+  /**
+   * Closes the connection (idempotent): rejects pending requests, stops the timers,
+   * cancels both streams and closes the underlying connection. `reason` becomes
+   * `closeReason` (default `closed`).
+   */
+  close(reason = "closed"): void {
+    if (this.#closeReason !== undefined) return;
+    this.#closeReason = reason;
+    clearTimeout(this.#timer);
+    this.#signal?.removeEventListener("abort", this.#onAbort);
+    const err = this.#closedError();
+    for (const [, entry] of this.#pending) {
+      clearTimeout(entry.timer);
+      if (entry.onAbort) entry.signal?.removeEventListener("abort", entry.onAbort);
+      entry.reject(err);
+    }
+    this.#pending.clear();
+    this.#handshake.reject(this.#closeError ?? err);
+    this.#slot?.resolve();
+    this.#draining?.resolve();
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+    // For TCP the close above already ended both streams; for in-memory streams
+    // these end our pending read and tell the other side.
+    this.#reader?.cancel(err).catch(noop);
+    this.#writer.abort(err).catch(noop);
+  }
+
+  /** Closes the connection and waits until it is fully closed. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    await this.closed;
+  }
+
+  #start(greeting: Uint8Array): void {
+    if (this.#signal?.aborted) {
+      this.#onAbort();
+      this.#readDone.resolve();
+      return;
+    }
+    this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
+    this.#timer = setTimeout(() => {
+      this.#fail(
+        new PeerTimeoutError(
+          `Peer did not complete the handshake within '${this.#handshakeTimeoutMs}' ms`,
+        ),
+      );
+    }, this.#handshakeTimeoutMs);
+    // Read before the greeting is written: over streams without buffering, each
+    // side's write only completes once the other side reads.
+    this.#readLoop().finally(() => this.#readDone.resolve());
+    this.#write(greeting).catch(noop);
+  }
+
+  readonly #onAbort = () => {
+    const reason = this.#signal?.reason;
+    this.#fail(reason instanceof Error ? reason : new Error(`Aborted: ${String(reason)}`));
+  };
+
+  async #readLoop(): Promise<void> {
+    let reader: ReadableStreamBYOBReader | ReadableStreamDefaultReader<Uint8Array>;
+    let buffer: Uint8Array | undefined;
+    try {
+      reader = this.#conn.readable.getReader({ mode: "byob" });
+      buffer = new Uint8Array(MIN_READ_BUFFER);
+    } catch {
+      // Not a byte stream (e.g. a TransformStream): take its chunks as they come.
+      reader = this.#conn.readable.getReader();
+    }
+    this.#reader = reader;
+    try {
+      while (this.#closeReason === undefined) {
+        let result: ReadableStreamReadResult<Uint8Array>;
+        if (buffer) {
+          result = await (reader as ReadableStreamBYOBReader).read(buffer);
+          // The read transferred our buffer; the decoder copies what it keeps, so
+          // the same memory is read into again (or a bigger one, when it was full).
+          const value = result.value;
+          if (value) {
+            buffer = value.length === value.buffer.byteLength && value.length < MAX_READ_BUFFER
+              ? new Uint8Array(value.length * 2)
+              : new Uint8Array(value.buffer);
+          }
+        } else {
+          result = await (reader as ReadableStreamDefaultReader<Uint8Array>).read();
+        }
+        if (result.done) {
+          this.#onEnd();
+          break;
+        }
+        let messages: Message[];
+        try {
+          messages = this.#decoder.push(result.value);
+        } catch (err) {
+          this.#fail(err as Error);
+          break;
+        }
+        for (const msg of messages) {
+          if (this.#closeReason !== undefined) break;
+          this.#lastActivity = performance.now();
+          if (this.#gotHello && !ANSWER_TYPES.has(msg.type) && msg.type !== "HELLO") {
+            // Backpressure: at the cap, stop reading until a handler finishes.
+            while (this.#inFlight >= this.#maxInFlight && this.#closeReason === undefined) {
+              this.#slot = Promise.withResolvers<void>();
+              await this.#slot.promise;
+            }
+            if (this.#closeReason !== undefined) break;
+          }
+          this.#dispatch(msg);
+        }
+      }
+    } catch (err) {
+      if (this.#closeReason === undefined) {
+        this.#fail(new Error(`Read failed: ${(err as Error)?.message ?? err}`, { cause: err }));
+      }
+    } finally {
+      reader.cancel().catch(noop);
+    }
+  }
+
+  #onEnd(): void {
+    try {
+      this.#decoder.end();
+    } catch (err) {
+      this.#fail(err as Error);
+      return;
+    }
+    if (!this.#gotHello) {
+      this.#fail(new ProtocolError("closed", "Connection closed before the peer's HELLO"));
+    } else {
+      this.close("closed by peer");
+    }
+  }
+
+  #dispatch(msg: Message): void {
+    if (!this.#gotHello) {
+      if (msg.type === "HELLO") {
+        this.#gotHello = true;
+        this.#remote = msg.header;
+        clearTimeout(this.#timer);
+        this.#lastActivity = performance.now();
+        this.#timer = setTimeout(this.#onIdleTimer, this.#idleTimeoutMs);
+        this.#handshake.resolve();
+      } else if (msg.type === "ERROR") {
+        this.#fail(new RemoteError(msg.header.code, msg.header.message));
+      } else {
+        this.#fail(
+          new ProtocolError(
+            "expected_hello",
+            `Expected HELLO as the first frame, got '${msg.type}'`,
+          ),
+        );
+      }
+      return;
+    }
+    if (msg.type === "HELLO") {
+      this.#fail(new ProtocolError("unexpected_hello", "Peer sent a second HELLO"));
+    } else if (ANSWER_TYPES.has(msg.type)) {
+      this.#settle(msg);
+    } else if (this.#draining) {
+      this.#answer(msg, errorMessage("shutting_down", "Peer is shutting down")).catch(noop);
+    } else {
+      this.#inFlight++;
+      this.#serve(msg).finally(this.#onServed);
+    }
+  }
+
+  readonly #onServed = () => {
+    this.#inFlight--;
+    if (this.#slot && this.#inFlight < this.#maxInFlight) {
+      this.#slot.resolve();
+      this.#slot = undefined;
+    }
+    if (this.#inFlight === 0) this.#draining?.resolve();
+  };
+
+  #settle(msg: Message): void {
+    const entry = this.#pending.get(msg.requestId);
+    if (entry === undefined) {
+      this.#onWarning(
+        `Ignored '${msg.type}' answer for unknown request '${msg.requestId}' (late or never sent)`,
+      );
+      return;
+    }
+    this.#forget(msg.requestId, entry);
+    if (msg.type === entry.expect) entry.resolve(msg);
+    else if (msg.type === "ERROR") {
+      entry.reject(new RemoteError(msg.header.code, msg.header.message));
+    } else {
+      entry.reject(
+        new ProtocolError(
+          "unexpected_answer",
+          `Expected '${entry.expect}' answer for request '${msg.requestId}', got '${msg.type}'`,
+        ),
+      );
+    }
+  }
+
+  /** Runs the handler on one request and sends what it returns; never rejects. */
+  async #serve(msg: Message): Promise<void> {
+    let out: HandlerResult | undefined;
+    if (this.#handler) {
+      try {
+        out = await this.#handler(msg, this);
+      } catch (err) {
+        const code = (err as { code?: unknown })?.code;
+        out = errorMessage(
+          typeof code === "string" && code.length > 0 ? code : "internal",
+          (err as Error)?.message ?? String(err),
+        );
+      }
+    }
+    if (out === undefined) {
+      if (msg.type === "PING") out = { type: "PONG", header: msg.header };
+      else if (!this.#handler) {
+        out = errorMessage("unsupported", `This peer does not serve '${msg.type}' requests`);
+      } else return;
+    }
+    try {
+      await this.#answer(msg, out);
+    } catch (err) {
+      if (this.#closeReason !== undefined) return;
+      // The handler returned something that is not a valid message.
+      await this.#answer(msg, errorMessage("internal", (err as Error).message)).catch(noop);
+    }
+  }
+
+  #answer(request: Message, out: HandlerResult): Promise<void> {
+    return this.#write(encodeFrame({ ...out, requestId: request.requestId } as MessageInit));
+  }
+
+  async #write(frame: Uint8Array): Promise<void> {
+    if (this.#closeReason !== undefined) throw this.#closedError();
+    try {
+      await this.#writer.write(frame);
+    } catch (err) {
+      if (this.#closeReason === undefined) {
+        this.#fail(new Error(`Write failed: ${(err as Error)?.message ?? err}`, { cause: err }));
+      }
+      throw this.#closedError();
+    }
+    this.#lastActivity = performance.now();
+  }
+
+  readonly #onIdleTimer = () => {
+    const idle = performance.now() - this.#lastActivity;
+    if (idle >= this.#idleTimeoutMs) {
+      this.#fail(
+        new PeerTimeoutError(`No frame either way for '${this.#idleTimeoutMs}' ms (idle timeout)`),
+      );
+    } else {
+      // One timer per connection, re-armed for the rest of the period, instead of
+      // a new timer for every frame.
+      this.#timer = setTimeout(this.#onIdleTimer, this.#idleTimeoutMs - idle);
+    }
+  };
+
+  #fail(err: Error): void {
+    if (this.#closeReason !== undefined) return;
+    this.#closeError = err;
+    const code = (err as { code?: unknown }).code;
+    this.close(`${err.name}${typeof code === "string" ? ` (${code})` : ""}: ${err.message}`);
+  }
+
+  #forget(requestId: number, entry: Pending): void {
+    this.#pending.delete(requestId);
+    clearTimeout(entry.timer);
+    if (entry.onAbort) entry.signal?.removeEventListener("abort", entry.onAbort);
+  }
+
+  #takeId(): number {
+    // u32 counter from 1, wrapping; 0 is HELLO's, and ids still pending are skipped.
+    let id = this.#nextId;
+    while (id === 0 || this.#pending.has(id)) id = (id + 1) >>> 0;
+    this.#nextId = (id + 1) >>> 0;
+    return id;
+  }
+
+  #closedError(): Error {
+    return new Error(`Connection is closed: ${this.#closeReason}`, { cause: this.#closeError });
+  }
+}
+
+/** Options of `connectPeer()`. */
+export interface ConnectPeerOptions extends ConnectionOptions {
+  /** Give up connecting after this many ms (default 5000); the handshake has its own timeout. */
+  connectTimeoutMs?: number;
+}
+
+/**
+ * Connects over TCP to a peer's chunk port and runs the handshake. Rejects with
+ * `PeerTimeoutError` when the TCP connection is not up within `connectTimeoutMs`,
+ * the `Deno.errors` of `Deno.connect` (e.g. `ConnectionRefused`), or whatever
+ * `PeerConnection.open()` rejects with.
+ */
+export async function connectPeer(
+  addr: { hostname: string; port: number },
+  opts: ConnectPeerOptions,
+): Promise<PeerConnection> {
+  const connectTimeoutMs = positive("connectTimeoutMs", opts.connectTimeoutMs, 5000);
+  const timeout = AbortSignal.timeout(connectTimeoutMs);
+  const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+  let conn: Deno.TcpConn;
+  try {
+    conn = await Deno.connect({ hostname: addr.hostname, port: addr.port, signal });
+  } catch (err) {
+    if (timeout.aborted && !opts.signal?.aborted) {
+      throw new PeerTimeoutError(
+        `Cannot connect to '${addr.hostname}:${addr.port}' within '${connectTimeoutMs}' ms`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+  return await PeerConnection.open(conn, opts);
+}
+
+function errorMessage(code: string, message: string): HandlerResult {
+  return {
+    type: "ERROR",
+    header: { code: code.slice(0, 64), message: message.slice(0, MAX_ERROR_MESSAGE) },
+  };
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!(value > 0) || !Number.isFinite(value)) {
+    throw new RangeError(`Cannot open connection: ${name} '${value}' is not a positive number`);
+  }
+  return value;
+}
