@@ -98,6 +98,7 @@ export class PeerNode {
   readonly #downloads = new Map<string, Promise<DownloadResult>>();
   readonly #abort = new AbortController();
   readonly #uploadLimit?: RateLimiter;
+  #spreading: Promise<void> | undefined;
 
   private constructor(
     opts: PeerOptions,
@@ -434,7 +435,8 @@ export class PeerNode {
       }
       this.#trackerState = { ok: true, lastContact: Date.now() };
       next = Math.min(next, res.ttlSeconds * 1000 / 3);
-      for (const p of await tracker.peers()) {
+      const livePeers = await tracker.peers();
+      for (const p of livePeers) {
         await this.table.upsert(
           {
             peerId: p.peerId,
@@ -450,6 +452,7 @@ export class PeerNode {
         for (const p of this.store.list()) this.#announce.add(p.payloadId);
       }
       await this.#flushAnnouncements();
+      this.#spreadFromTracker(livePeers.map((p) => p.peerId));
       failures = 0;
     } catch (err) {
       failures++;
@@ -462,6 +465,39 @@ export class PeerNode {
       });
     }
     this.#later(next, () => this.#trackerLoop(failures));
+  }
+
+  /**
+   * Payloads uploaded to the tracker are spread to peers like a `put`: for each
+   * payload whose bytes the tracker keeps, the `replicas` live peers ranked highest
+   * by rendezvous hashing fetch it. Runs one download at a time in the background.
+   */
+  #spreadFromTracker(livePeerIds: string[]): void {
+    if (this.#spreading || !this.tracker || this.opts.replicas <= 0) return;
+    const tracker = this.tracker;
+    const self = this.identity.peerId;
+    const ids = livePeerIds.includes(self) ? livePeerIds : [...livePeerIds, self];
+    this.#spreading = (async () => {
+      const page = await tracker.payloads();
+      for (const p of page.payloads) {
+        if (this.#stopping) break;
+        if (!p.stored || this.store.payload(p.payloadId)?.complete) continue;
+        const chosen = [...ids]
+          .sort((a, b) => rendezvous(p.payloadId, -1, b) - rendezvous(p.payloadId, -1, a))
+          .slice(0, this.opts.replicas);
+        if (!chosen.includes(self)) continue;
+        this.log.record("replicate.pull", {
+          payloadId: p.payloadId,
+          size: p.size,
+          from: "tracker",
+        });
+        await this.get(p.payloadId).catch(() => undefined);
+      }
+    })().catch((err) => {
+      this.log.record("tracker.error", { during: "spread", message: (err as Error).message });
+    }).finally(() => {
+      this.#spreading = undefined;
+    });
   }
 
   #queueAnnounce(payloadId: string): void {
@@ -838,7 +874,7 @@ export class PeerNode {
         this.log.record("tracker.error", { during: "unregister", message: String(err) })
       );
     }
-    await Promise.allSettled([...this.#downloads.values()]);
+    await Promise.allSettled([...this.#downloads.values(), this.#spreading]);
     this.log.record("peer.stop", { peerId: this.identity.peerId });
     this.store.close();
     this.log.close();
