@@ -7,6 +7,9 @@
  * @module
  */
 import { startTracker } from "../tracker/server.ts";
+import { type RunningPeer, startPeer } from "../peer/server.ts";
+import { fromHex } from "../proto/ids.ts";
+import { hasBit } from "../proto/bitfield.ts";
 import { sha256Hex } from "../proto/manifest.ts";
 import type { ActivityPage } from "../proto/activity.ts";
 import { HolderList, PeerList, RegisterPeerResponse, UploadResponse } from "../proto/tracker.ts";
@@ -145,7 +148,9 @@ export async function runDemo(): Promise<void> {
       );
     }
 
-    step("every action is in the activity log");
+    await peerDemo(tracker.url, dir, step);
+
+    step("every action is in the tracker's activity log");
     const act = await fetch(`${tracker.url}/activity?limit=1000`).then((r) =>
       r.json()
     ) as ActivityPage;
@@ -156,5 +161,110 @@ export async function runDemo(): Promise<void> {
     await tracker.stop();
     await Deno.remove(dir, { recursive: true });
   }
-  console.log("\ndemo finished: tracker stopped, temporary files removed");
+  console.log("\ndemo finished: peers and tracker stopped, temporary files removed");
+}
+
+/** Three peers on 127.0.0.2-4: put with replication, a multi-source get, the chunk map, a log read over TCP. */
+async function peerDemo(
+  trackerUrl: string,
+  dir: string,
+  step: (text: string) => void,
+): Promise<void> {
+  step("three peers start on 127.0.0.2, .3 and .4 and find each other");
+  const peers: RunningPeer[] = [];
+  try {
+    for (const [i, name] of ["alice", "bob", "carol"].entries()) {
+      const host = `127.0.0.${i + 2}`;
+      const seeds = peers.length ? [{ host: "127.0.0.2", port: peers[0].node.chunkPort }] : [];
+      peers.push(
+        await startPeer({
+          host,
+          port: 0,
+          httpPort: 0,
+          dataDir: `${dir}/${name}`,
+          name,
+          tracker: i === 2 ? trackerUrl : undefined,
+          seeds,
+          replicas: 1,
+        }),
+      );
+      const n = peers[i].node;
+      console.log(
+        `${name.padEnd(6)} ${n.identity.peerId} tcp ${host}:${n.chunkPort} http ${
+          peers[i].httpUrl
+        }`,
+      );
+    }
+    const [a, b, c] = peers.map((p) => p.node);
+    // bob learned of carol through alice (peer exchange) or carol's hello.
+    await new Promise((r) => setTimeout(r, 300));
+
+    step("alice puts 6 MiB; each chunk is pushed to one other peer (--replicas 1)");
+    const size = 6 * 1024 * 1024 + 777;
+    let seed = 7;
+    const source = new ReadableStream<Uint8Array>({
+      pull(ctrl) {
+        const chunk = new Uint8Array(Math.min(65536, size - sent));
+        for (let i = 0; i < chunk.length; i++) {
+          chunk[i] = (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24;
+        }
+        sent += chunk.length;
+        ctrl.enqueue(chunk);
+        if (sent >= size) ctrl.close();
+      },
+    });
+    let sent = 0;
+    const put = await a.put(source, "demo.bin");
+    console.log(`payloadId ${put.payloadId}: ${put.size} B in ${put.chunks} chunks`);
+    for (const [peerId, n] of Object.entries(put.replicas)) {
+      console.log(`  pushed ${n} chunks to ${b.identity.peerId === peerId ? "bob" : "carol"}`);
+    }
+
+    step("dave joins, knowing only alice, and gets it from several peers at once, verified");
+    peers.push(
+      await startPeer({
+        host: "127.0.0.5",
+        port: 0,
+        httpPort: 0,
+        dataDir: `${dir}/dave`,
+        name: "dave",
+        seeds: [{ host: "127.0.0.2", port: a.chunkPort }],
+        replicas: 1,
+      }),
+    );
+    const d = peers[3].node;
+    await new Promise((r) => setTimeout(r, 200));
+    const res = await d.get(put.payloadId);
+    const names: Record<string, string> = {
+      [a.identity.peerId]: "alice",
+      [b.identity.peerId]: "bob",
+      [c.identity.peerId]: "carol",
+      tracker: "tracker",
+    };
+    console.log(
+      `fetched ${res.bytes} B in ${(res.seconds * 1000).toFixed(0)} ms; chunks from ` +
+        Object.entries(res.chunksBySource).map(([id, n]) => `${names[id] ?? id.slice(0, 8)} ${n}`)
+          .join(", "),
+    );
+
+    step("who holds which chunk (p2p where)");
+    const w = await d.where(put.payloadId);
+    for (const r of w.rows) {
+      const bits = fromHex(r.have);
+      let map = "";
+      for (let i = 0; i < w.chunks; i++) map += hasBit(bits, i) ? "█" : "·";
+      console.log(`  ${(r.name ?? r.peerId.slice(0, 8)).padEnd(8)} ${map} ${r.count}/${w.chunks}`);
+    }
+
+    step("alice reads bob's activity log over TCP (p2p log --peer)");
+    for (const r of (await a.remoteLog(b.identity.peerId, undefined, 5))) {
+      console.log(
+        `  #${r.id} ${r.type} ${
+          r.payloadId ? "payload " + String(r.payloadId).slice(0, 12) + "…" : ""
+        }`,
+      );
+    }
+  } finally {
+    for (const p of peers) await p.stop();
+  }
 }
