@@ -141,3 +141,44 @@ export async function which(command: string): Promise<string | null> {
   }
   return null;
 }
+
+/** Clock ticks per second of `/proc/PID/stat` times (USER_HZ, 100 on Linux). */
+const CLOCK_TICKS = 100;
+
+/**
+ * CPU time a process has used so far (user + system, all its threads) from
+ * `/proc/PID/stat`, in seconds; null when unknown (no /proc, or it has exited).
+ */
+export async function processCpuSeconds(pid: number): Promise<number | null> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(`/proc/${pid}/stat`);
+  } catch {
+    return null;
+  }
+  // The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  // Fields 14 (utime) and 15 (stime), counted from 1 over the whole line.
+  const utime = Number(fields[14 - 3]);
+  const stime = Number(fields[15 - 3]);
+  return Number.isFinite(utime) && Number.isFinite(stime) ? (utime + stime) / CLOCK_TICKS : null;
+}
+
+/** Bytes free for an unprivileged user on the file system holding `path` (`df -Pk`); null when unknown. */
+export async function freeDiskBytes(path: string): Promise<number | null> {
+  try {
+    const out = await new Deno.Command("df", {
+      args: ["-Pk", path],
+      stdout: "piped",
+      stderr: "null",
+      signal: AbortSignal.timeout(10_000),
+    }).output();
+    if (!out.success) return null;
+    // Filesystem 1024-blocks Used Available Capacity Mounted-on
+    const line = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1) ?? "";
+    const available = Number(line.trim().split(/\s+/)[3]);
+    return Number.isFinite(available) ? available * 1024 : null;
+  } catch {
+    return null;
+  }
+}

@@ -16,11 +16,13 @@
  * @module
  */
 import { type Benchmark, type BenchResult, BenchSkip, formatTable, formatValue } from "./_bench.ts";
+import { peerDownload } from "./peer_download.ts";
 import { trackerHttp } from "./tracker_http.ts";
 
 /** Every benchmark, in the order they run. Add new modules here. */
 export const BENCHMARKS: Benchmark[] = [
   trackerHttp,
+  peerDownload,
 ];
 
 /** Seconds of each load phase unless `--duration` says otherwise. */

@@ -8,6 +8,7 @@
 import type { ActivityRecord } from "../proto/activity.ts";
 import { fromHex } from "../proto/ids.ts";
 import { hasBit } from "../proto/bitfield.ts";
+import * as http from "node:http";
 
 /** A failure worth one line, not a stack trace (exit status 1). */
 export class ClientError extends Error {
@@ -45,6 +46,62 @@ async function call(node: string, path: string, init?: RequestInit): Promise<Res
     throw new ClientError(`${message} (HTTP ${res.status})`);
   }
   return res;
+}
+
+/**
+ * POSTs a streamed body. Uses node:http rather than fetch: Deno's fetch streaming a
+ * request body made the receiving Deno.serve spin (256 MiB: 26 s against 0.8 s).
+ */
+function upload(url: string, body: ReadableStream<Uint8Array>, size?: number): Promise<Response> {
+  const { promise, resolve, reject } = Promise.withResolvers<Response>();
+  const req = http.request(url, {
+    method: "POST",
+    headers: {
+      "content-type": "application/octet-stream",
+      ...(size === undefined ? {} : { "content-length": String(size) }),
+    },
+  }, (res) => {
+    const stream = new ReadableStream<Uint8Array>({
+      start(ctrl) {
+        res.on("data", (d: Uint8Array) => ctrl.enqueue(new Uint8Array(d)));
+        res.on("end", () => ctrl.close());
+        res.on("error", (e: Error) => ctrl.error(e));
+      },
+    });
+    const answer = new Response(stream, { status: res.statusCode ?? 500 });
+    if (answer.ok) return resolve(answer);
+    answer.text().then((text) => {
+      let message = text.slice(0, 300);
+      try {
+        message = JSON.parse(text).error.message ?? message;
+      } catch {
+        // Not JSON: keep the text.
+      }
+      reject(new ClientError(`${message} (HTTP ${answer.status})`));
+    }, reject);
+  });
+  req.on("error", (e: Error & { code?: string }) => {
+    reject(
+      e.code === "ECONNREFUSED"
+        ? new ClientError(
+          `No peer is running at ${
+            new URL(url).origin
+          } (start one with 'p2p peer', or point --node at one)`,
+        )
+        : e,
+    );
+  });
+  (async () => {
+    try {
+      for await (const part of body) {
+        if (!req.write(part)) await new Promise((r) => req.once("drain", r));
+      }
+      req.end();
+    } catch (e) {
+      req.destroy(e as Error);
+    }
+  })();
+  return promise;
 }
 
 async function json<T>(node: string, path: string): Promise<T> {
@@ -88,6 +145,7 @@ export async function put(
   opts: { name?: string; json?: boolean },
 ): Promise<void> {
   let body: ReadableStream<Uint8Array>;
+  let size: number | undefined;
   let name = opts.name;
   if (file === "-") {
     body = Deno.stdin.readable;
@@ -99,7 +157,9 @@ export async function put(
       if (e instanceof Deno.errors.NotFound) throw new ClientError(`File '${file}' does not exist`);
       throw new ClientError(`Cannot read '${file}': ${(e as Error).message}`);
     }
-    if ((await f.stat()).isDirectory) {
+    const info = await f.stat();
+    size = info.size;
+    if (info.isDirectory) {
       f.close();
       throw new ClientError(`'${file}' is a directory; put takes a file or -`);
     }
@@ -107,13 +167,7 @@ export async function put(
     name ??= file.split(/[\\/]/).pop();
   }
   const q = name ? `?name=${encodeURIComponent(name)}` : "";
-  const res = await call(node, `/_p2p/payloads${q}`, {
-    method: "POST",
-    body,
-    headers: { "content-type": "application/octet-stream" },
-    // @ts-ignore: Deno's fetch streams request bodies half-duplex.
-    duplex: "half",
-  });
+  const res = await upload(`${node}/_p2p/payloads${q}`, body, size);
   const tty = Deno.stderr.isTerminal();
   const done = await events(res, (e) => {
     if (e.type === "stored" && tty) err(`stored ${mib(Number(e.size))} in ${e.chunks} chunks\n`);

@@ -405,7 +405,7 @@ export class ChunkStore {
     const want = chunkLength(e.manifest.size, index, e.manifest.chunkSize);
     let bytes: Uint8Array;
     try {
-      bytes = await Deno.readFile(this.#chunkPath(hash));
+      bytes = await readExact(this.#chunkPath(hash), want);
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
       await this.#forget(hash);
@@ -595,4 +595,21 @@ async function readManifestFile(
   await verifyManifest(payloadId, manifest);
   const addedAt = Number.isFinite(raw.addedAt) ? raw.addedAt : 0;
   return { manifest, addedAt, ...(typeof raw.name === "string" ? { name: raw.name } : {}) };
+}
+
+/**
+ * Reads a file into a fresh buffer of the expected length (plus one byte, to notice
+ * a longer file). A `Uint8Array` made here is accounted by V8, unlike the buffers of
+ * `Deno.readFile`, so streaming many chunks keeps memory flat.
+ */
+async function readExact(path: string, want: number): Promise<Uint8Array> {
+  using file = await Deno.open(path);
+  const buf = new Uint8Array(want + 1);
+  let fill = 0;
+  while (fill < buf.length) {
+    const n = await file.read(buf.subarray(fill));
+    if (n === null) break;
+    fill += n;
+  }
+  return fill === want ? buf.subarray(0, want) : buf.subarray(0, fill);
 }

@@ -10,7 +10,7 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import { z } from "zod";
 import type { PeerNode } from "./node.ts";
-import { ActivityQuery } from "../proto/activity.ts";
+import { ActivityQuery, typeMatches } from "../proto/activity.ts";
 import { PayloadId, PeerId } from "../proto/ids.ts";
 
 /** An error answer of the control API. */
@@ -110,7 +110,9 @@ export function createControlApp(node: PeerNode): Hono {
     };
     if (q.peer) {
       try {
-        const records = await node.remoteLog(q.peer, q.since, q.limit);
+        // Filtered here too, for peers of older versions that ignore `type`.
+        const records = (await node.remoteLog(q.peer, q.since, q.limit, q.type))
+          .filter((r) => typeMatches(String(r.type), q.type));
         return c.json({ records, next: records.at(-1)?.id ?? null });
       } catch (err) {
         const status = err instanceof RangeError ? 404 : 502;
@@ -125,7 +127,9 @@ export function createControlApp(node: PeerNode): Hono {
       return ndjson((send, signal) => {
         for (const r of node.log.query(q).records) send(r);
         const { promise, resolve } = Promise.withResolvers<void>();
-        const stop = node.log.follow((r) => send(r));
+        const stop = node.log.follow((r) => {
+          if (typeMatches(r.type, q.type)) send(r);
+        });
         const end = AbortSignal.any([signal, node.signal]);
         end.addEventListener("abort", () => {
           stop();

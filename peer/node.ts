@@ -280,7 +280,11 @@ export class PeerNode {
         return { type: "PEERS", requestId: msg.requestId, header: { peers } };
       }
       case "LOG_REQ": {
-        const page = this.log.query({ since: msg.header.since, limit: msg.header.limit ?? 100 });
+        const page = this.log.query({
+          since: msg.header.since,
+          limit: msg.header.limit ?? 100,
+          type: msg.header.type,
+        });
         this.log.record("query.log", { from: who, count: page.records.length });
         return { type: "LOG", requestId: msg.requestId, header: { records: page.records } };
       }
@@ -821,13 +825,18 @@ export class PeerNode {
   }
 
   /** The log of another peer, asked over TCP with LOG?. */
-  async remoteLog(peerId: string, since?: number, limit = 100): Promise<Record<string, unknown>[]> {
+  async remoteLog(
+    peerId: string,
+    since?: number,
+    limit = 100,
+    type?: string,
+  ): Promise<Record<string, unknown>[]> {
     const p = this.table.get(peerId);
     if (!p) {
       throw new RangeError(`Unknown peer '${peerId}': not in this peer's table (see p2p peers)`);
     }
     const c = await this.connect(p.host, p.ports.chunk);
-    const header = since === undefined ? { limit } : { since, limit };
+    const header = { limit, ...(since === undefined ? {} : { since }), ...(type ? { type } : {}) };
     const res = await c.request({ type: "LOG_REQ", header }, { timeoutMs: 5000 });
     if (res.type !== "LOG") throw new ProtocolError("unexpected", `Expected LOG, got ${res.type}`);
     return res.header.records;

@@ -151,6 +151,8 @@ export type PeersHeader = z.infer<typeof PeersHeader>;
 export const LogReqHeader = z.looseObject({
   since: z.number().int().nonnegative().optional(),
   limit: z.number().int().min(1).max(1000).optional(),
+  /** Only records of this type (a dotted prefix: `chunk` matches `chunk.sent`). */
+  type: z.string().min(1).max(64).optional(),
 });
 /** LOG_REQ header. */
 export type LogReqHeader = z.infer<typeof LogReqHeader>;

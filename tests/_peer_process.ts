@@ -6,6 +6,7 @@
  * @module
  */
 import { type P2pProcess, spawnP2p, type TrackerExit } from "./_tracker_process.ts";
+import type { ActivityRecord } from "../proto/activity.ts";
 
 /** What a peer prints once it listens: peerId, chunk address and HTTP URL. */
 const LISTENING =
@@ -72,10 +73,14 @@ export async function spawnPeer(opts: SpawnPeerOptions): Promise<PeerProcess> {
   };
 }
 
-/** Runs a client command (`put`, `get`, …) against a peer; returns its exit and output. */
+/**
+ * Runs a client command (`put`, `get`, …) against a peer; returns its exit and output.
+ * The command is killed after `timeoutMs` (default 30 s), so a hang fails the test.
+ */
 export async function p2pClient(
   args: string[],
   stdin?: Uint8Array,
+  timeoutMs = 30_000,
 ): Promise<{ code: number; stdout: string; stderr: string; bytes: Uint8Array }> {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "main.ts", ...args],
@@ -84,6 +89,7 @@ export async function p2pClient(
     stdin: stdin ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",
+    signal: AbortSignal.timeout(timeoutMs),
   }).spawn();
   if (stdin) {
     const w = child.stdin.getWriter();
@@ -97,4 +103,139 @@ export async function p2pClient(
     stderr: new TextDecoder().decode(out.stderr),
     bytes: out.stdout,
   };
+}
+
+/** A running `GET /_p2p/log?follow=1` stream of one peer: its records so far, and waits. */
+export interface LogFollower extends AsyncDisposable {
+  /** Every record seen: the newest 1000 at the start, then each new one. */
+  readonly records: ActivityRecord[];
+  /**
+   * Resolves with the first record (already seen or still to come) that `match`
+   * accepts; rejects after `timeoutMs` (default 15 s) or when the stream ends, naming
+   * `what` and the last records seen.
+   */
+  waitFor(
+    match: (r: ActivityRecord) => boolean,
+    what: string,
+    timeoutMs?: number,
+  ): Promise<ActivityRecord>;
+}
+
+/**
+ * Follows a peer's activity log through its control API, so a test waits for what
+ * the peer did (a connection, an exchange, an announcement) instead of sleeping.
+ * `type` is passed on as the `type` filter (a dotted prefix).
+ */
+export async function followLog(
+  peer: { http: string; host: string },
+  opts: { type?: string } = {},
+): Promise<LogFollower> {
+  const abort = new AbortController();
+  const q = new URLSearchParams({ follow: "1", limit: "1000", ...opts });
+  const res = await fetch(`${peer.http}/_p2p/log?${q}`, { signal: abort.signal });
+  if (!res.ok || !res.body) {
+    await res.body?.cancel();
+    throw new Error(`Cannot follow the log of ${peer.http}: HTTP ${res.status}`);
+  }
+  const records: ActivityRecord[] = [];
+  const waiters = new Set<
+    { match: (r: ActivityRecord) => boolean; settle(r?: ActivityRecord): void }
+  >();
+  let ended: string | undefined;
+  const pump = (async () => {
+    let buf = "";
+    try {
+      for await (const text of res.body!.pipeThrough(new TextDecoderStream())) {
+        buf += text;
+        let nl;
+        while ((nl = buf.indexOf("\n")) >= 0) {
+          const line = buf.slice(0, nl);
+          buf = buf.slice(nl + 1);
+          if (!line) continue;
+          const r = JSON.parse(line) as ActivityRecord;
+          records.push(r);
+          for (const w of [...waiters]) if (w.match(r)) w.settle(r);
+        }
+      }
+      ended = "the log stream ended";
+    } catch (err) {
+      ended = `the log stream failed: ${err}`;
+    }
+    for (const w of [...waiters]) w.settle();
+  })();
+  const tail = () =>
+    records.slice(-12).map((r) => `${r.type} ${JSON.stringify(r).slice(0, 160)}`).join("\n  ");
+  return {
+    records,
+    waitFor(match, what, timeoutMs = 15_000) {
+      const seen = records.find(match);
+      if (seen) return Promise.resolve(seen);
+      const { promise, resolve, reject } = Promise.withResolvers<ActivityRecord>();
+      const fail = (why: string) =>
+        reject(
+          new Error(`${peer.host}: waited for ${what}, but ${why}; last records:\n  ${tail()}`),
+        );
+      if (ended) {
+        fail(ended);
+        return promise;
+      }
+      const waiter = {
+        match,
+        settle: (r?: ActivityRecord) => {
+          clearTimeout(timer);
+          waiters.delete(waiter);
+          if (r) resolve(r);
+          else fail(ended ?? "the log stream ended");
+        },
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(waiter);
+        fail(`nothing came within ${timeoutMs} ms`);
+      }, timeoutMs);
+      waiters.add(waiter);
+      return promise;
+    },
+    async [Symbol.asyncDispose]() {
+      abort.abort();
+      await pump;
+    },
+  };
+}
+
+/** One event of an NDJSON answer of the control API. */
+export type ControlEvent = Record<string, unknown> & { type: string };
+
+/**
+ * Starts a download on a peer (`POST /_p2p/downloads/{id}`) and reads its NDJSON
+ * events, awaiting `onEvent` for each one; resolves with the last event (`done` or
+ * `error`). Rejects when the answer breaks off (the peer died).
+ */
+export async function controlDownload(
+  peer: { http: string },
+  payloadId: string,
+  onEvent: (e: ControlEvent) => void | Promise<void> = () => {},
+  signal: AbortSignal = AbortSignal.timeout(30_000),
+): Promise<ControlEvent> {
+  const res = await fetch(`${peer.http}/_p2p/downloads/${payloadId}`, { method: "POST", signal });
+  if (!res.ok || !res.body) {
+    const text = await res.text();
+    throw new Error(`POST /_p2p/downloads/${payloadId}: HTTP ${res.status} ${text}`);
+  }
+  let last: ControlEvent | undefined;
+  let buf = "";
+  for await (const text of res.body.pipeThrough(new TextDecoderStream())) {
+    buf += text;
+    let nl;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (!line) continue;
+      last = JSON.parse(line) as ControlEvent;
+      await onEvent(last);
+    }
+  }
+  if (!last || (last.type !== "done" && last.type !== "error")) {
+    throw new Error(`The download answer ended early; last event ${JSON.stringify(last)}`);
+  }
+  return last;
 }
