@@ -234,7 +234,12 @@ export class PeerNode {
           );
         }
         const body = await this.store.readChunk(payloadId, index);
-        await this.#uploadLimit?.take(body.length, this.#abort.signal);
+        if (this.#uploadLimit) {
+          await this.#uploadLimit.take(
+            body.length,
+            AbortSignal.any([this.#abort.signal, closedSignal(conn)]),
+          );
+        }
         this.log.record("chunk.sent", { to: who, payloadId, index, bytes: body.length });
         return { type: "CHUNK", requestId: msg.requestId, header: { payloadId, index }, body };
       }
@@ -889,6 +894,20 @@ export class PeerNode {
     this.log.close();
     this.#kv.close();
   }
+}
+
+const closeSignals = new WeakMap<PeerConnection, AbortSignal>();
+
+/** A signal that aborts when the connection closes. */
+function closedSignal(conn: PeerConnection): AbortSignal {
+  let signal = closeSignals.get(conn);
+  if (!signal) {
+    const ctrl = new AbortController();
+    conn.closed.then(() => ctrl.abort(new Error("connection closed")));
+    signal = ctrl.signal;
+    closeSignals.set(conn, signal);
+  }
+  return signal;
 }
 
 /** A MANIFEST message for a manifest. */

@@ -25,7 +25,8 @@ export class RateLimiter {
   take(bytes: number, signal?: AbortSignal): Promise<void> {
     const now = performance.now();
     const start = Math.max(now, this.#free);
-    this.#free = start + (bytes / this.bytesPerSecond) * 1000;
+    const cost = (bytes / this.bytesPerSecond) * 1000;
+    this.#free = start + cost;
     const wait = start - now;
     if (wait <= 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
@@ -35,6 +36,8 @@ export class RateLimiter {
       }, wait);
       const onAbort = () => {
         clearTimeout(t);
+        // Bytes that will never be sent give their share of the line back.
+        this.#free -= cost;
         reject(signal!.reason);
       };
       signal?.addEventListener("abort", onAbort, { once: true });

@@ -19,3 +19,16 @@ Deno.test("RateLimiter.take() rejects when its signal aborts, and bad rates thro
   await assert.rejects(waiting, /stop/);
   assert.throws(() => new RateLimiter(0), RangeError);
 });
+
+Deno.test("RateLimiter.take() gives an aborted reservation back to later takes", async () => {
+  const limiter = new RateLimiter(100_000);
+  await limiter.take(10_000);
+  const ctrl = new AbortController();
+  const abandoned = limiter.take(50_000, ctrl.signal); // would hold the line for 500 ms
+  ctrl.abort(new Error("requester left"));
+  await assert.rejects(abandoned, /requester left/);
+  const started = performance.now();
+  await limiter.take(1000);
+  const ms = performance.now() - started;
+  assert.ok(ms < 250, `waited ${ms} ms behind an abandoned reservation`);
+});
