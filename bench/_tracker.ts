@@ -39,27 +39,32 @@ export interface TrackerProcess extends AsyncDisposable {
 const KEEP_LINES = 40;
 const LISTENING = /listening on (http:\/\/[^\s]+) \(/;
 
-/** Starts `main.ts tracker` and resolves once it printed the URL it listens on. */
-export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerProcess> {
-  const db = `${opts.dir}/tracker.kv`;
-  const log = `${opts.dir}/tracker-activity.jsonl`;
+/** A child process of `main.ts` that said where it listens. */
+export interface ListeningChild {
+  child: Deno.ChildProcess;
+  /** The match of the "listening" pattern. */
+  match: RegExpMatchArray;
+  /** The last lines it printed (stdout and stderr). */
+  output(): string;
+  /** Sends SIGTERM, waits for the exit (SIGKILL after 15 s); idempotent. */
+  stop(): Promise<Deno.CommandStatus>;
+}
+
+/**
+ * Starts `main.ts ...args` in `root`, drains its output all the time, and resolves
+ * once a line matches `ready` and the URL in group `urlGroup` is on loopback.
+ */
+export async function spawnListening(opts: {
+  root: string;
+  args: string[];
+  ready: RegExp;
+  urlGroup: number;
+  what: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}): Promise<ListeningChild> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "main.ts",
-      "tracker",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--db",
-      db,
-      "--log",
-      log,
-      "--peer-ttl",
-      String(opts.peerTtl),
-    ],
+    args: ["run", "-A", "main.ts", ...opts.args],
     cwd: opts.root,
     env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
     stdin: "null",
@@ -68,12 +73,12 @@ export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerPr
   }).spawn();
 
   const lines: string[] = [];
-  const listening = Promise.withResolvers<string>();
+  const listening = Promise.withResolvers<RegExpMatchArray>();
   const keep = (prefix: string) => (line: string) => {
     lines.push(prefix + line);
     if (lines.length > KEEP_LINES) lines.shift();
-    const m = line.match(LISTENING);
-    if (m) listening.resolve(m[1]);
+    const m = line.match(opts.ready);
+    if (m) listening.resolve(m);
   };
   const pumps = Promise.all([
     drainLines(child.stdout, keep("")),
@@ -82,7 +87,7 @@ export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerPr
   const output = () => lines.join("\n");
   child.status.then((s) => {
     listening.reject(
-      new Error(`Tracker exited with status ${s.code} before listening:\n${output()}`),
+      new Error(`${opts.what} exited with status ${s.code} before listening:\n${output()}`),
     );
   });
 
@@ -112,24 +117,52 @@ export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerPr
     return stopping;
   };
 
-  const deadline = AbortSignal.timeout(opts.startTimeoutMs ?? 60_000);
+  const deadline = AbortSignal.timeout(opts.timeoutMs ?? 60_000);
   const signal = opts.signal ? AbortSignal.any([opts.signal, deadline]) : deadline;
   const onAbort = () =>
-    listening.reject(new Error(`Tracker did not say it listens in time:\n${output()}`));
+    listening.reject(new Error(`${opts.what} did not say it listens in time:\n${output()}`));
   signal.addEventListener("abort", onAbort, { once: true });
-  let url: string;
+  let match: RegExpMatchArray;
   try {
-    url = await listening.promise;
-    if (!isLoopbackUrl(url)) throw new Error(`Tracker listens on '${url}', not on loopback`);
+    match = await listening.promise;
+    const url = match[opts.urlGroup];
+    if (!isLoopbackUrl(url)) throw new Error(`${opts.what} listens on '${url}', not on loopback`);
   } catch (err) {
     await stop();
     throw err;
   } finally {
     signal.removeEventListener("abort", onAbort);
   }
+  return { child, match, output, stop };
+}
 
+/** Starts `main.ts tracker` and resolves once it printed the URL it listens on. */
+export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerProcess> {
+  const db = `${opts.dir}/tracker.kv`;
+  const log = `${opts.dir}/tracker-activity.jsonl`;
+  const { child, match, output, stop } = await spawnListening({
+    root: opts.root,
+    args: [
+      "tracker",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--db",
+      db,
+      "--log",
+      log,
+      "--peer-ttl",
+      String(opts.peerTtl),
+    ],
+    ready: LISTENING,
+    urlGroup: 1,
+    what: "Tracker",
+    timeoutMs: opts.startTimeoutMs,
+    signal: opts.signal,
+  });
   return {
-    url,
+    url: match[1],
     pid: child.pid,
     db,
     log,

@@ -26,6 +26,7 @@
 import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { type IncomingMessage, request } from "node:http";
+import { spawnListening } from "./_tracker.ts";
 import {
   type BenchContext,
   type Benchmark,
@@ -33,7 +34,6 @@ import {
   BenchSkip,
   type Figure,
   freeDiskBytes,
-  isLoopbackUrl,
   processCpuSeconds,
   processMemory,
 } from "./_bench.ts";
@@ -602,18 +602,15 @@ interface Peer extends AsyncDisposable {
   stop(): Promise<Deno.CommandStatus>;
 }
 
-const KEEP_LINES = 40;
 /** What a peer prints once it listens: peerId, chunk address and HTTP URL. */
 const LISTENING =
   /^p2p peer ([0-9a-f]{40}) "[^"]*" listening: chunks tcp:\/\/([\d.]+):(\d+), http (http:\/\/[\d.]+:\d+) \(/;
 
 /** Starts `main.ts peer` (ports 0, no replicas) and resolves once it printed where it listens. */
 async function spawnPeer(opts: SpawnPeerOptions): Promise<Peer> {
-  const child = new Deno.Command(Deno.execPath(), {
+  const { child, match: m, output, stop } = await spawnListening({
+    root: opts.root,
     args: [
-      "run",
-      "-A",
-      "main.ts",
       "peer",
       "--host",
       opts.host,
@@ -629,73 +626,11 @@ async function spawnPeer(opts: SpawnPeerOptions): Promise<Peer> {
       "0",
       ...opts.seeds.flatMap((s) => ["--peer", `${s.host}:${s.port}`]),
     ],
-    cwd: opts.root,
-    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-
-  const lines: string[] = [];
-  const listening = Promise.withResolvers<RegExpMatchArray>();
-  const keep = (prefix: string) => (line: string) => {
-    lines.push(prefix + line);
-    if (lines.length > KEEP_LINES) lines.shift();
-    const m = line.match(LISTENING);
-    if (m) listening.resolve(m);
-  };
-  const pumps = Promise.all([
-    drainLines(child.stdout, keep("")),
-    drainLines(child.stderr, keep("stderr: ")),
-  ]);
-  const output = () => lines.join("\n");
-  child.status.then((s) => {
-    listening.reject(
-      new Error(`Peer '${opts.name}' exited with status ${s.code} before listening:\n${output()}`),
-    );
+    ready: LISTENING,
+    urlGroup: 4,
+    what: `Peer '${opts.name}'`,
+    signal: opts.signal,
   });
-
-  let stopping: Promise<Deno.CommandStatus> | undefined;
-  const stop = () => {
-    stopping ??= (async () => {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // It has exited already.
-      }
-      const killTimer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // It exited meanwhile.
-        }
-      }, 15_000);
-      try {
-        const status = await child.status;
-        await pumps;
-        return status;
-      } finally {
-        clearTimeout(killTimer);
-      }
-    })();
-    return stopping;
-  };
-
-  const signal = AbortSignal.any([opts.signal, AbortSignal.timeout(60_000)]);
-  const onAbort = () =>
-    listening.reject(new Error(`Peer '${opts.name}' did not say it listens in time:\n${output()}`));
-  signal.addEventListener("abort", onAbort, { once: true });
-  let m: RegExpMatchArray;
-  try {
-    m = await listening.promise;
-    if (!isLoopbackUrl(m[4])) throw new Error(`Peer listens on '${m[4]}', not on loopback`);
-  } catch (err) {
-    await stop();
-    throw err;
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-  }
-
   return {
     name: opts.name,
     pid: child.pid,
@@ -710,20 +645,6 @@ async function spawnPeer(opts: SpawnPeerOptions): Promise<Peer> {
       await stop();
     },
   };
-}
-
-/** Reads a byte stream to its end, calling `onLine` with each text line. */
-async function drainLines(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-): Promise<void> {
-  let rest = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    const parts = (rest + text).split("\n");
-    rest = parts.pop()!;
-    for (const line of parts) onLine(line);
-  }
-  if (rest) onLine(rest);
 }
 
 // ---- small helpers ----
