@@ -3,7 +3,7 @@
  *
  * Every source (a peer over TCP, or the tracker over HTTP) says which chunk
  * positions it holds. The scheduler keeps up to `pipeline` requests in flight per
- * source, always asking for the rarest missing chunk that source holds, so copies
+ * source and `maxInFlight` in all, always asking for the rarest missing chunk that source holds, so copies
  * spread through the network. Each chunk is verified against the manifest before it
  * is stored (`ChunkStore.writeChunk`); a source that sends a bad chunk gets a strike
  * and is dropped for this download after `maxStrikes`; a source that errors or
@@ -69,6 +69,12 @@ export interface DownloadOptions {
   findSources: () => Promise<Source[]>;
   /** Requests in flight per source (default 8). */
   pipeline?: number;
+  /**
+   * Requests in flight over all sources (default 8): bounds the chunk bytes held in
+   * memory whatever the number of sources, and one source alone still gets a full
+   * pipeline.
+   */
+  maxInFlight?: number;
   /** A chunk not received within this is taken from someone else (default 15 s). */
   chunkTimeoutMs?: number;
   /** Bad chunks before a source is dropped (default 2). */
@@ -105,6 +111,7 @@ interface SourceState {
 export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   const { payloadId, manifest, store } = opts;
   const pipeline = opts.pipeline ?? 8;
+  const maxInFlight = opts.maxInFlight ?? 8;
   const chunkTimeoutMs = opts.chunkTimeoutMs ?? 15_000;
   const maxStrikes = opts.maxStrikes ?? 2;
   const maxFailures = opts.maxFailures ?? 3;
@@ -250,15 +257,22 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   while (needed.size > 0) {
     opts.signal?.throwIfAborted();
     if (fatal !== undefined) throw fatal;
-    // Fill pipelines one slot per source per round, so work spreads across sources.
-    for (let depth = 1; depth <= pipeline; depth++) {
+    // Fill pipelines one slot per source per round, so work spreads across sources,
+    // up to the global cap.
+    let active = 0;
+    for (const st of sources.values()) active += st.inflight.size;
+    for (let depth = 1; depth <= pipeline && active < maxInFlight; depth++) {
       for (const st of [...sources.values()]) {
+        if (active >= maxInFlight) break;
         if (st.inflight.size >= depth || !sources.has(st.source.id)) continue;
         const i = pick(st);
-        if (i !== undefined) fetchOne(st, i);
+        if (i !== undefined) {
+          fetchOne(st, i);
+          active++;
+        }
       }
     }
-    let active = 0;
+    active = 0;
     for (const st of sources.values()) active += st.inflight.size;
     if (active === 0) {
       // Nobody can serve what is missing: look for more sources.
