@@ -22,6 +22,7 @@ import {
   parseHost,
   parsePeerAddress,
   parsePort,
+  parseScanRange,
   parseSeconds,
   parseUrl,
 } from "./cli/options.ts";
@@ -117,12 +118,24 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
         .default(5805).argParser(parsePort),
     )
     .addOption(
-      new Option("--pingback-port <port>", "LAN discovery port (reserved; not served yet)")
+      new Option("--pingback-port <port>", "LAN discovery (pingback) port (0 picks a free one)")
         .default(5800).argParser(parsePort),
     )
     .addOption(
       new Option("--app-port <port>", "application server port (reserved; not served yet)")
         .default(5810).argParser(parsePort),
+    )
+    .addOption(
+      new Option(
+        "--scan [range]",
+        "find peers on the LAN at start and every --scan-interval (CIDR or FIRST-LAST; " +
+          "default: this machine's subnets). Off unless given: sweeping a network is intrusive",
+      ).argParser(parseScanRange),
+    )
+    .addOption(
+      new Option("--scan-interval <seconds>", "period of --scan").default(300).argParser(
+        parseSeconds,
+      ),
     )
     .addOption(
       new Option(
@@ -182,6 +195,22 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     .addOption(nodeOption())
     .action(async (opts: { json?: boolean; node?: string }) => {
       await client.peers(client.nodeUrl(opts.node), opts);
+    });
+
+  program.command("discover")
+    .description(
+      "Find the peers on a LAN: list its devices (ARP), ask each one's pingback port, " +
+        "verify the signed answers, and remember the peers found.",
+    )
+    .argument(
+      "[range]",
+      "CIDR (10.0.0.0/24) or FIRST-LAST; default: the subnets of this machine's interfaces",
+      parseScanRange,
+    )
+    .option("--json", "machine-readable output")
+    .addOption(nodeOption())
+    .action(async (range: string | undefined, opts: { json?: boolean; node?: string }) => {
+      await client.discover(client.nodeUrl(opts.node), range, opts);
     });
 
   program.command("status")
@@ -272,6 +301,8 @@ interface PeerCliOptions {
   appPort: number;
   verbose?: boolean;
   maxUploadRate?: number;
+  scan?: string | true;
+  scanInterval: number;
 }
 
 async function runPeer(opts: PeerCliOptions): Promise<void> {
@@ -283,6 +314,9 @@ async function runPeer(opts: PeerCliOptions): Promise<void> {
       host: opts.host,
       port: opts.port,
       httpPort: opts.httpPort,
+      pingbackPort: opts.pingbackPort,
+      scan: opts.scan === true ? "" : opts.scan,
+      scanIntervalMs: opts.scanInterval * 1000,
       dataDir,
       name: opts.name ?? Deno.hostname(),
       tracker: opts.tracker,
@@ -294,7 +328,7 @@ async function runPeer(opts: PeerCliOptions): Promise<void> {
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) {
       throw new RunError(
-        `cannot listen on ${opts.host}: port ${opts.port} or ${opts.httpPort} is in use (see --port, --http-port)`,
+        `cannot listen on ${opts.host}: port ${opts.port}, ${opts.httpPort} or ${opts.pingbackPort} is in use (see --port, --http-port, --pingback-port)`,
       );
     }
     throw err;

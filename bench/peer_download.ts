@@ -618,6 +618,8 @@ async function spawnPeer(opts: SpawnPeerOptions): Promise<Peer> {
       "0",
       "--http-port",
       "0",
+      "--pingback-port",
+      "0",
       "--data-dir",
       opts.dataDir,
       "--name",

@@ -1,11 +1,12 @@
 /**
- * The client commands (`put`, `get`, `where`, `peers`, `status`, `log`): they talk to
+ * The client commands (`put`, `get`, `where`, `peers`, `status`, `log`, `discover`): they talk to
  * the running local peer through its control API under `/_p2p/`, as a CLI talks to
  * its daemon. When no peer answers they say so in one line.
  *
  * @module
  */
 import type { ActivityRecord } from "../proto/activity.ts";
+import type { DiscoveryReport } from "../proto/discovery.ts";
 import { fromHex } from "../proto/ids.ts";
 import { hasBit } from "../proto/bitfield.ts";
 import * as http from "node:http";
@@ -283,9 +284,48 @@ export async function peers(node: string, opts: { json?: boolean }): Promise<voi
     (p.sources as string[]).join(","),
     ago(Number(p.lastSeen)),
     p.rttMs === undefined ? "-" : `${p.rttMs} ms`,
-    String(p.failures),
+    p.stale ? `stale (${p.failures} failed)` : "live",
   ]);
-  table(["PEER", "NAME", "ADDRESS", "FOUND BY", "LAST SEEN", "RTT", "FAILS"], rows);
+  table(["PEER", "NAME", "ADDRESS", "FOUND BY", "LAST SEEN", "RTT", "STATE"], rows);
+}
+
+/** `p2p discover`: the local peer scans a LAN range and reports the peers it identified. */
+export async function discover(
+  node: string,
+  range: string | undefined,
+  opts: { json?: boolean },
+): Promise<void> {
+  const res = await call(node, "/_p2p/discover", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(range === undefined ? {} : { range }),
+  });
+  const r = await res.json() as DiscoveryReport;
+  if (opts.json) return console.log(JSON.stringify(r));
+  if (r.devicesError) console.error(`p2p discover: ${r.devicesError}`);
+  if (r.found.length > 0) {
+    table(
+      ["PEER", "NAME", "ADDRESS", "PORTS", "RTT", "CHANGE"],
+      r.found.map((p) => [
+        p.peerId.slice(0, 12),
+        p.name,
+        p.host,
+        Object.entries(p.ports).map(([k, v]) => `${k} ${v}`).join(", "),
+        `${p.rttMs} ms`,
+        p.change,
+      ]),
+    );
+  }
+  for (const x of r.rejected) console.log(`not a peer: ${x.address}: ${x.reason}`);
+  for (const x of r.stale) {
+    console.log(`stale: ${x.peerId.slice(0, 12)} at ${x.address}: ${x.reason}`);
+  }
+  console.log(
+    `${r.found.length} peer${r.found.length === 1 ? "" : "s"} identified among ${r.devices} ` +
+      `device${r.devices === 1 ? "" : "s"} of ${r.ranges.join(", ")} (${r.probed} probed) in ${
+        r.seconds.toFixed(2)
+      } s`,
+  );
 }
 
 /** `p2p status`: this peer. */

@@ -6,6 +6,7 @@
  * @module
  */
 import { InvalidArgumentError } from "commander";
+import { parseRange } from "../proto/discovery.ts";
 
 /** A port number 0..65535 (0 lets the system choose). */
 export function parsePort(value: string): number {
@@ -112,4 +113,14 @@ export function parseCount(min: number, max: number): (value: string) => number 
     }
     return n;
   };
+}
+
+/** A LAN range to scan: CIDR, FIRST-LAST or one IPv4 address (at most 4096 addresses). */
+export function parseScanRange(value: string): string {
+  try {
+    parseRange(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+  return value.trim();
 }

@@ -1,6 +1,6 @@
 /**
  * The peer's control API under `/_p2p/`, served on its HTTP port: what the CLI
- * client commands (`put`, `get`, `where`, `peers`, `status`, `log`) and later the
+ * client commands (`put`, `get`, `where`, `peers`, `status`, `log`, `discover`) and the
  * web app call. Long operations answer with NDJSON streams of events, one JSON
  * object a line, ending with `{"type":"done",…}` or `{"type":"error",…}`.
  *
@@ -12,6 +12,7 @@ import { z } from "zod";
 import type { PeerNode } from "./node.ts";
 import { ActivityQuery, typeMatches } from "../proto/activity.ts";
 import { PayloadId, PeerId } from "../proto/ids.ts";
+import { DiscoverRequest, parseRange } from "../proto/discovery.ts";
 
 /** An error answer of the control API. */
 class ControlError extends Error {
@@ -31,7 +32,36 @@ export function createControlApp(node: PeerNode): Hono {
 
   app.get("/_p2p/status", (c) => c.json(node.status()));
 
-  app.get("/_p2p/peers", (c) => c.json({ peers: node.table.list() }));
+  app.get(
+    "/_p2p/peers",
+    (c) => c.json({ peers: node.table.list().map((p) => ({ ...p, stale: p.failures > 0 })) }),
+  );
+
+  app.post("/_p2p/discover", async (c) => {
+    let body: unknown = {};
+    const text = await c.req.text();
+    if (text.trim() !== "") {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new ControlError(400, "invalid_json", "Body is not JSON");
+      }
+    }
+    const parsed = DiscoverRequest.safeParse(body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new ControlError(400, "invalid_body", `${issue.path.join(".")}: ${issue.message}`);
+    }
+    const range = parsed.data.range;
+    if (range !== undefined) {
+      try {
+        parseRange(range);
+      } catch (err) {
+        throw new ControlError(400, "invalid_range", (err as Error).message);
+      }
+    }
+    return c.json(await node.discover(range));
+  });
 
   app.get("/_p2p/payloads", (c) => c.json({ payloads: node.store.list() }));
 

@@ -24,7 +24,16 @@ import { assertBitfield, bitfieldCount, bitfieldFromIndices } from "../proto/bit
 import { IntegrityError, ProtocolError } from "../proto/errors.ts";
 import { fromHex, toHex } from "../proto/ids.ts";
 import { CHUNK_SIZE, type Manifest, verifyManifest } from "../proto/manifest.ts";
-import type { HelloHeader, Message, MessageInit, WirePeer } from "../proto/messages.ts";
+import type { HelloHeader, Message, MessageInit, WirePeer, WirePorts } from "../proto/messages.ts";
+import {
+  DEFAULT_PINGBACK_PORT,
+  type DiscoveredPeer,
+  type DiscoveryReport,
+  formatRange,
+  interfaceRanges,
+  parseRange,
+} from "../proto/discovery.ts";
+import { scan } from "./discovery.ts";
 import { VERSION } from "../version.ts";
 
 /** Options of a peer; see `p2p peer --help`. */
@@ -35,6 +44,8 @@ export interface PeerOptions {
   port: number;
   /** HTTP control API port; 0 picks a free one. */
   httpPort: number;
+  /** Pingback (LAN discovery) port; 0 picks a free one; undefined: no pingback server. */
+  pingbackPort?: number;
   dataDir: string;
   name: string;
   /** Tracker base URL, when there is one. */
@@ -51,6 +62,15 @@ export interface PeerOptions {
   echo?: boolean;
   /** Cap on the bytes per second this peer serves to others. */
   maxUploadRate?: number;
+  /**
+   * Scan the LAN at start and every `scanIntervalMs`: a range (CIDR, FIRST-LAST), or
+   * `""` for the subnets of this machine's interfaces. Undefined: never scan.
+   */
+  scan?: string;
+  /** Period of `scan` (default 300 s). */
+  scanIntervalMs?: number;
+  /** Pingback port probed on devices during a scan (default: our own pingback port). */
+  scanPingbackPort?: number;
 }
 
 /** What `put()` did. */
@@ -166,8 +186,22 @@ export class PeerNode {
     return this.#service.addr.port;
   }
 
-  /** HTTP port, once the control server told us (set by `startPeerServer`). */
+  /** HTTP port, once the control server told us (set by `startPeer`). */
   httpPort?: number;
+  /** Pingback port, once the pingback server listens (set by `startPeer`). */
+  pingbackPort?: number;
+  /** Application server port, when there is one (set by `startPeer`). */
+  appPort?: number;
+
+  /** This peer's ports by role, as far as they are known. */
+  ports(): WirePorts {
+    return {
+      chunk: this.chunkPort,
+      ...(this.pingbackPort ? { pingback: this.pingbackPort } : {}),
+      ...(this.httpPort ? { http: this.httpPort } : {}),
+      ...(this.appPort ? { app: this.appPort } : {}),
+    };
+  }
 
   /** Our HELLO header. */
   hello(): HelloHeader {
@@ -175,7 +209,7 @@ export class PeerNode {
       peerId: this.identity.peerId,
       name: this.opts.name,
       version: VERSION,
-      ports: { chunk: this.chunkPort, ...(this.httpPort ? { http: this.httpPort } : {}) },
+      ports: this.ports(),
       ...(WILDCARDS.has(this.opts.host) ? {} : { host: this.opts.host }),
       publicKey: this.identity.publicKey,
     };
@@ -274,10 +308,12 @@ export class PeerNode {
       }
       case "PEERS_REQ": {
         const limit = msg.header.limit ?? 100;
-        const peers: WirePeer[] = this.table.list().slice(0, limit).map((p) => ({
+        // Stale peers (the last attempt to reach them failed) are not passed on.
+        const live = this.table.list().filter((p) => p.failures === 0);
+        const peers: WirePeer[] = live.slice(0, limit).map((p) => ({
           peerId: p.peerId,
           host: p.host,
-          ports: { chunk: p.ports.chunk, ...(p.ports.http ? { http: p.ports.http } : {}) },
+          ports: p.ports,
           ...(p.name ? { name: p.name } : {}),
           lastSeen: p.lastSeen,
         }));
@@ -378,6 +414,112 @@ export class PeerNode {
     this.#later(0, () => this.#contactSeeds());
     if (this.tracker) this.#later(0, () => this.#trackerLoop(0));
     this.#later(this.opts.exchangeMs ?? 30_000, () => this.#exchangeLoop());
+    if (this.opts.scan !== undefined) this.#later(0, () => this.#scanLoop());
+  }
+
+  async #scanLoop(): Promise<void> {
+    try {
+      await this.discover(this.opts.scan || undefined);
+    } catch (err) {
+      this.log.record("discover.error", { message: (err as Error).message });
+    }
+    this.#later(this.opts.scanIntervalMs ?? 300_000, () => this.#scanLoop());
+  }
+
+  /**
+   * Finds the peers of a LAN range (none: the subnets of this machine's interfaces):
+   * lists its devices with npm:local-devices, probes their pingback ports and those of
+   * the peers already known, and records what it learns: verified peers are added or
+   * updated (source `scan`), known peers that stay silent are marked stale. Runs one
+   * at a time.
+   */
+  discover(rangeText?: string): Promise<DiscoveryReport> {
+    const run = this.#discovering.then(() => this.#discover(rangeText));
+    this.#discovering = run.catch(() => undefined);
+    return run;
+  }
+
+  #discovering: Promise<unknown> = Promise.resolve();
+
+  async #discover(rangeText?: string): Promise<DiscoveryReport> {
+    const started = performance.now();
+    const ranges = rangeText !== undefined
+      ? [parseRange(rangeText)]
+      : interfaceRanges(Deno.networkInterfaces());
+    if (ranges.length === 0) {
+      throw new RangeError(
+        "Nothing to scan: no range given and no IPv4 interface other than loopback",
+      );
+    }
+    const rangeNames = ranges.map(formatRange);
+    this.log.record("discover.start", { ranges: rangeNames });
+    const known = this.table.list().filter((p) => p.ports.pingback).map((p) => ({
+      host: p.host,
+      port: p.ports.pingback!,
+      peerId: p.peerId,
+    }));
+    const result = await scan({
+      ranges,
+      known,
+      self: this.identity.peerId,
+      pingbackPort: this.opts.scanPingbackPort ?? this.pingbackPort ?? DEFAULT_PINGBACK_PORT,
+      signal: this.#abort.signal,
+    });
+    const found: DiscoveredPeer[] = [];
+    for (const r of result.found) {
+      const a = r.answer;
+      const old = this.table.get(a.peerId);
+      const change = !old
+        ? "new"
+        : old.host !== r.host || old.ports.chunk !== a.ports.chunk
+        ? "moved"
+        : "known";
+      await this.table.upsert(
+        { peerId: a.peerId, host: r.host, ports: a.ports, name: a.name, publicKey: a.publicKey },
+        "scan",
+      );
+      await this.table.seen(a.peerId, r.rttMs);
+      found.push({
+        peerId: a.peerId,
+        name: a.name,
+        host: r.host,
+        ports: a.ports,
+        rttMs: r.rttMs,
+        change,
+      });
+      this.log.record("discover.peer", {
+        peerId: a.peerId,
+        address: `${r.host}:${a.ports.chunk}`,
+        change,
+        rttMs: r.rttMs,
+      });
+    }
+    for (const r of result.rejected) this.log.record("discover.reject", r);
+    for (const s of result.silent) {
+      await this.table.failed(s.peerId);
+      this.log.record("discover.stale", s);
+    }
+    const report: DiscoveryReport = {
+      ranges: rangeNames,
+      devices: result.devices,
+      probed: result.probed,
+      found,
+      rejected: result.rejected,
+      stale: result.silent,
+      ...(result.devicesError ? { devicesError: result.devicesError } : {}),
+      seconds: Math.round(performance.now() - started) / 1000,
+    };
+    this.log.record("discover.done", {
+      ranges: rangeNames,
+      devices: report.devices,
+      probed: report.probed,
+      found: found.length,
+      rejected: report.rejected.length,
+      stale: report.stale.length,
+      seconds: report.seconds,
+      ...(report.devicesError ? { devicesError: report.devicesError } : {}),
+    });
+    return report;
   }
 
   async #contactSeeds(): Promise<void> {
@@ -854,7 +996,7 @@ export class PeerNode {
       peerId: this.identity.peerId,
       name: this.opts.name,
       version: VERSION,
-      ports: { chunk: this.chunkPort, ...(this.httpPort ? { http: this.httpPort } : {}) },
+      ports: this.ports(),
       host: this.opts.host,
       dataDir: this.opts.dataDir,
       tracker: this.tracker ? { url: this.tracker.url, ...this.#trackerState } : null,

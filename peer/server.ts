@@ -1,11 +1,13 @@
 /**
- * Runs a peer: the node (TCP chunk service and background work) plus its HTTP
- * server carrying the control API, and a graceful stop for both.
+ * Runs a peer: the node (TCP chunk service and background work), its HTTP server
+ * carrying the control API, its pingback server for LAN discovery, and a graceful
+ * stop for all.
  *
  * @module
  */
 import { createControlApp } from "./control.ts";
 import { PeerNode, type PeerOptions } from "./node.ts";
+import { type PingbackServer, startPingback } from "./pingback.ts";
 
 /** A running peer process. */
 export interface RunningPeer {
@@ -42,6 +44,27 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
   }
   const addr = await listening.promise;
   node.httpPort = addr.port;
+  let pingback: PingbackServer | undefined;
+  if (opts.pingbackPort !== undefined) {
+    try {
+      pingback = await startPingback({
+        hostname: opts.host,
+        port: opts.pingbackPort,
+        identity: node.identity,
+        name: opts.name,
+        ports: () => {
+          const { pingback: _, ...rest } = node.ports();
+          return rest;
+        },
+        onRequest: (f) => node.log.record("pingback", f),
+      });
+    } catch (err) {
+      await node.stop(0);
+      await server.shutdown();
+      throw err;
+    }
+    node.pingbackPort = pingback.addr.port;
+  }
   node.begin();
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const httpUrl = `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${addr.port}`;
@@ -49,6 +72,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
   let stopping: Promise<void> | undefined;
   const stop = () =>
     stopping ??= (async () => {
+      await pingback?.stop();
       await node.stop();
       await server.shutdown();
       done.resolve();

@@ -48,6 +48,8 @@ export async function spawnPeer(opts: SpawnPeerOptions): Promise<PeerProcess> {
     "0",
     "--http-port",
     "0",
+    "--pingback-port",
+    "0",
     "--data-dir",
     opts.dataDir,
     "--name",
