@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { type P2pProcess, spawnP2p, type TrackerExit } from "./_tracker_process.ts";
+import { p2pCommand, type P2pProcess, spawnP2p, type TrackerExit } from "./_tracker_process.ts";
 import type { ActivityRecord } from "../proto/activity.ts";
 
 /** What a peer prints once it listens: peerId, chunk address and HTTP URL. */
@@ -34,7 +34,10 @@ export interface SpawnPeerOptions {
   tracker?: string;
   seeds?: string[];
   replicas?: number;
+  /** Appended last: later options win, so these may override the ports. */
   args?: string[];
+  /** Run inside this network namespace. */
+  netns?: string;
 }
 
 /** Starts `p2p peer` on `host` with ports 0 and resolves once it listens. */
@@ -60,7 +63,7 @@ export async function spawnPeer(opts: SpawnPeerOptions): Promise<PeerProcess> {
     ...(opts.seeds ?? []).flatMap((s) => ["--peer", s]),
     ...(opts.args ?? []),
   ];
-  const p = await spawnP2p(args, LISTENING, `peer on ${host}`);
+  const p = await spawnP2p(args, LISTENING, `peer on ${host}`, undefined, opts.netns);
   return {
     ...p,
     peerId: p.match[1],
@@ -76,16 +79,19 @@ export async function spawnPeer(opts: SpawnPeerOptions): Promise<PeerProcess> {
 }
 
 /**
- * Runs a client command (`put`, `get`, …) against a peer; returns its exit and output.
+ * Runs a client command (`put`, `get`, …) against a peer, inside `netns` when given;
+ * returns its exit and output.
  * The command is killed after `timeoutMs` (default 30 s), so a hang fails the test.
  */
 export async function p2pClient(
   args: string[],
   stdin?: Uint8Array,
   timeoutMs = 30_000,
+  netns?: string,
 ): Promise<{ code: number; stdout: string; stderr: string; bytes: Uint8Array }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts", ...args],
+  const command = p2pCommand(args, netns);
+  const child = new Deno.Command(command.cmd, {
+    args: command.args,
     cwd: new URL("../", import.meta.url),
     env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
     stdin: stdin ? "piped" : "null",

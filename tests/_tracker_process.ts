@@ -69,17 +69,32 @@ export interface P2pProcess {
 }
 
 /**
- * Starts `main.ts ...args` and resolves once a stdout line matches `ready`, with the
- * match. Rejects, with the process's output, when it exits or the signal aborts first.
+ * The program and arguments that run `main.ts ...args`: with Deno directly, or inside
+ * the network namespace `netns` (`ip netns exec`, which execs the command, so signals
+ * reach the p2p process itself).
+ */
+export function p2pCommand(args: string[], netns?: string): { cmd: string; args: string[] } {
+  const deno = ["run", "-A", "main.ts", ...args];
+  return netns
+    ? { cmd: "ip", args: ["netns", "exec", netns, Deno.execPath(), ...deno] }
+    : { cmd: Deno.execPath(), args: deno };
+}
+
+/**
+ * Starts `main.ts ...args` (inside `netns` when given) and resolves once a stdout line
+ * matches `ready`, with the match. Rejects, with the process's output, when it exits
+ * or the signal aborts first.
  */
 export async function spawnP2p(
   args: string[],
   ready: RegExp,
   what: string,
   signal: AbortSignal = AbortSignal.timeout(15_000),
+  netns?: string,
 ): Promise<P2pProcess & { match: RegExpExecArray }> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts", ...args],
+  const command = p2pCommand(args, netns);
+  const child = new Deno.Command(command.cmd, {
+    args: command.args,
     cwd: REPO_ROOT,
     env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
     stdin: "null",
