@@ -79,6 +79,19 @@ Deno.test("p2p exits 2 with one line naming the bad command, option or value", a
     "--log",
     `${dir.path}/activity.jsonl`,
   ];
+  const peer = [
+    "peer",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--http-port",
+    "0",
+    "--pingback-port",
+    "0",
+    "--data-dir",
+    `${dir.path}/peer`,
+  ];
   const cases: { args: string[]; names: string[] }[] = [
     { args: ["bogus"], names: ["bogus"] },
     { args: ["--bogus"], names: ["--bogus"] },
@@ -87,6 +100,12 @@ Deno.test("p2p exits 2 with one line naming the bad command, option or value", a
     { args: [...tracker, "--port", "abc"], names: ["--port", "abc"] },
     { args: [...tracker, "--max-upload", "12XB"], names: ["--max-upload", "12XB"] },
     { args: [...tracker, "--peer-ttl", "-1"], names: ["--peer-ttl", "-1"] },
+    // Checked before any peer is contacted or any address scanned.
+    { args: ["discover", "10.0.0.0/8", "--node", "http://127.0.0.1:1"], names: ["10.0.0.0/8"] },
+    { args: ["discover", "lan", "--node", "http://127.0.0.1:1"], names: ["'lan'"] },
+    { args: [...peer, "--scan", "10.1.2.3-10.1.2.1"], names: ["--scan", "10.1.2.3-10.1.2.1"] },
+    { args: [...peer, "--scan-interval", "0"], names: ["--scan-interval", "0"] },
+    { args: [...peer, "--pingback-port", "99999"], names: ["--pingback-port", "99999"] },
   ];
   const runs = await Promise.all(cases.map((c) => p2p(...c.args)));
   cases.forEach((c, i) => {

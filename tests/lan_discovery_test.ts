@@ -109,8 +109,8 @@ Deno.test({
     assert.ok(cache.success, new TextDecoder().decode(cache.stderr));
 
     await using dirs = await tempDir("p2p-lan-");
-    await using lan = await createLan({ hosts: 8 });
-    const [h1, h2, h3, h4, h5, h6, h7, h8] = lan.hosts;
+    await using lan = await createLan({ hosts: 9 });
+    const [h1, h2, h3, h4, h5, h6, h7, h8, h9] = lan.hosts;
     const peers: PeerProcess[] = [];
     await using _stopPeers = {
       [Symbol.asyncDispose]: async () => {
@@ -144,9 +144,10 @@ Deno.test({
           assert.equal(f.change, "new");
         }
         // local-devices saw every other host, since each answers ARP: 4 peers, 2 fakes
-        // and h8, where nothing listens yet.
-        assert.equal(report.devices, 7);
+        // and h8 and h9, where nothing listens yet.
+        assert.equal(report.devices, 8);
         assert.match(rejectedReason(report, `${h8.ip}:5800`), /refused/);
+        assert.match(rejectedReason(report, `${h9.ip}:5800`), /refused/);
         const rejected = new Map(report.rejected.map((r) => [r.address, r.reason]));
         assert.match(rejected.get(`${h6.ip}:5800`) ?? "", /not a p2p pingback answer/);
         assert.match(
@@ -229,6 +230,24 @@ Deno.test({
       assert.equal(report.stale.some((s) => s.peerId === p4.peerId), false);
       const rows = await client<PeerRow[]>(h1, ["peers"]);
       assert.equal(rows.find((r) => r.peerId === p4.peerId)?.host, moved);
+    });
+
+    await t.step("p2p peer --scan finds the LAN at start by itself", async () => {
+      const p9 = await lanPeer(h9, `${dirs.path}/h9`, [
+        "--scan",
+        lan.cidr,
+        "--scan-interval",
+        "600",
+      ]);
+      peers.push(p9);
+      const want = [p1, p2, p3, p4].map((p) => p.peerId);
+      const rows = await eventually("h9's scan at start", 15_000, async () => {
+        const rows = await client<PeerRow[]>(h9, ["peers"]);
+        return want.every((id) => rows.some((r) => r.peerId === id && r.sources.includes("scan")))
+          ? rows
+          : undefined;
+      });
+      assert.equal(rows.find((r) => r.peerId === p4.peerId)?.host, "10.77.0.12");
     });
 
     await t.step("a restarted peer greets the peers it knew, without scanning", async () => {

@@ -474,6 +474,7 @@ Deno.test("client commands exit 1 with one line when no peer is running, and get
     ["status"],
     ["log"],
     ["log", "--peer", "cd".repeat(20)],
+    ["discover", "127.0.0.2"],
   ];
   const runs = await Promise.all(commands.map((c) => p2pClient([...c, ...node])));
   commands.forEach((c, i) => {
@@ -497,6 +498,38 @@ Deno.test("client commands exit 1 with one line when no peer is running, and get
     assert.ok(lines[0].includes(`'${bad}'`), `names the id: ${lines[0]}`);
     assert.doesNotMatch(lines[0], /No peer is running/, "checked before contacting the peer");
   }
+});
+
+Deno.test("POST /_p2p/discover answers bad bodies and ranges with 400 JSON and keeps serving", async () => {
+  await using dir = await tempDir();
+  await using peer = await spawnPeer({ dataDir: `${dir.path}/a` });
+  const cases: [string, string, RegExp][] = [
+    ["{", "invalid_json", /not JSON/],
+    ['{"range": 5}', "invalid_body", /range/],
+    ['{"range": "10.0.0.0/8"}', "invalid_range", /at most 4096/],
+    ['{"range": "lan"}', "invalid_range", /Invalid range 'lan'/],
+    ['{"range": "10.0.0.9-10.0.0.1"}', "invalid_range", /end comes before the start/],
+  ];
+  for (const [body, code, message] of cases) {
+    const res = await fetch(`${peer.http}/_p2p/discover`, { method: "POST", body });
+    assert.equal(res.status, 400, body);
+    const e = (await res.json()).error;
+    assert.equal(e.code, code, body);
+    assert.match(e.message, message, body);
+  }
+  // A loopback range where no device answers ARP: an empty report, not an error.
+  const res = await fetch(`${peer.http}/_p2p/discover`, {
+    method: "POST",
+    body: JSON.stringify({ range: "127.0.0.250/32" }),
+  });
+  assert.equal(res.status, 200);
+  const report = await res.json();
+  assert.deepEqual([report.ranges, report.found, report.stale], [
+    ["127.0.0.250-127.0.0.250"],
+    [],
+    [],
+  ]);
+  assert.equal((await fetch(`${peer.http}/_p2p/status`).then((r) => r.json())).peerId, peer.peerId);
 });
 
 Deno.test("a peer keeps serving after 200 garbage, idle and wrong-magic connections to its chunk port", async () => {
