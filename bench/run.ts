@@ -16,6 +16,7 @@
  * @module
  */
 import { type Benchmark, type BenchResult, BenchSkip, formatTable, formatValue } from "./_bench.ts";
+import { lanDiscovery } from "./lan_discovery.ts";
 import { peerDownload } from "./peer_download.ts";
 import { trackerHttp } from "./tracker_http.ts";
 
@@ -23,6 +24,7 @@ import { trackerHttp } from "./tracker_http.ts";
 export const BENCHMARKS: Benchmark[] = [
   trackerHttp,
   peerDownload,
+  lanDiscovery,
 ];
 
 /** Seconds of each load phase unless `--duration` says otherwise. */
