@@ -122,8 +122,14 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
         .default(5800).argParser(parsePort),
     )
     .addOption(
-      new Option("--app-port <port>", "application server port (reserved; not served yet)")
+      new Option("--app-port <port>", "port of the built-in web app (0 picks a free one)")
         .default(5810).argParser(parsePort),
+    )
+    .addOption(
+      new Option(
+        "--app <url>",
+        "proxy to this application server instead of the built-in web app, e.g. http://127.0.0.1:3000",
+      ).argParser(parseUrl),
     )
     .addOption(
       new Option(
@@ -299,6 +305,7 @@ interface PeerCliOptions {
   httpPort: number;
   pingbackPort: number;
   appPort: number;
+  app?: string;
   verbose?: boolean;
   maxUploadRate?: number;
   scan?: string | true;
@@ -315,6 +322,8 @@ async function runPeer(opts: PeerCliOptions): Promise<void> {
       port: opts.port,
       httpPort: opts.httpPort,
       pingbackPort: opts.pingbackPort,
+      appPort: opts.appPort,
+      app: opts.app,
       scan: opts.scan === true ? "" : opts.scan,
       scanIntervalMs: opts.scanInterval * 1000,
       dataDir,
@@ -328,7 +337,7 @@ async function runPeer(opts: PeerCliOptions): Promise<void> {
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) {
       throw new RunError(
-        `cannot listen on ${opts.host}: port ${opts.port}, ${opts.httpPort} or ${opts.pingbackPort} is in use (see --port, --http-port, --pingback-port)`,
+        `cannot listen on ${opts.host}: port ${opts.port}, ${opts.httpPort}, ${opts.pingbackPort} or ${opts.appPort} is in use (see --port, --http-port, --pingback-port, --app-port)`,
       );
     }
     throw err;
@@ -336,7 +345,7 @@ async function runPeer(opts: PeerCliOptions): Promise<void> {
   const { node } = peer;
   console.log(
     `p2p peer ${node.identity.peerId} "${node.opts.name}" listening: chunks tcp://${opts.host}:${node.chunkPort}, ` +
-      `http ${peer.httpUrl} (data ${dataDir})`,
+      `http ${peer.httpUrl}, pingback ${node.pingbackPort}, app ${peer.appUrl} (data ${dataDir})`,
   );
   const onSignal = () => {
     console.log("p2p peer: stopping");

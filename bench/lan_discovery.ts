@@ -123,6 +123,15 @@ function startPeer(host: LanHost, dataDir: string): Promise<PeerProcess> {
     host: host.ip,
     name: host.name.slice(-3),
     netns: host.name,
-    args: ["--port", "5801", "--http-port", "5805", "--pingback-port", "5800"],
+    args: [
+      "--port",
+      "5801",
+      "--http-port",
+      "5805",
+      "--pingback-port",
+      "5800",
+      "--app-port",
+      "5810",
+    ],
   });
 }

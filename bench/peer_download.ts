@@ -604,7 +604,7 @@ interface Peer extends AsyncDisposable {
 
 /** What a peer prints once it listens: peerId, chunk address and HTTP URL. */
 const LISTENING =
-  /^p2p peer ([0-9a-f]{40}) "[^"]*" listening: chunks tcp:\/\/([\d.]+):(\d+), http (http:\/\/[\d.]+:\d+) \(/;
+  /^p2p peer ([0-9a-f]{40}) "[^"]*" listening: chunks tcp:\/\/([\d.]+):(\d+), http (http:\/\/[\d.]+:\d+)[ ,]/;
 
 /** Starts `main.ts peer` (ports 0, no replicas) and resolves once it printed where it listens. */
 async function spawnPeer(opts: SpawnPeerOptions): Promise<Peer> {
@@ -619,6 +619,8 @@ async function spawnPeer(opts: SpawnPeerOptions): Promise<Peer> {
       "--http-port",
       "0",
       "--pingback-port",
+      "0",
+      "--app-port",
       "0",
       "--data-dir",
       opts.dataDir,

@@ -65,6 +65,34 @@ export function createControlApp(node: PeerNode): Hono {
 
   app.get("/_p2p/payloads", (c) => c.json({ payloads: node.store.list() }));
 
+  app.get("/_p2p/network/payloads", async (c) => c.json(await node.networkPayloads()));
+
+  app.get("/_p2p/events", (c) => {
+    const type = c.req.query("type");
+    if (type !== undefined && (type.length === 0 || type.length > 64)) {
+      throw new ControlError(400, "invalid_query", "'type' must be 1 to 64 characters");
+    }
+    // A reconnecting EventSource says what it saw last: resume after it.
+    const lastId = Number(c.req.header("last-event-id"));
+    const since = Number.isSafeInteger(lastId) && lastId >= 0 ? lastId : undefined;
+    return sse((send, signal) => {
+      const backlog = node.log.query({ since, limit: since === undefined ? 50 : 1000, type });
+      for (const r of backlog.records) send("activity", r);
+      const { promise, resolve } = Promise.withResolvers<void>();
+      const stop = node.log.follow((r) => {
+        if (typeMatches(r.type, type)) send("activity", r);
+      });
+      // A comment line now and then keeps idle connections open through proxies.
+      const ping = setInterval(() => send("", null), 15_000);
+      AbortSignal.any([signal, node.signal]).addEventListener("abort", () => {
+        clearInterval(ping);
+        stop();
+        resolve();
+      });
+      return promise;
+    });
+  });
+
   app.post("/_p2p/payloads", (c) => {
     const name = c.req.query("name");
     if (name !== undefined && (name.length === 0 || name.length > 255)) {
@@ -80,16 +108,27 @@ export function createControlApp(node: PeerNode): Hono {
 
   app.post("/_p2p/downloads/:id", (c) => {
     const id = param(c, "id", PayloadId, "Payload id");
-    return ndjson(async (send) => {
+    return ndjson(async (send, signal) => {
       let last = 0;
-      const res = await node.get(id, (p) => {
-        const now = performance.now();
-        if (now - last >= 100 || p.done === p.chunks) {
-          last = now;
-          send({ type: "progress", ...p });
+      // Each chunk stored by this download, as the activity log tells it.
+      const stop = node.log.follow((r) => {
+        if (r.type === "chunk.received" && r.payloadId === id && r.via === "download") {
+          send({ type: "chunk", index: r.index, source: r.from });
         }
       });
-      send({ type: "done", ...res });
+      signal.addEventListener("abort", stop);
+      try {
+        const res = await node.get(id, (p) => {
+          const now = performance.now();
+          if (now - last >= 100 || p.done === p.chunks) {
+            last = now;
+            send({ type: "progress", ...p });
+          }
+        });
+        send({ type: "done", ...res });
+      } finally {
+        stop();
+      }
     });
   });
 
@@ -104,12 +143,14 @@ export function createControlApp(node: PeerNode): Hono {
         `Payload '${id}' is incomplete here (${p.held}/${p.chunks} chunks)`,
       );
     }
-    return new Response(node.store.exportStream(id), {
-      headers: {
-        "content-type": "application/octet-stream",
-        "content-length": String(p.size),
-      },
-    });
+    const headers: Record<string, string> = {
+      "content-type": "application/octet-stream",
+      "content-length": String(p.size),
+    };
+    if (c.req.query("download") !== undefined) {
+      headers["content-disposition"] = contentDisposition(p.name ?? `${id.slice(0, 16)}.bin`);
+    }
+    return new Response(node.store.exportStream(id), { headers });
   });
 
   app.get("/_p2p/payloads/:id/where", async (c) => {
@@ -189,28 +230,31 @@ export function createControlApp(node: PeerNode): Hono {
 }
 
 /**
- * A streaming NDJSON answer: `run` sends events; an exception becomes a final
- * `{"type":"error"}` event. `signal` aborts when the client goes away.
+ * A streamed text answer: `run` writes text; `onError` turns an exception from it
+ * into a last piece of text. `signal` aborts when the client goes away.
  */
-function ndjson(
-  run: (send: (e: Record<string, unknown>) => void, signal: AbortSignal) => Promise<void>,
+function textStream(
+  contentType: string,
+  run: (write: (text: string) => void, signal: AbortSignal) => Promise<void>,
+  onError: (err: Error) => string | undefined,
 ): Response {
   const encoder = new TextEncoder();
   const abort = new AbortController();
   const stream = new ReadableStream<Uint8Array>({
     start(ctrl) {
-      const send = (e: Record<string, unknown>) => {
+      const write = (text: string) => {
         if (abort.signal.aborted) return;
         try {
-          ctrl.enqueue(encoder.encode(JSON.stringify(e) + "\n"));
+          ctrl.enqueue(encoder.encode(text));
         } catch {
           abort.abort();
         }
       };
-      run(send, abort.signal)
-        .catch((err) =>
-          send({ type: "error", message: (err as Error).message, name: (err as Error).name })
-        )
+      run(write, abort.signal)
+        .catch((err) => {
+          const last = onError(err as Error);
+          if (last !== undefined) write(last);
+        })
         .finally(() => {
           try {
             ctrl.close();
@@ -224,8 +268,53 @@ function ndjson(
     },
   });
   return new Response(stream, {
-    headers: { "content-type": "application/x-ndjson", "cache-control": "no-store" },
+    headers: {
+      "content-type": contentType,
+      "cache-control": "no-store",
+      "x-accel-buffering": "no",
+    },
   });
+}
+
+/**
+ * A server-sent events answer: `send(event, data)` writes one event (data as JSON,
+ * its `id` as the event id), or a comment line when `event` is empty.
+ */
+function sse(
+  run: (send: (event: string, data: unknown) => void, signal: AbortSignal) => Promise<void>,
+): Response {
+  return textStream(
+    "text/event-stream",
+    (write, signal) =>
+      run((event, data) => {
+        if (event === "") return write(": ping\n\n");
+        const id = typeof data === "object" && data && "id" in data ? `id: ${data.id}\n` : "";
+        write(`event: ${event}\n${id}data: ${JSON.stringify(data)}\n\n`);
+      }, signal),
+    () => undefined,
+  );
+}
+
+/**
+ * A streaming NDJSON answer: `run` sends events; an exception becomes a final
+ * `{"type":"error"}` event.
+ */
+function ndjson(
+  run: (send: (e: Record<string, unknown>) => void, signal: AbortSignal) => Promise<void>,
+): Response {
+  const line = (e: Record<string, unknown>) => JSON.stringify(e) + "\n";
+  return textStream(
+    "application/x-ndjson",
+    (write, signal) => run((e) => write(line(e)), signal),
+    (err) => line({ type: "error", message: err.message, name: err.name }),
+  );
+}
+
+/** A `Content-Disposition: attachment` header for a file name (RFC 6266, UTF-8 too). */
+function contentDisposition(name: string): string {
+  const base = name.split(/[\\/]/).pop() || "payload";
+  const ascii = base.replace(/[^\x20-\x7e]|["\\]/g, "_");
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(base)}`;
 }
 
 function param(c: Context, name: string, schema: z.ZodString, what: string): string {

@@ -22,7 +22,8 @@ import { type ChunkService, startChunkService } from "./service.ts";
 import { TrackerClient, TrackerError } from "./tracker_client.ts";
 import { assertBitfield, bitfieldCount, bitfieldFromIndices } from "../proto/bitfield.ts";
 import { IntegrityError, ProtocolError } from "../proto/errors.ts";
-import { fromHex, toHex } from "../proto/ids.ts";
+import { fromHex, PayloadId, toHex } from "../proto/ids.ts";
+import { z } from "zod";
 import { CHUNK_SIZE, type Manifest, verifyManifest } from "../proto/manifest.ts";
 import type { HelloHeader, Message, MessageInit, WirePeer, WirePorts } from "../proto/messages.ts";
 import {
@@ -46,6 +47,10 @@ export interface PeerOptions {
   httpPort: number;
   /** Pingback (LAN discovery) port; 0 picks a free one; undefined: no pingback server. */
   pingbackPort?: number;
+  /** Built-in app server port; 0 picks a free one; undefined (and no `app`): no app. */
+  appPort?: number;
+  /** Base URL of an application server of the user's to proxy to instead of the built-in app. */
+  app?: string;
   dataDir: string;
   name: string;
   /** Tracker base URL, when there is one. */
@@ -85,6 +90,28 @@ export interface PutResult {
   underReplicated: number;
 }
 
+/** A payload somewhere on the network, as `networkPayloads()` reports it. */
+export interface NetworkPayload {
+  payloadId: string;
+  name?: string;
+  size: number;
+  chunks: number;
+  /** Peers that hold some of its chunks (this one included). */
+  holders: { peerId: string; name?: string; held: number; complete: boolean }[];
+}
+
+/** What another peer's `GET /_p2p/payloads` says, as far as it is used here. */
+const RemotePayloadList = z.object({
+  payloads: z.array(z.object({
+    payloadId: PayloadId,
+    size: z.number().int().nonnegative(),
+    chunks: z.number().int().nonnegative(),
+    held: z.number().int().nonnegative(),
+    complete: z.boolean(),
+    name: z.string().max(255).optional(),
+  })).max(10_000),
+});
+
 /** One holder of a payload's chunks, as `where()` reports. */
 export interface WhereRow {
   peerId: string;
@@ -116,6 +143,8 @@ export class PeerNode {
   #trackerState: { ok: boolean; lastError?: string; lastContact?: number } = { ok: false };
   #stopping = false;
   readonly #downloads = new Map<string, Promise<DownloadResult>>();
+  /** Progress listeners of the running downloads. */
+  readonly #progress = new Map<string, Set<(p: Progress) => void>>();
   readonly #abort = new AbortController();
   readonly #uploadLimit?: RateLimiter;
   #spreading: Promise<void> | undefined;
@@ -304,7 +333,8 @@ export class PeerNode {
           throw new ProtocolError("unknown_payload", `No payload '${msg.header.payloadId}' here`);
         }
         this.log.record("query.manifest", { from: who, payloadId: msg.header.payloadId });
-        return manifestMessage(msg.requestId, msg.header.payloadId, m);
+        const name = this.store.payload(msg.header.payloadId)?.name;
+        return manifestMessage(msg.requestId, msg.header.payloadId, m, name);
       }
       case "PEERS_REQ": {
         const limit = msg.header.limit ?? 100;
@@ -340,7 +370,8 @@ export class PeerNode {
   async #learnManifest(payloadId: string, conn: PeerConnection): Promise<Manifest> {
     const res = await conn.request({ type: "MANIFEST_REQ", header: { payloadId } });
     const m = manifestFrom(res);
-    await this.store.addManifest(payloadId, m);
+    const name = res.type === "MANIFEST" ? res.header.name : undefined;
+    await this.store.addManifest(payloadId, m, name ? { name } : undefined);
     return m;
   }
 
@@ -808,11 +839,13 @@ export class PeerNode {
       const c = await this.connectKnown(p);
       if (!c) continue;
       try {
-        const m = manifestFrom(
-          await c.request({ type: "MANIFEST_REQ", header: { payloadId } }, { timeoutMs: 5000 }),
-        );
+        const res = await c.request({ type: "MANIFEST_REQ", header: { payloadId } }, {
+          timeoutMs: 5000,
+        });
+        const m = manifestFrom(res);
         await verifyManifest(payloadId, m);
-        await this.store.addManifest(payloadId, m);
+        const name = res.type === "MANIFEST" ? res.header.name : undefined;
+        await this.store.addManifest(payloadId, m, name ? { name } : undefined);
         return m;
       } catch (err) {
         errors.push(`${p.peerId.slice(0, 8)}: ${(err as Error).message}`);
@@ -892,6 +925,12 @@ export class PeerNode {
 
   /** Downloads a payload into the store (one run per payload at a time). */
   get(payloadId: string, onProgress?: (p: Progress) => void): Promise<DownloadResult> {
+    // Every caller gets the progress, also one that joins a running download.
+    if (onProgress) {
+      let set = this.#progress.get(payloadId);
+      if (!set) this.#progress.set(payloadId, set = new Set());
+      set.add(onProgress);
+    }
     const running = this.#downloads.get(payloadId);
     if (running) return running;
     const run = (async () => {
@@ -903,7 +942,9 @@ export class PeerNode {
           manifest: m,
           store: this.store,
           findSources: () => this.sources(payloadId, m),
-          onProgress,
+          onProgress: (p) => {
+            for (const f of this.#progress.get(payloadId) ?? []) f(p);
+          },
           onChunk: (index, source) =>
             this.log.record("chunk.received", { from: source, payloadId, index, via: "download" }),
           onDrop: (source, reason) =>
@@ -924,7 +965,10 @@ export class PeerNode {
       }
     })();
     this.#downloads.set(payloadId, run);
-    run.finally(() => this.#downloads.delete(payloadId)).catch(() => undefined);
+    run.finally(() => {
+      this.#downloads.delete(payloadId);
+      this.#progress.delete(payloadId);
+    }).catch(() => undefined);
     return run;
   }
 
@@ -987,6 +1031,72 @@ export class PeerNode {
     const res = await c.request({ type: "LOG_REQ", header }, { timeoutMs: 5000 });
     if (res.type !== "LOG") throw new ProtocolError("unexpected", `Expected LOG, got ${res.type}`);
     return res.header.records;
+  }
+
+  /**
+   * The payloads known on the network: those held here, those each live known peer
+   * holds (asked over HTTP on its control API, 1.5 s each, all at once) and those the
+   * tracker lists. Peers that do not answer are listed in `errors`.
+   */
+  async networkPayloads(): Promise<{
+    payloads: NetworkPayload[];
+    errors: { source: string; message: string }[];
+  }> {
+    const byId = new Map<string, NetworkPayload>();
+    const errors: { source: string; message: string }[] = [];
+    const add = (
+      p: { payloadId: string; size: number; chunks: number; name?: string },
+      holder?: NetworkPayload["holders"][number],
+    ) => {
+      let e = byId.get(p.payloadId);
+      if (!e) {
+        e = { payloadId: p.payloadId, size: p.size, chunks: p.chunks, holders: [] };
+        byId.set(p.payloadId, e);
+      }
+      if (p.name && !e.name) e.name = p.name;
+      if (holder) e.holders.push(holder);
+    };
+    for (const p of this.store.list()) {
+      add(p, {
+        peerId: this.identity.peerId,
+        name: this.opts.name,
+        held: p.held,
+        complete: p.complete,
+      });
+    }
+    const peers = this.table.list().filter((p) => p.failures === 0 && p.ports.http).slice(0, 32);
+    await Promise.all([
+      ...peers.map(async (peer) => {
+        try {
+          const host = peer.host.includes(":") ? `[${peer.host}]` : peer.host;
+          const res = await fetch(`http://${host}:${peer.ports.http}/_p2p/payloads`, {
+            signal: AbortSignal.any([AbortSignal.timeout(1500), this.#abort.signal]),
+          });
+          if (!res.ok) {
+            await res.body?.cancel();
+            throw new Error(`HTTP ${res.status}`);
+          }
+          const list = RemotePayloadList.parse(await res.json());
+          for (const p of list.payloads) {
+            add(p, { peerId: peer.peerId, name: peer.name, held: p.held, complete: p.complete });
+          }
+        } catch (err) {
+          errors.push({ source: peer.peerId, message: (err as Error).message });
+        }
+      }),
+      (async () => {
+        if (!this.tracker) return;
+        try {
+          for (const p of (await this.tracker.payloads()).payloads) add(p);
+        } catch (err) {
+          errors.push({ source: "tracker", message: (err as Error).message });
+        }
+      })(),
+    ]);
+    const payloads = [...byId.values()].sort((a, b) =>
+      b.holders.length - a.holders.length || a.payloadId.localeCompare(b.payloadId)
+    );
+    return { payloads, errors };
   }
 
   /** A summary for `p2p status`. */
@@ -1053,13 +1163,18 @@ function closedSignal(conn: PeerConnection): AbortSignal {
 }
 
 /** A MANIFEST message for a manifest. */
-function manifestMessage(requestId: number, payloadId: string, m: Manifest): MessageInit {
+function manifestMessage(
+  requestId: number,
+  payloadId: string,
+  m: Manifest,
+  name?: string,
+): MessageInit {
   const body = new Uint8Array(m.chunks.length * 32);
   m.chunks.forEach((h, i) => body.set(fromHex(h), i * 32));
   return {
     type: "MANIFEST",
     requestId,
-    header: { payloadId, size: m.size, chunkSize: m.chunkSize },
+    header: { payloadId, size: m.size, chunkSize: m.chunkSize, ...(name ? { name } : {}) },
     body,
   };
 }

@@ -4,6 +4,10 @@ import { loadIdentity } from "./identity.ts";
 import { startPingback } from "./pingback.ts";
 import { type FakeMode, fakePingbackHandler } from "../tests/_fake_pingback.ts";
 import { parseRange } from "../proto/discovery.ts";
+import { serveLocal } from "../tests/_serve.ts";
+
+const serve = (host: string, port: number, handler: Deno.ServeHandler<Deno.NetAddr>) =>
+  serveLocal(handler, host, port);
 
 async function tempIdentity() {
   const dir = await Deno.makeTempDir({ prefix: "p2p-pingback-" });
@@ -12,14 +16,6 @@ async function tempIdentity() {
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
-}
-
-/** A Deno.serve server on `host:port` (0: any) running `handler`, disposable. */
-async function serve(host: string, port: number, handler: Deno.ServeHandler) {
-  const listening = Promise.withResolvers<Deno.NetAddr>();
-  const server = Deno.serve({ hostname: host, port, onListen: listening.resolve }, handler);
-  const addr = await listening.promise;
-  return { addr, [Symbol.asyncDispose]: () => server.shutdown() };
 }
 
 Deno.test("pingback server answers GET / with a signed answer that probePingback() verifies", async () => {

@@ -1,52 +1,104 @@
 /**
- * Runs a peer: the node (TCP chunk service and background work), its HTTP server
- * carrying the control API, its pingback server for LAN discovery, and a graceful
- * stop for all.
+ * Runs a peer: the node (TCP chunk service and background work), its built-in
+ * application server, its main HTTP server (control API, reverse proxy to the app,
+ * forwarding to other peers' apps by peerId), its pingback server for LAN
+ * discovery, and a graceful stop for all.
  *
  * @module
  */
+import { createAppServer } from "./app_server.ts";
 import { createControlApp } from "./control.ts";
+import { createGateway } from "./gateway.ts";
 import { PeerNode, type PeerOptions } from "./node.ts";
 import { type PingbackServer, startPingback } from "./pingback.ts";
 
 /** A running peer process. */
 export interface RunningPeer {
   node: PeerNode;
-  /** Base URL of the HTTP server, e.g. `http://127.0.0.2:5805`. */
+  /** Base URL of the main HTTP server, e.g. `http://127.0.0.2:5805`. */
   httpUrl: string;
-  /** Stops the HTTP server and the node (idempotent). */
+  /** Base URL of the application server the main server proxies to, if any. */
+  appUrl?: string;
+  /** Stops every server and the node (idempotent). */
   stop(): Promise<void>;
   /** Settles once stopped. */
   finished: Promise<void>;
 }
 
-/** Starts a peer and resolves once both servers listen. */
+const WILDCARDS = new Set(["0.0.0.0", "::", ""]);
+
+/** A URL host part for an address. */
+function urlHost(host: string): string {
+  return host.includes(":") ? `[${host}]` : host;
+}
+
+/** Starts a Deno.serve server and resolves once it listens. */
+async function serve(
+  hostname: string,
+  port: number,
+  handler: Deno.ServeHandler<Deno.NetAddr>,
+  onError: (err: unknown) => Response,
+): Promise<{ server: Deno.HttpServer<Deno.NetAddr>; addr: Deno.NetAddr }> {
+  const listening = Promise.withResolvers<Deno.NetAddr>();
+  const server = Deno.serve({ hostname, port, onListen: listening.resolve, onError }, handler);
+  return { server, addr: await listening.promise };
+}
+
+/** Starts a peer and resolves once all its servers listen. */
 export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
   const node = await PeerNode.start(opts);
-  const app = createControlApp(node);
-  const listening = Promise.withResolvers<Deno.NetAddr>();
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    server = Deno.serve({
-      hostname: opts.host,
-      port: opts.httpPort,
-      onListen: (addr) => listening.resolve(addr),
-      onError: (err) => {
-        node.log.record("error", { during: "http", message: String(err) });
-        return Response.json({ error: { code: "unavailable", message: String(err) } }, {
-          status: 503,
-        });
-      },
-    }, (req) => app.fetch(req));
-  } catch (err) {
-    await node.stop(0);
-    throw err;
-  }
-  const addr = await listening.promise;
-  node.httpPort = addr.port;
+  const servers: Deno.HttpServer[] = [];
   let pingback: PingbackServer | undefined;
-  if (opts.pingbackPort !== undefined) {
-    try {
+  const onError = (during: string) => (err: unknown) => {
+    node.log.record("error", { during, message: String(err) });
+    return Response.json({ error: { code: "unavailable", message: String(err) } }, {
+      status: 503,
+    });
+  };
+  let httpUrl: string;
+  let appUrl: string | undefined = opts.app;
+  try {
+    const control = createControlApp(node);
+    if (!appUrl && opts.appPort !== undefined) {
+      // The built-in app: on loopback when the peer listens everywhere, since the main
+      // server is its front door; on the peer's own address otherwise, so that many
+      // peers on 127.0.0.x can each have one on the default port.
+      const appHost = WILDCARDS.has(opts.host) ? "127.0.0.1" : opts.host;
+      const app = await createAppServer(control);
+      const s = await serve(appHost, opts.appPort, (req) => app.fetch(req), onError("app"));
+      servers.push(s.server);
+      node.appPort = s.addr.port;
+      appUrl = `http://${urlHost(appHost)}:${s.addr.port}`;
+    }
+    const gateway = createGateway({
+      self: node.identity.peerId,
+      control,
+      app: appUrl,
+      locate: (peerId) => {
+        const p = node.table.get(peerId);
+        return p && { host: p.host, httpPort: p.ports.http };
+      },
+      onError: (err, req) =>
+        node.log.record("proxy.error", {
+          status: err.status,
+          method: req.method,
+          path: new URL(req.url).pathname,
+          message: err.message,
+        }),
+      onForward: (f) => node.log.record("proxy.forward", f),
+    });
+    const main = await serve(
+      opts.host,
+      opts.httpPort,
+      (req, info) => gateway(req, { remoteAddr: info.remoteAddr.hostname }),
+      onError("http"),
+    );
+    servers.push(main.server);
+    node.httpPort = main.addr.port;
+    httpUrl = `http://${
+      WILDCARDS.has(main.addr.hostname) ? "127.0.0.1" : urlHost(main.addr.hostname)
+    }:${main.addr.port}`;
+    if (opts.pingbackPort !== undefined) {
       pingback = await startPingback({
         hostname: opts.host,
         port: opts.pingbackPort,
@@ -58,24 +110,23 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
         },
         onRequest: (f) => node.log.record("pingback", f),
       });
-    } catch (err) {
-      await node.stop(0);
-      await server.shutdown();
-      throw err;
+      node.pingbackPort = pingback.addr.port;
     }
-    node.pingbackPort = pingback.addr.port;
+  } catch (err) {
+    await pingback?.stop();
+    await node.stop(0);
+    await Promise.all(servers.map((s) => s.shutdown()));
+    throw err;
   }
   node.begin();
-  const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-  const httpUrl = `http://${host === "0.0.0.0" ? "127.0.0.1" : host}:${addr.port}`;
   const done = Promise.withResolvers<void>();
   let stopping: Promise<void> | undefined;
   const stop = () =>
     stopping ??= (async () => {
       await pingback?.stop();
       await node.stop();
-      await server.shutdown();
+      await Promise.all(servers.map((s) => s.shutdown()));
       done.resolve();
     })();
-  return { node, httpUrl, stop, finished: done.promise };
+  return { node, httpUrl, ...(appUrl ? { appUrl } : {}), stop, finished: done.promise };
 }

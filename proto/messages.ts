@@ -120,6 +120,8 @@ export const ManifestHeader = z.looseObject({
   payloadId: PayloadId,
   size: z.number().int().nonnegative(),
   chunkSize: z.number().int().positive().max(MAX_BODY),
+  /** The name its first holder gave it (a file name), a hint not covered by the id. */
+  name: z.string().max(255).optional(),
 });
 /** MANIFEST header. */
 export type ManifestHeader = z.infer<typeof ManifestHeader>;

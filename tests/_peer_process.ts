@@ -10,7 +10,7 @@ import type { ActivityRecord } from "../proto/activity.ts";
 
 /** What a peer prints once it listens: peerId, chunk address and HTTP URL. */
 const LISTENING =
-  /^p2p peer ([0-9a-f]{40}) "[^"]*" listening: chunks tcp:\/\/([\d.]+):(\d+), http (http:\/\/[\d.]+:\d+) \(/;
+  /^p2p peer ([0-9a-f]{40}) "[^"]*" listening: chunks tcp:\/\/([\d.]+):(\d+), http (http:\/\/[\d.]+:\d+)[ ,]/;
 
 /** A running peer child process. */
 export interface PeerProcess extends AsyncDisposable, P2pProcess {
@@ -52,6 +52,8 @@ export async function spawnPeer(opts: SpawnPeerOptions): Promise<PeerProcess> {
     "--http-port",
     "0",
     "--pingback-port",
+    "0",
+    "--app-port",
     "0",
     "--data-dir",
     opts.dataDir,

@@ -24,7 +24,10 @@ function lanPeer(
     host: host.ip,
     name: host.name.slice(-2),
     netns: host.name,
-    args: ["--port", "5801", "--http-port", "5805", "--pingback-port", "5800", ...extra],
+    args: [
+      ...["--port", "5801", "--http-port", "5805", "--pingback-port", "5800", "--app-port", "5810"],
+      ...extra,
+    ],
   });
 }
 

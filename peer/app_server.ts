@@ -1,0 +1,76 @@
+/**
+ * The built-in application server (port 5810): the web page people use to see this
+ * peer, its peers and payloads, upload, download and watch the activity. The page's
+ * assets live in `peer/app/static/` and are read once at start (they are embedded in
+ * the compiled binary with `deno compile --include peer/app/static`).
+ *
+ * The page calls the peer's control API with relative URLs (`_p2p/status`), so it
+ * works both at `/` of this peer's main server and under `/_p2p/peers/{peerId}/` of
+ * any other peer's; this server answers `/_p2p/…` with the same control API for
+ * that reason. It is reached through the main server's reverse proxy and listens on
+ * loopback unless the peer listens on one specific address.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+
+/** The files of the page, by URL path. */
+const ASSETS: Record<string, { file: string; type: string }> = {
+  "/": { file: "index.html", type: "text/html; charset=utf-8" },
+  "/index.html": { file: "index.html", type: "text/html; charset=utf-8" },
+  "/app.js": { file: "app.js", type: "text/javascript; charset=utf-8" },
+  "/app.css": { file: "app.css", type: "text/css; charset=utf-8" },
+  "/favicon.svg": { file: "favicon.svg", type: "image/svg+xml" },
+};
+
+/** Reads the page's assets; a missing optional one (the icon) is left out. */
+async function loadAssets(): Promise<
+  Map<string, { body: Uint8Array; type: string; etag: string }>
+> {
+  const out = new Map<string, { body: Uint8Array; type: string; etag: string }>();
+  for (const [path, a] of Object.entries(ASSETS)) {
+    let body: Uint8Array;
+    try {
+      body = await Deno.readFile(new URL(`./app/static/${a.file}`, import.meta.url));
+    } catch (err) {
+      if (a.file === "favicon.svg" && err instanceof Deno.errors.NotFound) continue;
+      throw new Error(`Cannot read the web app's '${a.file}': ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", body as BufferSource));
+    const etag = `"${
+      Array.from(digest.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("")
+    }"`;
+    out.set(path, { body, type: a.type, etag });
+  }
+  return out;
+}
+
+/** Builds the app: the page's assets, and `/_p2p/…` handed to `control`. */
+export async function createAppServer(
+  control: { fetch(req: Request): Response | Promise<Response> },
+): Promise<Hono> {
+  const assets = await loadAssets();
+  const app = new Hono();
+  app.all("/_p2p/*", (c) => control.fetch(c.req.raw));
+  app.get("*", (c) => {
+    const a = assets.get(c.req.path);
+    if (!a) {
+      return c.json({ error: { code: "not_found", message: `Nothing at '${c.req.path}'` } }, 404);
+    }
+    if (c.req.header("if-none-match") === a.etag) return c.body(null, 304, { etag: a.etag });
+    return c.body(a.body as Uint8Array<ArrayBuffer>, 200, {
+      "content-type": a.type,
+      "cache-control": "no-cache",
+      etag: a.etag,
+      "x-content-type-options": "nosniff",
+    });
+  });
+  app.all("*", (c) =>
+    c.json(
+      { error: { code: "method_not_allowed", message: `Method '${c.req.method}' is not allowed` } },
+      405,
+    ));
+  return app;
+}

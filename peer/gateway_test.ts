@@ -1,0 +1,149 @@
+import assert from "node:assert/strict";
+import { createGateway, type GatewayOptions, viaToken } from "./gateway.ts";
+import { serveLocal as serve } from "../tests/_serve.ts";
+
+/** An app that says who it is and echoes what it got. */
+function echoApp(name: string): Deno.ServeHandler<Deno.NetAddr> {
+  return async (req) => {
+    const url = new URL(req.url);
+    return Response.json({
+      app: name,
+      method: req.method,
+      path: url.pathname,
+      query: url.search,
+      via: req.headers.get("via"),
+      forwardedFor: req.headers.get("x-forwarded-for"),
+      body: req.body ? await req.text() : null,
+    });
+  };
+}
+
+const ID = { a: "a".repeat(40), b: "b".repeat(40), c: "c".repeat(40), x: "e".repeat(40) };
+
+/** A peer's main server built from `createGateway`, with its own app and a peer table. */
+async function peer(
+  self: string,
+  table: Map<string, { host: string; httpPort?: number }>,
+  app?: string,
+) {
+  const control = {
+    fetch: (req: Request) => Response.json({ control: self, path: new URL(req.url).pathname }),
+  };
+  const opts: GatewayOptions = {
+    self,
+    control,
+    app,
+    locate: (id) => table.get(id),
+    timeoutMs: 2000,
+  };
+  const gateway = createGateway(opts);
+  return await serve((req, info) => gateway(req, { remoteAddr: info.remoteAddr.hostname }));
+}
+
+Deno.test("gateway: /_p2p/ goes to the control API, everything else to the app", async () => {
+  await using app = await serve(echoApp("A"));
+  await using a = await peer(ID.a, new Map(), app.url);
+  assert.deepEqual(await (await fetch(`${a.url}/_p2p/status`)).json(), {
+    control: ID.a,
+    path: "/_p2p/status",
+  });
+  assert.deepEqual(await (await fetch(`${a.url}/_p2p/peers`)).json(), {
+    control: ID.a,
+    path: "/_p2p/peers",
+  });
+  const res = await (await fetch(`${a.url}/some/page?x=1&y=2`, { method: "PUT", body: "hello" }))
+    .json();
+  assert.deepEqual([res.app, res.method, res.path, res.query, res.body], [
+    "A",
+    "PUT",
+    "/some/page",
+    "?x=1&y=2",
+    "hello",
+  ]);
+  assert.equal(res.via, viaToken(ID.a));
+  assert.equal(res.forwardedFor, "127.0.0.1");
+});
+
+Deno.test("gateway: /_p2p/peers/{own id}/… reaches the own app without the prefix; no slash redirects", async () => {
+  await using app = await serve(echoApp("A"));
+  await using a = await peer(ID.a, new Map(), app.url);
+  const res = await (await fetch(`${a.url}/_p2p/peers/${ID.a}/x/y?q=1`)).json();
+  assert.deepEqual([res.app, res.path, res.query], ["A", "/x/y", "?q=1"]);
+  const redirect = await fetch(`${a.url}/_p2p/peers/${ID.a}?q=1`, { redirect: "manual" });
+  await redirect.body?.cancel();
+  assert.equal(redirect.status, 308);
+  assert.equal(redirect.headers.get("location"), `/_p2p/peers/${ID.a}/?q=1`);
+});
+
+Deno.test("gateway: unknown and malformed peer ids, a peer without HTTP port, no app: JSON errors", async () => {
+  const table = new Map([[ID.b, { host: "127.0.0.1" }]]);
+  await using a = await peer(ID.a, table);
+  const cases: [string, number, string][] = [
+    [`/_p2p/peers/${ID.x}/`, 404, "unknown_peer"],
+    ["/_p2p/peers/xyz/", 400, "invalid_id"],
+    [`/_p2p/peers/${ID.a.toUpperCase()}/`, 400, "invalid_id"],
+    [`/_p2p/peers/${ID.b}/`, 502, "bad_gateway"],
+    ["/index.html", 404, "no_app"],
+    [`/_p2p/peers/${ID.a}/`, 404, "no_app"],
+  ];
+  for (const [path, status, code] of cases) {
+    const res = await fetch(a.url + path);
+    assert.equal(res.status, status, path);
+    assert.equal((await res.json()).error.code, code, path);
+  }
+});
+
+Deno.test("gateway: a request to A for C's id reaches C's app across three peers, directly or relayed by B", async () => {
+  await using appC = await serve(echoApp("C"));
+  const tableA = new Map<string, { host: string; httpPort?: number }>();
+  const tableB = new Map<string, { host: string; httpPort?: number }>();
+  await using c = await peer(ID.c, new Map(), appC.url);
+  await using b = await peer(ID.b, tableB);
+  await using a = await peer(ID.a, tableA);
+  tableB.set(ID.c, { host: "127.0.0.1", httpPort: c.port });
+
+  // A knows where C is.
+  tableA.set(ID.c, { host: "127.0.0.1", httpPort: c.port });
+  const direct =
+    await (await fetch(`${a.url}/_p2p/peers/${ID.c}/hello?n=1`, { method: "POST", body: "hi" }))
+      .json();
+  assert.deepEqual([direct.app, direct.method, direct.path, direct.query, direct.body], [
+    "C",
+    "POST",
+    "/hello",
+    "?n=1",
+    "hi",
+  ]);
+  assert.equal(direct.via, `${viaToken(ID.a)}, ${viaToken(ID.c)}`);
+
+  // A has C at B's address (C moved): B relays it on to where it knows C is.
+  tableA.set(ID.c, { host: "127.0.0.1", httpPort: b.port });
+  const relayed = await (await fetch(`${a.url}/_p2p/peers/${ID.c}/hello`)).json();
+  assert.equal(relayed.app, "C");
+  assert.equal(relayed.via, `${viaToken(ID.a)}, ${viaToken(ID.b)}, ${viaToken(ID.c)}`);
+});
+
+Deno.test("gateway: a forwarding loop between two peers ends with 508, and an unreachable peer gives 502", async () => {
+  const tableA = new Map<string, { host: string; httpPort?: number }>();
+  const tableB = new Map<string, { host: string; httpPort?: number }>();
+  await using a = await peer(ID.a, tableA);
+  await using b = await peer(ID.b, tableB);
+  // Each believes X lives at the other.
+  tableA.set(ID.x, { host: "127.0.0.1", httpPort: b.port });
+  tableB.set(ID.x, { host: "127.0.0.1", httpPort: a.port });
+  const loop = await fetch(`${a.url}/_p2p/peers/${ID.x}/`);
+  assert.equal(loop.status, 508);
+  assert.equal((await loop.json()).error.code, "loop_detected");
+
+  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const deadPort = closed.addr.port;
+  closed.close();
+  tableA.set(ID.x, { host: "127.0.0.1", httpPort: deadPort });
+  const dead = await fetch(`${a.url}/_p2p/peers/${ID.x}/`);
+  assert.equal(dead.status, 502);
+  const e = (await dead.json()).error;
+  assert.equal(e.code, "bad_gateway");
+  assert.match(e.message, new RegExp(String(deadPort)));
+  // Still serving.
+  assert.equal((await fetch(`${a.url}/_p2p/status`).then((r) => r.json())).control, ID.a);
+});

@@ -1,0 +1,238 @@
+/**
+ * HTTP over the peer network with real peer processes on 127.0.0.x: the main HTTP
+ * server's reverse proxy to an application server that the test runs, streaming with
+ * the peer's memory flat, 502 when the app is down, and forwarding by peerId from
+ * peer A through the prefix to peer C's built-in app.
+ */
+import assert from "node:assert/strict";
+import { tempDir } from "./_tracker_process.ts";
+import { spawnPeer } from "./_peer_process.ts";
+import { serveLocal as serve } from "./_serve.ts";
+
+const MiB = 2 ** 20;
+
+/** A peer on 127.0.0.2 whose main server proxies to the app at `url`. */
+function peerWithApp(dir: string, url: string) {
+  return spawnPeer({ dataDir: `${dir}/a`, host: "127.0.0.2", args: ["--app", url] });
+}
+
+/** Resident memory of a process now and at its peak, in bytes (Linux /proc). */
+async function memory(pid: number): Promise<{ rss: number; hwm: number }> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)![1]);
+  return { rss: kb("VmRSS") * 1024, hwm: kb("VmHWM") * 1024 };
+}
+
+/** An upstream app: echoes requests, and streams large bodies generated on the fly. */
+function upstreamApp(): Deno.ServeHandler<Deno.NetAddr> {
+  return async (req) => {
+    const url = new URL(req.url);
+    if (url.pathname === "/big") {
+      const total = Number(url.searchParams.get("mib")) * MiB;
+      let sent = 0;
+      const block = new Uint8Array(256 * 1024).fill(0x61);
+      return new Response(
+        new ReadableStream<Uint8Array>({
+          pull(ctrl) {
+            if (sent >= total) return ctrl.close();
+            ctrl.enqueue(block.slice());
+            sent += block.length;
+          },
+        }),
+        {
+          headers: { "content-type": "application/octet-stream", "content-length": String(total) },
+        },
+      );
+    }
+    if (url.pathname === "/status") {
+      const code = Number(url.searchParams.get("code"));
+      return new Response(code === 204 ? null : `status ${code}`, {
+        status: Number(url.searchParams.get("code")),
+        headers: { "x-app": "yes" },
+      });
+    }
+    if (url.pathname === "/redirect") {
+      return new Response(null, { status: 302, headers: { location: `${url.origin}/landing` } });
+    }
+    let bytes = 0;
+    if (req.body) { for await (const chunk of req.body) bytes += chunk.length; }
+    return Response.json({
+      method: req.method,
+      path: url.pathname,
+      query: url.search,
+      custom: req.headers.get("x-custom"),
+      via: req.headers.get("via"),
+      forwardedFor: req.headers.get("x-forwarded-for"),
+      forwardedHost: req.headers.get("x-forwarded-host"),
+      connectionHeader: req.headers.get("keep-alive"),
+      bytes,
+    }, { headers: { "set-cookie": "a=1" } });
+  };
+}
+
+Deno.test("the peer's main server proxies methods, queries, headers, bodies and statuses to its --app", async () => {
+  await using dir = await tempDir();
+  await using app = await serve(upstreamApp());
+  await using peer = await peerWithApp(dir.path, app.url);
+  for (const method of ["GET", "POST", "PUT", "PATCH", "DELETE"]) {
+    const body = method === "GET" ? undefined : "x".repeat(1000);
+    const res = await fetch(`${peer.http}/echo/path?a=1&b=two%20words`, {
+      method,
+      body,
+      headers: { "x-custom": "kept", "keep-alive": "timeout=5", connection: "keep-alive" },
+    });
+    assert.equal(res.status, 200, method);
+    assert.equal(res.headers.get("set-cookie"), "a=1");
+    assert.match(res.headers.get("via") ?? "", /p2p-/);
+    const got = await res.json();
+    assert.deepEqual(
+      [got.method, got.path, got.query, got.custom, got.bytes],
+      [method, "/echo/path", "?a=1&b=two%20words", "kept", body?.length ?? 0],
+    );
+    assert.equal(got.connectionHeader, null, "hop-by-hop headers are dropped");
+    assert.match(got.via, /^1\.1 p2p-[0-9a-f]{12}$/);
+    assert.equal(got.forwardedFor, "127.0.0.1");
+    assert.equal(got.forwardedHost, new URL(peer.http).host);
+  }
+  for (const code of [201, 204, 400, 404, 500, 503]) {
+    const res = await fetch(`${peer.http}/status?code=${code}`);
+    assert.equal(res.status, code);
+    assert.equal(res.headers.get("x-app"), "yes");
+    assert.equal(await res.text(), code === 204 ? "" : `status ${code}`);
+  }
+  const head = await fetch(`${peer.http}/status?code=200`, { method: "HEAD" });
+  assert.equal(head.status, 200);
+  assert.equal(await head.text(), "");
+  const redirect = await fetch(`${peer.http}/redirect`, { redirect: "manual" });
+  await redirect.body?.cancel();
+  assert.equal(redirect.status, 302);
+  assert.equal(redirect.headers.get("location"), `${peer.http}/landing`);
+  // The control API is still the peer's own.
+  assert.equal((await (await fetch(`${peer.http}/_p2p/status`)).json()).peerId, peer.peerId);
+});
+
+Deno.test("a 100 MiB response streams through a peer with its memory flat, and a 300 MiB upload is never held whole", async () => {
+  await using dir = await tempDir();
+  await using app = await serve(upstreamApp());
+  await using peer = await peerWithApp(dir.path, app.url);
+  const pid = peer.child.pid;
+  // Warm up the proxy's paths once, then measure.
+  await (await fetch(`${peer.http}/big?mib=1`)).arrayBuffer();
+  const before = await memory(pid);
+  const res = await fetch(`${peer.http}/big?mib=100`);
+  assert.equal(res.status, 200);
+  let received = 0;
+  for await (const chunk of res.body!) received += chunk.length;
+  assert.equal(received, 100 * MiB);
+  const afterDown = await memory(pid);
+  const downGrowth = (afterDown.hwm - before.rss) / MiB;
+
+  const upBytes = 300 * MiB;
+  let sent = 0;
+  const upload = new ReadableStream<Uint8Array>({
+    pull(ctrl) {
+      if (sent >= upBytes) return ctrl.close();
+      ctrl.enqueue(new Uint8Array(MiB));
+      sent += MiB;
+    },
+  });
+  const echoed = await (await fetch(`${peer.http}/upload`, {
+    method: "POST",
+    body: upload,
+    headers: { "content-length": String(upBytes) },
+  })).json();
+  assert.equal(echoed.bytes, upBytes);
+  const afterUp = await memory(pid);
+  const upGrowth = (afterUp.hwm - afterDown.hwm) / MiB;
+  console.log(
+    `peer RSS ${(before.rss / MiB).toFixed(0)} MiB; peak +${downGrowth.toFixed(0)} MiB over a ` +
+      `100 MiB download, then +${upGrowth.toFixed(0)} MiB over a 300 MiB upload`,
+  );
+  assert.ok(
+    downGrowth < 32,
+    `peak RSS grew by ${downGrowth.toFixed(0)} MiB for a 100 MiB download`,
+  );
+  assert.ok(upGrowth < 200, `peak RSS grew by ${upGrowth.toFixed(0)} MiB for a 300 MiB upload`);
+});
+
+Deno.test("with its app down a peer answers 502 JSON, keeps serving, and recovers when the app is back", async () => {
+  await using dir = await tempDir();
+  const app = await serve(upstreamApp());
+  const url = app.url;
+  await app.stop();
+  await using peer = await peerWithApp(dir.path, url);
+  const res = await fetch(`${peer.http}/anything`);
+  assert.equal(res.status, 502);
+  const e = (await res.json()).error;
+  assert.equal(e.code, "bad_gateway");
+  assert.ok(e.message.includes(url), e.message);
+  assert.equal((await (await fetch(`${peer.http}/_p2p/status`)).json()).peerId, peer.peerId);
+  // The same port again: the proxy reaches it.
+  const port = Number(new URL(url).port);
+  const back = Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, upstreamApp());
+  try {
+    const ok = await fetch(`${peer.http}/echo`);
+    assert.equal(ok.status, 200);
+    assert.equal((await ok.json()).path, "/echo");
+  } finally {
+    await back.shutdown();
+  }
+});
+
+Deno.test("peer A forwards /_p2p/peers/{C}/… to C's built-in app across three peers; a loop is stopped", async () => {
+  await using dir = await tempDir();
+  await using c = await spawnPeer({ dataDir: `${dir.path}/c`, host: "127.0.0.4", name: "carol" });
+  await using b = await spawnPeer({
+    dataDir: `${dir.path}/b`,
+    host: "127.0.0.3",
+    name: "bob",
+    seeds: [`${c.host}:${c.port}`],
+  });
+  // A knows only B, and learns C from B by peer exchange.
+  await using a = await spawnPeer({
+    dataDir: `${dir.path}/a`,
+    host: "127.0.0.2",
+    name: "alice",
+    seeds: [`${b.host}:${b.port}`],
+  });
+  const knowsC = async () => {
+    for (let i = 0; i < 60; i++) {
+      const { peers } = await (await fetch(`${a.http}/_p2p/peers`)).json();
+      if (peers.some((p: { peerId: string }) => p.peerId === c.peerId)) return;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error("A did not learn C by peer exchange within 15 s");
+  };
+  await knowsC();
+
+  const page = await fetch(`${a.http}/_p2p/peers/${c.peerId}/`);
+  assert.equal(page.status, 200);
+  assert.match(page.headers.get("content-type") ?? "", /text\/html/);
+  assert.match(await page.text(), /<html/i);
+  const status = await (await fetch(`${a.http}/_p2p/peers/${c.peerId}/_p2p/status`)).json();
+  assert.equal(status.peerId, c.peerId);
+  assert.equal(status.name, "carol");
+  // Through B as well, and B to A.
+  const viaB = await (await fetch(`${b.http}/_p2p/peers/${c.peerId}/_p2p/status`)).json();
+  assert.equal(viaB.peerId, c.peerId);
+
+  const unknown = await fetch(`${a.http}/_p2p/peers/${"0".repeat(40)}/`);
+  assert.equal(unknown.status, 404);
+  assert.equal((await unknown.json()).error.code, "unknown_peer");
+
+  // A request that already passed through A (its Via entry) must not go round again.
+  const token = (await (await fetch(`${a.http}/_p2p/peers/${a.peerId}/_p2p/status`)).json()).peerId;
+  assert.equal(token, a.peerId);
+  const loop = await fetch(`${a.http}/_p2p/peers/${c.peerId}/`, {
+    headers: { via: `1.1 p2p-${a.peerId.slice(0, 12)}` },
+  });
+  assert.equal(loop.status, 508);
+  assert.equal((await loop.json()).error.code, "loop_detected");
+  const log = await (await fetch(`${a.http}/_p2p/log?type=proxy`)).json();
+  assert.ok(log.records.some((r: { type: string }) => r.type === "proxy.forward"));
+  assert.ok(
+    log.records.some((r: { type: string; status?: number }) =>
+      r.type === "proxy.error" && r.status === 508
+    ),
+  );
+});
