@@ -17,6 +17,7 @@ import { Command, CommanderError, Option } from "commander";
 import {
   defaultDataDir,
   dirname,
+  keepLanOffProxies,
   parseBytes,
   parseCount,
   parseHost,
@@ -370,6 +371,7 @@ class RunError extends Error {
 /** Runs the CLI with `args`; returns the exit status. */
 export async function main(args: string[]): Promise<number> {
   try {
+    keepLanOffProxies();
     await buildProgram().parseAsync(args, { from: "user" });
     return 0;
   } catch (err) {

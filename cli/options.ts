@@ -124,3 +124,42 @@ export function parseScanRange(value: string): string {
   }
   return value.trim();
 }
+
+/** Addresses a LAN tool must reach directly: loopback, private and link-local ranges. */
+export const LAN_NO_PROXY = [
+  "localhost",
+  "127.0.0.0/8",
+  "10.0.0.0/8",
+  "172.16.0.0/12",
+  "192.168.0.0/16",
+  "169.254.0.0/16",
+  "::1",
+  "fc00::/7",
+  "fe80::/10",
+];
+
+/**
+ * When an HTTP proxy is set in the environment (which `fetch` honours), adds the LAN
+ * ranges to `NO_PROXY`, so that peers, the tracker and the local peer are reached
+ * directly, never through the proxy. Returns the `NO_PROXY` value set, if any.
+ */
+export function keepLanOffProxies(
+  env: Pick<typeof Deno.env, "get" | "set"> = Deno.env,
+): string | undefined {
+  const proxied = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+  ]
+    .some((k) => env.get(k));
+  if (!proxied) return undefined;
+  const current = (env.get("NO_PROXY") ?? env.get("no_proxy") ?? "").split(",").map((s) => s.trim())
+    .filter(Boolean);
+  const value = [...new Set([...current, ...LAN_NO_PROXY])].join(",");
+  env.set("NO_PROXY", value);
+  env.set("no_proxy", value);
+  return value;
+}

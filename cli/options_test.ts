@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
 import { InvalidArgumentError } from "commander";
-import { dirname, parseBytes, parseHost, parsePort, parseSeconds, parseUrl } from "./options.ts";
+import {
+  dirname,
+  keepLanOffProxies,
+  LAN_NO_PROXY,
+  parseBytes,
+  parseHost,
+  parsePort,
+  parseScanRange,
+  parseSeconds,
+  parseUrl,
+} from "./options.ts";
 
 Deno.test("parsePort() takes 0..65535 and rejects the rest", () => {
   assert.equal(parsePort("0"), 0);
@@ -37,4 +47,33 @@ Deno.test("dirname() returns the folder of a path", () => {
   assert.equal(dirname("/a/b/c.kv"), "/a/b");
   assert.equal(dirname("c.kv"), ".");
   assert.equal(dirname("/c.kv"), "/");
+});
+
+Deno.test("keepLanOffProxies() adds the LAN ranges to NO_PROXY only when a proxy is set", () => {
+  const fake = (vars: Record<string, string>) => ({
+    vars,
+    get: (k: string) => vars[k],
+    set: (k: string, v: string) => {
+      vars[k] = v;
+    },
+  });
+  const none = fake({});
+  assert.equal(keepLanOffProxies(none), undefined);
+  assert.deepEqual(none.vars, {});
+
+  const proxied = fake({ HTTP_PROXY: "http://proxy:3128", NO_PROXY: "example.com, 10.0.0.0/8" });
+  const value = keepLanOffProxies(proxied)!;
+  const list = value.split(",");
+  assert.equal(list[0], "example.com");
+  for (const r of LAN_NO_PROXY) assert.ok(list.includes(r), r);
+  assert.equal(list.filter((r) => r === "10.0.0.0/8").length, 1);
+  assert.equal(proxied.vars.NO_PROXY, value);
+  assert.equal(proxied.vars.no_proxy, value);
+});
+
+Deno.test("parseScanRange() accepts CIDR and FIRST-LAST and names what is wrong otherwise", () => {
+  assert.equal(parseScanRange(" 10.77.0.0/28 "), "10.77.0.0/28");
+  assert.equal(parseScanRange("10.0.0.1-10.0.0.9"), "10.0.0.1-10.0.0.9");
+  assert.throws(() => parseScanRange("10.0.0.0/8"), /at most 4096/);
+  assert.throws(() => parseScanRange("everything"), /Invalid range 'everything'/);
 });
