@@ -16,6 +16,7 @@
  * @module
  */
 import { type Benchmark, type BenchResult, BenchSkip, formatTable, formatValue } from "./_bench.ts";
+import { httpProxy } from "./http_proxy.ts";
 import { lanDiscovery } from "./lan_discovery.ts";
 import { peerDownload } from "./peer_download.ts";
 import { trackerHttp } from "./tracker_http.ts";
@@ -25,6 +26,7 @@ export const BENCHMARKS: Benchmark[] = [
   trackerHttp,
   peerDownload,
   lanDiscovery,
+  httpProxy,
 ];
 
 /** Seconds of each load phase unless `--duration` says otherwise. */

@@ -6,9 +6,10 @@
  *
  * The page calls the peer's control API with relative URLs (`_p2p/status`), so it
  * works both at `/` of this peer's main server and under `/_p2p/peers/{peerId}/` of
- * any other peer's; this server answers `/_p2p/…` with the same control API for
- * that reason. It is reached through the main server's reverse proxy and listens on
- * loopback unless the peer listens on one specific address.
+ * any other peer's: the main server routes those to the control API itself (see
+ * `gateway.ts`), so this server only serves files, like any app put behind a peer.
+ * It is reached through the main server's reverse proxy and listens on loopback
+ * unless the peer listens on one specific address.
  *
  * @module
  */
@@ -47,13 +48,10 @@ async function loadAssets(): Promise<
   return out;
 }
 
-/** Builds the app: the page's assets, and `/_p2p/…` handed to `control`. */
-export async function createAppServer(
-  control: { fetch(req: Request): Response | Promise<Response> },
-): Promise<Hono> {
+/** Builds the app: the page's assets. */
+export async function createAppServer(): Promise<Hono> {
   const assets = await loadAssets();
   const app = new Hono();
-  app.all("/_p2p/*", (c) => control.fetch(c.req.raw));
   app.get("*", (c) => {
     const a = assets.get(c.req.path);
     if (!a) {

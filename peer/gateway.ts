@@ -3,7 +3,9 @@
  * places.
  *
  * - `/_p2p/peers/{peerId}/…`: HTTP over the peer network. For this peer's own id,
- *   the rest of the path goes to its application server; for another id, the whole
+ *   the rest of the path is routed again here: `/_p2p/…` to the control API (so a
+ *   page of the app, reached through any peer, calls its own peer with relative
+ *   URLs), anything else to the application server; for another id, the whole
  *   request goes as it is to that peer's main server, at the address the peer table
  *   knows now, which does the same. Unknown id: 404 JSON; unreachable: 502 JSON;
  *   every hop appends its `Via` entry, so a request that comes back to a hop that
@@ -72,7 +74,7 @@ export function createGateway(
   const noApp = () =>
     jsonError(404, "no_app", "This peer runs no application server (see p2p peer --app)");
 
-  return async (req, info) => {
+  const route = async (req: Request, info: GatewayInfo): Promise<Response> => {
     const url = new URL(req.url);
     const path = url.pathname;
     if (path.startsWith(PEERS_PREFIX)) {
@@ -87,6 +89,20 @@ export function createGateway(
         return new Response(null, { status: 308, headers: { location: `${path}/${url.search}` } });
       }
       if (id === opts.self) {
+        const own = path.slice(selfPrefix.length);
+        // The own control API: what a page loaded from here calls with relative URLs.
+        if (own === "/_p2p" || own.startsWith("/_p2p/")) {
+          return await route(
+            new Request(new URL(own + url.search, url), {
+              method: req.method,
+              headers: req.headers,
+              body: req.body,
+              signal: req.signal,
+              duplex: "half",
+            } as RequestInit),
+            info,
+          );
+        }
         if (!ownApp) return noApp();
         return await ownApp(req, { remoteAddr: info.remoteAddr, signal: info.signal });
       }
@@ -110,4 +126,5 @@ export function createGateway(
     if (!app) return noApp();
     return await app(req, { remoteAddr: info.remoteAddr, signal: info.signal });
   };
+  return route;
 }

@@ -64,11 +64,16 @@ Deno.test("gateway: /_p2p/ goes to the control API, everything else to the app",
   assert.equal(res.forwardedFor, "127.0.0.1");
 });
 
-Deno.test("gateway: /_p2p/peers/{own id}/… reaches the own app without the prefix; no slash redirects", async () => {
+Deno.test("gateway: /_p2p/peers/{own id}/… reaches the own app (or control API) without the prefix; no slash redirects", async () => {
   await using app = await serve(echoApp("A"));
   await using a = await peer(ID.a, new Map(), app.url);
   const res = await (await fetch(`${a.url}/_p2p/peers/${ID.a}/x/y?q=1`)).json();
   assert.deepEqual([res.app, res.path, res.query], ["A", "/x/y", "?q=1"]);
+  // The own control API under the prefix, for pages loaded through another peer.
+  assert.deepEqual(await (await fetch(`${a.url}/_p2p/peers/${ID.a}/_p2p/status`)).json(), {
+    control: ID.a,
+    path: "/_p2p/status",
+  });
   const redirect = await fetch(`${a.url}/_p2p/peers/${ID.a}?q=1`, { redirect: "manual" });
   await redirect.body?.cancel();
   assert.equal(redirect.status, 308);

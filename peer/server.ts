@@ -64,7 +64,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       // server is its front door; on the peer's own address otherwise, so that many
       // peers on 127.0.0.x can each have one on the default port.
       const appHost = WILDCARDS.has(opts.host) ? "127.0.0.1" : opts.host;
-      const app = await createAppServer(control);
+      const app = await createAppServer();
       const s = await serve(appHost, opts.appPort, (req) => app.fetch(req), onError("app"));
       servers.push(s.server);
       node.appPort = s.addr.port;
