@@ -56,6 +56,8 @@ export interface ListeningChild {
  */
 export async function spawnListening(opts: {
   root: string;
+  /** The script to run (default `main.ts`). */
+  script?: string;
   args: string[];
   ready: RegExp;
   urlGroup: number;
@@ -64,7 +66,7 @@ export async function spawnListening(opts: {
   signal?: AbortSignal;
 }): Promise<ListeningChild> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts", ...opts.args],
+    args: ["run", "-A", opts.script ?? "main.ts", ...opts.args],
     cwd: opts.root,
     env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
     stdin: "null",

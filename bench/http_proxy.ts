@@ -1,11 +1,19 @@
 /**
- * Reverse proxy throughput: a real peer child process on 127.0.0.2 whose main HTTP
- * server proxies to its built-in web app; `wrk` asks the app directly (its own
- * port) and through the peer's main server, in one run, for the same files. The
+ * Reverse proxy throughput: `wrk` asks an application server directly and through
+ * a peer's main HTTP server (its reverse proxy), in one run, for the same URLs. The
  * figure is the proxied rate as a share of the direct one (target: at least 70 %).
  *
- * Both legs run in the one peer process, as they do for a user; wrk shares the two
- * cores with it. Each phase gets an unmeasured warm-up.
+ * Apps measured, all on loopback:
+ * - the peer's built-in web app (`GET /`, 10 KiB from memory, in the peer process);
+ * - an app process of its own (`bench/_app_upstream.ts`) behind a second peer
+ *   started with `--app`: `GET /static` (10 KiB from memory, the cheapest answer a
+ *   Deno server gives) and `GET /work` (a SHA-256 over 256 KiB first, about what a
+ *   small dynamic page costs);
+ * - the same app process behind nginx (one worker, upstream keep-alive), when nginx
+ *   is installed: what a C proxy reaches on this machine, as a reference.
+ *
+ * wrk shares the two cores with the proxy and the app. Each phase gets an
+ * unmeasured warm-up.
  *
  * @module
  */
@@ -16,8 +24,9 @@ import {
   BenchSkip,
   type Figure,
   processMemory,
+  which,
 } from "./_bench.ts";
-import { spawnListening } from "./_tracker.ts";
+import { type ListeningChild, spawnListening } from "./_tracker.ts";
 import { findWrk, runWrk } from "./_wrk.ts";
 
 const THREADS = 2;
@@ -25,12 +34,13 @@ const CONNECTIONS = 32;
 const WARMUP = 2;
 const TARGET_SHARE = 0.7;
 /** The peer's startup line: group 1 its main server, group 2 its app server. */
-const LISTENING = /listening: .*, http (http:\/\/[\d.]+:\d+), .*app (http:\/\/[\d.]+:\d+) \(/;
+const PEER_LISTENING = /listening: .*, http (http:\/\/[\d.]+:\d+), .*app (http:\/\/[\d.]+:\d+) \(/;
+const APP_LISTENING = /listening on (http:\/\/[\d.]+:\d+) \(/;
 
 /** The `http_proxy` benchmark. */
 export const httpProxy: Benchmark = {
   name: "http_proxy",
-  description: "requests/s to the built-in app through the peer's reverse proxy vs directly",
+  description: "requests/s to an app through the peer's reverse proxy vs directly (and nginx)",
   run,
 };
 
@@ -39,99 +49,220 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     throw new BenchSkip("wrk is not installed; get it with `apt-get install wrk` and run again");
   }
   const dir = await Deno.makeTempDir({ prefix: "p2p-bench-proxy-" });
+  const children: ListeningChild[] = [];
   try {
-    const peer = await spawnListening({
+    const app = await spawnListening({
       root: ctx.root,
-      args: [
-        "peer",
-        "--host",
-        "127.0.0.2",
-        "--port",
-        "0",
-        "--http-port",
-        "0",
-        "--pingback-port",
-        "0",
-        "--app-port",
-        "0",
-        "--data-dir",
-        `${dir}/peer`,
-        "--name",
-        "bench",
-        "--replicas",
-        "0",
-      ],
-      ready: LISTENING,
+      script: "bench/_app_upstream.ts",
+      args: ["127.0.0.1"],
+      ready: APP_LISTENING,
       urlGroup: 1,
-      what: "Peer",
+      what: "Bench app",
       signal: ctx.signal,
     });
-    try {
-      return await measure(ctx, peer.match[1], peer.match[2], peer.child.pid);
-    } finally {
-      await peer.stop();
+    children.push(app);
+    const builtin = await startPeer(ctx, dir, "127.0.0.2", []);
+    children.push(builtin);
+    const fronting = await startPeer(ctx, dir, "127.0.0.3", ["--app", app.match[1]]);
+    children.push(fronting);
+    const appUrl = app.match[1];
+    const cases = [
+      {
+        what: "built-in app GET / (10 KiB)",
+        direct: builtin.match[2] + "/",
+        proxied: builtin.match[1] + "/",
+      },
+      {
+        what: "app process GET /static (10 KiB)",
+        direct: appUrl + "/static",
+        proxied: fronting.match[1] + "/static",
+      },
+      {
+        what: "app process GET /work (SHA-256 of 256 KiB)",
+        direct: appUrl + "/work",
+        proxied: fronting.match[1] + "/work",
+      },
+    ];
+    const figures: Figure[] = [];
+    const notes: string[] = [
+      "the built-in app runs in the peer process; the app process is separate; wrk shares the 2 cores",
+    ];
+    const directRates = new Map<string, number>();
+    for (const c of cases) {
+      const direct = await measure(ctx, c.direct);
+      const proxied = await measure(ctx, c.proxied);
+      directRates.set(c.direct, direct.rate);
+      ctx.log(
+        `${c.what}: direct ${direct.rate.toFixed(0)}, proxied ${proxied.rate.toFixed(0)} req/s`,
+      );
+      figures.push(...rows(c.what, direct, proxied, "p2p proxy"));
     }
+    const nginx = await which("nginx");
+    if (nginx) {
+      const ref = await nginxReference(ctx, nginx, dir, appUrl);
+      try {
+        for (const path of ["/static", "/work"]) {
+          const proxied = await measure(ctx, ref.url + path);
+          const direct = directRates.get(appUrl + path)!;
+          const share = proxied.rate / direct;
+          ctx.log(`nginx reference ${path}: ${proxied.rate.toFixed(0)} req/s`);
+          figures.push({
+            name: `reference: nginx in front of the app process, GET ${path}`,
+            value: Math.round(share * 1000) / 10,
+            unit: "%",
+            note: `${Math.round(proxied.rate)} req/s against ${Math.round(direct)} direct; ` +
+              "1 worker, upstream keep-alive",
+          });
+        }
+      } finally {
+        await ref.stop();
+      }
+    } else {
+      notes.push("nginx is not installed: no reference proxy (apt-get install nginx)");
+    }
+    for (const [name, child] of [["built-in app", builtin], ["--app", fronting]] as const) {
+      const mem = await processMemory(child.child.pid);
+      figures.push({
+        name: `peer (${name}) peak RSS`,
+        value: mem.peakKiB === null ? null : Math.round(mem.peakKiB / 1024),
+        unit: "MiB",
+        note: "VmHWM after all load",
+      });
+    }
+    return { figures, notes };
   } finally {
+    for (const c of children.reverse()) await c.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
 }
 
-async function measure(
+function startPeer(
   ctx: BenchContext,
-  main: string,
-  app: string,
-  pid: number,
-): Promise<BenchOutput> {
-  const figures: Figure[] = [];
-  const notes: string[] = [];
-  const load = `wrk -t${THREADS} -c${CONNECTIONS} -d${ctx.duration}s`;
-  for (const [path, label] of [["/", "index.html, 10 KiB"], ["/favicon.svg", "favicon.svg"]]) {
-    const rates: number[] = [];
-    for (const [base, how] of [[app, "direct"], [main, "through the proxy"]]) {
-      const url = base + path;
-      await runWrk({
-        url,
-        threads: THREADS,
-        connections: CONNECTIONS,
-        duration: WARMUP,
-        signal: ctx.signal,
-      });
-      const { report } = await runWrk({
-        url,
-        threads: THREADS,
-        connections: CONNECTIONS,
-        duration: ctx.duration,
-        signal: ctx.signal,
-      });
-      ctx.log(`${label} ${how}: ${report.requestsPerSec.toFixed(0)} req/s`);
-      rates.push(report.requestsPerSec);
-      const bad = report.non2xx + Object.values(report.socketErrors).reduce((a, b) => a + b, 0);
-      figures.push({
-        name: `GET ${path} (${label}) ${how}`,
-        value: Math.round(report.requestsPerSec),
-        unit: "req/s",
-        note: `${load}; p50 ${report.percentilesMs["50"] ?? "?"} ms, p99 ${
-          report.percentilesMs["99"] ?? "?"
-        } ms`,
-        flag: bad > 0 ? `${bad} non-2xx answers or socket errors` : undefined,
-      });
-    }
-    const share = rates[1] / rates[0];
-    figures.push({
-      name: `GET ${path}: proxied share of direct`,
+  dir: string,
+  host: string,
+  extra: string[],
+): Promise<ListeningChild> {
+  return spawnListening({
+    root: ctx.root,
+    args: [
+      "peer",
+      "--host",
+      host,
+      ...["--port", "0", "--http-port", "0", "--pingback-port", "0", "--app-port", "0"],
+      ...["--data-dir", `${dir}/peer-${host}`, "--name", "bench", "--replicas", "0"],
+      ...extra,
+    ],
+    ready: PEER_LISTENING,
+    urlGroup: 1,
+    what: `Peer on ${host}`,
+    signal: ctx.signal,
+  });
+}
+
+interface Rate {
+  rate: number;
+  p50: number;
+  p99: number;
+  bad: number;
+}
+
+/** wrk against `url`: a warm-up, then the measured run. */
+async function measure(ctx: BenchContext, url: string): Promise<Rate> {
+  const opts = { url, threads: THREADS, connections: CONNECTIONS, signal: ctx.signal };
+  await runWrk({ ...opts, duration: WARMUP });
+  const { report } = await runWrk({ ...opts, duration: ctx.duration });
+  return {
+    rate: report.requestsPerSec,
+    p50: report.percentilesMs["50"] ?? NaN,
+    p99: report.percentilesMs["99"] ?? NaN,
+    bad: report.non2xx + Object.values(report.socketErrors).reduce((a, b) => a + b, 0),
+  };
+}
+
+function rows(what: string, direct: Rate, proxied: Rate, proxy: string): Figure[] {
+  const load = `wrk -t${THREADS} -c${CONNECTIONS}`;
+  const latency = (r: Rate) => `p50 ${r.p50.toFixed(2)} ms, p99 ${r.p99.toFixed(2)} ms`;
+  const flag = (r: Rate) => r.bad > 0 ? `${r.bad} non-2xx answers or socket errors` : undefined;
+  const share = proxied.rate / direct.rate;
+  return [
+    {
+      name: `${what} direct`,
+      value: Math.round(direct.rate),
+      unit: "req/s",
+      note: `${load}; ${latency(direct)}`,
+      flag: flag(direct),
+    },
+    {
+      name: `${what} through the ${proxy}`,
+      value: Math.round(proxied.rate),
+      unit: "req/s",
+      note: `${load}; ${latency(proxied)}`,
+      flag: flag(proxied),
+    },
+    {
+      name: `${what}: proxied share of direct`,
       value: Math.round(share * 1000) / 10,
       unit: "%",
       note: `target >= ${TARGET_SHARE * 100} %`,
       flag: share < TARGET_SHARE ? `below the target of ${TARGET_SHARE * 100} %` : undefined,
-    });
+    },
+  ];
+}
+
+/** nginx with one worker proxying 127.0.0.1:PORT to the app, until `stop()`. */
+async function nginxReference(ctx: BenchContext, nginx: string, dir: string, app: string) {
+  const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = probe.addr.port;
+  probe.close();
+  const conf = `${dir}/nginx.conf`;
+  await Deno.writeTextFile(
+    conf,
+    `worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/nginx-body;
+  proxy_temp_path ${dir}/nginx-proxy;
+  fastcgi_temp_path ${dir}/nginx-fastcgi;
+  uwsgi_temp_path ${dir}/nginx-uwsgi;
+  scgi_temp_path ${dir}/nginx-scgi;
+  upstream app { server ${new URL(app).host}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
-  const mem = await processMemory(pid);
-  figures.push({
-    name: "peer peak RSS",
-    value: mem.peakKiB === null ? null : Math.round(mem.peakKiB / 1024),
-    unit: "MiB",
-    note: "VmHWM after all load",
-  });
-  notes.push("the app and the proxy run in the same peer process; wrk shares the 2 cores");
-  return { figures, notes };
+}
+`,
+  );
+  const child = new Deno.Command(nginx, {
+    args: ["-c", conf, "-p", dir],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const url = `http://127.0.0.1:${port}`;
+  // Ready once it answers.
+  for (let i = 0; i < 50; i++) {
+    ctx.signal.throwIfAborted();
+    try {
+      await (await fetch(url + "/static")).arrayBuffer();
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return {
+    url,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Already gone.
+      }
+      await child.status;
+      await child.stderr.cancel().catch(() => {});
+    },
+  };
 }
