@@ -181,6 +181,8 @@ async function peerDemo(
           host,
           port: 0,
           httpPort: 0,
+          pingbackPort: 0,
+          appPort: 0,
           dataDir: `${dir}/${name}`,
           name,
           tracker: i === 2 ? trackerUrl : undefined,
@@ -226,6 +228,8 @@ async function peerDemo(
         host: "127.0.0.5",
         port: 0,
         httpPort: 0,
+        pingbackPort: 0,
+        appPort: 0,
         dataDir: `${dir}/dave`,
         name: "dave",
         seeds: [{ host: "127.0.0.2", port: a.chunkPort }],
@@ -264,6 +268,20 @@ async function peerDemo(
         }`,
       );
     }
+
+    step("alice asks the peers she knows on their pingback ports; answers signed (p2p discover)");
+    const found = await a.discover("127.0.0.2-127.0.0.5");
+    for (const f of found.found) {
+      console.log(`  ${f.name.padEnd(6)} ${f.host} verified, ${f.rttMs} ms (${f.change})`);
+    }
+
+    step("HTTP over the peer network: alice's main server hands a request to dave's app by id");
+    const viaAlice = `${peers[0].httpUrl}/_p2p/peers/${d.identity.peerId}/`;
+    const page = await fetch(viaAlice);
+    const title = /<title>([^<]*)<\/title>/i.exec(await page.text())?.[1] ?? "?";
+    console.log(`  GET ${viaAlice} -> ${page.status} "${title}" (dave's web app)`);
+    const status = await (await fetch(`${viaAlice}_p2p/status`)).json();
+    console.log(`  GET …/_p2p/status -> ${status.name}, ${status.payloads} payload(s)`);
   } finally {
     for (const p of peers) await p.stop();
   }

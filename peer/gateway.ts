@@ -97,7 +97,6 @@ export function createGateway(
               method: req.method,
               headers: req.headers,
               body: req.body,
-              signal: req.signal,
               duplex: "half",
             } as RequestInit),
             info,
