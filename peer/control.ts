@@ -110,12 +110,29 @@ export function createControlApp(node: PeerNode): Hono {
     const id = param(c, "id", PayloadId, "Payload id");
     return ndjson(async (send, signal) => {
       let last = 0;
-      // Each chunk stored by this download, as the activity log tells it.
-      const stop = node.log.follow((r) => {
+      // Every position that becomes held, with the source of its bytes: a chunk
+      // received fills each position of the payload that has the same hash.
+      const filled = new Set<number>();
+      const offStore = node.store.onChunk((payloadId, index) => {
+        if (payloadId === id) filled.add(index);
+      });
+      const flush = (hash: string | undefined, source: string) => {
+        const chunks = node.store.getManifest(id)?.chunks ?? [];
+        for (const i of [...filled]) {
+          if (hash !== undefined && chunks[i] !== hash) continue;
+          filled.delete(i);
+          send({ type: "chunk", index: i, source });
+        }
+      };
+      const offLog = node.log.follow((r) => {
         if (r.type === "chunk.received" && r.payloadId === id && r.via === "download") {
-          send({ type: "chunk", index: r.index, source: r.from });
+          flush(node.store.getManifest(id)?.chunks[Number(r.index)], String(r.from));
         }
       });
+      const stop = () => {
+        offStore();
+        offLog();
+      };
       signal.addEventListener("abort", stop);
       try {
         const res = await node.get(id, (p) => {
@@ -125,6 +142,8 @@ export function createControlApp(node: PeerNode): Hono {
             send({ type: "progress", ...p });
           }
         });
+        // Positions filled by chunks this peer already held for other payloads.
+        flush(undefined, "local");
         send({ type: "done", ...res });
       } finally {
         stop();

@@ -236,3 +236,82 @@ Deno.test("peer A forwards /_p2p/peers/{C}/… to C's built-in app across three 
     ),
   );
 });
+
+/** Reads server-sent events from `res` until `count` have come; returns them parsed. */
+async function readEvents(res: Response, count: number) {
+  const events: { event: string; id: string; data: Record<string, unknown> }[] = [];
+  let buf = "";
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    while (events.length < count) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value;
+      let end;
+      while ((end = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, end);
+        buf = buf.slice(end + 2);
+        const field = (name: string) =>
+          block.split("\n").find((l) => l.startsWith(`${name}: `))?.slice(name.length + 2);
+        const data = field("data");
+        if (data) events.push({ event: field("event")!, id: field("id")!, data: JSON.parse(data) });
+      }
+    }
+  } finally {
+    await reader.cancel();
+  }
+  return events;
+}
+
+Deno.test("the control API streams activity as server-sent events, lists network payloads and download chunks", async () => {
+  await using dir = await tempDir();
+  await using a = await spawnPeer({ dataDir: `${dir.path}/a`, host: "127.0.0.2", name: "alice" });
+  await using b = await spawnPeer({
+    dataDir: `${dir.path}/b`,
+    host: "127.0.0.3",
+    name: "bob",
+    seeds: [`${a.host}:${a.port}`],
+  });
+  const bytes = new Uint8Array(2 * MiB + 5).map((_, i) => (i * 31) & 255);
+  const put = await fetch(`${a.http}/_p2p/payloads?name=two.bin`, { method: "POST", body: bytes });
+  const lines = (await put.text()).trim().split("\n").map((l) => JSON.parse(l));
+  const done = lines.at(-1);
+  assert.equal(done.type, "done", JSON.stringify(lines));
+  const id = done.payloadId as string;
+
+  // The newest records first, filtered by type, each with its id as the event id.
+  const first = await readEvents(await fetch(`${a.http}/_p2p/events?type=payload`), 1);
+  assert.equal(first[0].event, "activity");
+  assert.equal(first[0].data.type, "payload.put");
+  assert.equal(first[0].data.payloadId, id);
+  assert.equal(first[0].id, String(first[0].data.id));
+  // A reconnecting client gets only what came after the last id it saw: here the
+  // record of a pingback request made once it is connected.
+  const resumed = await fetch(`${a.http}/_p2p/events`, {
+    headers: { "last-event-id": first[0].id },
+  });
+  const { ports } = await (await fetch(`${a.http}/_p2p/status`)).json();
+  await (await fetch(`http://${a.host}:${ports.pingback}/`)).body?.cancel();
+  const after = await readEvents(resumed, 1);
+  assert.ok(Number(after[0].data.id) > Number(first[0].id), JSON.stringify(after));
+
+  // Bob lists what alice holds, without holding it.
+  const net = await (await fetch(`${b.http}/_p2p/network/payloads`)).json();
+  const entry = net.payloads.find((p: { payloadId: string }) => p.payloadId === id);
+  assert.ok(entry, JSON.stringify(net));
+  assert.equal(entry.name, "two.bin");
+  assert.equal(entry.chunks, 3);
+  assert.deepEqual(entry.holders.map((h: { peerId: string }) => h.peerId), [a.peerId]);
+
+  // Bob downloads it: one `chunk` event per position, from alice (chunks 0 and 1 have the
+  // same bytes, so one transfer fills both), and the name comes along.
+  const dl = await fetch(`${b.http}/_p2p/downloads/${id}`, { method: "POST" });
+  const events = (await dl.text()).trim().split("\n").map((l) => JSON.parse(l));
+  const chunks = events.filter((e) => e.type === "chunk");
+  assert.deepEqual(chunks.map((c) => c.index).sort(), [0, 1, 2]);
+  assert.ok(chunks.every((c) => c.source === a.peerId));
+  assert.equal(events.at(-1).type, "done");
+  const file = await fetch(`${b.http}/_p2p/payloads/${id}/content?download=1`);
+  assert.match(file.headers.get("content-disposition") ?? "", /filename="two\.bin"/);
+  assert.deepEqual(new Uint8Array(await file.arrayBuffer()), bytes);
+});
