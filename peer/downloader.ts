@@ -10,7 +10,8 @@
  * times out loses the chunk to another holder and, after repeated failures, is
  * dropped. Near the end, idle sources race for the chunks still in flight
  * (endgame). Chunks already held are never fetched again, so an interrupted
- * download resumes where it stopped.
+ * download resumes where it stopped, and positions with identical bytes (zero-filled
+ * regions, say) are fetched once.
  *
  * @module
  */
@@ -138,6 +139,10 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   const assigned = new Map<number, Set<string>>();
   const wake = { resolve: () => {} };
   let refreshes = 0;
+  /** Positions that share their bytes with another one: fetched once, stored at each. */
+  const twins = new Map<string, number[]>();
+  manifest.chunks.forEach((h, i) => twins.set(h, [...(twins.get(h) ?? []), i]));
+  for (const [h, list] of twins) if (list.length < 2) twins.delete(h);
 
   const progress = () =>
     opts.onProgress?.({
@@ -234,6 +239,19 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
         // Cancel endgame duplicates.
         for (const other of assigned.get(index) ?? []) {
           if (other !== st.source.id) sources.get(other)?.inflight.get(index)?.abort();
+        }
+        // The same bytes at other positions: stored there too, not fetched again.
+        for (const j of twins.get(manifest.chunks[index]) ?? []) {
+          if (!needed.has(j)) continue;
+          try {
+            if (await store.writeChunk(payloadId, j, bytes)) opts.onChunk?.(j, st.source.id);
+          } catch (err) {
+            fatal ??= err;
+            return;
+          }
+          if (!needed.delete(j)) continue;
+          doneBytes += bytes.length;
+          for (const s of sources.values()) s.inflight.get(j)?.abort();
         }
         progress();
       }

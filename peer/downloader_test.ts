@@ -201,3 +201,31 @@ Deno.test("download() stops when its signal is aborted", async () => {
   setTimeout(() => ctrl.abort(new Error("stopped by test")), 20);
   await assert.rejects(run, /stopped by test/);
 });
+
+Deno.test("download() fetches positions with identical bytes once and stores every one", async () => {
+  // 12 chunks of which 0, 3, 6 and 9 are the same bytes, and 1 and 10 too.
+  const unique = crypto.getRandomValues(new Uint8Array(8 * CS));
+  const layout = [0, 1, 2, 0, 3, 4, 0, 5, 6, 0, 1, 7];
+  const data = new Uint8Array(layout.length * CS);
+  layout.forEach((u, i) => data.set(unique.subarray(u * CS, (u + 1) * CS), i * CS));
+  const hashes: string[] = [];
+  for (let i = 0; i < layout.length; i++) {
+    hashes.push(await sha256Hex(data.subarray(i * CS, (i + 1) * CS)));
+  }
+  const manifest: Manifest = { size: data.length, chunkSize: CS, chunks: hashes };
+  const store = memoryStore(manifest);
+  const src = source("a", data, manifest, { delayMs: 2 });
+  const stored: number[] = [];
+  const res = await download({
+    payloadId: "p",
+    manifest,
+    store,
+    findSources: () => Promise.resolve([src]),
+    pipeline: 1,
+    onChunk: (i) => stored.push(i),
+  });
+  assert.deepEqual(assembled(store, layout.length), data);
+  assert.equal(src.requested.length, 8, `requested ${src.requested}`);
+  assert.deepEqual(stored.sort((x, y) => x - y), [...layout.keys()]);
+  assert.equal(res.chunksBySource.a, 8);
+});
