@@ -1,3 +1,4 @@
+import { concatBytes } from "../proto/bytes.ts";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { ChunkStore } from "./chunk_store.ts";
@@ -28,16 +29,6 @@ async function manifestOf(bytes: Uint8Array): Promise<Manifest> {
     chunks.push(await sha256Hex(bytes.subarray(off, off + CHUNK_SIZE)));
   }
   return { size: bytes.length, chunkSize: CHUNK_SIZE, chunks };
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 function chunkOf(bytes: Uint8Array, index: number): Uint8Array {
@@ -337,8 +328,8 @@ Deno.test("two payloads sharing a chunk share one file, and storing it for one h
     const shared = pseudoRandom(MiB, 11);
     const tailA = pseudoRandom(MiB, 12);
     const tailB = pseudoRandom(300, 13);
-    const a = concat(shared, tailA);
-    const b = concat(shared, tailB);
+    const a = concatBytes(shared, tailA);
+    const b = concatBytes(shared, tailB);
     const aManifest = await manifestOf(a);
     const bManifest = await manifestOf(b);
     const aId = await payloadIdOf(aManifest);
@@ -359,7 +350,7 @@ Deno.test("two payloads sharing a chunk share one file, and storing it for one h
     assert.deepEqual(await collect(store.exportStream(bId)), b);
 
     // A manifest added later finds the shared chunk already on disk.
-    const c = concat(shared, new Uint8Array([1, 2, 3]));
+    const c = concatBytes(shared, new Uint8Array([1, 2, 3]));
     const cManifest = await manifestOf(c);
     const cId = await payloadIdOf(cManifest);
     seen.length = 0;

@@ -43,6 +43,7 @@
  * @module
  */
 import * as http from "node:http";
+import { concatBytes } from "../proto/bytes.ts";
 
 /** Options of {@linkcode createProxy}. */
 export interface ProxyOptions {
@@ -461,7 +462,7 @@ async function pumpBody(
         parts.push(r.value);
         size += r.value.byteLength;
       }
-      if (!creq.write(concat(parts, size))) {
+      if (!creq.write(concatBytes(...parts))) {
         waiting.arm();
         const drained = new Promise<"drained">((r) => creq.once("drain", () => r("drained")));
         const won = await Promise.race([drained, closed]);
@@ -494,17 +495,6 @@ async function ready<T>(p: Promise<T>): Promise<T | undefined> {
   } finally {
     clearTimeout(timer);
   }
-}
-
-function concat(parts: Uint8Array[], size: number): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
 
 /** The request headers to forward: without hop-by-hop ones, `Host` and `Via`. */

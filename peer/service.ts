@@ -48,6 +48,7 @@
  *
  * @module
  */
+import { concatBytes } from "../proto/bytes.ts";
 import { encodeFrame, encodePreamble } from "../proto/frame.ts";
 import type { HelloHeader } from "../proto/messages.ts";
 import { PeerConnection, type RequestHandler } from "./connection.ts";
@@ -109,7 +110,7 @@ export interface ChunkService extends AsyncDisposable {
 /** Wait after an accept error (such as running out of file descriptors). */
 const ACCEPT_BACKOFF_MS = 100;
 /** What a connection over the cap gets before it is closed. */
-const BUSY = concat(
+const BUSY = concatBytes(
   encodePreamble(),
   encodeFrame({
     type: "ERROR",
@@ -326,14 +327,4 @@ function closeQuietly(conn: Deno.Conn): void {
   try {
     conn.close();
   } catch { /* already closed */ }
-}
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }

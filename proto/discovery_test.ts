@@ -15,7 +15,7 @@ import {
 Deno.test("parseRange() takes the host addresses of a CIDR block", () => {
   assert.equal(formatRange(parseRange("10.77.0.0/28")), "10.77.0.1-10.77.0.14");
   assert.equal(formatRange(parseRange("10.77.0.9/28")), "10.77.0.1-10.77.0.14");
-  assert.equal(formatRange(parseRange("192.168.1.0/24")), "192.168.1.1-192.168.1.254");
+  assert.equal(formatRange(parseRange("10.77.1.0/24")), "10.77.1.1-10.77.1.254");
   assert.equal(formatRange(parseRange("10.0.0.4/31")), "10.0.0.4-10.0.0.5");
   assert.equal(formatRange(parseRange("10.0.0.4/32")), "10.0.0.4-10.0.0.4");
 });
@@ -81,13 +81,13 @@ Deno.test("interfaceRanges() skips loopback, link-local, IPv6 and narrows big su
     { family: "IPv4", address: "127.0.0.1", cidr: "127.0.0.1/8" },
     { family: "IPv6", address: "fe80::1", cidr: "fe80::1/64" },
     { family: "IPv4", address: "169.254.3.4", cidr: "169.254.3.4/16" },
-    { family: "IPv4", address: "192.168.1.20", cidr: "192.168.1.20/24" },
-    { family: "IPv4", address: "192.168.1.21", cidr: "192.168.1.21/24" },
+    { family: "IPv4", address: "10.77.1.20", cidr: "10.77.1.20/24" },
+    { family: "IPv4", address: "10.77.1.21", cidr: "10.77.1.21/24" },
     { family: "IPv4", address: "10.5.6.7", cidr: "10.5.6.7/8" },
     { family: "IPv4", address: "10.9.9.9", cidr: "10.9.9.9/32" },
   ]);
   assert.deepEqual(ranges.map(formatRange), [
-    "192.168.1.1-192.168.1.254",
+    "10.77.1.1-10.77.1.254",
     "10.5.6.1-10.5.6.254",
   ]);
 });

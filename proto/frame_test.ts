@@ -1,3 +1,4 @@
+import { concatBytes } from "./bytes.ts";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { bitfieldFromIndices } from "./bitfield.ts";
@@ -28,16 +29,6 @@ import {
 const PEER_ID = "0123456789abcdef0123456789abcdef01234567";
 const PAYLOAD_ID = "ab".repeat(32);
 const enc = new TextEncoder();
-
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-}
 
 function bytes(n: number, seed = 1): Uint8Array {
   const out = new Uint8Array(n);
@@ -155,7 +146,7 @@ const SAMPLES: MessageInit[] = [
   },
 ];
 
-const SAMPLE_STREAM = concat(encodePreamble(), ...SAMPLES.map(encodeFrame));
+const SAMPLE_STREAM = concatBytes(encodePreamble(), ...SAMPLES.map(encodeFrame));
 const SAMPLE_DECODED = SAMPLES.map(decoded);
 
 // ---------------------------------------------------------------------------
@@ -661,7 +652,7 @@ Deno.test("FrameDecoder.push() decodes any valid messages however the stream is 
       fc.boolean(),
       (messages, cuts, withPreamble) => {
         const frames = messages.map(encodeFrame);
-        const stream = concat(...(withPreamble ? [encodePreamble()] : []), ...frames);
+        const stream = concatBytes(...(withPreamble ? [encodePreamble()] : []), ...frames);
         const decoder = new FrameDecoder({ expectPreamble: withPreamble });
         const got = split(stream, cuts).flatMap((piece) => decoder.push(piece));
         assert.deepEqual(got, messages.map(decoded));
@@ -712,7 +703,7 @@ Deno.test("FrameDecoder.push() only yields messages or ProtocolErrors for arbitr
       fc.constantFrom(undefined, 7, 64, 1000),
       (garbage, cuts, withPreamble, maxFrameLength) => {
         // Half the time behind a good preamble, so that frame parsing gets the garbage.
-        const stream = withPreamble ? concat(encodePreamble(), garbage) : garbage;
+        const stream = withPreamble ? concatBytes(encodePreamble(), garbage) : garbage;
         const decoder = new FrameDecoder({ expectPreamble: withPreamble, maxFrameLength });
         feedGarbage(decoder, split(stream, cuts));
       },
@@ -731,7 +722,7 @@ Deno.test("FrameDecoder.push() only yields messages or ProtocolErrors for corrup
       }),
       fc.array(fc.nat(), { maxLength: 10 }),
       (messages, flips, cuts) => {
-        const stream = concat(encodePreamble(), ...messages.map(encodeFrame));
+        const stream = concatBytes(encodePreamble(), ...messages.map(encodeFrame));
         for (const [at, value] of flips) stream[at % stream.length] = value;
         feedGarbage(new FrameDecoder(), split(stream, cuts));
       },
