@@ -349,6 +349,12 @@ export async function status(node: string, opts: { json?: boolean }): Promise<vo
     `payloads  ${s.payloads} (${s.completePayloads} complete, ${mib(Number(s.storedBytes))})`,
   );
   console.log(`peers     ${s.knownPeers} known, ${s.connections} connections`);
+  const m = s.memory as { rss: number; heapUsed: number; external: number } | undefined;
+  if (m) {
+    console.log(
+      `memory    ${mib(m.rss)} resident (JS heap ${mib(m.heapUsed)}, buffers ${mib(m.external)})`,
+    );
+  }
 }
 
 /** `p2p log`: this peer's activity, or another peer's (`--peer`), optionally followed. */

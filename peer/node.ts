@@ -1116,6 +1116,7 @@ export class PeerNode {
       knownPeers: this.table.list().length,
       connections: this.#service.connections.size + this.#pool.size,
       downloads: [...this.#downloads.keys()],
+      memory: (({ rss, heapUsed, external }) => ({ rss, heapUsed, external }))(Deno.memoryUsage()),
     };
   }
 

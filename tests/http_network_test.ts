@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { tempDir } from "./_tracker_process.ts";
-import { spawnPeer } from "./_peer_process.ts";
+import { p2pClient, spawnPeer } from "./_peer_process.ts";
 import { serveLocal as serve } from "./_serve.ts";
 
 const MiB = 2 ** 20;
@@ -290,7 +290,13 @@ Deno.test("the control API streams activity as server-sent events, lists network
   const resumed = await fetch(`${a.http}/_p2p/events`, {
     headers: { "last-event-id": first[0].id },
   });
-  const { ports } = await (await fetch(`${a.http}/_p2p/status`)).json();
+  const { ports, memory } = await (await fetch(`${a.http}/_p2p/status`)).json();
+  assert.ok(memory.rss > memory.heapUsed && memory.heapUsed > 0, JSON.stringify(memory));
+  const status = await p2pClient(["status", "--node", a.http]);
+  assert.match(
+    status.stdout,
+    /^memory\s+[\d.]+ MiB resident \(JS heap [\d.]+ MiB, buffers [\d.]+ MiB\)$/m,
+  );
   await (await fetch(`http://${a.host}:${ports.pingback}/`)).body?.cancel();
   const after = await readEvents(resumed, 1);
   assert.ok(Number(after[0].data.id) > Number(first[0].id), JSON.stringify(after));
