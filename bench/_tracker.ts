@@ -1,17 +1,16 @@
 /**
  * Starts a real tracker as a child process (`main.ts tracker` on 127.0.0.1, port 0)
  * for benchmarks to load, and stops it with SIGTERM. Its output is drained all the
- * time, so a chatty tracker never blocks on a full pipe; the last lines are kept
- * for error messages.
+ * time (by the test suite's `spawnP2p()`), so a chatty tracker never blocks on a
+ * full pipe; the last lines are kept for error messages.
  *
  * @module
  */
 import { isLoopbackUrl, processMemory } from "./_bench.ts";
+import { spawnP2p } from "../tests/_tracker_process.ts";
 
 /** What `spawnTracker()` needs. */
 export interface SpawnTrackerOptions {
-  /** Repository root, where `main.ts` is. */
-  root: string;
   /** Directory for the KV database and the activity log. */
   dir: string;
   /** `--peer-ttl` in seconds. */
@@ -44,18 +43,18 @@ export interface ListeningChild {
   child: Deno.ChildProcess;
   /** The match of the "listening" pattern. */
   match: RegExpMatchArray;
-  /** The last lines it printed (stdout and stderr). */
+  /** The last lines it printed (stdout, then stderr). */
   output(): string;
   /** Sends SIGTERM, waits for the exit (SIGKILL after 15 s); idempotent. */
   stop(): Promise<Deno.CommandStatus>;
 }
 
 /**
- * Starts `main.ts ...args` in `root`, drains its output all the time, and resolves
- * once a line matches `ready` and the URL in group `urlGroup` is on loopback.
+ * Starts `main.ts ...args` (or `script`) with the test suite's `spawnP2p()`, which
+ * drains its output all the time, and resolves once a line matches `ready` and the
+ * URL in group `urlGroup` is on loopback.
  */
 export async function spawnListening(opts: {
-  root: string;
   /** The script to run (default `main.ts`). */
   script?: string;
   args: string[];
@@ -65,77 +64,37 @@ export async function spawnListening(opts: {
   timeoutMs?: number;
   signal?: AbortSignal;
 }): Promise<ListeningChild> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", opts.script ?? "main.ts", ...opts.args],
-    cwd: opts.root,
-    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-
-  const lines: string[] = [];
-  const listening = Promise.withResolvers<RegExpMatchArray>();
-  const keep = (prefix: string) => (line: string) => {
-    lines.push(prefix + line);
-    if (lines.length > KEEP_LINES) lines.shift();
-    const m = line.match(opts.ready);
-    if (m) listening.resolve(m);
-  };
-  const pumps = Promise.all([
-    drainLines(child.stdout, keep("")),
-    drainLines(child.stderr, keep("stderr: ")),
-  ]);
-  const output = () => lines.join("\n");
-  child.status.then((s) => {
-    listening.reject(
-      new Error(`${opts.what} exited with status ${s.code} before listening:\n${output()}`),
-    );
-  });
-
+  const deadline = AbortSignal.timeout(opts.timeoutMs ?? 60_000);
+  const signal = opts.signal ? AbortSignal.any([opts.signal, deadline]) : deadline;
+  const p = await spawnP2p(opts.args, opts.ready, opts.what, { signal, script: opts.script });
+  const url = p.match[opts.urlGroup];
+  if (!isLoopbackUrl(url)) {
+    await p.stop("SIGKILL");
+    throw new Error(`${opts.what} listens on '${url}', not on loopback`);
+  }
+  const tail = (text: string) => text.trimEnd().split("\n").slice(-KEEP_LINES).join("\n");
   let stopping: Promise<Deno.CommandStatus> | undefined;
-  const stop = () => {
+  const stop = () =>
     stopping ??= (async () => {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // It has exited already.
-      }
       const killTimer = setTimeout(() => {
         try {
-          child.kill("SIGKILL");
+          p.child.kill("SIGKILL");
         } catch {
           // It exited meanwhile.
         }
       }, 15_000);
       try {
-        const status = await child.status;
-        await pumps;
-        return status;
+        return (await p.stop("SIGTERM")).status;
       } finally {
         clearTimeout(killTimer);
       }
     })();
-    return stopping;
+  return {
+    child: p.child,
+    match: p.match,
+    output: () => `${tail(p.stdout())}\nstderr: ${tail(p.stderr())}`,
+    stop,
   };
-
-  const deadline = AbortSignal.timeout(opts.timeoutMs ?? 60_000);
-  const signal = opts.signal ? AbortSignal.any([opts.signal, deadline]) : deadline;
-  const onAbort = () =>
-    listening.reject(new Error(`${opts.what} did not say it listens in time:\n${output()}`));
-  signal.addEventListener("abort", onAbort, { once: true });
-  let match: RegExpMatchArray;
-  try {
-    match = await listening.promise;
-    const url = match[opts.urlGroup];
-    if (!isLoopbackUrl(url)) throw new Error(`${opts.what} listens on '${url}', not on loopback`);
-  } catch (err) {
-    await stop();
-    throw err;
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-  }
-  return { child, match, output, stop };
 }
 
 /** Starts `main.ts tracker` and resolves once it printed the URL it listens on. */
@@ -143,7 +102,6 @@ export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerPr
   const db = `${opts.dir}/tracker.kv`;
   const log = `${opts.dir}/tracker-activity.jsonl`;
   const { child, match, output, stop } = await spawnListening({
-    root: opts.root,
     args: [
       "tracker",
       "--host",
@@ -175,18 +133,4 @@ export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerPr
       await stop();
     },
   };
-}
-
-/** Reads a byte stream to its end, calling `onLine` with each text line. */
-async function drainLines(
-  stream: ReadableStream<Uint8Array>,
-  onLine: (line: string) => void,
-): Promise<void> {
-  let rest = "";
-  for await (const text of stream.pipeThrough(new TextDecoderStream())) {
-    const parts = (rest + text).split("\n");
-    rest = parts.pop()!;
-    for (const line of parts) onLine(line);
-  }
-  if (rest) onLine(rest);
 }

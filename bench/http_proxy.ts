@@ -52,7 +52,6 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
   const children: ListeningChild[] = [];
   try {
     const app = await spawnListening({
-      root: ctx.root,
       script: "bench/_app_upstream.ts",
       args: ["127.0.0.1"],
       ready: APP_LISTENING,
@@ -143,7 +142,6 @@ function startPeer(
   extra: string[],
 ): Promise<ListeningChild> {
   return spawnListening({
-    root: ctx.root,
     args: [
       "peer",
       "--host",

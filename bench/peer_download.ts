@@ -128,7 +128,7 @@ async function measureSize(
   const figures: Figure[] = [];
   const notes: string[] = [];
   const spawn = (host: string, name: string, seeds: Peer[] = []) =>
-    spawnPeer({ root: ctx.root, host, name, dataDir: `${dir}/${name}`, seeds, signal: ctx.signal });
+    spawnPeer({ host, name, dataDir: `${dir}/${name}`, seeds, signal: ctx.signal });
 
   await using s1 = await spawn(SOURCE_HOSTS[0], "source-1");
   ctx.log(`${label}: source 1 pid ${s1.pid} on ${s1.http}; putting the payload`);
@@ -196,7 +196,6 @@ async function downloadRun(
   const notes: string[] = [];
   try {
     await using d = await spawnPeer({
-      root: ctx.root,
       host: DOWNLOADER_HOST,
       name: `downloader-${n}`,
       dataDir,
@@ -576,7 +575,6 @@ async function rawDisk(ctx: BenchContext, dir: string): Promise<Figure> {
 
 /** What `spawnPeer()` needs. */
 interface SpawnPeerOptions {
-  root: string;
   host: string;
   name: string;
   dataDir: string;
@@ -609,7 +607,6 @@ const LISTENING =
 /** Starts `main.ts peer` (ports 0, no replicas) and resolves once it printed where it listens. */
 async function spawnPeer(opts: SpawnPeerOptions): Promise<Peer> {
   const { child, match: m, output, stop } = await spawnListening({
-    root: opts.root,
     args: [
       "peer",
       "--host",

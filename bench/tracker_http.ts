@@ -58,7 +58,6 @@ async function measure(ctx: BenchContext, dir: string): Promise<BenchOutput> {
   const load = `wrk -t${THREADS} -c${CONNECTIONS} -d${ctx.duration}s`;
   // A peer TTL far longer than the run: nothing expires while it is measured.
   await using tracker = await spawnTracker({
-    root: ctx.root,
     dir,
     peerTtl: 600,
     signal: ctx.signal,

@@ -65,7 +65,7 @@ export async function spawnPeer(opts: SpawnPeerOptions): Promise<PeerProcess> {
     ...(opts.seeds ?? []).flatMap((s) => ["--peer", s]),
     ...(opts.args ?? []),
   ];
-  const p = await spawnP2p(args, LISTENING, `peer on ${host}`, undefined, opts.netns);
+  const p = await spawnP2p(args, LISTENING, `peer on ${host}`, { netns: opts.netns });
   return {
     ...p,
     peerId: p.match[1],

@@ -73,11 +73,25 @@ export interface P2pProcess {
  * the network namespace `netns` (`ip netns exec`, which execs the command, so signals
  * reach the p2p process itself).
  */
-export function p2pCommand(args: string[], netns?: string): { cmd: string; args: string[] } {
-  const deno = ["run", "-A", "main.ts", ...args];
+export function p2pCommand(
+  args: string[],
+  netns?: string,
+  script = "main.ts",
+): { cmd: string; args: string[] } {
+  const deno = ["run", "-A", script, ...args];
   return netns
     ? { cmd: "ip", args: ["netns", "exec", netns, Deno.execPath(), ...deno] }
     : { cmd: Deno.execPath(), args: deno };
+}
+
+/** Options of `spawnP2p()`. */
+export interface SpawnP2pOptions {
+  /** Gives up (killing the process) when it aborts first; default: after 15 s. */
+  signal?: AbortSignal;
+  /** Run inside this network namespace. */
+  netns?: string;
+  /** The script to run instead of `main.ts` (a bench app, say). */
+  script?: string;
 }
 
 /**
@@ -89,10 +103,10 @@ export async function spawnP2p(
   args: string[],
   ready: RegExp,
   what: string,
-  signal: AbortSignal = AbortSignal.timeout(15_000),
-  netns?: string,
+  opts: SpawnP2pOptions = {},
 ): Promise<P2pProcess & { match: RegExpExecArray }> {
-  const command = p2pCommand(args, netns);
+  const signal = opts.signal ?? AbortSignal.timeout(15_000);
+  const command = p2pCommand(args, opts.netns, opts.script);
   const child = new Deno.Command(command.cmd, {
     args: command.args,
     cwd: REPO_ROOT,
@@ -186,7 +200,7 @@ export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerPr
     ],
     LISTENING,
     "tracker",
-    opts.signal,
+    { signal: opts.signal },
   );
   const url = p.match[1];
   return {
