@@ -26,7 +26,8 @@ const missing = await chromiumMissing();
 if (missing) console.log(`web app browser test skipped: ${missing}`);
 
 Deno.test({
-  name: "web app: text uploaded on peer A's page is listed, downloaded and saved on peer B's page",
+  name:
+    "web app: text uploaded on peer A's page is listed, downloaded and saved on peer B's page; errors are shown",
   ignore: missing !== undefined,
   // playwright-core keeps timers and pipes of its own past browser.close().
   sanitizeOps: false,
@@ -107,6 +108,20 @@ Deno.test({
       // B's own store has it now, verified.
       const stored = await (await fetch(`${b.http}/_p2p/payloads/${payloadId}/content`)).text();
       assert.equal(stored, text);
+
+      // Errors are shown, not swallowed: a malformed id is refused on the page, and an
+      // unknown one gets the peer's answer.
+      await pageB.locator("#get-id").fill("xyz");
+      await pageB.locator("#get-form button[type=submit]").click();
+      await pageB.getByTestId("error").filter({ hasText: "hex digits" }).waitFor();
+      const unknown = "ab".repeat(32);
+      await pageB.locator("#get-id").fill(unknown);
+      await pageB.locator("#get-form button[type=submit]").click();
+      const failed = pageB.locator(
+        `li[data-payload-id="${unknown}"] [data-testid=download-result]`,
+      );
+      await failed.waitFor();
+      assert.match((await failed.textContent()) ?? "", /Cannot find the manifest/);
 
       // The same page through A's proxy, by B's peerId, on a phone-sized screen.
       const phone = await context.newPage();
