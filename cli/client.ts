@@ -7,6 +7,7 @@
  */
 import type { ActivityRecord } from "../proto/activity.ts";
 import type { DiscoveryReport } from "../proto/discovery.ts";
+import { jsonLines } from "../proto/lines.ts";
 import { fromHex } from "../proto/ids.ts";
 import { hasBit } from "../proto/bitfield.ts";
 import * as http from "node:http";
@@ -114,20 +115,11 @@ async function events(
   res: Response,
   onEvent: (e: Record<string, unknown>) => void,
 ): Promise<Record<string, unknown>> {
-  const decoder = new TextDecoderStream();
-  let buf = "";
   let last: Record<string, unknown> = {};
-  for await (const text of res.body!.pipeThrough(decoder)) {
-    buf += text;
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (!line) continue;
-      last = JSON.parse(line);
-      if (last.type === "error") throw new ClientError(String(last.message));
-      onEvent(last);
-    }
+  for await (const e of jsonLines<Record<string, unknown>>(res.body!)) {
+    last = e;
+    if (last.type === "error") throw new ClientError(String(last.message));
+    onEvent(last);
   }
   if (last.type !== "done") throw new ClientError("The peer ended the answer early");
   return last;
@@ -378,17 +370,7 @@ export async function log(
     if (opts.peer) throw new ClientError("--follow works for this peer's log only");
     q.set("follow", "1");
     const res = await call(node, `/_p2p/log?${q}`);
-    const decoder = new TextDecoderStream();
-    let buf = "";
-    for await (const text of res.body!.pipeThrough(decoder)) {
-      buf += text;
-      let nl;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (line) print(JSON.parse(line));
-      }
-    }
+    for await (const r of jsonLines<ActivityRecord>(res.body!)) print(r);
     return;
   }
   const page = await json<{ records: ActivityRecord[] }>(node, `/_p2p/log?${q}`);

@@ -7,6 +7,7 @@
  */
 import { p2pCommand, type P2pProcess, spawnP2p, type TrackerExit } from "./_tracker_process.ts";
 import type { ActivityRecord } from "../proto/activity.ts";
+import { jsonLines } from "../proto/lines.ts";
 
 /** What a peer prints once it listens: peerId, chunk address and HTTP URL. */
 const LISTENING =
@@ -153,19 +154,10 @@ export async function followLog(
   >();
   let ended: string | undefined;
   const pump = (async () => {
-    let buf = "";
     try {
-      for await (const text of res.body!.pipeThrough(new TextDecoderStream())) {
-        buf += text;
-        let nl;
-        while ((nl = buf.indexOf("\n")) >= 0) {
-          const line = buf.slice(0, nl);
-          buf = buf.slice(nl + 1);
-          if (!line) continue;
-          const r = JSON.parse(line) as ActivityRecord;
-          records.push(r);
-          for (const w of [...waiters]) if (w.match(r)) w.settle(r);
-        }
+      for await (const r of jsonLines<ActivityRecord>(res.body!)) {
+        records.push(r);
+        for (const w of [...waiters]) if (w.match(r)) w.settle(r);
       }
       ended = "the log stream ended";
     } catch (err) {
@@ -232,17 +224,9 @@ export async function controlDownload(
     throw new Error(`POST /_p2p/downloads/${payloadId}: HTTP ${res.status} ${text}`);
   }
   let last: ControlEvent | undefined;
-  let buf = "";
-  for await (const text of res.body.pipeThrough(new TextDecoderStream())) {
-    buf += text;
-    let nl;
-    while ((nl = buf.indexOf("\n")) >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      if (!line) continue;
-      last = JSON.parse(line) as ControlEvent;
-      await onEvent(last);
-    }
+  for await (const e of jsonLines<ControlEvent>(res.body)) {
+    last = e;
+    await onEvent(last);
   }
   if (!last || (last.type !== "done" && last.type !== "error")) {
     throw new Error(`The download answer ended early; last event ${JSON.stringify(last)}`);

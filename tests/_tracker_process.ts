@@ -14,6 +14,8 @@
  * @module
  */
 
+import { LineStream } from "../proto/lines.ts";
+
 /** The repository root: the working directory of every child process. */
 export const REPO_ROOT: URL = new URL("../", import.meta.url);
 
@@ -122,16 +124,11 @@ export async function spawnP2p(
   // Both pumps read to the end, so the child never blocks on a full pipe and the
   // pipes are closed once it exits.
   const stdoutDone = (async () => {
-    let line = "";
-    for await (const text of child.stdout.pipeThrough(new TextDecoderStream())) {
-      out += text;
-      line += text;
-      let nl;
-      while ((nl = line.indexOf("\n")) >= 0) {
-        const m = ready.exec(line.slice(0, nl));
-        if (m) listening.resolve(m);
-        line = line.slice(nl + 1);
-      }
+    const lines = child.stdout.pipeThrough(new TextDecoderStream()).pipeThrough(new LineStream());
+    for await (const line of lines) {
+      out += line + "\n";
+      const m = ready.exec(line);
+      if (m) listening.resolve(m);
     }
     listening.reject(new Error(`${what} closed its stdout before it listened`));
   })();
