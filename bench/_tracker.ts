@@ -7,7 +7,7 @@
  * @module
  */
 import { isLoopbackUrl, processMemory } from "./_bench.ts";
-import { spawnP2p } from "../tests/_tracker_process.ts";
+import { spawnP2p, stopGracefully } from "../tests/_tracker_process.ts";
 
 /** What `spawnTracker()` needs. */
 export interface SpawnTrackerOptions {
@@ -74,21 +74,7 @@ export async function spawnListening(opts: {
   }
   const tail = (text: string) => text.trimEnd().split("\n").slice(-KEEP_LINES).join("\n");
   let stopping: Promise<Deno.CommandStatus> | undefined;
-  const stop = () =>
-    stopping ??= (async () => {
-      const killTimer = setTimeout(() => {
-        try {
-          p.child.kill("SIGKILL");
-        } catch {
-          // It exited meanwhile.
-        }
-      }, 15_000);
-      try {
-        return (await p.stop("SIGTERM")).status;
-      } finally {
-        clearTimeout(killTimer);
-      }
-    })();
+  const stop = () => stopping ??= stopGracefully(p);
   return {
     child: p.child,
     match: p.match,

@@ -26,7 +26,8 @@
 import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { type IncomingMessage, request } from "node:http";
-import { spawnListening } from "./_tracker.ts";
+import { spawnPeer as spawnTestPeer } from "../tests/_peer_process.ts";
+import { stopGracefully } from "../tests/_tracker_process.ts";
 import {
   type BenchContext,
   type Benchmark,
@@ -600,47 +601,27 @@ interface Peer extends AsyncDisposable {
   stop(): Promise<Deno.CommandStatus>;
 }
 
-/** What a peer prints once it listens: peerId, chunk address and HTTP URL. */
-const LISTENING =
-  /^p2p peer ([0-9a-f]{40}) "[^"]*" listening: chunks tcp:\/\/([\d.]+):(\d+), http (http:\/\/[\d.]+:\d+)[ ,]/;
-
-/** Starts `main.ts peer` (ports 0, no replicas) and resolves once it printed where it listens. */
+/** Starts `main.ts peer` (ports 0, no replicas) with the test suite's `spawnPeer()`. */
 async function spawnPeer(opts: SpawnPeerOptions): Promise<Peer> {
-  const { child, match: m, output, stop } = await spawnListening({
-    args: [
-      "peer",
-      "--host",
-      opts.host,
-      "--port",
-      "0",
-      "--http-port",
-      "0",
-      "--pingback-port",
-      "0",
-      "--app-port",
-      "0",
-      "--data-dir",
-      opts.dataDir,
-      "--name",
-      opts.name,
-      "--replicas",
-      "0",
-      ...opts.seeds.flatMap((s) => ["--peer", `${s.host}:${s.port}`]),
-    ],
-    ready: LISTENING,
-    urlGroup: 4,
-    what: `Peer '${opts.name}'`,
+  const p = await spawnTestPeer({
+    dataDir: opts.dataDir,
+    host: opts.host,
+    name: opts.name,
+    seeds: opts.seeds.map((s) => `${s.host}:${s.port}`),
     signal: opts.signal,
   });
+  let stopping: Promise<Deno.CommandStatus> | undefined;
+  const stop = () => stopping ??= stopGracefully(p);
+  const tail = (text: string) => text.trimEnd().split("\n").slice(-40).join("\n");
   return {
     name: opts.name,
-    pid: child.pid,
-    peerId: m[1],
-    host: m[2],
-    port: Number(m[3]),
-    http: m[4],
-    memory: () => processMemory(child.pid),
-    output,
+    pid: p.child.pid,
+    peerId: p.peerId,
+    host: p.host,
+    port: p.port,
+    http: p.http,
+    memory: () => processMemory(p.child.pid),
+    output: () => `${tail(p.stdout())}\nstderr: ${tail(p.stderr())}`,
     stop,
     async [Symbol.asyncDispose]() {
       await stop();

@@ -39,6 +39,8 @@ export interface SpawnPeerOptions {
   args?: string[];
   /** Run inside this network namespace. */
   netns?: string;
+  /** Gives up when it aborts before the peer listens (default: after 15 s). */
+  signal?: AbortSignal;
 }
 
 /** Starts `p2p peer` on `host` with ports 0 and resolves once it listens. */
@@ -66,7 +68,10 @@ export async function spawnPeer(opts: SpawnPeerOptions): Promise<PeerProcess> {
     ...(opts.seeds ?? []).flatMap((s) => ["--peer", s]),
     ...(opts.args ?? []),
   ];
-  const p = await spawnP2p(args, LISTENING, `peer on ${host}`, { netns: opts.netns });
+  const p = await spawnP2p(args, LISTENING, `peer on ${host}`, {
+    netns: opts.netns,
+    signal: opts.signal,
+  });
   return {
     ...p,
     peerId: p.match[1],

@@ -175,6 +175,28 @@ export async function spawnP2p(
 }
 
 /**
+ * Stops `p` with SIGTERM and waits for its exit; SIGKILL when it is not gone within
+ * `graceMs` (default 15 s). Resolves with its exit status.
+ */
+export async function stopGracefully(
+  p: P2pProcess,
+  graceMs = 15_000,
+): Promise<Deno.CommandStatus> {
+  const killTimer = setTimeout(() => {
+    try {
+      p.child.kill("SIGKILL");
+    } catch {
+      // It exited meanwhile.
+    }
+  }, graceMs);
+  try {
+    return (await p.stop("SIGTERM")).status;
+  } finally {
+    clearTimeout(killTimer);
+  }
+}
+
+/**
  * Starts `p2p tracker --host 127.0.0.1 --port 0 --db DIR/tracker.kv --log
  * DIR/activity.jsonl ...args` and resolves once it printed its listening line.
  * Rejects, with the process's output, when it exits or the signal aborts first.
