@@ -48,6 +48,7 @@
  *
  * @module
  */
+import type { BufferPool } from "../proto/bytes.ts";
 import { PeerTimeoutError, ProtocolError } from "../proto/errors.ts";
 import { encodeFrame, encodePreamble, FrameDecoder } from "../proto/frame.ts";
 import type {
@@ -110,6 +111,8 @@ export interface ConnectionOptions {
   maxInFlight?: number;
   /** Largest frame accepted, passed to `FrameDecoder` (default its maximum). */
   maxFrameLength?: number;
+  /** Where large incoming frames are read into, passed to `FrameDecoder` (default none). */
+  framePool?: BufferPool;
   /** Aborting it closes the connection. */
   signal?: AbortSignal;
   /** Told about peer misbehaviour that does not close the connection (e.g. a stray answer). */
@@ -218,7 +221,7 @@ export class PeerConnection {
     this.#maxInFlight = positive("maxInFlight", opts.maxInFlight, 32);
     this.#onWarning = opts.onWarning ?? noop;
     this.#signal = opts.signal;
-    this.#decoder = new FrameDecoder({ maxFrameLength: opts.maxFrameLength });
+    this.#decoder = new FrameDecoder({ maxFrameLength: opts.maxFrameLength, pool: opts.framePool });
     if (conn.remoteAddr?.transport === "tcp") this.remoteAddr = conn.remoteAddr;
     this.#writer = conn.writable.getWriter();
     this.closed = this.#readDone.promise;

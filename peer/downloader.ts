@@ -27,6 +27,11 @@ export interface Source {
   have: Uint8Array;
   /** Fetches one chunk; rejects on error, timeout or abort. */
   fetch(index: number, signal: AbortSignal): Promise<Uint8Array>;
+  /**
+   * Called once with each array `fetch` resolved to, when the downloader is done with
+   * it (stored, or not needed): the source may reuse its memory.
+   */
+  release?(bytes: Uint8Array): void;
 }
 
 /** What the downloader needs of the store. */
@@ -213,47 +218,10 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
     ]);
     try {
       const bytes = await st.source.fetch(index, signal);
-      if (!needed.has(index)) return; // another source won the race
-      let stored: boolean;
       try {
-        stored = await store.writeChunk(payloadId, index, bytes);
-      } catch (err) {
-        if (err instanceof IntegrityError) {
-          st.strikes++;
-          if (st.strikes >= maxStrikes) {
-            drop(st, `sent ${st.strikes} chunks that fail verification`, true);
-          }
-          return;
-        }
-        // The store itself failed (disk full, say): that ends the download.
-        fatal ??= err;
-        return;
-      }
-      if (needed.delete(index)) {
-        doneBytes += bytes.length;
-        fetchedBytes += bytes.length;
-        st.chunks++;
-        st.failures = 0;
-        bySource[st.source.id] = (bySource[st.source.id] ?? 0) + 1;
-        if (stored) opts.onChunk?.(index, st.source.id);
-        // Cancel endgame duplicates.
-        for (const other of assigned.get(index) ?? []) {
-          if (other !== st.source.id) sources.get(other)?.inflight.get(index)?.abort();
-        }
-        // The same bytes at other positions: stored there too, not fetched again.
-        for (const j of twins.get(manifest.chunks[index]) ?? []) {
-          if (!needed.has(j)) continue;
-          try {
-            if (await store.writeChunk(payloadId, j, bytes)) opts.onChunk?.(j, st.source.id);
-          } catch (err) {
-            fatal ??= err;
-            return;
-          }
-          if (!needed.delete(j)) continue;
-          doneBytes += bytes.length;
-          for (const s of sources.values()) s.inflight.get(j)?.abort();
-        }
-        progress();
+        await take(st, index, bytes);
+      } finally {
+        st.source.release?.(bytes);
       }
     } catch (err) {
       // Aborted by us (dropped source, endgame loser) or by the caller: not a failure.
@@ -267,6 +235,52 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       assigned.get(index)?.delete(st.source.id);
       if (assigned.get(index)?.size === 0) assigned.delete(index);
       wake.resolve();
+    }
+  };
+
+  /** Verifies and stores a chunk `st` sent, and the positions that share its bytes. */
+  const take = async (st: SourceState, index: number, bytes: Uint8Array) => {
+    if (!needed.has(index)) return; // another source won the race
+    let stored: boolean;
+    try {
+      stored = await store.writeChunk(payloadId, index, bytes);
+    } catch (err) {
+      if (err instanceof IntegrityError) {
+        st.strikes++;
+        if (st.strikes >= maxStrikes) {
+          drop(st, `sent ${st.strikes} chunks that fail verification`, true);
+        }
+        return;
+      }
+      // The store itself failed (disk full, say): that ends the download.
+      fatal ??= err;
+      return;
+    }
+    if (needed.delete(index)) {
+      doneBytes += bytes.length;
+      fetchedBytes += bytes.length;
+      st.chunks++;
+      st.failures = 0;
+      bySource[st.source.id] = (bySource[st.source.id] ?? 0) + 1;
+      if (stored) opts.onChunk?.(index, st.source.id);
+      // Cancel endgame duplicates.
+      for (const other of assigned.get(index) ?? []) {
+        if (other !== st.source.id) sources.get(other)?.inflight.get(index)?.abort();
+      }
+      // The same bytes at other positions: stored there too, not fetched again.
+      for (const j of twins.get(manifest.chunks[index]) ?? []) {
+        if (!needed.has(j)) continue;
+        try {
+          if (await store.writeChunk(payloadId, j, bytes)) opts.onChunk?.(j, st.source.id);
+        } catch (err) {
+          fatal ??= err;
+          return;
+        }
+        if (!needed.delete(j)) continue;
+        doneBytes += bytes.length;
+        for (const s of sources.values()) s.inflight.get(j)?.abort();
+      }
+      progress();
     }
   };
 

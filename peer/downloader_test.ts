@@ -229,3 +229,54 @@ Deno.test("download() fetches positions with identical bytes once and stores eve
   assert.deepEqual(stored.sort((x, y) => x - y), [...layout.keys()]);
   assert.equal(res.chunksBySource.a, 8);
 });
+
+Deno.test("download() releases every fetched array once, after the store is done with it", async () => {
+  const { data, manifest } = await payload(30);
+  const store = memoryStore(manifest);
+  /** Arrays handed to the store whose write has not finished. */
+  const writing = new Set<Uint8Array>();
+  const write = store.writeChunk;
+  store.writeChunk = async (id, index, bytes) => {
+    writing.add(bytes);
+    try {
+      await new Promise((r) => setTimeout(r, 1));
+      // Kept as a copy: a released array may be written over by its source.
+      return await write(id, index, bytes.slice());
+    } finally {
+      writing.delete(bytes);
+    }
+  };
+  const fetched = new Map<Uint8Array, number>();
+  const released = new Map<Uint8Array, number>();
+  const releasing = (s: Source): Source => ({
+    ...s,
+    fetch: async (index, signal) => {
+      const bytes = await s.fetch(index, signal);
+      fetched.set(bytes, (fetched.get(bytes) ?? 0) + 1);
+      return bytes;
+    },
+    release: (bytes) => {
+      assert.ok(!writing.has(bytes), "released while the store was writing it");
+      released.set(bytes, (released.get(bytes) ?? 0) + 1);
+    },
+  });
+  const res = await download({
+    payloadId: "p",
+    manifest,
+    store,
+    findSources: () =>
+      Promise.resolve([
+        releasing(source("liar", data, manifest, { corrupt: true })),
+        releasing(source("fast", data, manifest, { delayMs: 1 })),
+        releasing(source("slow", data, manifest, { delayMs: 5 })),
+      ]),
+  });
+  assert.deepEqual(assembled(store, 30), data);
+  assert.deepEqual(res.dropped.map((d) => d.source), ["liar"]);
+  // These fake sources answer even after an endgame abort: let the last ones land.
+  await new Promise((r) => setTimeout(r, 30));
+  // Stored chunks, bad chunks and endgame losers alike.
+  assert.ok(fetched.size >= 30);
+  assert.equal(released.size, fetched.size);
+  for (const bytes of fetched.keys()) assert.equal(released.get(bytes), 1);
+});

@@ -22,10 +22,19 @@ import { type ChunkService, startChunkService } from "./service.ts";
 import { TrackerClient, TrackerError } from "./tracker_client.ts";
 import { assertBitfield, bitfieldCount, bitfieldFromIndices } from "../proto/bitfield.ts";
 import { IntegrityError, ProtocolError } from "../proto/errors.ts";
+import { BufferPool } from "../proto/bytes.ts";
 import { fromHex, PayloadId, toHex } from "../proto/ids.ts";
 import { z } from "zod";
 import { CHUNK_SIZE, type Manifest, verifyManifest } from "../proto/manifest.ts";
-import type { HelloHeader, Message, MessageInit, WirePeer, WirePorts } from "../proto/messages.ts";
+import {
+  type HelloHeader,
+  MAX_HEADER,
+  type Message,
+  type MessageInit,
+  type WirePeer,
+  type WirePorts,
+} from "../proto/messages.ts";
+import { FIXED_LENGTH } from "../proto/frame.ts";
 import {
   DEFAULT_PINGBACK_PORT,
   type DiscoveredPeer,
@@ -136,6 +145,12 @@ export class PeerNode {
   #service!: ChunkService;
   /** Outbound connections by "host:port". */
   readonly #pool = new Map<string, Promise<PeerConnection>>();
+  /**
+   * Buffers that chunk answers on outbound connections are read into, given back by
+   * the downloader once each chunk is stored: a download then holds a steady set of
+   * buffers instead of leaving one for the garbage collector per chunk.
+   */
+  readonly #frames = new BufferPool(FIXED_LENGTH + MAX_HEADER + CHUNK_SIZE, 16);
   readonly #timers = new Set<ReturnType<typeof setTimeout>>();
   readonly #announce = new Set<string>();
   readonly #published = new Set<string>();
@@ -388,6 +403,7 @@ export class PeerNode {
           hello: this.hello(),
           handler: this.#handler,
           connectTimeoutMs: 3000,
+          framePool: this.#frames,
           signal: this.#abort.signal,
         });
         const rtt = performance.now() - started;
@@ -872,6 +888,7 @@ export class PeerNode {
         }
         return res.body;
       },
+      release: (bytes) => this.#frames.release(bytes),
     });
     const ask = async (peerId: string, host: string, port: number) => {
       if (out.has(peerId) || peerId === this.identity.peerId) return;

@@ -64,6 +64,7 @@
  *
  * @module
  */
+import type { BufferPool } from "./bytes.ts";
 import { FrameTooLargeError, ProtocolError, VersionMismatchError } from "./errors.ts";
 import {
   MAX_BODY,
@@ -111,6 +112,14 @@ export interface FrameDecoderOptions {
   expectPreamble?: boolean;
   /** Largest frame `length` accepted (default and maximum `MAX_FRAME_LENGTH`). */
   maxFrameLength?: number;
+  /**
+   * Where large frames are read into: a frame of `MIN_BUFFER` (64 KiB) to `pool.size`
+   * bytes gets a whole pooled buffer as soon as its length is known, instead of one
+   * that doubles as bytes arrive, and its message's body is a view of that buffer,
+   * which the receiver may `release()`. Meant for connections this side opened: a
+   * stalled frame then holds `pool.size` bytes whatever arrived.
+   */
+  pool?: BufferPool;
 }
 
 /**
@@ -190,6 +199,7 @@ export class FrameDecoder {
   #frame = new Uint8Array(0);
   #frameFill = 0;
   #error: ProtocolError | undefined;
+  readonly #pool: BufferPool | undefined;
 
   /** A decoder for one connection; throws `RangeError` for a `maxFrameLength` out of range. */
   constructor(options: FrameDecoderOptions = {}) {
@@ -201,6 +211,7 @@ export class FrameDecoder {
     }
     this.maxFrameLength = max;
     this.#needPreamble = options.expectPreamble ?? true;
+    this.#pool = options.pool;
   }
 
   /** The other side's preamble once received; `undefined` before (or when not expected). */
@@ -309,6 +320,9 @@ export class FrameDecoder {
       }
       this.#frameLength = length;
       this.#headFill = 0;
+      if (this.#pool && length >= MIN_BUFFER && length <= this.#pool.size) {
+        this.#frame = this.#pool.take(length);
+      }
     }
     return off + n;
   }

@@ -1,4 +1,4 @@
-import { concatBytes } from "./bytes.ts";
+import { BufferPool, concatBytes } from "./bytes.ts";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { bitfieldFromIndices } from "./bitfield.ts";
@@ -728,5 +728,40 @@ Deno.test("FrameDecoder.push() only yields messages or ProtocolErrors for corrup
       },
     ),
     { numRuns: 200 },
+  );
+});
+
+Deno.test("FrameDecoder with a pool reads large frames into pooled buffers and decodes the same messages", () => {
+  const pool = new BufferPool(150 * 1024, 4);
+  // Bodies below, inside and above the pooled range (64 KiB up to the pool's size).
+  const bodyArb = fc.integer({ min: 0, max: 200 * 1024 });
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(bodyArb, fc.nat(255)), { minLength: 1, maxLength: 5 }),
+      fc.array(fc.nat(), { maxLength: 12 }),
+      (specs, cuts) => {
+        const messages: MessageInit[] = specs.map(([size, seed], i) => ({
+          type: "CHUNK",
+          requestId: i,
+          header: { payloadId: PAYLOAD_ID, index: i },
+          body: bytes(size, seed),
+        }));
+        const frames = messages.map(encodeFrame);
+        const decoder = new FrameDecoder({ expectPreamble: false, pool });
+        let i = 0;
+        for (const piece of split(concatBytes(...frames), cuts)) {
+          for (const got of decoder.push(piece)) {
+            assert.deepEqual(got, decoded(messages[i]));
+            const pooled = frames[i].length - 4 >= 64 * 1024 && frames[i].length - 4 <= pool.size;
+            // Given back at once, so the next frames are read over its old bytes.
+            assert.equal(pool.release(got.body!), pooled, `frame ${i} pooled`);
+            i++;
+          }
+        }
+        assert.equal(i, messages.length);
+        assert.equal(decoder.buffered, 0);
+      },
+    ),
+    { numRuns: 60 },
   );
 });
