@@ -9,7 +9,7 @@
  * reader ─► FrameDecoder.push() ─► answer type?  ─► settles our pending request
  *                                └► request type? ─► handler (≤ maxInFlight at once;
  *                                                    at the cap, stop reading)
- * request() / send() / answers ─► encodeFrame() ─► one writer, frames in order
+ * request() / send() / answers ─► encodeFrameParts() ─► one writer, frames in order
  * ```
  *
  * Requests are HAVE_REQ, GET_CHUNK, PUT_CHUNK, MANIFEST_REQ, PEERS_REQ, LOG_REQ
@@ -50,7 +50,7 @@
  */
 import type { BufferPool } from "../proto/bytes.ts";
 import { PeerTimeoutError, ProtocolError } from "../proto/errors.ts";
-import { encodeFrame, encodePreamble, FrameDecoder } from "../proto/frame.ts";
+import { encodeFrame, encodeFrameParts, encodePreamble, FrameDecoder } from "../proto/frame.ts";
 import type {
   HelloHeader,
   Message,
@@ -319,9 +319,9 @@ export class PeerConnection {
     const signal = opts.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
     const requestId = this.#takeId();
-    let frame: Uint8Array;
+    let frame: Uint8Array[];
     try {
-      frame = encodeFrame({ ...msg, requestId } as MessageInit);
+      frame = framed({ ...msg, requestId } as MessageInit);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -364,7 +364,7 @@ export class PeerConnection {
    * the connection is closed.
    */
   async send(msg: MessageInit): Promise<void> {
-    await this.#write(encodeFrame(msg));
+    await this.#write(framed(msg));
   }
 
   /**
@@ -430,7 +430,7 @@ export class PeerConnection {
     // Read before the greeting is written: over streams without buffering, each
     // side's write only completes once the other side reads.
     this.#readLoop().finally(() => this.#readDone.resolve());
-    this.#write(greeting).catch(noop);
+    this.#write([greeting]).catch(noop);
   }
 
   readonly #onAbort = () => {
@@ -607,13 +607,15 @@ export class PeerConnection {
   }
 
   #answer(request: Message, out: HandlerResult): Promise<void> {
-    return this.#write(encodeFrame({ ...out, requestId: request.requestId } as MessageInit));
+    return this.#write(framed({ ...out, requestId: request.requestId } as MessageInit));
   }
 
-  async #write(frame: Uint8Array): Promise<void> {
+  /** Writes the parts of one frame (or the greeting) back to back, before any other frame. */
+  async #write(parts: Uint8Array[]): Promise<void> {
     if (this.#closeReason !== undefined) throw this.#closedError();
     try {
-      await this.#writer.write(frame);
+      // Queued together, so no other frame gets between them.
+      await Promise.all(parts.map((p) => this.#writer.write(p)));
     } catch (err) {
       if (this.#closeReason === undefined) {
         this.#fail(new Error(`Write failed: ${(err as Error)?.message ?? err}`, { cause: err }));
@@ -694,6 +696,20 @@ export async function connectPeer(
     throw err;
   }
   return await PeerConnection.open(conn, opts);
+}
+
+/** Bodies up to this size are copied behind their header: one write beats two for them. */
+const COPY_BODY_UNDER = 64 * 1024;
+
+/** One message as the buffers to write: a large body goes as it is, after its header. */
+function framed(msg: MessageInit): Uint8Array[] {
+  const [head, body] = encodeFrameParts(msg);
+  if (body.length === 0) return [head];
+  if (body.length >= COPY_BODY_UNDER) return [head, body];
+  const out = new Uint8Array(head.length + body.length);
+  out.set(head, 0);
+  out.set(body, head.length);
+  return [out];
 }
 
 function errorMessage(code: string, message: string): HandlerResult {

@@ -145,6 +145,21 @@ export function encodePreamble(version: number = PROTOCOL_VERSION): Uint8Array {
  * `MAX_BODY`. A left-out body is empty.
  */
 export function encodeFrame(msg: MessageInit): Uint8Array {
+  const [head, body] = encodeFrameParts(msg);
+  if (body.length === 0) return head;
+  const out = new Uint8Array(head.length + body.length);
+  out.set(head, 0);
+  out.set(body, head.length);
+  return out;
+}
+
+/**
+ * `encodeFrame()` in the two parts that go on the wire one after the other: the
+ * length field, fixed fields and header in a fresh buffer, then the message's body
+ * itself, not copied, so a 1 MiB chunk is sent without copying it first. Same checks
+ * and errors as `encodeFrame()`.
+ */
+export function encodeFrameParts(msg: MessageInit): [head: Uint8Array, body: Uint8Array] {
   const parsed = MessageSchema.safeParse(msg);
   if (!parsed.success) {
     const type = typeof msg === "object" && msg !== null ? String(msg.type) : String(msg);
@@ -165,15 +180,14 @@ export function encodeFrame(msg: MessageInit): Uint8Array {
     );
   }
   const length = FIXED_LENGTH + headerBytes.length + body.length;
-  const out = new Uint8Array(4 + length);
-  const view = new DataView(out.buffer);
+  const head = new Uint8Array(4 + FIXED_LENGTH + headerBytes.length);
+  const view = new DataView(head.buffer);
   view.setUint32(0, length);
   view.setUint8(4, MessageType[type]);
   view.setUint32(5, requestId);
   view.setUint16(9, headerBytes.length);
-  out.set(headerBytes, 11);
-  out.set(body, 11 + headerBytes.length);
-  return out;
+  head.set(headerBytes, 11);
+  return [head, body];
 }
 
 /**

@@ -5,6 +5,7 @@ import { bitfieldFromIndices } from "./bitfield.ts";
 import { FrameTooLargeError, ProtocolError, VersionMismatchError } from "./errors.ts";
 import {
   encodeFrame,
+  encodeFrameParts,
   encodePreamble,
   FIXED_LENGTH,
   FrameDecoder,
@@ -764,4 +765,14 @@ Deno.test("FrameDecoder with a pool reads large frames into pooled buffers and d
     ),
     { numRuns: 60 },
   );
+});
+
+Deno.test("encodeFrameParts() gives encodeFrame()'s bytes in two parts, the body not copied", () => {
+  for (const m of SAMPLES) {
+    const [head, body] = encodeFrameParts(m);
+    assert.deepEqual(concatBytes(head, body), encodeFrame(m));
+    if (m.body) assert.equal(body, m.body);
+    else assert.equal(body.length, 0);
+  }
+  assert.throws(() => encodeFrameParts({ type: "PING" } as unknown as MessageInit), TypeError);
 });
