@@ -15,7 +15,9 @@
  * fetch it (so all three hold it), and another fresh downloader gets it from all
  * three. CPU time of every process over each phase is kept in the notes. A raw
  * Deno-to-Deno TCP transfer on loopback and a raw write of a new file give the
- * ceilings to compare with.
+ * ceilings to compare with, and aria2c fetching the same size from three nginx
+ * servers, verified per 1 MiB piece, a native downloader to compare with (when both
+ * are installed; `bench/_aria2_reference.ts`).
  *
  * `P2P_BENCH_SMALL=1` runs the 256 MiB size only. The 1 GiB size is skipped, with the
  * reason, when the temporary directory's file system has less than 8 GiB free. All
@@ -27,6 +29,7 @@ import { createHash } from "node:crypto";
 import { once } from "node:events";
 import { type IncomingMessage, request } from "node:http";
 import { spawnPeer as spawnTestPeer } from "../tests/_peer_process.ts";
+import { aria2Reference } from "./_aria2_reference.ts";
 import { stopGracefully } from "../tests/_tracker_process.ts";
 import {
   type BenchContext,
@@ -174,6 +177,15 @@ async function measureSize(
   const three = await downloadRun(ctx, dir, label, put, [s1, s2, s3]);
   figures.push(...three.figures);
   notes.push(...three.notes);
+
+  const ref = await aria2Reference(ctx, {
+    label,
+    bytes,
+    hosts: SOURCE_HOSTS,
+    payload: () => pseudoRandomStream(bytes, bytes >>> 20),
+  });
+  if (ref.figure) figures.push(ref.figure);
+  if (ref.note) notes.push(ref.note);
   return { figures, notes };
 }
 
