@@ -8,7 +8,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { type BenchContext, type Figure, processCpuSeconds, which } from "./_bench.ts";
+import { type BenchContext, type Figure, processCpuSeconds, startNginx, which } from "./_bench.ts";
 
 const MiB = 2 ** 20;
 
@@ -100,30 +100,11 @@ ${urls.map((u) => `<url>${u}</url>`).join("\n")}
 </metalink>
 `,
   );
-  await Deno.writeTextFile(
-    `${dir}/nginx.conf`,
-    `worker_processes 1;
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/nginx-error.log;
-events { worker_connections 256; }
-http {
-  access_log off;
-  sendfile on;
-  client_body_temp_path ${dir}/nginx-body;
-  proxy_temp_path ${dir}/nginx-proxy;
-  fastcgi_temp_path ${dir}/nginx-fastcgi;
-  uwsgi_temp_path ${dir}/nginx-uwsgi;
-  scgi_temp_path ${dir}/nginx-scgi;
-${hosts.map((h) => `  server { listen ${h}:${port}; root ${root}; }`).join("\n")}
-}
-`,
+  const server = await startNginx(
+    nginx,
+    dir,
+    hosts.map((h) => `  server { listen ${h}:${port}; root ${root}; }`).join("\n"),
   );
-  const server = new Deno.Command(nginx, {
-    args: ["-c", `${dir}/nginx.conf`, "-p", dir],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
   try {
     await waitUntilServing(ctx, urls);
     const t0 = performance.now();
@@ -170,13 +151,7 @@ ${hosts.map((h) => `  server { listen ${h}:${port}; root ${root}; }`).join("\n")
       },
     };
   } finally {
-    try {
-      server.kill("SIGTERM");
-    } catch {
-      // Already gone.
-    }
-    await server.status;
-    await server.stderr.cancel().catch(() => {});
+    await server.stop();
   }
 }
 

@@ -182,3 +182,56 @@ export async function freeDiskBytes(path: string): Promise<number | null> {
     return null;
   }
 }
+
+/** An nginx started by `startNginx()`. */
+export interface Nginx {
+  /** Stops it (SIGTERM) and waits for its exit; idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs `nginx` in the foreground with one worker, every file it writes (pid, error
+ * log, temporaries) under `dir`, and `servers` (nginx directives: `upstream` and
+ * `server` blocks) inside its `http` block, which has access logs off and sendfile on.
+ * The caller waits until it answers.
+ */
+export async function startNginx(nginx: string, dir: string, servers: string): Promise<Nginx> {
+  const conf = `${dir}/nginx.conf`;
+  const temp = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+    .map((kind) => `  ${kind}_temp_path ${dir}/nginx-${kind};`).join("\n");
+  await Deno.writeTextFile(
+    conf,
+    `worker_processes 1;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+${temp}
+${servers}
+}
+`,
+  );
+  const child = new Deno.Command(nginx, {
+    args: ["-c", conf, "-p", dir],
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let stopped: Promise<void> | undefined;
+  return {
+    stop() {
+      stopped ??= (async () => {
+        try {
+          child.kill("SIGTERM");
+        } catch {
+          // Already gone.
+        }
+        await child.status;
+        await child.stderr.cancel().catch(() => {});
+      })();
+      return stopped;
+    },
+  };
+}

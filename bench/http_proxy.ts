@@ -24,6 +24,7 @@ import {
   BenchSkip,
   type Figure,
   processMemory,
+  startNginx,
   which,
 } from "./_bench.ts";
 import { type ListeningChild, spawnListening } from "./_tracker.ts";
@@ -212,34 +213,15 @@ async function nginxReference(ctx: BenchContext, nginx: string, dir: string, app
   const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = probe.addr.port;
   probe.close();
-  const conf = `${dir}/nginx.conf`;
-  await Deno.writeTextFile(
-    conf,
-    `worker_processes 1;
-daemon off;
-pid ${dir}/nginx.pid;
-error_log ${dir}/nginx-error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/nginx-body;
-  proxy_temp_path ${dir}/nginx-proxy;
-  fastcgi_temp_path ${dir}/nginx-fastcgi;
-  uwsgi_temp_path ${dir}/nginx-uwsgi;
-  scgi_temp_path ${dir}/nginx-scgi;
-  upstream app { server ${new URL(app).host}; keepalive 64; }
+  const server = await startNginx(
+    nginx,
+    dir,
+    `  upstream app { server ${new URL(app).host}; keepalive 64; }
   server {
     listen 127.0.0.1:${port};
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
-  }
-}
-`,
+  }`,
   );
-  const child = new Deno.Command(nginx, {
-    args: ["-c", conf, "-p", dir],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
   const url = `http://127.0.0.1:${port}`;
   // Ready once it answers.
   for (let i = 0; i < 50; i++) {
@@ -251,16 +233,5 @@ http {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  return {
-    url,
-    async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Already gone.
-      }
-      await child.status;
-      await child.stderr.cancel().catch(() => {});
-    },
-  };
+  return { url, stop: () => server.stop() };
 }
