@@ -94,32 +94,53 @@ async function contentSha256(peer: PeerProcess, id: string): Promise<string> {
 
 const sum = (counts: Record<string, number>) => Object.values(counts).reduce((a, b) => a + b, 0);
 
-Deno.test("get on a peer that knows one seed downloads from several peers found by peer exchange, and where lists every holder", async () => {
-  await using dir = await tempDir();
-  const input = await writePayload(dir.path, 8 * MiB + 12_345, 1);
-  await using a = await spawnPeer({
-    dataDir: `${dir.path}/a`,
-    host: "127.0.0.2",
-    name: "a",
-    replicas: 2,
-  });
-  await using aLog = await followLog(a);
-  await using b = await spawnPeer({
-    dataDir: `${dir.path}/b`,
-    host: "127.0.0.3",
-    seeds: [addr(a)],
-  });
-  await using d = await spawnPeer({
-    dataDir: `${dir.path}/d`,
-    host: "127.0.0.4",
-    seeds: [addr(a)],
-  });
+/**
+ * Peer a on 127.0.0.2 (two replicas), and b and d on .3 and .4 seeded with it, once
+ * both are connected to a. `args` go to all three. Disposing stops them all.
+ */
+async function threePeers(dir: string, args: string[] = []) {
+  await using stack = new AsyncDisposableStack();
+  const a = stack.use(
+    await spawnPeer({ dataDir: `${dir}/a`, host: "127.0.0.2", name: "a", replicas: 2, args }),
+  );
+  const aLog = stack.use(await followLog(a));
+  const b = stack.use(
+    await spawnPeer({ dataDir: `${dir}/b`, host: "127.0.0.3", seeds: [addr(a)], args }),
+  );
+  const d = stack.use(
+    await spawnPeer({ dataDir: `${dir}/d`, host: "127.0.0.4", seeds: [addr(a)], args }),
+  );
   for (const p of [b, d]) {
     await aLog.waitFor(
       (r) => r.type === "conn.open" && r.peerId === p.peerId,
       `${p.host} to connect`,
     );
   }
+  const rest = stack.move();
+  return { a, b, d, [Symbol.asyncDispose]: () => rest.disposeAsync() };
+}
+
+/** Peer c on 127.0.0.5 that knows only `seed`, once it has exchanged peers with it. */
+async function lateJoiner(dir: string, seed: PeerProcess): Promise<PeerProcess> {
+  const c = await spawnPeer({ dataDir: `${dir}/c`, host: "127.0.0.5", seeds: [addr(seed)] });
+  try {
+    await using cLog = await followLog(c);
+    await cLog.waitFor(
+      (r) => r.type === "exchange" && r.with === seed.peerId,
+      `peer exchange with ${seed.host}`,
+    );
+  } catch (err) {
+    await c[Symbol.asyncDispose]();
+    throw err;
+  }
+  return c;
+}
+
+Deno.test("get on a peer that knows one seed downloads from several peers found by peer exchange, and where lists every holder", async () => {
+  await using dir = await tempDir();
+  const input = await writePayload(dir.path, 8 * MiB + 12_345, 1);
+  await using peers = await threePeers(dir.path);
+  const { a, b, d } = peers;
 
   const stored = await put(a, input.path);
   assert.equal(stored.chunks, input.chunks);
@@ -128,13 +149,7 @@ Deno.test("get on a peer that knows one seed downloads from several peers found 
   assert.deepEqual(stored.replicas, { [b.peerId]: input.chunks, [d.peerId]: input.chunks });
   const id = String(stored.payloadId);
 
-  await using c = await spawnPeer({
-    dataDir: `${dir.path}/c`,
-    host: "127.0.0.5",
-    seeds: [addr(a)],
-  });
-  await using cLog = await followLog(c);
-  await cLog.waitFor((r) => r.type === "exchange" && r.with === a.peerId, "peer exchange with a");
+  await using c = await lateJoiner(dir.path, a);
 
   const out = `${dir.path}/out.bin`;
   const got = await get(c, id, out);
@@ -165,42 +180,13 @@ Deno.test("a download completes and verifies when one of its sources is killed m
   const input = await writePayload(dir.path, 16 * MiB, 2);
   // 2 MiB/s per source: three sources need about 3 s for 16 MiB.
   const slow = ["--max-upload-rate", "2MiB"];
-  await using a = await spawnPeer({
-    dataDir: `${dir.path}/a`,
-    host: "127.0.0.2",
-    replicas: 2,
-    args: slow,
-  });
-  await using aLog = await followLog(a);
-  await using b = await spawnPeer({
-    dataDir: `${dir.path}/b`,
-    host: "127.0.0.3",
-    seeds: [addr(a)],
-    args: slow,
-  });
-  await using d = await spawnPeer({
-    dataDir: `${dir.path}/d`,
-    host: "127.0.0.4",
-    seeds: [addr(a)],
-    args: slow,
-  });
-  for (const p of [b, d]) {
-    await aLog.waitFor(
-      (r) => r.type === "conn.open" && r.peerId === p.peerId,
-      `${p.host} to connect`,
-    );
-  }
+  await using peers = await threePeers(dir.path, slow);
+  const { a, b, d } = peers;
   const stored = await put(a, input.path);
   assert.equal(stored.underReplicated, 0, JSON.stringify(stored));
   const id = String(stored.payloadId);
 
-  await using c = await spawnPeer({
-    dataDir: `${dir.path}/c`,
-    host: "127.0.0.5",
-    seeds: [addr(a)],
-  });
-  await using cLog = await followLog(c);
-  await cLog.waitFor((r) => r.type === "exchange" && r.with === a.peerId, "peer exchange with a");
+  await using c = await lateJoiner(dir.path, a);
 
   let killedAt: ControlEvent | undefined;
   const done = await controlDownload(c, id, async (e) => {
