@@ -181,7 +181,7 @@ Deno.test("a download completes and verifies when one of its sources is killed m
   // 2 MiB/s per source: three sources need about 3 s for 16 MiB.
   const slow = ["--max-upload-rate", "2MiB"];
   await using peers = await threePeers(dir.path, slow);
-  const { a, b, d } = peers;
+  const { a, b } = peers;
   const stored = await put(a, input.path);
   assert.equal(stored.underReplicated, 0, JSON.stringify(stored));
   const id = String(stored.payloadId);
