@@ -8,6 +8,7 @@
  * @module
  */
 import { type ActivityPage, type ActivityRecord, typeMatches } from "../proto/activity.ts";
+import { rotatedPath, RotatingFile } from "../lib/rotating_file.ts";
 
 /** Options of `PeerLog.open()`. */
 export interface PeerLogOptions {
@@ -24,12 +25,9 @@ export interface PeerLogOptions {
 /** The activity log of one peer. */
 export class PeerLog {
   readonly path: string;
-  readonly #maxBytes: number;
-  readonly #keepFiles: number;
   readonly #memory: number;
   readonly #echo: boolean;
-  #file: Deno.FsFile | undefined;
-  #size: number;
+  #file: RotatingFile | undefined;
   #lastId: number;
   readonly #ring: ActivityRecord[];
   readonly #followers = new Set<(rec: ActivityRecord) => void>();
@@ -37,18 +35,14 @@ export class PeerLog {
 
   private constructor(
     path: string,
-    file: Deno.FsFile,
-    size: number,
+    file: RotatingFile,
     ring: ActivityRecord[],
     opts: PeerLogOptions,
   ) {
     this.path = path;
     this.#file = file;
-    this.#size = size;
     this.#ring = ring;
     this.#lastId = ring.at(-1)?.id ?? 0;
-    this.#maxBytes = opts.maxBytes ?? 10 * 1024 * 1024;
-    this.#keepFiles = opts.keepFiles ?? 3;
     this.#memory = opts.memory ?? 10_000;
     this.#echo = opts.echo ?? false;
   }
@@ -72,9 +66,11 @@ export class PeerLog {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     }
     if (ring.length === 0) ring = await lastOfRotated(path);
-    const file = await Deno.open(path, { create: true, append: true });
-    const size = (await file.stat()).size;
-    return new PeerLog(path, file, size, ring, opts);
+    const file = await RotatingFile.open(path, {
+      maxBytes: opts.maxBytes ?? 10 * 1024 * 1024,
+      keepFiles: opts.keepFiles ?? 3,
+    });
+    return new PeerLog(path, file, ring, opts);
   }
 
   /** Id of the newest record. */
@@ -95,12 +91,8 @@ export class PeerLog {
       this.#ring.splice(0, this.#ring.length - this.#memory);
     }
     if (this.#file) {
-      const bytes = this.#encoder.encode(JSON.stringify(rec) + "\n");
       try {
-        let off = 0;
-        while (off < bytes.length) off += this.#file.writeSync(bytes.subarray(off));
-        this.#size += bytes.length;
-        if (this.#size >= this.#maxBytes) this.#rotate();
+        this.#file.appendSync(this.#encoder.encode(JSON.stringify(rec) + "\n"));
       } catch (err) {
         console.error(`p2p: cannot write activity log '${this.path}': ${err}`);
       }
@@ -108,21 +100,6 @@ export class PeerLog {
     if (this.#echo) console.error(`[${rec.ts}] ${type} ${JSON.stringify(fields)}`);
     for (const f of this.#followers) f(rec);
     return rec;
-  }
-
-  #rotate(): void {
-    this.#file?.close();
-    const base = this.path.replace(/\.jsonl$/, "");
-    for (let i = this.#keepFiles; i >= 1; i--) {
-      const from = i === 1 ? this.path : `${base}.${i - 1}.jsonl`;
-      try {
-        Deno.renameSync(from, `${base}.${i}.jsonl`);
-      } catch (err) {
-        if (!(err instanceof Deno.errors.NotFound)) throw err;
-      }
-    }
-    this.#file = Deno.openSync(this.path, { create: true, append: true, truncate: false });
-    this.#size = 0;
   }
 
   /**
@@ -169,7 +146,7 @@ export class PeerLog {
 /** The records of the newest rotated file, so ids keep increasing after a rotation. */
 async function lastOfRotated(path: string): Promise<ActivityRecord[]> {
   try {
-    const text = await Deno.readTextFile(path.replace(/\.jsonl$/, "") + ".1.jsonl");
+    const text = await Deno.readTextFile(rotatedPath(path, 1));
     const lines = text.trim().split("\n");
     const last = JSON.parse(lines[lines.length - 1]) as ActivityRecord;
     return [last];

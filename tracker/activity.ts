@@ -1,6 +1,7 @@
 /**
- * The tracker's activity log. Records live in Deno KV under `["activity", id]` and
- * are appended to a JSON-lines file. A record that describes a change of state
+ * The tracker's activity log. Records live in Deno KV under `["activity", id]` (the
+ * newest `keep`) and are appended to a JSON-lines file that rotates by size
+ * (`NAME.1.jsonl` … `NAME.<keepFiles>.jsonl`, see `lib/rotating_file.ts`). A record that describes a change of state
  * (a registration, an upload) is written in the same atomic commit as the change,
  * so one is never kept without the other; records of queries and errors are
  * buffered and written in batches.
@@ -8,6 +9,7 @@
  * @module
  */
 import { type ActivityPage, type ActivityRecord, typeMatches } from "../proto/activity.ts";
+import { RotatingFile } from "../lib/rotating_file.ts";
 
 const KEY = "activity";
 /** How long buffered records wait before they are written. */
@@ -25,12 +27,16 @@ export interface ActivityLogOptions {
   clock?: () => number;
   /** How many records to keep in KV; older ones are pruned by `prune()`. */
   keep?: number;
+  /** Rotate the file once it reaches this many bytes (default 64 MiB). */
+  maxFileBytes?: number;
+  /** Rotated files kept besides the current one (default 4). */
+  keepFiles?: number;
 }
 
 /** The activity log of one tracker (one writer per KV database). */
 export class ActivityLog {
   readonly #kv: Deno.Kv;
-  readonly #file: Deno.FsFile | undefined;
+  readonly #file: RotatingFile | undefined;
   readonly #clock: () => number;
   readonly #keep: number;
   #lastId: number;
@@ -42,7 +48,7 @@ export class ActivityLog {
 
   private constructor(
     kv: Deno.Kv,
-    file: Deno.FsFile | undefined,
+    file: RotatingFile | undefined,
     clock: () => number,
     keep: number,
     lastId: number,
@@ -60,9 +66,10 @@ export class ActivityLog {
     for await (const e of kv.list<ActivityRecord>({ prefix: [KEY] }, { reverse: true, limit: 1 })) {
       lastId = e.key[1] as number;
     }
-    const file = options.path === undefined
-      ? undefined
-      : await Deno.open(options.path, { create: true, append: true });
+    const file = options.path === undefined ? undefined : await RotatingFile.open(options.path, {
+      maxBytes: options.maxFileBytes ?? 64 * 1024 * 1024,
+      keepFiles: options.keepFiles ?? 4,
+    });
     return new ActivityLog(kv, file, options.clock ?? Date.now, options.keep ?? 100_000, lastId);
   }
 
@@ -126,9 +133,7 @@ export class ActivityLog {
   #append(records: ActivityRecord[]): void {
     if (!this.#file || this.#closed || records.length === 0) return;
     const text = records.map((r) => JSON.stringify(r)).join("\n") + "\n";
-    const bytes = this.#encoder.encode(text);
-    let off = 0;
-    while (off < bytes.length) off += this.#file.writeSync(bytes.subarray(off));
+    this.#file.appendSync(this.#encoder.encode(text));
   }
 
   /** Records with `id > since`, in order, at most `limit`, optionally of one type (prefix). */

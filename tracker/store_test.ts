@@ -76,3 +76,31 @@ Deno.test("TrackerStore.removePeer() with a stale index reloads before deciding"
     await dispose();
   }
 });
+
+Deno.test("the tracker's JSON-lines activity file rotates by size and keepFiles old files", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "p2p-tracker-log-" });
+  try {
+    const kv = await Deno.openKv(`${dir}/tracker.kv`);
+    const path = `${dir}/tracker-activity.jsonl`;
+    const log = await ActivityLog.open(kv, { path, maxFileBytes: 1000, keepFiles: 2 });
+    // Records are written in batches, and a batch is never split across files.
+    for (let i = 0; i < 65; i++) {
+      log.record("payload.query", { i, pad: "x".repeat(40) });
+      if (i % 10 === 9) await log.flush();
+    }
+    await log.close();
+    kv.close();
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) => n.endsWith(".jsonl"));
+    assert.deepEqual(names.sort(), [
+      "tracker-activity.1.jsonl",
+      "tracker-activity.2.jsonl",
+      "tracker-activity.jsonl",
+    ]);
+    // The newest records are in the current file, whole lines, in order.
+    const ids = (await Deno.readTextFile(path)).trim().split("\n").map((l) => JSON.parse(l).id);
+    assert.equal(ids.at(-1), 65);
+    assert.deepEqual(ids, [...ids].sort((a, b) => a - b));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
