@@ -667,10 +667,12 @@ for (const kind of KINDS) {
     }
   });
 
-  Deno.test(`createProxy() streams a 100 MiB answer (${kind.name})`, async () => {
+  // Through fetch (no request body) the answer never enters JavaScript, and a large
+  // one shows it; node:http's buffers are collected late, so there it is 100 MiB.
+  const size = kind.body ? 100 * MiB : 256 * MiB;
+  Deno.test(`createProxy() streams a ${size / MiB} MiB answer (${kind.name})`, async () => {
     await using up = startUpstream();
     await using px = startProxy({ upstream: up.url, via: VIA });
-    const size = 100 * MiB;
     const expected = generatedHash(size);
     const memory = memoryWatch();
     up.memory.sample = memory.sample;
@@ -691,10 +693,13 @@ for (const kind of KINDS) {
     // What the upstream made but the client had not read yet: socket buffers only.
     assert.ok(inFlight < 32 * MiB, `${(inFlight / MiB).toFixed(1)} MiB were in flight`);
     const growth = memory.growth();
-    // Through fetch the body never enters JavaScript. node:http's buffers are
-    // collected late: in one process with the upstream and the client, the RSS
-    // settles about 100 MiB up, whatever the size (see proxy.ts).
-    const limit = kind.body ? 200 * MiB : 60 * MiB;
+    // RSS is the whole process's, shared with the upstream, the client and the test
+    // files that run beside this one, hence loose bounds. Through fetch it grows by
+    // under 10 MiB alone, and a proxy that held the answer would grow by all of it.
+    // node:http's buffers wait for the garbage collector, so there the RSS may grow
+    // by about the size of a 100 MiB answer (see proxy.ts); what proves streaming
+    // there is the in-flight bound above.
+    const limit = kind.body ? 200 * MiB : size / 2;
     assert.ok(growth < limit, `RSS grew by ${(growth / MiB).toFixed(1)} MiB`);
   });
 }
@@ -737,10 +742,10 @@ Deno.test("createProxy() stops a proxy that forwards to itself", async () => {
   assert.equal(px.errors.length, 2);
 });
 
-Deno.test("createProxy() streams a 100 MiB upload", async () => {
+Deno.test("createProxy() streams a 256 MiB upload", async () => {
   await using up = startUpstream();
   await using px = startProxy({ upstream: up.url, via: VIA });
-  const size = 100 * MiB;
+  const size = 256 * MiB;
   const expected = generatedHash(size);
   const memory = memoryWatch();
   up.memory.sample = memory.sample;
@@ -759,7 +764,10 @@ Deno.test("createProxy() streams a 100 MiB upload", async () => {
   assert.equal(res.json.contentLength, String(size));
   assert.ok(inFlight < 32 * MiB, `${(inFlight / MiB).toFixed(1)} MiB were in flight`);
   const growth = memory.growth();
-  assert.ok(growth < 60 * MiB, `RSS grew by ${(growth / MiB).toFixed(1)} MiB`);
+  // Alone this grows by about 20 MiB. The bound is loose because RSS is the whole
+  // process's, shared with the test files that run beside this one; a proxy that
+  // held the body would still grow by more than its 256 MiB.
+  assert.ok(growth < size / 2, `RSS grew by ${(growth / MiB).toFixed(1)} MiB`);
 });
 
 Deno.test("createProxy() streams a chunked upload", async () => {
