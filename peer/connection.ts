@@ -48,7 +48,7 @@
  *
  * @module
  */
-import type { BufferPool } from "../proto/bytes.ts";
+import { type BufferPool, concatBytes } from "../proto/bytes.ts";
 import { PeerTimeoutError, ProtocolError } from "../proto/errors.ts";
 import { encodeFrame, encodeFrameParts, encodePreamble, FrameDecoder } from "../proto/frame.ts";
 import type {
@@ -705,11 +705,7 @@ const COPY_BODY_UNDER = 64 * 1024;
 function framed(msg: MessageInit): Uint8Array[] {
   const [head, body] = encodeFrameParts(msg);
   if (body.length === 0) return [head];
-  if (body.length >= COPY_BODY_UNDER) return [head, body];
-  const out = new Uint8Array(head.length + body.length);
-  out.set(head, 0);
-  out.set(body, head.length);
-  return [out];
+  return body.length >= COPY_BODY_UNDER ? [head, body] : [concatBytes(head, body)];
 }
 
 function errorMessage(code: string, message: string): HandlerResult {

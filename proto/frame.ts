@@ -64,7 +64,7 @@
  *
  * @module
  */
-import type { BufferPool } from "./bytes.ts";
+import { type BufferPool, concatBytes } from "./bytes.ts";
 import { FrameTooLargeError, ProtocolError, VersionMismatchError } from "./errors.ts";
 import {
   MAX_BODY,
@@ -146,11 +146,7 @@ export function encodePreamble(version: number = PROTOCOL_VERSION): Uint8Array {
  */
 export function encodeFrame(msg: MessageInit): Uint8Array {
   const [head, body] = encodeFrameParts(msg);
-  if (body.length === 0) return head;
-  const out = new Uint8Array(head.length + body.length);
-  out.set(head, 0);
-  out.set(body, head.length);
-  return out;
+  return body.length === 0 ? head : concatBytes(head, body);
 }
 
 /**
