@@ -1,6 +1,6 @@
 /**
- * The peer's main HTTP server (port 5805): it routes every request to one of three
- * places.
+ * Where the peer's main HTTP server (port 5805, `relay.ts`) sends each request:
+ * one of three places.
  *
  * - `/_p2p/peers/{peerId}/…`: HTTP over the peer network. For this peer's own id,
  *   the rest of the path is routed again here: `/_p2p/…` to the control API (so a
@@ -10,14 +10,15 @@
  *   knows now, which does the same. Unknown id: 404 JSON; unreachable: 502 JSON;
  *   every hop appends its `Via` entry, so a request that comes back to a hop that
  *   already forwarded it (or exceeds the hop limit) ends with 508 JSON.
- * - `/_p2p/…` otherwise: this peer's own control API.
+ * - `/_p2p/…` otherwise: this peer's own control API, a server of its own on
+ *   loopback.
  * - Anything else: reverse-proxied to the application server (`--app URL`, or the
  *   built-in app on `--app-port`), streaming both ways.
  *
  * @module
  */
 import { PeerId } from "../proto/ids.ts";
-import { createProxy, type ProxyError, type ProxyHandler } from "./proxy.ts";
+import type { RelayRequest, RelayRoute } from "./relay.ts";
 
 /** The prefix under which any peer's app is reachable by peerId. */
 export const PEERS_PREFIX = "/_p2p/peers/";
@@ -26,28 +27,18 @@ export const PEERS_PREFIX = "/_p2p/peers/";
 export interface GatewayOptions {
   /** This peer's id. */
   self: string;
-  /** The control API. */
-  control: { fetch(req: Request): Response | Promise<Response> };
+  /** Base URL of the control API's server (on loopback, reached only through here). */
+  control: string;
   /** Base URL of the application server, or undefined when there is none. */
   app?: string;
   /** Where another peer's main server is now, or undefined when it is unknown. */
   locate(peerId: string): { host: string; httpPort?: number } | undefined;
-  /** Upstream timeout of the app and of forwarded requests (default 30 s). */
-  timeoutMs?: number;
-  /** Called for every proxy failure (502, 504, 508), for the activity log. */
-  onError?: (err: ProxyError, req: Request) => void;
   /** Called for every request forwarded to another peer. */
   onForward?: (fields: { peerId: string; upstream: string; method: string; path: string }) => void;
 }
 
-/** Client facts of one request, as `Deno.serve` gives them. */
-export interface GatewayInfo {
-  remoteAddr: string;
-  signal?: AbortSignal;
-}
-
-function jsonError(status: number, code: string, message: string): Response {
-  return Response.json({ error: { code, message } }, { status });
+function jsonError(status: number, code: string, message: string): RelayRoute {
+  return { answer: { status, json: { error: { code, message } } } };
 }
 
 /** This peer's `Via` entry: the protocol and a pseudonym from its peerId. */
@@ -55,28 +46,15 @@ export function viaToken(peerId: string): string {
   return `1.1 p2p-${peerId.slice(0, 12)}`;
 }
 
-/** Builds the request handler of the main HTTP server. */
-export function createGateway(
-  opts: GatewayOptions,
-): (req: Request, info: GatewayInfo) => Promise<Response> {
-  const via = viaToken(opts.self);
-  const common = { via, timeoutMs: opts.timeoutMs, onError: opts.onError };
-  const app: ProxyHandler | undefined = opts.app
-    ? createProxy({ upstream: opts.app, ...common })
-    : undefined;
+/** Builds the route function of the main HTTP server (see `relay.ts`). */
+export function createGateway(opts: GatewayOptions): (req: RelayRequest) => RelayRoute {
   const selfPrefix = `${PEERS_PREFIX}${opts.self}`;
-  const ownApp: ProxyHandler | undefined = opts.app
-    ? createProxy({ upstream: opts.app, stripPrefix: selfPrefix, ...common })
-    : undefined;
-  /** One proxy per upstream main server, made on first use. */
-  const forwarders = new Map<string, ProxyHandler>();
-
+  const isControl = (path: string) => path === "/_p2p" || path.startsWith("/_p2p/");
   const noApp = () =>
     jsonError(404, "no_app", "This peer runs no application server (see p2p peer --app)");
 
-  const route = async (req: Request, info: GatewayInfo): Promise<Response> => {
-    const url = new URL(req.url);
-    const path = url.pathname;
+  return (req) => {
+    const { path } = req;
     if (path.startsWith(PEERS_PREFIX)) {
       const rest = path.slice(PEERS_PREFIX.length);
       const slash = rest.indexOf("/");
@@ -86,24 +64,15 @@ export function createGateway(
       }
       if (slash < 0) {
         // The app's relative URLs need the trailing slash.
-        return new Response(null, { status: 308, headers: { location: `${path}/${url.search}` } });
+        return { answer: { status: 308, headers: { location: `${path}/${req.search}` } } };
       }
       if (id === opts.self) {
-        const own = path.slice(selfPrefix.length);
         // The own control API: what a page loaded from here calls with relative URLs.
-        if (own === "/_p2p" || own.startsWith("/_p2p/")) {
-          return await route(
-            new Request(new URL(own + url.search, url), {
-              method: req.method,
-              headers: req.headers,
-              body: req.body,
-              duplex: "half",
-            } as RequestInit),
-            info,
-          );
+        if (isControl(path.slice(selfPrefix.length))) {
+          return { upstream: opts.control, stripPrefix: selfPrefix };
         }
-        if (!ownApp) return noApp();
-        return await ownApp(req, { remoteAddr: info.remoteAddr, signal: info.signal });
+        if (!opts.app) return noApp();
+        return { upstream: opts.app, stripPrefix: selfPrefix };
       }
       const where = opts.locate(id);
       if (!where) return jsonError(404, "unknown_peer", `No peer '${id}' is known here`);
@@ -116,14 +85,11 @@ export function createGateway(
       }
       const host = where.host.includes(":") ? `[${where.host}]` : where.host;
       const upstream = `http://${host}:${where.httpPort}`;
-      let forward = forwarders.get(upstream);
-      if (!forward) forwarders.set(upstream, forward = createProxy({ upstream, ...common }));
       opts.onForward?.({ peerId: id, upstream, method: req.method, path });
-      return await forward(req, { remoteAddr: info.remoteAddr, signal: info.signal });
+      return { upstream };
     }
-    if (path === "/_p2p" || path.startsWith("/_p2p/")) return await opts.control.fetch(req);
-    if (!app) return noApp();
-    return await app(req, { remoteAddr: info.remoteAddr, signal: info.signal });
+    if (isControl(path)) return { upstream: opts.control };
+    if (!opts.app) return noApp();
+    return { upstream: opts.app };
   };
-  return route;
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { createGateway, type GatewayOptions, viaToken } from "./gateway.ts";
+import { startRelay } from "./relay.ts";
 import { serveLocal as serve } from "../tests/_serve.ts";
 
 /** An app that says who it is and echoes what it got. */
@@ -20,24 +21,31 @@ function echoApp(name: string): Deno.ServeHandler<Deno.NetAddr> {
 
 const ID = { a: "a".repeat(40), b: "b".repeat(40), c: "c".repeat(40), x: "e".repeat(40) };
 
-/** A peer's main server built from `createGateway`, with its own app and a peer table. */
+/** A peer's main server: a relay routed by `createGateway`, with its own app and a peer table. */
 async function peer(
   self: string,
   table: Map<string, { host: string; httpPort?: number }>,
   app?: string,
 ) {
-  const control = {
-    fetch: (req: Request) => Response.json({ control: self, path: new URL(req.url).pathname }),
-  };
-  const opts: GatewayOptions = {
-    self,
-    control,
-    app,
-    locate: (id) => table.get(id),
+  const control = await serve((req) =>
+    Response.json({ control: self, path: new URL(req.url).pathname })
+  );
+  const opts: GatewayOptions = { self, control: control.url, app, locate: (id) => table.get(id) };
+  const relay = await startRelay({
+    hostname: "127.0.0.1",
+    port: 0,
+    via: viaToken(self),
     timeoutMs: 2000,
+    route: createGateway(opts),
+  });
+  return {
+    url: relay.url,
+    port: relay.addr.port,
+    async [Symbol.asyncDispose]() {
+      await relay.close();
+      await control.stop();
+    },
   };
-  const gateway = createGateway(opts);
-  return await serve((req, info) => gateway(req, { remoteAddr: info.remoteAddr.hostname }));
 }
 
 Deno.test("gateway: /_p2p/ goes to the control API, everything else to the app", async () => {

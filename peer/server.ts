@@ -8,9 +8,10 @@
  */
 import { createAppServer } from "./app_server.ts";
 import { createControlApp } from "./control.ts";
-import { createGateway } from "./gateway.ts";
+import { createGateway, viaToken } from "./gateway.ts";
 import { PeerNode, type PeerOptions } from "./node.ts";
 import { type PingbackServer, startPingback } from "./pingback.ts";
+import { type Relay, startRelay } from "./relay.ts";
 
 /** A running peer process. */
 export interface RunningPeer {
@@ -49,6 +50,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
   const node = await PeerNode.start(opts);
   const servers: Deno.HttpServer[] = [];
   let pingback: PingbackServer | undefined;
+  let relay: Relay | undefined;
   const onError = (during: string) => (err: unknown) => {
     node.log.record("error", { during, message: String(err) });
     return Response.json({ error: { code: "unavailable", message: String(err) } }, {
@@ -70,34 +72,36 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       node.appPort = s.addr.port;
       appUrl = `http://${urlHost(appHost)}:${s.addr.port}`;
     }
-    const gateway = createGateway({
+    // The control API listens on loopback only; the main server relays to it.
+    const controlServer = await serve("127.0.0.1", 0, (req) => control.fetch(req), onError("http"));
+    servers.push(controlServer.server);
+    const route = createGateway({
       self: node.identity.peerId,
-      control,
+      control: `http://127.0.0.1:${controlServer.addr.port}`,
       app: appUrl,
       locate: (peerId) => {
         const p = node.table.get(peerId);
         return p && { host: p.host, httpPort: p.ports.http };
       },
+      onForward: (f) => node.log.record("proxy.forward", f),
+    });
+    relay = await startRelay({
+      hostname: opts.host,
+      port: opts.httpPort,
+      via: viaToken(node.identity.peerId),
+      route,
       onError: (err, req) =>
         node.log.record("proxy.error", {
           status: err.status,
           method: req.method,
-          path: new URL(req.url).pathname,
+          path: req.path,
           message: err.message,
         }),
-      onForward: (f) => node.log.record("proxy.forward", f),
     });
-    const main = await serve(
-      opts.host,
-      opts.httpPort,
-      (req, info) => gateway(req, { remoteAddr: info.remoteAddr.hostname }),
-      onError("http"),
-    );
-    servers.push(main.server);
-    node.httpPort = main.addr.port;
+    node.httpPort = relay.addr.port;
     httpUrl = `http://${
-      WILDCARDS.has(main.addr.hostname) ? "127.0.0.1" : urlHost(main.addr.hostname)
-    }:${main.addr.port}`;
+      WILDCARDS.has(relay.addr.hostname) ? "127.0.0.1" : urlHost(relay.addr.hostname)
+    }:${relay.addr.port}`;
     if (opts.pingbackPort !== undefined) {
       pingback = await startPingback({
         hostname: opts.host,
@@ -114,6 +118,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
     }
   } catch (err) {
     await pingback?.stop();
+    await relay?.close(0);
     await node.stop(0);
     await Promise.all(servers.map((s) => s.shutdown()));
     throw err;
@@ -124,6 +129,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
   const stop = () =>
     stopping ??= (async () => {
       await pingback?.stop();
+      await relay?.close();
       await node.stop();
       await Promise.all(servers.map((s) => s.shutdown()));
       done.resolve();
