@@ -334,6 +334,7 @@ class RelayServer implements Relay {
   #idle = new Map<string, Upstream[]>();
   #bases = new Map<string, Base>();
   #accepting: Promise<void>;
+  #deadlines: Deadlines;
   #closing: Promise<void> | undefined;
   #drained = Promise.withResolvers<void>();
 
@@ -353,6 +354,8 @@ class RelayServer implements Relay {
     this.#idleMs = opts.idleTimeoutMs ?? 60_000;
     this.#headMs = opts.headTimeoutMs ?? 30_000;
     this.#maxConns = opts.maxConnections ?? 1024;
+    const shortest = Math.min(timeoutMs, this.#idleMs, this.#headMs);
+    this.#deadlines = new Deadlines(Math.min(250, Math.max(5, shortest / 10)));
     this.addr = listener.addr;
     const h = this.addr.hostname;
     this.url = `http://${h.includes(":") ? `[${h}]` : h}:${this.addr.port}`;
@@ -391,6 +394,7 @@ class RelayServer implements Relay {
       for (const [conn, state] of this.#clients) if (state.idle) closeQuietly(conn);
       for (const list of this.#idle.values()) for (const u of list) closeQuietly(u.conn);
       this.#idle.clear();
+      this.#deadlines.stop();
       if (this.#clients.size > 0) {
         let timer: ReturnType<typeof setTimeout> | undefined;
         await Promise.race([
@@ -440,7 +444,8 @@ class RelayServer implements Relay {
    * sending one; a head cut off midway also ends the connection.
    */
   async #readHead(inbox: Inbox, waitMs: number): Promise<RequestHead | undefined> {
-    const timer = setTimeout(() => closeQuietly(inbox.conn), waitMs);
+    const deadline = this.#deadlines.make(() => closeQuietly(inbox.conn));
+    deadline.arm(waitMs);
     try {
       return await readHead(inbox, parseRequestHead, () =>
         new HttpParseError(
@@ -449,7 +454,7 @@ class RelayServer implements Relay {
           `Request head is over the limit of '${MAX_HEAD}' bytes`,
         ));
     } finally {
-      clearTimeout(timer);
+      deadline.disarm();
     }
   }
 
@@ -671,19 +676,16 @@ class RelayServer implements Relay {
   }): Promise<boolean | ProxyError | "retry"> {
     const { client, inbox, up, framing, what, upstreamName } = x;
     let reason: ProxyError | undefined;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    /** Arms the upstream timeout: on expiry the upstream connection is cut. */
-    const arm = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        reason ??= new ProxyError(
-          504,
-          `Cannot proxy '${what}': upstream ${upstreamName} did not answer within ${this.#timeoutMs} ms`,
-        );
-        closeQuietly(up.conn);
-      }, this.#timeoutMs);
-    };
-    const disarm = () => clearTimeout(timer);
+    /** The upstream timeout: on expiry the upstream connection is cut. */
+    const deadline = this.#deadlines.make(() => {
+      reason ??= new ProxyError(
+        504,
+        `Cannot proxy '${what}': upstream ${upstreamName} did not answer within ${this.#timeoutMs} ms`,
+      );
+      closeQuietly(up.conn);
+    });
+    const arm = () => deadline.arm(this.#timeoutMs);
+    const disarm = () => deadline.disarm();
     const clientGone = () => {
       reason ??= new ProxyError(502, `Cannot proxy '${what}': the client went away`);
       closeQuietly(up.conn);
@@ -745,6 +747,25 @@ class RelayServer implements Relay {
         res = got;
         break;
       }
+      let resFraming: BodyFraming = { kind: "none" };
+      if (res.status !== 101) {
+        try {
+          resFraming = responseFraming(res, x.method);
+        } catch (err) {
+          return new ProxyError(502, `Cannot proxy '${what}': ${(err as Error).message}`);
+        }
+      }
+      // A small body is read whole first, to go out in one write with the head; the
+      // upstream timeout runs meanwhile, and nothing has reached the client yet.
+      if (resFraming.kind === "length" && resFraming.length <= READ_SIZE) {
+        while (up.inbox.length < resFraming.length) {
+          if (await up.inbox.fill()) continue;
+          return reason ?? new ProxyError(
+            502,
+            `Cannot proxy '${what}': upstream ${upstreamName} broke off its answer`,
+          );
+        }
+      }
       disarm();
       answered = true;
       // A client that goes away while the answer streams stops the upstream.
@@ -756,18 +777,11 @@ class RelayServer implements Relay {
         if (!x.upgrade) {
           return new ProxyError(502, `Cannot proxy '${what}': upstream switched protocols unasked`);
         }
-        disarm();
         await writeAll(client, encodeResponseHead(this.#answerHead(res, x, "upgrade")));
         await this.#tunnel(inbox, client, up);
         return false;
       }
 
-      let resFraming: BodyFraming;
-      try {
-        resFraming = responseFraming(res, x.method);
-      } catch (err) {
-        return new ProxyError(502, `Cannot proxy '${what}': ${(err as Error).message}`);
-      }
       // The client connection goes on only if both bodies end where they should.
       let keep = x.keep && resFraming.kind !== "close";
       const resHead = encodeResponseHead(this.#answerHead(res, x, keep ? "keep" : "close"));
@@ -969,10 +983,8 @@ async function copyBody(
   };
   const tracker = framing.kind === "chunked" ? new ChunkedTracker() : undefined;
   let left = framing.kind === "length" ? framing.length : framing.kind === "none" ? 0 : Infinity;
-  // A small body is written whole, in one write with what precedes it.
-  while (left <= READ_SIZE && inbox.length - lead < left && await inbox.fill());
-  // Otherwise what precedes the body does not wait for it (a stream may be slow).
-  if (lead > 0 && inbox.length === lead && left > READ_SIZE) await send(0);
+  // What precedes the body does not wait for it (a stream may be slow).
+  if (lead > 0 && inbox.length === lead) await send(0);
   while (tracker ? !tracker.done : left > 0) {
     if (inbox.length === lead && !await inbox.fill()) {
       if (lead > 0) await send(0);
@@ -1007,6 +1019,58 @@ async function readHead<T>(
     if (inbox.length >= MAX_HEAD) throw tooLarge();
     scanned = inbox.length;
     if (!await inbox.fill()) return undefined;
+  }
+}
+
+/** A time limit from {@linkcode Deadlines}: armed, disarmed, armed again. */
+interface Deadline {
+  arm(ms: number): void;
+  disarm(): void;
+}
+
+/**
+ * Time limits checked by one interval timer while any is armed, to the nearest
+ * `tickMs`: per request, this is cheaper than a timer of its own for each limit.
+ */
+class Deadlines {
+  #armed = new Map<() => void, number>();
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #stopped = false;
+  constructor(readonly tickMs: number) {}
+
+  /** A deadline that calls `fire` once it passes (and is then disarmed). */
+  make(fire: () => void): Deadline {
+    return {
+      arm: (ms) => {
+        if (this.#stopped) return;
+        this.#armed.set(fire, performance.now() + ms);
+        this.#timer ??= setInterval(() => this.#tick(), this.tickMs);
+      },
+      disarm: () => {
+        this.#armed.delete(fire);
+      },
+    };
+  }
+
+  /** Disarms every deadline and ends the timer; later arms are ignored. */
+  stop(): void {
+    this.#stopped = true;
+    this.#armed.clear();
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #tick(): void {
+    const now = performance.now();
+    for (const [fire, at] of this.#armed) {
+      if (at > now) continue;
+      this.#armed.delete(fire);
+      fire();
+    }
+    if (this.#armed.size === 0) {
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+    }
   }
 }
 

@@ -2,10 +2,13 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import * as http from "node:http";
 import { type ProxyError, type RelayOptions, startRelay } from "./relay.ts";
+import { ChunkedTracker, headEnd, MAX_HEAD } from "../proto/http1.ts";
+import { concatBytes } from "../proto/bytes.ts";
 
 const LOCAL = "127.0.0.1";
 const MiB = 1 << 20;
 const VIA = "1.1 p2p-test";
+const encoder = new TextEncoder();
 
 /** Requests without and with a body: most behaviour is tested for both. */
 const KINDS = [
@@ -795,15 +798,609 @@ Deno.test("startRelay() does not time out a client that is slow to send", async 
 });
 
 for (const kind of KINDS) {
-  Deno.test(`startRelay() breaks the answer when the upstream breaks it off (${kind.name})`, async () => {
+  Deno.test(`startRelay() cuts an answer short when the upstream breaks it off (${kind.name})`, async () => {
+    // Over 64 KiB, the head goes ahead of the body: the client sees the cut.
     await using raw = rawServer(async (conn) => {
       await conn.write(
-        new TextEncoder().encode("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly ten.."),
+        encoder.encode("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nonly ten.."),
       );
     });
     await using px = await startProxy({ upstream: raw.url, via: VIA });
     const res = await fetch(`${px.url}/short`, { method: kind.method, body: kind.body });
     assert.equal(res.status, 200);
     await assert.rejects(res.arrayBuffer());
+    const err = await within(px.failed, "The failure being reported");
+    assert.match(err.message, /broke off the answer/);
+  });
+
+  Deno.test(`startRelay() answers 502 when the upstream breaks off a small answer, 504 when it stalls in one (${kind.name})`, async () => {
+    // Up to 64 KiB, the body is read whole before the head goes out.
+    let stall = false;
+    await using raw = rawServer(async (conn) => {
+      await conn.write(encoder.encode("HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly ten.."));
+      // Stalls until the relay gives up on it and closes.
+      if (stall) { while (await conn.read(new Uint8Array(1024)) !== null) { /* the request */ } }
+    });
+    await using px = await startProxy({ upstream: raw.url, via: VIA, timeoutMs: 300 });
+    const init = { method: kind.method, body: kind.body };
+    const broken = await fetch(`${px.url}/short`, init);
+    assert.equal(broken.status, 502);
+    assert.match((await broken.json()).error.message, /broke off its answer/);
+    stall = true;
+    const stalled = await fetch(`${px.url}/short`, init);
+    assert.equal(stalled.status, 504);
+    assert.equal((await stalled.json()).error.code, "gateway_timeout");
+    assert.deepEqual(px.errors.map((e) => e.status), [502, 504]);
   });
 }
+
+// ---------------------------------------------------------------------------
+// Connection-level behaviour, over raw client sockets.
+
+const decoder = new TextDecoder();
+
+/** One answer as a raw client reads it. */
+interface RawAnswer {
+  /** The head, CRLFCRLF included. */
+  head: string;
+  status: number;
+  /** Header values by lowercase name, repeated fields joined with ", ". */
+  headers: Map<string, string>;
+  /** The body bytes as sent: chunked framing included. */
+  body: Uint8Array;
+  text: string;
+}
+
+/**
+ * A raw client connection to `url`'s server, reading one message at a time:
+ * for what `fetch` hides (the connection, pipelining, interim answers, framing).
+ */
+async function rawClient(url: string) {
+  const conn = await Deno.connect({ hostname: LOCAL, port: Number(new URL(url).port) });
+  let buf: Uint8Array = new Uint8Array(0);
+  const readBuf = new Uint8Array(64 * 1024);
+  /** Reads more bytes into `buf`; false once the server has closed (or reset) the connection. */
+  const more = async () => {
+    const n = await conn.read(readBuf).catch(() => null);
+    if (n === null) return false;
+    buf = concatBytes(buf, readBuf.slice(0, n));
+    return true;
+  };
+  const take = (n: number) => {
+    const out = buf.slice(0, n);
+    buf = buf.slice(n);
+    return out;
+  };
+  const client = {
+    conn,
+    /** Writes all of `data`. */
+    async send(data: string | Uint8Array) {
+      const bytes = typeof data === "string" ? encoder.encode(data) : data;
+      for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+    },
+    /** The next head, up to its CRLFCRLF; rejects if the connection ends first. */
+    async head(): Promise<string> {
+      for (;;) {
+        const end = headEnd(buf, buf.length);
+        if (end >= 0) return decoder.decode(take(end));
+        if (!await more()) {
+          throw new Error(`The connection ended before a head, after ${show(buf)}`);
+        }
+      }
+    },
+    /** The next answer, its body read as its framing says (`method` HEAD: none). */
+    async answer(method = "GET"): Promise<RawAnswer> {
+      const head = await client.head();
+      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1]);
+      const headers = new Map<string, string>();
+      for (const line of head.split("\r\n").slice(1, -2)) {
+        const colon = line.indexOf(":");
+        const name = line.slice(0, colon).toLowerCase();
+        const value = line.slice(colon + 1).trim();
+        headers.set(name, headers.has(name) ? `${headers.get(name)}, ${value}` : value);
+      }
+      let body: Uint8Array;
+      if (method === "HEAD" || status < 200 || status === 204 || status === 304) {
+        body = new Uint8Array(0);
+      } else if (/chunked/i.test(headers.get("transfer-encoding") ?? "")) {
+        const tracker = new ChunkedTracker();
+        let n = 0;
+        for (;;) {
+          n += tracker.push(buf.subarray(n));
+          if (tracker.done) break;
+          if (!await more()) throw new Error("The connection ended inside a chunked body");
+        }
+        body = take(n);
+      } else if (headers.has("content-length")) {
+        const length = Number(headers.get("content-length"));
+        while (buf.length < length) {
+          if (!await more()) throw new Error(`The connection ended inside a ${length}-byte body`);
+        }
+        body = take(length);
+      } else {
+        while (await more());
+        body = take(buf.length);
+      }
+      return { head, status, headers, body, text: decoder.decode(body) };
+    },
+    /** Resolves with what comes until the server closes the connection. */
+    async end(): Promise<string> {
+      while (await more());
+      return decoder.decode(take(buf.length));
+    },
+    [Symbol.dispose]() {
+      try {
+        conn.close();
+      } catch {
+        // Already closed.
+      }
+    },
+  };
+  return client;
+}
+
+/** Bytes for an error message, control characters escaped. */
+function show(bytes: Uint8Array): string {
+  return JSON.stringify(decoder.decode(bytes.subarray(0, 200)));
+}
+
+/** A GET that keeps the connection open. */
+function get(path: string, extra: string[] = []): string {
+  return [`GET ${path} HTTP/1.1`, "Host: relay.test", ...extra, "", ""].join("\r\n");
+}
+
+/**
+ * An echo app that records the client port of each request, so that distinct ports
+ * count distinct upstream connections, and each path it was asked for.
+ */
+function startCountingUpstream() {
+  const ports: number[] = [];
+  const paths: string[] = [];
+  const up = listen(async (req, info) => {
+    ports.push(info.remoteAddr.port);
+    const url = new URL(req.url);
+    paths.push(url.pathname);
+    return new Response(`${req.method} ${url.pathname} ${await req.text()}`);
+  });
+  return { ...up, ports, paths };
+}
+
+/** A raw upstream on its own listener: `onConn` owns each connection and closes it. */
+function rawUpstream(onConn: (conn: Deno.Conn, index: number) => Promise<void>) {
+  const listener = Deno.listen({ hostname: LOCAL, port: 0 });
+  const conns: Promise<void>[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) conns.push(onConn(conn, conns.length));
+  })();
+  return {
+    url: `http://${LOCAL}:${listener.addr.port}`,
+    get connections() {
+      return conns.length;
+    },
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await accepting;
+      await Promise.all(conns);
+    },
+  };
+}
+
+/** Reads one request head from `conn`; what follows it in the same reads is dropped. */
+async function readRequestHead(conn: Deno.Conn): Promise<string | undefined> {
+  const buf = new Uint8Array(64 * 1024);
+  let head = "";
+  while (!head.includes("\r\n\r\n")) {
+    const n = await conn.read(buf).catch(() => null);
+    if (n === null) return undefined;
+    head += decoder.decode(buf.subarray(0, n));
+  }
+  return head;
+}
+
+Deno.test("startRelay() relays a WebSocket both ways after the upstream's 101", async () => {
+  const upstreamClosed = Promise.withResolvers<CloseEvent>();
+  const received: (string | number)[] = [];
+  await using up = listen((req) => {
+    if (req.headers.get("upgrade") !== "websocket") return new Response("no upgrade here");
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    socket.binaryType = "arraybuffer";
+    socket.onmessage = (e) => {
+      received.push(typeof e.data === "string" ? e.data : e.data.byteLength);
+      socket.send(e.data);
+    };
+    socket.onclose = (e) => upstreamClosed.resolve(e);
+    return response;
+  });
+  await using px = await startProxy({ upstream: up.url, via: VIA });
+
+  const ws = new WebSocket(`${px.url.replace("http:", "ws:")}/ws`);
+  ws.binaryType = "arraybuffer";
+  const messages: (string | ArrayBuffer)[] = [];
+  let next = Promise.withResolvers<void>();
+  ws.onmessage = (e) => {
+    messages.push(e.data);
+    next.resolve();
+  };
+  const clientClosed = Promise.withResolvers<CloseEvent>();
+  ws.onclose = (e) => clientClosed.resolve(e);
+  const opened = Promise.withResolvers<void>();
+  ws.onopen = () => opened.resolve();
+  ws.onerror = () => opened.reject(new Error("The WebSocket failed"));
+  await within(opened.promise, "The WebSocket opening");
+
+  ws.send("hello ✓");
+  await within(next.promise, "The text echo");
+  next = Promise.withResolvers();
+  const binary = block(7, 100_000);
+  ws.send(binary);
+  await within(next.promise, "The binary echo");
+  assert.equal(messages[0], "hello ✓");
+  assert.deepEqual(new Uint8Array(messages[1] as ArrayBuffer), binary);
+  assert.deepEqual(received, ["hello ✓", 100_000]);
+
+  ws.close(1000, "done");
+  const seen = await within(upstreamClosed.promise, "The upstream seeing the close");
+  assert.equal(seen.code, 1000);
+  assert.equal(seen.reason, "done");
+  assert.equal((await within(clientClosed.promise, "The client closing")).code, 1000);
+  assert.deepEqual(px.errors, []);
+});
+
+Deno.test("startRelay() relays an ordinary answer to an Upgrade request and keeps the connection", async () => {
+  await using up = listen((req) => new Response(`plain, upgrade ${req.headers.get("upgrade")}`));
+  await using px = await startProxy({ upstream: up.url, via: VIA });
+  using c = await rawClient(px.url);
+  await c.send(get("/ws", [
+    "Connection: Upgrade",
+    "Upgrade: websocket",
+    "Sec-WebSocket-Version: 13",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+  ]));
+  const res = await within(c.answer(), "The answer");
+  assert.equal(res.status, 200);
+  assert.equal(res.text, "plain, upgrade websocket");
+  assert.notEqual(res.headers.get("connection")?.toLowerCase(), "upgrade");
+  assert.equal(res.headers.get("upgrade"), undefined);
+  // Still HTTP on the same connection.
+  await c.send(get("/again"));
+  const again = await within(c.answer(), "The next answer");
+  assert.equal(again.status, 200);
+  assert.equal(again.text, "plain, upgrade null");
+});
+
+Deno.test("startRelay() reuses upstream connections for requests without a body", async () => {
+  await using up = startCountingUpstream();
+  await using px = await startProxy({ upstream: up.url, via: VIA });
+  using c = await rawClient(px.url);
+  for (let i = 0; i < 50; i++) {
+    await c.send(get(`/get/${i}`));
+    const res = await within(c.answer(), `Answer ${i}`);
+    assert.equal(res.status, 200);
+    assert.equal(res.text, `GET /get/${i} `);
+  }
+  const getPorts = new Set(up.ports);
+  assert.ok(getPorts.size <= 2, `50 GETs took ${getPorts.size} upstream connections`);
+
+  // By design, a request with a body goes on a fresh connection: if a reused one
+  // turned out closed, the body could not be sent again.
+  up.ports.length = 0;
+  for (let i = 0; i < 5; i++) {
+    await c.send(`POST /post/${i} HTTP/1.1\r\nHost: relay.test\r\nContent-Length: 4\r\n\r\nbody`);
+    const res = await within(c.answer(), `POST answer ${i}`);
+    assert.equal(res.text, `POST /post/${i} body`);
+  }
+  const postPorts = new Set(up.ports);
+  assert.equal(postPorts.size, 5, "each request with a body had its own upstream connection");
+  for (const port of postPorts) assert.ok(!getPorts.has(port), "a POST reused a connection");
+  assert.deepEqual(px.errors, []);
+});
+
+Deno.test("startRelay() retries a request without a body when the pooled upstream connection was closed", async () => {
+  const firstClosed = Promise.withResolvers<void>();
+  const heads: string[] = [];
+  await using up = rawUpstream(async (conn, index) => {
+    try {
+      const head = await readRequestHead(conn);
+      if (head === undefined) return;
+      heads.push(head);
+      const body = `answer ${index}`;
+      // Keep-alive by HTTP/1.1 default, then closed while the relay holds it idle.
+      await conn.write(encoder.encode(
+        `HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\nConnection: keep-alive\r\n\r\n${body}`,
+      ));
+    } finally {
+      conn.close();
+      if (index === 0) firstClosed.resolve();
+    }
+  });
+  await using px = await startProxy({ upstream: up.url, via: VIA });
+  using c = await rawClient(px.url);
+  await c.send(get("/one"));
+  assert.equal((await within(c.answer(), "The first answer")).text, "answer 0");
+  await within(firstClosed.promise, "The upstream closing its connection");
+  await c.send(get("/two"));
+  const second = await within(c.answer(), "The second answer");
+  assert.equal(second.status, 200);
+  assert.equal(second.text, "answer 1");
+  assert.equal(up.connections, 2);
+  assert.match(heads[1], /^GET \/two HTTP\/1\.1\r\n/);
+  assert.deepEqual(px.errors, []);
+});
+
+Deno.test("startRelay() answers pipelined requests in order", async () => {
+  await using up = startCountingUpstream();
+  await using px = await startProxy({ upstream: up.url, via: VIA });
+  using c = await rawClient(px.url);
+  await c.send(
+    get("/first") +
+      "POST /second HTTP/1.1\r\nHost: relay.test\r\nContent-Length: 3\r\n\r\nabc" +
+      "PUT /chunked HTTP/1.1\r\nHost: relay.test\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      "2\r\nde\r\n1;x=y\r\nf\r\n0\r\n\r\n" +
+      get("/third", ["Connection: close"]),
+  );
+  assert.equal((await within(c.answer(), "The first answer")).text, "GET /first ");
+  assert.equal((await within(c.answer(), "The second answer")).text, "POST /second abc");
+  assert.equal((await within(c.answer(), "The chunked answer")).text, "PUT /chunked def");
+  const third = await within(c.answer(), "The third answer");
+  assert.equal(third.text, "GET /third ");
+  assert.equal(third.headers.get("connection"), "close");
+  assert.equal(await within(c.end(), "The relay closing the connection"), "");
+  assert.deepEqual(up.paths, ["/first", "/second", "/chunked", "/third"]);
+});
+
+Deno.test("startRelay() answers malformed requests with an error and keeps serving", async () => {
+  await using up = startCountingUpstream();
+  await using px = await startProxy({ upstream: up.url, via: VIA });
+  // The head limit is reached with no end of head in sight; exactly the limit is
+  // sent, so the relay reads all of it before it answers (unread bytes would make
+  // its close a reset, which may discard the answer).
+  const start = "GET /big HTTP/1.1\r\nHost: relay.test\r\nX-Big: ";
+  const huge = start + "a".repeat(MAX_HEAD - start.length);
+  const smuggled = "GET /smuggled HTTP/1.1\r\nHost: relay.test\r\n\r\n";
+  const cases = [
+    { what: "garbage", request: "\x16\x03\x01 garbage\r\n\r\n", status: 400, code: "bad_request" },
+    {
+      what: "HTTP/2.0",
+      request: "GET /v2 HTTP/2.0\r\nHost: relay.test\r\n\r\n",
+      status: 505,
+      code: "version_not_supported",
+    },
+    {
+      what: "a header without a colon",
+      request: "GET /colon HTTP/1.1\r\nHost relay.test\r\n\r\n",
+      status: 400,
+      code: "bad_request",
+    },
+    { what: "a head over 64 KiB", request: huge, status: 431, code: "head_too_large" },
+    {
+      what: "Content-Length with Transfer-Encoding",
+      request: "POST /cl-te HTTP/1.1\r\nHost: relay.test\r\nContent-Length: 5\r\n" +
+        `Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n${smuggled}`,
+      status: 400,
+      code: "ambiguous_length",
+    },
+    {
+      what: "Content-Length '5, 6'",
+      request:
+        `POST /cl-cl HTTP/1.1\r\nHost: relay.test\r\nContent-Length: 5, 6\r\n\r\nhello${smuggled}`,
+      status: 400,
+      code: "bad_content_length",
+    },
+    {
+      what: "two Content-Length fields",
+      request: "POST /cl2 HTTP/1.1\r\nHost: relay.test\r\nContent-Length: 5\r\n" +
+        `Content-Length: 40\r\n\r\nhello${smuggled}`,
+      status: 400,
+      code: "bad_content_length",
+    },
+    {
+      what: "Transfer-Encoding not ending in chunked",
+      request:
+        `POST /te HTTP/1.1\r\nHost: relay.test\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n${smuggled}`,
+      status: 400,
+      code: "bad_transfer_encoding",
+    },
+  ];
+  for (const { what, request, status, code } of cases) {
+    using c = await rawClient(px.url);
+    await c.send(request);
+    const res = await within(c.answer(), `The answer to ${what}`);
+    assert.equal(res.status, status, what);
+    assert.equal(res.headers.get("connection"), "close", what);
+    assert.equal(res.headers.get("content-type"), "application/json", what);
+    const body = JSON.parse(res.text);
+    assert.deepEqual(Object.keys(body), ["error"], what);
+    assert.equal(body.error.code, code, what);
+    assert.equal(typeof body.error.message, "string", what);
+    assert.equal(await within(c.end(), `The relay closing after ${what}`), "", what);
+
+    const ok = await fetch(`${px.url}/ok`);
+    assert.equal(await ok.text(), "GET /ok ", `after ${what}`);
+  }
+  assert.deepEqual(up.paths, cases.map(() => "/ok"));
+  assert.deepEqual(px.errors, []);
+});
+
+Deno.test("startRelay() answers an HTTP/1.0 request and closes the connection after it", async () => {
+  await using up = startCountingUpstream();
+  await using px = await startProxy({ upstream: up.url, via: VIA });
+  using c = await rawClient(px.url);
+  await c.send("GET /old HTTP/1.0\r\nHost: relay.test\r\n\r\n");
+  const res = await within(c.answer(), "The answer");
+  assert.equal(res.status, 200);
+  assert.equal(res.text, "GET /old ");
+  assert.equal(res.headers.get("connection"), "close");
+  assert.equal(await within(c.end(), "The relay closing the connection"), "");
+});
+
+Deno.test("startRelay() relays a chunked answer with its chunks as they are", async () => {
+  const chunked = "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n";
+  await using raw = rawServer(async (conn) => {
+    await conn.write(encoder.encode(
+      `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-App: 1\r\n\r\n${chunked}`,
+    ));
+  });
+  await using px = await startProxy({ upstream: raw.url, via: VIA });
+  using c = await rawClient(px.url);
+  await c.send(get("/chunks"));
+  const res = await within(c.answer(), "The answer");
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("transfer-encoding"), "chunked");
+  assert.equal(res.headers.get("x-app"), "1");
+  assert.equal(res.text, chunked);
+  assert.deepEqual(px.errors, []);
+});
+
+Deno.test("startRelay() relays a close-delimited answer whole and closes the client connection", async () => {
+  const body = decoder.decode(block(3, 300_000).map((b) => 0x61 + (b % 26)));
+  await using raw = rawServer(async (conn) => {
+    const bytes = encoder.encode(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n${body}`);
+    for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
+  });
+  await using px = await startProxy({ upstream: raw.url, via: VIA });
+  using c = await rawClient(px.url);
+  await c.send(get("/until-close"));
+  const res = await within(c.answer(), "The answer");
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("connection"), "close");
+  assert.equal(res.headers.get("content-length"), undefined);
+  assert.equal(res.text.length, body.length);
+  assert.ok(res.text === body, "the body changed on the way");
+  assert.deepEqual(px.errors, []);
+});
+
+Deno.test("startRelay() gives the client the answer head before the upstream has the whole body", async () => {
+  const headSeen = Promise.withResolvers<void>();
+  await using up = listen(() => {
+    const parts = ["first part;", "second part"];
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctrl) {
+        if (parts.length === 1) await headSeen.promise;
+        const part = parts.shift();
+        if (part === undefined) return ctrl.close();
+        ctrl.enqueue(encoder.encode(part));
+      },
+    }, { highWaterMark: 0 });
+    return new Response(body, { headers: { "content-type": "text/plain" } });
+  }, () => headSeen.resolve());
+  await using px = await startProxy({ upstream: up.url, via: VIA });
+  const res = await within(fetch(`${px.url}/stream`), "The answer head");
+  assert.equal(res.status, 200);
+  headSeen.resolve();
+  assert.equal(await within(res.text(), "The answer body"), "first part;second part");
+});
+
+Deno.test("startRelay() relays Expect: 100-continue and the interim 100 answer", async () => {
+  await using up = startCountingUpstream();
+  await using px = await startProxy({ upstream: up.url, via: VIA });
+  using c = await rawClient(px.url);
+  await c.send(
+    "POST /upload HTTP/1.1\r\nHost: relay.test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+  );
+  const interim = await within(c.head(), "The 100 Continue");
+  assert.match(interim, /^HTTP\/1\.1 100 Continue\r\n/);
+  await c.send("hello");
+  const res = await within(c.answer(), "The final answer");
+  assert.equal(res.status, 200);
+  assert.equal(res.text, "POST /upload hello");
+  assert.deepEqual(px.errors, []);
+});
+
+Deno.test("startRelay() closes a connection whose request head does not come in time", async () => {
+  await using up = startCountingUpstream();
+  await using px = await startProxy({ upstream: up.url, via: VIA, headTimeoutMs: 200 });
+  using c = await rawClient(px.url);
+  await c.send("GET /half HTTP/1.1\r\nHo");
+  assert.equal(await within(c.end(), "The relay closing the connection", 3_000), "");
+  assert.deepEqual(up.paths, []);
+  // A prompt client is served.
+  assert.equal(await (await fetch(`${px.url}/ok`)).text(), "GET /ok ");
+});
+
+Deno.test("startRelay() closes a keep-alive connection idle after its answer", async () => {
+  await using up = startCountingUpstream();
+  await using px = await startProxy({ upstream: up.url, via: VIA, idleTimeoutMs: 200 });
+  using c = await rawClient(px.url);
+  await c.send(get("/first"));
+  const res = await within(c.answer(), "The answer");
+  assert.equal(res.text, "GET /first ");
+  assert.notEqual(res.headers.get("connection"), "close");
+  assert.equal(await within(c.end(), "The relay closing the idle connection", 3_000), "");
+});
+
+Deno.test("startRelay() closes connections over maxConnections at once", async () => {
+  await using up = startCountingUpstream();
+  await using px = await startProxy({ upstream: up.url, via: VIA, maxConnections: 2 });
+  using a = await rawClient(px.url);
+  using b = await rawClient(px.url);
+  // Both are served, so both are counted before the third comes.
+  for (const [name, c] of [["a", a], ["b", b]] as const) {
+    await c.send(get(`/${name}`));
+    assert.equal((await within(c.answer(), `The answer to ${name}`)).text, `GET /${name} `);
+  }
+  using third = await rawClient(px.url);
+  await third.send(get("/third"));
+  assert.equal(await within(third.end(), "The relay closing the third connection"), "");
+  for (const [name, c] of [["a", a], ["b", b]] as const) {
+    await c.send(get(`/${name}-again`));
+    const res = await within(c.answer(), `The next answer to ${name}`);
+    assert.equal(res.text, `GET /${name}-again `);
+  }
+  assert.deepEqual(up.paths, ["/a", "/b", "/a-again", "/b-again"]);
+});
+
+Deno.test("startRelay() close() ends idle connections at once and busy ones after the grace period", async () => {
+  const release = Promise.withResolvers<void>();
+  const busyUpstreamClosed = Promise.withResolvers<void>();
+  await using up = rawUpstream(async (conn) => {
+    try {
+      const head = await readRequestHead(conn);
+      if (head === undefined) return;
+      if (head.startsWith("GET /busy ")) {
+        // A little of the body, then nothing until the relay gives up on it. (The
+        // relay holds the head of a body of up to 64 KiB until all of it is there.)
+        await conn.write(
+          encoder.encode("HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nfirst"),
+        );
+        await Promise.race([conn.read(new Uint8Array(1)).catch(() => null), release.promise]);
+        busyUpstreamClosed.resolve();
+      } else {
+        await conn.write(encoder.encode("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+      }
+    } finally {
+      conn.close();
+    }
+  });
+  await using px = await startProxy({ upstream: up.url, via: VIA });
+  try {
+    using idle = await rawClient(px.url);
+    await idle.send(get("/idle"));
+    assert.equal((await within(idle.answer(), "The idle client's answer")).text, "ok");
+    using busy = await rawClient(px.url);
+    await busy.send(get("/busy"));
+    const head = await within(busy.head(), "The busy answer's head");
+    assert.match(head, /^HTTP\/1\.1 200 /);
+
+    let closed = false;
+    const closing = px.close(1_000).then(() => {
+      closed = true;
+    });
+    let busyEnded = false;
+    const busyEnd = busy.end().then((rest) => {
+      busyEnded = true;
+      return rest;
+    });
+    assert.equal(await within(idle.end(), "The idle connection ending", 500), "");
+    assert.ok(!busyEnded, "the busy connection ended with the idle one");
+    assert.ok(!closed, "close() resolved before the busy connection ended");
+    // The busy answer is cut short at the end of the grace period.
+    const rest = await within(busyEnd, "The busy connection ending", 4_000);
+    assert.ok(rest.length < 1_000_000, "the answer was completed");
+    await within(closing, "close() resolving", 2_000);
+    await within(busyUpstreamClosed.promise, "The busy upstream connection closing");
+    // Idempotent.
+    await px.close();
+  } finally {
+    release.resolve();
+  }
+});

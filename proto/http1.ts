@@ -640,16 +640,15 @@ function parseField(line: string, fail: Fail): [string, string] {
   if (/[ \t]$/.test(name)) {
     fail(400, "bad_request", `header name ${show(name)} has whitespace before the colon`);
   }
-  if (!isToken(name)) fail(400, "bad_request", `header name ${show(name)} is not a token`);
+  if (!TOKEN_RE.test(name)) fail(400, "bad_request", `header name ${show(name)} is not a token`);
   const value = line.slice(colon + 1);
-  for (let i = 0; i < value.length; i++) {
-    if (!isFieldByte(value.charCodeAt(i))) {
-      fail(
-        400,
-        "bad_request",
-        `value of header ${show(name)} has the control character ${showByte(value.charCodeAt(i))}`,
-      );
-    }
+  const bad = NOT_FIELD_RE.exec(value);
+  if (bad) {
+    fail(
+      400,
+      "bad_request",
+      `value of header ${show(name)} has the control character ${showByte(bad[0].charCodeAt(0))}`,
+    );
   }
   return [name, trimOws(value)];
 }
@@ -665,11 +664,11 @@ const ABSOLUTE = /^[A-Za-z][A-Za-z0-9+.\-]*:\/\/[^\/?#]/;
  * UTF-8 paths; they round-trip as latin1).
  */
 function checkTarget(method: string, target: string, fail: Fail): void {
-  for (let i = 0; i < target.length; i++) {
-    const c = target.charCodeAt(i);
-    if (c < 0x21 || c === 0x7f) {
-      fail(400, "bad_request", `target ${show(target)} has the control character ${showByte(c)}`);
-    }
+  // deno-lint-ignore no-control-regex -- control characters are what it looks for
+  const bad = /[\x00-\x20\x7f]/.exec(target);
+  if (bad) {
+    const c = bad[0].charCodeAt(0);
+    fail(400, "bad_request", `target ${show(target)} has the control character ${showByte(c)}`);
   }
   if (method === "CONNECT") {
     const port = AUTHORITY.exec(target)?.[1];
@@ -714,21 +713,22 @@ function encodableVersion(version: string, what: string): string {
 function encodeHead(line: string, headers: HeaderList, what: string): Uint8Array {
   let text = line + "\r\n";
   for (const [name, value] of headers) {
-    if (!isToken(name)) {
+    if (!TOKEN_RE.test(name)) {
       throw new TypeError(`Cannot encode ${what} head: header name ${show(name)} is not a token`);
     }
-    for (let i = 0; i < value.length; i++) {
-      if (!isFieldByte(value.charCodeAt(i))) {
-        throw new TypeError(
-          `Cannot encode ${what} head: value of header ${show(name)} has the control character ${
-            showByte(value.charCodeAt(i))
-          }`,
-        );
-      }
+    const bad = NOT_FIELD_RE.exec(value);
+    if (bad) {
+      throw new TypeError(
+        `Cannot encode ${what} head: value of header ${show(name)} has the control character ${
+          showByte(bad[0].charCodeAt(0))
+        }`,
+      );
     }
-    text += `${name}: ${value}\r\n`;
+    text += name + ": " + value + "\r\n";
   }
   text += "\r\n";
+  // Heads are nearly always ASCII, which the native UTF-8 encoder writes the same.
+  if (!NOT_ASCII_RE.test(text)) return asciiEncoder.encode(text);
   const out = new Uint8Array(text.length);
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -741,6 +741,15 @@ function encodeHead(line: string, headers: HeaderList, what: string): Uint8Array
   }
   return out;
 }
+
+const asciiEncoder = new TextEncoder();
+/** A whole token (RFC 9110 §5.6.2). */
+const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** A character a field value must not hold: controls but HTAB, and DEL. */
+// deno-lint-ignore no-control-regex -- control characters are what it looks for
+const NOT_FIELD_RE = /[\x00-\x08\x0a-\x1f\x7f]/;
+// deno-lint-ignore no-control-regex -- the range includes them: any char above 0x7F
+const NOT_ASCII_RE = /[^\x00-\x7f]/;
 
 /** Whether `s` is a non-empty token (RFC 9110 §5.6.2). */
 function isToken(s: string): boolean {
@@ -794,14 +803,8 @@ const asciiDecoder = new TextDecoder();
 /** Each byte as the char of the same code. */
 function latin1Decode(bytes: Uint8Array): string {
   // Heads are nearly always ASCII, which the native UTF-8 decoder reads the same.
-  let ascii = true;
-  for (let i = 0; i < bytes.length; i++) {
-    if (bytes[i] > 0x7f) {
-      ascii = false;
-      break;
-    }
-  }
-  if (ascii) return asciiDecoder.decode(bytes);
+  const text = asciiDecoder.decode(bytes);
+  if (!NOT_ASCII_RE.test(text)) return text;
   let s = "";
   for (let i = 0; i < bytes.length; i += 8192) {
     s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
