@@ -150,8 +150,12 @@ export class ProxyError extends Error {
 const READ_SIZE = 64 * 1024;
 /** Room kept before what a socket sends, for an answer head to go out with it. */
 const HEADROOM = 1024;
+/** A socket's buffer at first: enough for most heads and small bodies. */
+const INITIAL_BUFFER = 16 * 1024;
+/** A socket's buffer at most: the headroom, a whole head and one read. */
+const MAX_BUFFER = HEADROOM + MAX_HEAD + READ_SIZE;
 /** Idle upstream connections kept per upstream. */
-const MAX_IDLE = 32;
+const MAX_IDLE = 256;
 /** An idle upstream connection older than this is not reused (Node's servers drop them at 5 s). */
 const IDLE_REUSE_MS = 4_000;
 
@@ -178,7 +182,7 @@ const encoder = new TextEncoder();
  * bytes, so consuming while it runs is safe.
  */
 class Inbox {
-  buf = new Uint8Array(HEADROOM + MAX_HEAD + READ_SIZE);
+  buf = new Uint8Array(INITIAL_BUFFER);
   start = HEADROOM;
   end = HEADROOM;
   /** The socket has ended (or failed, or was closed here). */
@@ -186,6 +190,8 @@ class Inbox {
   /** Called once when the socket ends (set while an answer is awaited). */
   onEnd: (() => void) | undefined;
   #pending: Promise<void> | undefined;
+  /** The last read filled all the room it had: the socket has more (a body). */
+  #filled = false;
   constructor(readonly conn: Deno.Conn) {}
 
   get length(): number {
@@ -234,6 +240,15 @@ class Inbox {
         this.end -= this.start - HEADROOM;
         this.start = HEADROOM;
       }
+      // Grows for a body that keeps coming, or a head that does not fit.
+      if (
+        this.buf.length < MAX_BUFFER &&
+        (this.#filled || this.buf.length - this.end < this.buf.length / 4)
+      ) {
+        const grown = new Uint8Array(Math.min(MAX_BUFFER, this.buf.length * 4));
+        grown.set(this.buf.subarray(0, this.end));
+        this.buf = grown;
+      }
       if (this.end === this.buf.length && this.start > 0) {
         this.buf.copyWithin(0, this.start, this.end);
         this.end -= this.start;
@@ -241,9 +256,11 @@ class Inbox {
       }
       // Callers consume before they read again; a full buffer ends the socket.
       if (this.end === this.buf.length) throw new RangeError("Socket buffer is full");
+      const room = this.buf.length - this.end;
       const n = await this.conn.read(this.buf.subarray(this.end));
       if (n === null) this.#end();
       else this.end += n;
+      this.#filled = n === room;
     } catch {
       this.#end();
     } finally {
@@ -771,7 +788,9 @@ class RelayServer implements Relay {
       // A client that goes away while the answer streams stops the upstream.
       inbox.onEnd = () => closeQuietly(up.conn);
       if (inbox.eof) closeQuietly(up.conn);
-      else inbox.watch();
+      // While the request body still goes up, its pump reads the client (and a read
+      // now could move bytes the pump is writing).
+      else if (!pump || bodyDone) inbox.watch();
 
       if (res.status === 101) {
         if (!x.upgrade) {
