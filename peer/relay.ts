@@ -22,8 +22,10 @@
  * client sees a truncated answer, never a wrong one.
  *
  * On this repository's machine (2 cores, shared with `wrk` and the app), a 10 KiB
- * answer went through at 2.5 times the rate of the `Deno.serve` + `fetch` proxy it
- * replaced (see `make bench http_proxy`).
+ * answer from an app process went through at 26,000 requests/s, against 15,000 to
+ * 17,500 through the `Deno.serve` + `fetch` proxy it replaced and 44,000 through
+ * nginx; 1 GiB went down at 95 % and up at 91 % of the direct rate, the relay's
+ * RSS peaking at 49 MiB (see `make bench http_proxy`).
  *
  * @example A relay in front of an app server
  * ```ts ignore
