@@ -116,6 +116,11 @@ export interface RelayOptions {
   idleTimeoutMs?: number;
   /** How long a client may take to send a request head, in ms (30 s). */
   headTimeoutMs?: number;
+  /**
+   * How long an upstream connection is kept idle for the next request, in ms (4 s:
+   * Node's servers close theirs after 5 s).
+   */
+  upstreamIdleMs?: number;
   /** Client connections served at once; more are closed at once (1024). */
   maxConnections?: number;
   /** Called with each failure answered with (or cutting short) a 502, 504 or 508. */
@@ -150,6 +155,8 @@ export class ProxyError extends Error {
 
 /** Bytes read from a socket per call, and the most a buffer holds besides a head. */
 const READ_SIZE = 64 * 1024;
+/** Methods a request of which may be sent again (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 /** Room kept before what a socket sends, for an answer head to go out with it. */
 const HEADROOM = 1024;
 /** A socket's buffer at first: enough for most heads and small bodies. */
@@ -158,7 +165,7 @@ const INITIAL_BUFFER = 16 * 1024;
 const MAX_BUFFER = HEADROOM + MAX_HEAD + READ_SIZE;
 /** Idle upstream connections kept per upstream. */
 const MAX_IDLE = 256;
-/** An idle upstream connection older than this is not reused (Node's servers drop them at 5 s). */
+/** How long an idle upstream connection is kept by default. */
 const IDLE_REUSE_MS = 4_000;
 
 const REASONS: Record<number, string> = {
@@ -297,6 +304,8 @@ interface Upstream {
   key: string;
   reused: boolean;
   idleSince: number;
+  /** Closes it once it has been idle too long. */
+  expiry?: Deadline;
 }
 
 /** An upstream base URL, parsed once. */
@@ -318,6 +327,7 @@ export function startRelay(opts: RelayOptions): Promise<Relay> {
       ["timeout", timeoutMs],
       ["idle timeout", opts.idleTimeoutMs ?? 60_000],
       ["head timeout", opts.headTimeoutMs ?? 30_000],
+      ["upstream idle time", opts.upstreamIdleMs ?? IDLE_REUSE_MS],
     ] as const
   ) {
     if (!(v > 0) || !Number.isFinite(v)) {
@@ -347,6 +357,7 @@ class RelayServer implements Relay {
   #timeoutMs: number;
   #idleMs: number;
   #headMs: number;
+  #upstreamIdleMs: number;
   #maxConns: number;
   /** Client connections: whether each is between requests, and its upstream. */
   #clients = new Map<Deno.Conn, ClientState>();
@@ -372,8 +383,9 @@ class RelayServer implements Relay {
     this.#timeoutMs = timeoutMs;
     this.#idleMs = opts.idleTimeoutMs ?? 60_000;
     this.#headMs = opts.headTimeoutMs ?? 30_000;
+    this.#upstreamIdleMs = opts.upstreamIdleMs ?? IDLE_REUSE_MS;
     this.#maxConns = opts.maxConnections ?? 1024;
-    const shortest = Math.min(timeoutMs, this.#idleMs, this.#headMs);
+    const shortest = Math.min(timeoutMs, this.#idleMs, this.#headMs, this.#upstreamIdleMs);
     this.#deadlines = new Deadlines(Math.min(250, Math.max(5, shortest / 10)));
     this.addr = listener.addr;
     const h = this.addr.hostname;
@@ -616,10 +628,11 @@ class RelayServer implements Relay {
     });
 
     const upstreamName = base.origin.origin + base.path;
-    const reusable = framing.kind === "none" && upgrade === undefined &&
-      head.version === "HTTP/1.1";
     // A reused connection the upstream closed meanwhile fails before any byte of
-    // the answer; a request without a body then goes again on a new one.
+    // the answer; the request then goes again on a new one. So only requests that
+    // may be sent twice (idempotent, without a body) take an idle connection.
+    const reusable = framing.kind === "none" && upgrade === undefined &&
+      head.version === "HTTP/1.1" && IDEMPOTENT.has(head.method);
     for (let attempt = 0;; attempt++) {
       let up: Upstream;
       try {
@@ -963,7 +976,8 @@ class RelayServer implements Relay {
       const now = performance.now();
       while (list && list.length > 0) {
         const u = list.pop()!;
-        if (!u.inbox.eof && now - u.idleSince < IDLE_REUSE_MS) {
+        u.expiry?.disarm();
+        if (!u.inbox.eof && now - u.idleSince < this.#upstreamIdleMs) {
           u.reused = true;
           return u;
         }
@@ -982,6 +996,13 @@ class RelayServer implements Relay {
     if (list.length >= MAX_IDLE) return closeQuietly(up.conn);
     up.idleSince = performance.now();
     list.push(up);
+    up.expiry ??= this.#deadlines.make(() => {
+      const idle = this.#idle.get(up.key);
+      const at = idle?.indexOf(up) ?? -1;
+      if (at >= 0) idle!.splice(at, 1);
+      closeQuietly(up.conn);
+    });
+    up.expiry.arm(this.#upstreamIdleMs);
   }
 }
 

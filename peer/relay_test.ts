@@ -1127,6 +1127,42 @@ Deno.test("startRelay() retries a request without a body when the pooled upstrea
   assert.deepEqual(px.errors, []);
 });
 
+Deno.test("startRelay() closes an upstream connection left idle for upstreamIdleMs", async () => {
+  const closed = Promise.withResolvers<void>();
+  await using up = rawUpstream(async (conn) => {
+    try {
+      await readRequestHead(conn);
+      await conn.write(encoder.encode("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+      // Keeps the connection open until the relay closes it.
+      while (await conn.read(new Uint8Array(1024)).catch(() => null) !== null) { /* nothing */ }
+      closed.resolve();
+    } finally {
+      conn.close();
+    }
+  });
+  await using px = await startProxy({ upstream: up.url, via: VIA, upstreamIdleMs: 200 });
+  assert.equal(await (await fetch(`${px.url}/x`)).text(), "ok");
+  await within(closed.promise, "The idle upstream connection closing");
+  assert.equal(up.connections, 1);
+});
+
+Deno.test("startRelay() sends a request that must not go twice (POST without a body) on a new connection", async () => {
+  await using up = startCountingUpstream();
+  await using px = await startProxy({ upstream: up.url, via: VIA });
+  using c = await rawClient(px.url);
+  for (const path of ["/a", "/b"]) {
+    await c.send(get(path));
+    assert.equal((await within(c.answer(), `The answer to ${path}`)).status, 200);
+  }
+  for (const path of ["/c", "/d"]) {
+    await c.send(`POST ${path} HTTP/1.1\r\nHost: relay.test\r\nContent-Length: 0\r\n\r\n`);
+    assert.equal((await within(c.answer(), `The answer to ${path}`)).status, 200);
+  }
+  // The GETs share one connection; each POST has one of its own.
+  assert.equal(new Set(up.ports.slice(0, 2)).size, 1);
+  assert.equal(new Set(up.ports).size, 3);
+});
+
 Deno.test("startRelay() answers pipelined requests in order", async () => {
   await using up = startCountingUpstream();
   await using px = await startProxy({ upstream: up.url, via: VIA });
