@@ -618,7 +618,10 @@ class RelayServer implements Relay {
     out.push(["x-forwarded-for", xff ? `${xff}, ${remoteAddr}` : remoteAddr]);
     out.push(["x-forwarded-proto", proto], ["x-forwarded-host", host]);
     out.push(["via", [...hops, this.#via].join(", ")]);
-    if (framing.kind === "chunked") out.push(["transfer-encoding", "chunked"]);
+    // The body goes as it is, so its codings do too (`gzip, chunked`, say).
+    if (framing.kind === "chunked") {
+      out.push(["transfer-encoding", headerValue(head.headers, "transfer-encoding")!]);
+    }
     if (upgrade !== undefined) out.push(["connection", "upgrade"], ["upgrade", upgrade]);
     const upHead = encodeRequestHead({
       method: head.method,
@@ -858,14 +861,15 @@ class RelayServer implements Relay {
     const tokens = connectionTokens(res.headers);
     const headers: HeaderList = [];
     let upstreamVia: string | undefined;
-    const chunked = connection !== "upgrade" && responseIsChunked(res);
     for (const [name, value] of res.headers) {
       const n = name.toLowerCase();
       if (n === "via") {
         upstreamVia = upstreamVia ? `${upstreamVia}, ${value}` : value;
         continue;
       }
-      if (HOP_BY_HOP.has(n) || tokens.has(n)) continue;
+      // The body goes as it is, so its transfer codings do too.
+      const relayed = n === "transfer-encoding" && connection !== "upgrade";
+      if (!relayed && (HOP_BY_HOP.has(n) || tokens.has(n))) continue;
       if (n === "location" || n === "content-location") {
         headers.push([name, mapLocation(value, x.base, `${x.proto}://${x.host}`, x.prefix)]);
         continue;
@@ -873,7 +877,6 @@ class RelayServer implements Relay {
       headers.push([name, value]);
     }
     headers.push(["via", upstreamVia ? `${upstreamVia}, ${this.#via}` : this.#via]);
-    if (chunked) headers.push(["transfer-encoding", "chunked"]);
     if (connection === "upgrade") {
       headers.push(["connection", "upgrade"]);
       const upgrade = headerValue(res.headers, "upgrade");
@@ -1126,13 +1129,6 @@ interface ClientState {
 
 /** Thrown by the request pump when the client ends before its body does. */
 const CLIENT_GONE = new Error("The client went away");
-
-function responseIsChunked(res: ResponseHead): boolean {
-  const te = headerValue(res.headers, "transfer-encoding");
-  if (te === undefined) return false;
-  const codings = te.split(",").map((c) => c.trim().toLowerCase()).filter(Boolean);
-  return codings.at(-1) === "chunked";
-}
 
 /** A request target as path and query; an absolute-form target loses its origin. */
 function splitTarget(target: string): [string, string] {

@@ -1287,6 +1287,27 @@ Deno.test("startRelay() relays a chunked answer with its chunks as they are", as
   assert.deepEqual(px.errors, []);
 });
 
+Deno.test("startRelay() keeps every transfer coding of a body it relays, both ways", async () => {
+  const heads: string[] = [];
+  const chunked = "3\r\nabc\r\n0\r\n\r\n";
+  await using raw = rawServer(async (conn, head) => {
+    heads.push(head);
+    await conn.write(encoder.encode(
+      `HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n${chunked}`,
+    ));
+  });
+  await using px = await startProxy({ upstream: raw.url, via: VIA });
+  using c = await rawClient(px.url);
+  await c.send(
+    "POST /coded HTTP/1.1\r\nHost: relay.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" +
+      chunked,
+  );
+  const res = await within(c.answer(), "The answer");
+  assert.equal(res.headers.get("transfer-encoding"), "gzip, chunked");
+  assert.equal(res.text, chunked);
+  assert.match(heads[0], /\r\ntransfer-encoding: gzip, chunked\r\n/i);
+});
+
 Deno.test("startRelay() relays a close-delimited answer whole and closes the client connection", async () => {
   const body = decoder.decode(block(3, 300_000).map((b) => 0x61 + (b % 26)));
   await using raw = rawServer(async (conn) => {
