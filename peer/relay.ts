@@ -848,6 +848,9 @@ class RelayServer implements Relay {
       disarm();
       inbox.onEnd = undefined;
       if (!released) closeQuietly(up.conn);
+      // The upstream answered before it took the whole body: the client's
+      // connection ends rather than wait on the rest of it.
+      if (pump && !bodyDone) closeQuietly(client);
       if (pump) await pump;
     }
   }

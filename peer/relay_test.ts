@@ -1287,6 +1287,24 @@ Deno.test("startRelay() relays a chunked answer with its chunks as they are", as
   assert.deepEqual(px.errors, []);
 });
 
+Deno.test("startRelay() ends the client connection when the upstream answers before taking the whole body", async () => {
+  await using raw = rawServer(async (conn) => {
+    await conn.write(encoder.encode(
+      "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo big!",
+    ));
+  });
+  await using px = await startProxy({ upstream: raw.url, via: VIA });
+  using c = await rawClient(px.url);
+  // Announces a megabyte, sends ten bytes, then waits.
+  await c.send(
+    "POST /up HTTP/1.1\r\nHost: relay.test\r\nContent-Length: 1000000\r\n\r\n0123456789",
+  );
+  const res = await within(c.answer(), "The early answer");
+  assert.equal(res.status, 413);
+  assert.equal(res.text, "too big!");
+  assert.equal(await within(c.end(), "The relay closing the connection"), "");
+});
+
 Deno.test("startRelay() keeps every transfer coding of a body it relays, both ways", async () => {
   const heads: string[] = [];
   const chunked = "3\r\nabc\r\n0\r\n\r\n";
