@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { createHash } from "node:crypto";
 import * as http from "node:http";
 import { type ProxyError, type RelayOptions, startRelay } from "./relay.ts";
@@ -1125,6 +1126,62 @@ Deno.test("startRelay() retries a request without a body when the pooled upstrea
   assert.equal(up.connections, 2);
   assert.match(heads[1], /^GET \/two HTTP\/1\.1\r\n/);
   assert.deepEqual(px.errors, []);
+});
+
+Deno.test("startRelay() answers any bytes with an HTTP answer or silence, and keeps serving (property)", async () => {
+  await using up = startCountingUpstream();
+  await using px = await startProxy({ upstream: up.url, via: VIA, headTimeoutMs: 2_000 });
+  const port = Number(new URL(px.url).port);
+  const line = fc.oneof(
+    fc.constantFrom(
+      "GET / HTTP/1.1",
+      "POST /x HTTP/1.1",
+      "Host: relay.test",
+      "Content-Length: 3",
+      "Content-Length: -1",
+      "Transfer-Encoding: chunked",
+      "Connection: close",
+      "Upgrade: websocket",
+      "Expect: 100-continue",
+      "",
+      "0",
+      "abc",
+    ),
+    fc.string({ maxLength: 40 }),
+  );
+  const input = fc.oneof(
+    fc.uint8Array({ maxLength: 300 }),
+    fc.array(line, { maxLength: 8 }).map((ls) => encoder.encode(ls.join("\r\n"))),
+    // A head that ends, mostly well-formed, then anything.
+    fc.tuple(
+      fc.constantFrom("GET /p HTTP/1.1", "POST /p HTTP/1.1", "GET /p HTTP/1.0", "PUT /p HTTP/1.1"),
+      fc.array(line, { maxLength: 6 }),
+      fc.uint8Array({ maxLength: 64 }),
+    ).map(([start, ls, rest]) =>
+      concatBytes(encoder.encode([start, ...ls].join("\r\n") + "\r\n\r\n"), rest)
+    ),
+  );
+  await fc.assert(
+    fc.asyncProperty(input, async (bytes) => {
+      using conn = await Deno.connect({ hostname: LOCAL, port });
+      await conn.write(bytes).catch(() => 0);
+      // The end of what the client sends: the relay must not wait for more.
+      await conn.closeWrite().catch(() => {});
+      let text = "";
+      const reading = (async () => {
+        const buf = new Uint8Array(64 * 1024);
+        for (;;) {
+          const n = await conn.read(buf).catch(() => null);
+          if (n === null) return;
+          text += decoder.decode(buf.subarray(0, n));
+        }
+      })();
+      await within(reading, "The relay ending the connection");
+      assert.match(text, /^(|HTTP\/1\.1 \d{3} [^\r\n]*\r\n[^]*)$/);
+    }),
+    { numRuns: 300 },
+  );
+  assert.equal(await (await fetch(`${px.url}/still`)).text(), "GET /still ");
 });
 
 Deno.test("startRelay() closes an upstream connection left idle for upstreamIdleMs", async () => {
