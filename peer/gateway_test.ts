@@ -31,7 +31,7 @@ async function peer(
     Response.json({ control: self, path: new URL(req.url).pathname })
   );
   const opts: GatewayOptions = { self, control: control.url, app, locate: (id) => table.get(id) };
-  const relay = await startRelay({
+  const relay = startRelay({
     hostname: "127.0.0.1",
     port: 0,
     via: viaToken(self),

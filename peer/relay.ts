@@ -31,7 +31,7 @@
  * ```ts ignore
  * import { startRelay } from "./relay.ts";
  *
- * await using relay = await startRelay({
+ * await using relay = startRelay({
  *   hostname: "127.0.0.1",
  *   port: 5805,
  *   via: "1.1 p2p-3f2a9c",
@@ -319,8 +319,11 @@ interface Base {
   path: string;
 }
 
-/** Starts a relay and resolves once it listens. */
-export function startRelay(opts: RelayOptions): Promise<Relay> {
+/**
+ * Starts a relay: it listens once this returns. Throws `RangeError`/`TypeError`
+ * for bad options, and `Deno.errors.AddrInUse` when the port is taken.
+ */
+export function startRelay(opts: RelayOptions): Relay {
   const timeoutMs = opts.timeoutMs ?? 30_000;
   for (
     const [what, v] of [
@@ -343,7 +346,7 @@ export function startRelay(opts: RelayOptions): Promise<Relay> {
     throw new TypeError(`Relay Via entry '${via}' must be '<protocol> <name>', e.g. '1.1 p2p-3f'`);
   }
   const listener = Deno.listen({ hostname: opts.hostname, port: opts.port });
-  return Promise.resolve(new RelayServer(listener, opts, via, maxHops, timeoutMs));
+  return new RelayServer(listener, opts, via, maxHops, timeoutMs);
 }
 
 class RelayServer implements Relay {
@@ -858,7 +861,7 @@ class RelayServer implements Relay {
   /** The answer's head as the client gets it. */
   #answerHead(
     res: ResponseHead,
-    x: { base: Base; prefix: string; host: string; proto: string; http10: boolean },
+    x: { base: Base; prefix: string; host: string; proto: string },
     connection: "keep" | "close" | "upgrade",
   ): ResponseHead {
     const tokens = connectionTokens(res.headers);
@@ -1149,7 +1152,7 @@ function splitTarget(target: string): [string, string] {
 }
 
 /** The entries of a `Via` header, comments removed. */
-export function viaEntries(value: string | undefined): string[] {
+function viaEntries(value: string | undefined): string[] {
   if (!value) return [];
   return value.replace(/\([^)]*\)/g, "").split(",").map((e) => e.trim()).filter((e) =>
     e.length > 0

@@ -224,11 +224,11 @@ type ProxyOptions = Omit<RelayOptions, "hostname" | "port" | "route" | "onError"
 };
 
 /** A relay on 127.0.0.1 forwarding every request to `opts.upstream`, with its failures. */
-async function startProxy(opts: ProxyOptions) {
+function startProxy(opts: ProxyOptions) {
   const errors: ProxyError[] = [];
   const failed = Promise.withResolvers<ProxyError>();
   const { upstream, stripPrefix, ...rest } = opts;
-  const relay = await startRelay({
+  const relay = startRelay({
     ...rest,
     hostname: LOCAL,
     port: 0,
@@ -325,7 +325,7 @@ async function upload(
 
 Deno.test("startRelay() passes methods, path, query, headers and body through", async () => {
   await using up = startUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA });
+  await using px = startProxy({ upstream: up.url, via: VIA });
   for (const method of ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]) {
     for (const body of [undefined, `body of ${method} ✓`]) {
       if (body && method === "GET") continue;
@@ -360,7 +360,7 @@ Deno.test("startRelay() passes methods, path, query, headers and body through", 
 
 Deno.test("startRelay() puts an upstream URL's path before the forwarded path", async () => {
   await using up = startUpstream();
-  await using px = await startProxy({ upstream: `${up.url}/base/`, via: VIA });
+  await using px = startProxy({ upstream: `${up.url}/base/`, via: VIA });
   const echo = await (await fetch(`${px.url}/echo?q=1`)).json();
   assert.equal(echo.path, "/base/echo");
   assert.equal(echo.search, "?q=1");
@@ -381,7 +381,7 @@ Deno.test("startRelay() rejects bad options", () => {
 
 Deno.test("startRelay() answers 502 JSON for an upstream that is not an http:// URL", async () => {
   for (const upstream of ["not a url", "https://127.0.0.1:1"]) {
-    await using px = await startProxy({ upstream, via: VIA });
+    await using px = startProxy({ upstream, via: VIA });
     const res = await fetch(`${px.url}/x`);
     assert.equal(res.status, 502);
     assert.match((await res.json()).error.message, new RegExp(`upstream '${upstream}'`));
@@ -394,7 +394,7 @@ for (const kind of KINDS) {
 
   Deno.test(`startRelay() passes status codes through (${kind.name})`, async () => {
     await using up = startUpstream();
-    await using px = await startProxy({ upstream: up.url, via: VIA });
+    await using px = startProxy({ upstream: up.url, via: VIA });
     for (const status of [200, 201, 204, 304, 400, 404, 418, 500, 503]) {
       const res = await fetch(`${px.url}/status/${status}`, init);
       assert.equal(res.status, status);
@@ -405,7 +405,7 @@ for (const kind of KINDS) {
 
   Deno.test(`startRelay() sets X-Forwarded-* and appends Via both ways (${kind.name})`, async () => {
     await using up = startUpstream();
-    await using px = await startProxy({ upstream: up.url, via: VIA });
+    await using px = startProxy({ upstream: up.url, via: VIA });
     const res = await fetch(`${px.url}/echo`, {
       ...init,
       headers: { "x-forwarded-for": "10.1.2.3", via: "1.0 client-side" },
@@ -428,7 +428,7 @@ for (const kind of KINDS) {
 
   Deno.test(`startRelay() keeps every Set-Cookie value (${kind.name})`, async () => {
     await using up = startUpstream();
-    await using px = await startProxy({ upstream: up.url, via: VIA });
+    await using px = startProxy({ upstream: up.url, via: VIA });
     const res = await fetch(`${px.url}/cookies`, init);
     assert.deepEqual(res.headers.getSetCookie(), [
       "a=1; Path=/; HttpOnly",
@@ -439,7 +439,7 @@ for (const kind of KINDS) {
 
   Deno.test(`startRelay() passes a compressed answer as it is (${kind.name})`, async () => {
     await using up = startUpstream();
-    await using px = await startProxy({ upstream: up.url, via: VIA });
+    await using px = startProxy({ upstream: up.url, via: VIA });
     const res = await fetch(`${px.url}/gzip`, {
       ...init,
       headers: { "accept-encoding": "identity" },
@@ -456,7 +456,7 @@ for (const kind of KINDS) {
 
   Deno.test(`startRelay() drops hop-by-hop request headers (${kind.name})`, async () => {
     await using up = startUpstream();
-    await using px = await startProxy({ upstream: up.url, via: VIA });
+    await using px = startProxy({ upstream: up.url, via: VIA });
     const answer = await rawExchange(
       px.url,
       rawRequest(kind, "/echo", new URL(px.url).host, [
@@ -514,7 +514,7 @@ for (const kind of KINDS) {
         ].join("\r\n"),
       ));
     });
-    await using px = await startProxy({ upstream: raw.url, via: VIA });
+    await using px = startProxy({ upstream: raw.url, via: VIA });
     const res = await fetch(`${px.url}/x`, init);
     assert.equal(res.status, 201);
     assert.equal(await res.text(), "ok");
@@ -528,7 +528,7 @@ for (const kind of KINDS) {
 
   Deno.test(`startRelay() rewrites a Location at the upstream (${kind.name})`, async () => {
     await using up = startUpstream();
-    await using px = await startProxy({ upstream: up.url, via: VIA });
+    await using px = startProxy({ upstream: up.url, via: VIA });
     const res = await fetch(`${px.url}/redirect`, { ...init, redirect: "manual" });
     assert.equal(res.status, 302);
     assert.equal(res.headers.get("location"), `${px.url}/target?x=1#frag`);
@@ -548,7 +548,7 @@ for (const kind of KINDS) {
 
   Deno.test(`startRelay() strips a path prefix and restores it in Location (${kind.name})`, async () => {
     await using up = startUpstream();
-    await using px = await startProxy({ upstream: up.url, via: VIA, stripPrefix: "/app/" });
+    await using px = startProxy({ upstream: up.url, via: VIA, stripPrefix: "/app/" });
     const echo = await (await fetch(`${px.url}/app/echo?q=1`, init)).json();
     assert.equal(echo.path, "/echo");
     assert.equal(echo.search, "?q=1");
@@ -569,7 +569,7 @@ for (const kind of KINDS) {
       return `http://${LOCAL}:${l.addr.port}`;
     })();
     let upstream = dead;
-    await using px = await startProxy({ upstream: () => upstream, via: VIA });
+    await using px = startProxy({ upstream: () => upstream, via: VIA });
     const res = await fetch(`${px.url}/echo`, init);
     assert.equal(res.status, 502);
     assert.equal(res.headers.get("content-type"), "application/json");
@@ -593,7 +593,7 @@ for (const kind of KINDS) {
 
   Deno.test(`startRelay() answers 504 JSON when the upstream is too slow (${kind.name})`, async () => {
     await using up = startUpstream();
-    await using px = await startProxy({ upstream: up.url, via: VIA, timeoutMs: 200 });
+    await using px = startProxy({ upstream: up.url, via: VIA, timeoutMs: 200 });
     const t0 = performance.now();
     const res = await fetch(`${px.url}/slow`, init);
     const ms = performance.now() - t0;
@@ -617,7 +617,7 @@ for (const kind of KINDS) {
       while (await conn.read(buf) !== null) { /* the body, if any */ }
       closed.resolve();
     });
-    await using px = await startProxy({ upstream: raw.url, via: VIA });
+    await using px = startProxy({ upstream: raw.url, via: VIA });
     const client = new AbortController();
     const res = fetch(`${px.url}/wait`, { ...init, signal: client.signal });
     await within(arrived.promise, "The request reaching the upstream");
@@ -630,7 +630,7 @@ for (const kind of KINDS) {
 
   Deno.test(`startRelay() stops the upstream answer when the client goes away midway (${kind.name})`, async () => {
     await using up = startUpstream();
-    await using px = await startProxy({ upstream: up.url, via: VIA });
+    await using px = startProxy({ upstream: up.url, via: VIA });
     const size = 1024 * MiB;
     const abort = new AbortController();
     const res = await fetch(`${px.url}/big?size=${size}`, { ...init, signal: abort.signal });
@@ -649,7 +649,7 @@ for (const kind of KINDS) {
 
   Deno.test(`startRelay() holds the upstream back while the client does not read (${kind.name})`, async () => {
     await using up = startUpstream();
-    await using px = await startProxy({ upstream: up.url, via: VIA });
+    await using px = startProxy({ upstream: up.url, via: VIA });
     const size = 100 * MiB;
     const res = await fetch(`${px.url}/big?size=${size}`, init);
     const reader = res.body!.getReader();
@@ -671,7 +671,7 @@ for (const kind of KINDS) {
 
   Deno.test(`startRelay() streams a 256 MiB answer (${kind.name})`, async () => {
     await using up = startUpstream();
-    await using px = await startProxy({ upstream: up.url, via: VIA });
+    await using px = startProxy({ upstream: up.url, via: VIA });
     const size = 256 * MiB;
     const expected = generatedHash(size);
     const res = await fetch(`${px.url}/big?size=${size}`, init);
@@ -697,7 +697,7 @@ for (const kind of KINDS) {
 
 Deno.test("startRelay() answers 508 JSON to a request that went through it", async () => {
   await using up = startUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA, maxHops: 3 });
+  await using px = startProxy({ upstream: up.url, via: VIA, maxHops: 3 });
   const res = await fetch(`${px.url}/echo`, { headers: { via: `1.1 other, ${VIA} (p2p)` } });
   assert.equal(res.status, 508);
   const body = await res.json();
@@ -721,7 +721,7 @@ Deno.test("startRelay() answers 508 JSON to a request that went through it", asy
 Deno.test("startRelay() stops a proxy that forwards to itself", async () => {
   let self = "";
   // No `via`: a random one still tells this hop apart.
-  await using px = await startProxy({ upstream: () => self });
+  await using px = startProxy({ upstream: () => self });
   self = px.url;
   for (const init of [{}, { method: "POST", body: "x" }]) {
     const res = await fetch(`${px.url}/echo`, init);
@@ -735,7 +735,7 @@ Deno.test("startRelay() stops a proxy that forwards to itself", async () => {
 
 Deno.test("startRelay() streams a 256 MiB upload", async () => {
   await using up = startUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA });
+  await using px = startProxy({ upstream: up.url, via: VIA });
   const size = 256 * MiB;
   const expected = generatedHash(size);
   let sent = 0;
@@ -757,7 +757,7 @@ Deno.test("startRelay() streams a 256 MiB upload", async () => {
 
 Deno.test("startRelay() streams a chunked upload", async () => {
   await using up = startUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA });
+  await using px = startProxy({ upstream: up.url, via: VIA });
   const size = 32 * MiB;
   const res = await upload(`${px.url}/upload`, size, { chunked: true });
   assert.equal(res.status, 200);
@@ -769,7 +769,7 @@ Deno.test("startRelay() streams a chunked upload", async () => {
 
 Deno.test("startRelay() breaks the upstream upload when the client goes away midway", async () => {
   await using up = startUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA });
+  await using px = startProxy({ upstream: up.url, via: VIA });
   const size = 100 * MiB;
   await assert.rejects(upload(`${px.url}/upload`, size, { stopAt: 8 * MiB }));
   const received = await within(up.upload.broken.promise, "The upstream body breaking");
@@ -778,7 +778,7 @@ Deno.test("startRelay() breaks the upstream upload when the client goes away mid
 
 Deno.test("startRelay() does not time out a client that is slow to send", async () => {
   await using up = startUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA, timeoutMs: 300 });
+  await using px = startProxy({ upstream: up.url, via: VIA, timeoutMs: 300 });
   const answer = Promise.withResolvers<{ status: number; text: string }>();
   const req = http.request(`${px.url}/echo`, { method: "PUT" }, (res) => {
     let text = "";
@@ -806,7 +806,7 @@ for (const kind of KINDS) {
         encoder.encode("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nonly ten.."),
       );
     });
-    await using px = await startProxy({ upstream: raw.url, via: VIA });
+    await using px = startProxy({ upstream: raw.url, via: VIA });
     const res = await fetch(`${px.url}/short`, { method: kind.method, body: kind.body });
     assert.equal(res.status, 200);
     await assert.rejects(res.arrayBuffer());
@@ -822,7 +822,7 @@ for (const kind of KINDS) {
       // Stalls until the relay gives up on it and closes.
       if (stall) { while (await conn.read(new Uint8Array(1024)) !== null) { /* the request */ } }
     });
-    await using px = await startProxy({ upstream: raw.url, via: VIA, timeoutMs: 300 });
+    await using px = startProxy({ upstream: raw.url, via: VIA, timeoutMs: 300 });
     const init = { method: kind.method, body: kind.body };
     const broken = await fetch(`${px.url}/short`, init);
     assert.equal(broken.status, 502);
@@ -1012,7 +1012,7 @@ Deno.test("startRelay() relays a WebSocket both ways after the upstream's 101", 
     socket.onclose = (e) => upstreamClosed.resolve(e);
     return response;
   });
-  await using px = await startProxy({ upstream: up.url, via: VIA });
+  await using px = startProxy({ upstream: up.url, via: VIA });
 
   const ws = new WebSocket(`${px.url.replace("http:", "ws:")}/ws`);
   ws.binaryType = "arraybuffer";
@@ -1049,7 +1049,7 @@ Deno.test("startRelay() relays a WebSocket both ways after the upstream's 101", 
 
 Deno.test("startRelay() relays an ordinary answer to an Upgrade request and keeps the connection", async () => {
   await using up = listen((req) => new Response(`plain, upgrade ${req.headers.get("upgrade")}`));
-  await using px = await startProxy({ upstream: up.url, via: VIA });
+  await using px = startProxy({ upstream: up.url, via: VIA });
   using c = await rawClient(px.url);
   await c.send(get("/ws", [
     "Connection: Upgrade",
@@ -1071,7 +1071,7 @@ Deno.test("startRelay() relays an ordinary answer to an Upgrade request and keep
 
 Deno.test("startRelay() reuses upstream connections for requests without a body", async () => {
   await using up = startCountingUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA });
+  await using px = startProxy({ upstream: up.url, via: VIA });
   using c = await rawClient(px.url);
   for (let i = 0; i < 50; i++) {
     await c.send(get(`/get/${i}`));
@@ -1114,7 +1114,7 @@ Deno.test("startRelay() retries a request without a body when the pooled upstrea
       if (index === 0) firstClosed.resolve();
     }
   });
-  await using px = await startProxy({ upstream: up.url, via: VIA });
+  await using px = startProxy({ upstream: up.url, via: VIA });
   using c = await rawClient(px.url);
   await c.send(get("/one"));
   assert.equal((await within(c.answer(), "The first answer")).text, "answer 0");
@@ -1130,7 +1130,7 @@ Deno.test("startRelay() retries a request without a body when the pooled upstrea
 
 Deno.test("startRelay() answers any bytes with an HTTP answer or silence, and keeps serving (property)", async () => {
   await using up = startCountingUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA, headTimeoutMs: 2_000 });
+  await using px = startProxy({ upstream: up.url, via: VIA, headTimeoutMs: 2_000 });
   const port = Number(new URL(px.url).port);
   const line = fc.oneof(
     fc.constantFrom(
@@ -1197,7 +1197,7 @@ Deno.test("startRelay() closes an upstream connection left idle for upstreamIdle
       conn.close();
     }
   });
-  await using px = await startProxy({ upstream: up.url, via: VIA, upstreamIdleMs: 200 });
+  await using px = startProxy({ upstream: up.url, via: VIA, upstreamIdleMs: 200 });
   assert.equal(await (await fetch(`${px.url}/x`)).text(), "ok");
   await within(closed.promise, "The idle upstream connection closing");
   assert.equal(up.connections, 1);
@@ -1205,7 +1205,7 @@ Deno.test("startRelay() closes an upstream connection left idle for upstreamIdle
 
 Deno.test("startRelay() sends a request that must not go twice (POST without a body) on a new connection", async () => {
   await using up = startCountingUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA });
+  await using px = startProxy({ upstream: up.url, via: VIA });
   using c = await rawClient(px.url);
   for (const path of ["/a", "/b"]) {
     await c.send(get(path));
@@ -1222,7 +1222,7 @@ Deno.test("startRelay() sends a request that must not go twice (POST without a b
 
 Deno.test("startRelay() answers pipelined requests in order", async () => {
   await using up = startCountingUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA });
+  await using px = startProxy({ upstream: up.url, via: VIA });
   using c = await rawClient(px.url);
   await c.send(
     get("/first") +
@@ -1243,7 +1243,7 @@ Deno.test("startRelay() answers pipelined requests in order", async () => {
 
 Deno.test("startRelay() answers malformed requests with an error and keeps serving", async () => {
   await using up = startCountingUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA });
+  await using px = startProxy({ upstream: up.url, via: VIA });
   // The head limit is reached with no end of head in sight; exactly the limit is
   // sent, so the relay reads all of it before it answers (unread bytes would make
   // its close a reset, which may discard the answer).
@@ -1316,7 +1316,7 @@ Deno.test("startRelay() answers malformed requests with an error and keeps servi
 
 Deno.test("startRelay() answers an HTTP/1.0 request and closes the connection after it", async () => {
   await using up = startCountingUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA });
+  await using px = startProxy({ upstream: up.url, via: VIA });
   using c = await rawClient(px.url);
   await c.send("GET /old HTTP/1.0\r\nHost: relay.test\r\n\r\n");
   const res = await within(c.answer(), "The answer");
@@ -1333,7 +1333,7 @@ Deno.test("startRelay() relays a chunked answer with its chunks as they are", as
       `HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-App: 1\r\n\r\n${chunked}`,
     ));
   });
-  await using px = await startProxy({ upstream: raw.url, via: VIA });
+  await using px = startProxy({ upstream: raw.url, via: VIA });
   using c = await rawClient(px.url);
   await c.send(get("/chunks"));
   const res = await within(c.answer(), "The answer");
@@ -1350,7 +1350,7 @@ Deno.test("startRelay() ends the client connection when the upstream answers bef
       "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo big!",
     ));
   });
-  await using px = await startProxy({ upstream: raw.url, via: VIA });
+  await using px = startProxy({ upstream: raw.url, via: VIA });
   using c = await rawClient(px.url);
   // Announces a megabyte, sends ten bytes, then waits.
   await c.send(
@@ -1371,7 +1371,7 @@ Deno.test("startRelay() keeps every transfer coding of a body it relays, both wa
       `HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n${chunked}`,
     ));
   });
-  await using px = await startProxy({ upstream: raw.url, via: VIA });
+  await using px = startProxy({ upstream: raw.url, via: VIA });
   using c = await rawClient(px.url);
   await c.send(
     "POST /coded HTTP/1.1\r\nHost: relay.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" +
@@ -1389,7 +1389,7 @@ Deno.test("startRelay() relays a close-delimited answer whole and closes the cli
     const bytes = encoder.encode(`HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n${body}`);
     for (let off = 0; off < bytes.length;) off += await conn.write(bytes.subarray(off));
   });
-  await using px = await startProxy({ upstream: raw.url, via: VIA });
+  await using px = startProxy({ upstream: raw.url, via: VIA });
   using c = await rawClient(px.url);
   await c.send(get("/until-close"));
   const res = await within(c.answer(), "The answer");
@@ -1415,7 +1415,7 @@ Deno.test("startRelay() gives the client the answer head before the upstream has
     }, { highWaterMark: 0 });
     return new Response(body, { headers: { "content-type": "text/plain" } });
   }, () => headSeen.resolve());
-  await using px = await startProxy({ upstream: up.url, via: VIA });
+  await using px = startProxy({ upstream: up.url, via: VIA });
   const res = await within(fetch(`${px.url}/stream`), "The answer head");
   assert.equal(res.status, 200);
   headSeen.resolve();
@@ -1424,7 +1424,7 @@ Deno.test("startRelay() gives the client the answer head before the upstream has
 
 Deno.test("startRelay() relays Expect: 100-continue and the interim 100 answer", async () => {
   await using up = startCountingUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA });
+  await using px = startProxy({ upstream: up.url, via: VIA });
   using c = await rawClient(px.url);
   await c.send(
     "POST /upload HTTP/1.1\r\nHost: relay.test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
@@ -1440,7 +1440,7 @@ Deno.test("startRelay() relays Expect: 100-continue and the interim 100 answer",
 
 Deno.test("startRelay() closes a connection whose request head does not come in time", async () => {
   await using up = startCountingUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA, headTimeoutMs: 200 });
+  await using px = startProxy({ upstream: up.url, via: VIA, headTimeoutMs: 200 });
   using c = await rawClient(px.url);
   await c.send("GET /half HTTP/1.1\r\nHo");
   assert.equal(await within(c.end(), "The relay closing the connection", 3_000), "");
@@ -1451,7 +1451,7 @@ Deno.test("startRelay() closes a connection whose request head does not come in 
 
 Deno.test("startRelay() closes a keep-alive connection idle after its answer", async () => {
   await using up = startCountingUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA, idleTimeoutMs: 200 });
+  await using px = startProxy({ upstream: up.url, via: VIA, idleTimeoutMs: 200 });
   using c = await rawClient(px.url);
   await c.send(get("/first"));
   const res = await within(c.answer(), "The answer");
@@ -1462,7 +1462,7 @@ Deno.test("startRelay() closes a keep-alive connection idle after its answer", a
 
 Deno.test("startRelay() closes connections over maxConnections at once", async () => {
   await using up = startCountingUpstream();
-  await using px = await startProxy({ upstream: up.url, via: VIA, maxConnections: 2 });
+  await using px = startProxy({ upstream: up.url, via: VIA, maxConnections: 2 });
   using a = await rawClient(px.url);
   using b = await rawClient(px.url);
   // Both are served, so both are counted before the third comes.
@@ -1503,7 +1503,7 @@ Deno.test("startRelay() close() ends idle connections at once and busy ones afte
       conn.close();
     }
   });
-  await using px = await startProxy({ upstream: up.url, via: VIA });
+  await using px = startProxy({ upstream: up.url, via: VIA });
   try {
     using idle = await rawClient(px.url);
     await idle.send(get("/idle"));

@@ -85,7 +85,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       },
       onForward: (f) => node.log.record("proxy.forward", f),
     });
-    relay = await startRelay({
+    relay = startRelay({
       hostname: opts.host,
       port: opts.httpPort,
       via: viaToken(node.identity.peerId),
