@@ -306,6 +306,9 @@ interface Upstream {
   idleSince: number;
   /** Closes it once it has been idle too long. */
   expiry?: Deadline;
+  /** The time limit on the request in progress, which calls `onTimeout`. */
+  timeout?: Deadline;
+  onTimeout?: () => void;
 }
 
 /** An upstream base URL, parsed once. */
@@ -314,6 +317,8 @@ interface Base {
   port: number;
   /** `host:port` as the Host header names it. */
   host: string;
+  /** What its idle connections are kept under. */
+  key: string;
   origin: URL;
   /** The path in the base URL, without a trailing slash. */
   path: string;
@@ -453,42 +458,28 @@ class RelayServer implements Relay {
   async #serve(conn: Deno.Conn, state: ClientState): Promise<void> {
     const remoteAddr = (conn.remoteAddr as Deno.NetAddr).hostname;
     const inbox = new Inbox(conn);
+    /** The time limit on the next request head: the connection ends. */
+    const deadline = this.#deadlines.make(() => closeQuietly(conn));
     for (let first = true;; first = false) {
       state.idle = true;
       if (this.#closing) return;
       let head: RequestHead | undefined;
       try {
-        head = await this.#readHead(inbox, first ? this.#headMs : this.#idleMs);
+        deadline.arm(first ? this.#headMs : this.#idleMs);
+        head = await readHead(inbox, parseRequestHead, tooLargeRequestHead);
       } catch (err) {
         if (err instanceof HttpParseError) {
           await this.#answer(conn, err.status, { code: err.code, message: err.message }, true)
             .catch(() => {});
         }
         return;
+      } finally {
+        deadline.disarm();
       }
       if (!head) return;
       state.idle = false;
       const keep = await this.#exchange(conn, inbox, head, remoteAddr, state).catch(() => false);
       if (!keep) return;
-    }
-  }
-
-  /**
-   * Reads one request head. Undefined when the client closes or times out before
-   * sending one; a head cut off midway also ends the connection.
-   */
-  async #readHead(inbox: Inbox, waitMs: number): Promise<RequestHead | undefined> {
-    const deadline = this.#deadlines.make(() => closeQuietly(inbox.conn));
-    deadline.arm(waitMs);
-    try {
-      return await readHead(inbox, parseRequestHead, () =>
-        new HttpParseError(
-          431,
-          "head_too_large",
-          `Request head is over the limit of '${MAX_HEAD}' bytes`,
-        ));
-    } finally {
-      deadline.disarm();
     }
   }
 
@@ -642,7 +633,7 @@ class RelayServer implements Relay {
     for (let attempt = 0;; attempt++) {
       let up: Upstream;
       try {
-        up = await this.#connect(base, reusable && attempt === 0);
+        up = (reusable && attempt === 0 && this.#takeIdle(base)) || await this.#dial(base);
       } catch (err) {
         return await fail(
           new ProxyError(
@@ -715,13 +706,14 @@ class RelayServer implements Relay {
     const { client, inbox, up, framing, what, upstreamName } = x;
     let reason: ProxyError | undefined;
     /** The upstream timeout: on expiry the upstream connection is cut. */
-    const deadline = this.#deadlines.make(() => {
+    up.onTimeout = () => {
       reason ??= new ProxyError(
         504,
         `Cannot proxy '${what}': upstream ${upstreamName} did not answer within ${this.#timeoutMs} ms`,
       );
       closeQuietly(up.conn);
-    });
+    };
+    const deadline = up.timeout ??= this.#deadlines.make(() => up.onTimeout?.());
     const arm = () => deadline.arm(this.#timeoutMs);
     const disarm = () => deadline.disarm();
     const clientGone = () => {
@@ -969,6 +961,7 @@ class RelayServer implements Relay {
       hostname: url.hostname.replace(/^\[|\]$/g, ""),
       port: Number(url.port || 80),
       host: url.host,
+      key: `${url.hostname}:${url.port || 80}`,
       origin: new URL(url.origin),
       path: url.pathname.replace(/\/+$/, ""),
     };
@@ -977,25 +970,27 @@ class RelayServer implements Relay {
     return base;
   }
 
-  /** An idle connection to `base` (when `reuse`), or a new one. */
-  async #connect(base: Base, reuse: boolean): Promise<Upstream> {
-    const key = `${base.hostname}:${base.port}`;
-    if (reuse) {
-      const list = this.#idle.get(key);
-      const now = performance.now();
-      while (list && list.length > 0) {
-        const u = list.pop()!;
-        u.expiry?.disarm();
-        if (!u.inbox.eof && now - u.idleSince < this.#upstreamIdleMs) {
-          u.reused = true;
-          return u;
-        }
-        closeQuietly(u.conn);
+  /** An idle connection to `base` that may still be open, if there is one. */
+  #takeIdle(base: Base): Upstream | undefined {
+    const list = this.#idle.get(base.key);
+    const now = performance.now();
+    while (list && list.length > 0) {
+      const u = list.pop()!;
+      u.expiry?.disarm();
+      if (!u.inbox.eof && now - u.idleSince < this.#upstreamIdleMs) {
+        u.reused = true;
+        return u;
       }
+      closeQuietly(u.conn);
     }
+    return undefined;
+  }
+
+  /** A new connection to `base`. */
+  async #dial(base: Base): Promise<Upstream> {
     const conn = await Deno.connect({ hostname: base.hostname, port: base.port });
     conn.setNoDelay(true);
-    return { conn, inbox: new Inbox(conn), key, reused: false, idleSince: 0 };
+    return { conn, inbox: new Inbox(conn), key: base.key, reused: false, idleSince: 0 };
   }
 
   #release(up: Upstream): void {
@@ -1123,6 +1118,14 @@ class Deadlines {
       this.#timer = undefined;
     }
   }
+}
+
+function tooLargeRequestHead(): HttpParseError {
+  return new HttpParseError(
+    431,
+    "head_too_large",
+    `Request head is over the limit of '${MAX_HEAD}' bytes`,
+  );
 }
 
 /** What the relay knows of one client connection. */
