@@ -155,6 +155,13 @@ export class ProxyError extends Error {
 
 /** Bytes read from a socket per call, and the most a buffer holds besides a head. */
 const READ_SIZE = 64 * 1024;
+/**
+ * Answer header fields that the relay drops or rewrites: hop-by-hop ones (but the
+ * transfer codings of a body relayed as it is), `Via`, and locations.
+ */
+const REWRITTEN = new Set(
+  [...HOP_BY_HOP, "via", "location", "content-location"].filter((n) => n !== "transfer-encoding"),
+);
 /** Methods a request of which may be sent again (RFC 9110 §9.2.2). */
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
 /** Room kept before what a socket sends, for an answer head to go out with it. */
@@ -373,6 +380,9 @@ class RelayServer implements Relay {
   #bases = new Map<string, Base>();
   #accepting: Promise<void>;
   #deadlines: Deadlines;
+  /** The end of an answer head passed on as it came: this hop's Via (and close). */
+  #viaEnd: Uint8Array;
+  #viaCloseEnd: Uint8Array;
   #closing: Promise<void> | undefined;
   #drained = Promise.withResolvers<void>();
 
@@ -387,6 +397,8 @@ class RelayServer implements Relay {
     this.#opts = opts;
     this.#via = via;
     this.#viaKey = viaEntryKey(via);
+    this.#viaEnd = encoder.encode(`via: ${via}\r\n\r\n`);
+    this.#viaCloseEnd = encoder.encode(`via: ${via}\r\nconnection: close\r\n\r\n`);
     this.#maxHops = maxHops;
     this.#timeoutMs = timeoutMs;
     this.#idleMs = opts.idleTimeoutMs ?? 60_000;
@@ -756,10 +768,16 @@ class RelayServer implements Relay {
 
       // The answer's head; interim 1xx answers (but 101) are passed on.
       let res: ResponseHead;
+      /** The head as the upstream sent it: valid until the next read. */
+      let raw: Uint8Array = new Uint8Array();
+      const parse = (bytes: Uint8Array) => {
+        raw = bytes;
+        return parseResponseHead(bytes);
+      };
       for (;;) {
         const got = await readHead(
           up.inbox,
-          parseResponseHead,
+          parse,
           () => new HttpParseError(502, "bad_upstream_head", "Upstream answer head is too large"),
         );
         if (got === undefined) {
@@ -785,6 +803,9 @@ class RelayServer implements Relay {
           return new ProxyError(502, `Cannot proxy '${what}': ${(err as Error).message}`);
         }
       }
+      // The client connection goes on only if both bodies end where they should.
+      let keep = x.keep && resFraming.kind !== "close";
+      const resHead = res.status === 101 ? undefined : this.#answerHeadBytes(res, raw, x, keep);
       // A small body is read whole first, to go out in one write with the head; the
       // upstream timeout runs meanwhile, and nothing has reached the client yet.
       if (resFraming.kind === "length" && resFraming.length <= READ_SIZE) {
@@ -814,10 +835,7 @@ class RelayServer implements Relay {
         return false;
       }
 
-      // The client connection goes on only if both bodies end where they should.
-      let keep = x.keep && resFraming.kind !== "close";
-      const resHead = encodeResponseHead(this.#answerHead(res, x, keep ? "keep" : "close"));
-      const complete = await this.#relayAnswer(up.inbox, client, resHead, resFraming, x);
+      const complete = await this.#relayAnswer(up.inbox, client, resHead!, resFraming, x);
       if (!complete) return false;
       if (pump && !bodyDone) {
         // The upstream answered before taking the whole body.
@@ -848,6 +866,23 @@ class RelayServer implements Relay {
       if (pump && !bodyDone) closeQuietly(client);
       if (pump) await pump;
     }
+  }
+
+  /**
+   * The answer's head as the client gets it, in bytes. When nothing in it changes
+   * but the added `Via` (and `Connection: close`), that is the upstream's head as it
+   * came, `raw`, with them put at its end: no need to write it anew.
+   */
+  #answerHeadBytes(
+    res: ResponseHead,
+    raw: Uint8Array,
+    x: { base: Base; prefix: string; host: string; proto: string },
+    keep: boolean,
+  ): Uint8Array {
+    const asIs = res.version === "HTTP/1.1" && raw[0] === 0x48 /* H */ &&
+      !res.headers.some(([name]) => REWRITTEN.has(name.toLowerCase()));
+    if (!asIs) return encodeResponseHead(this.#answerHead(res, x, keep ? "keep" : "close"));
+    return concatBytes(raw.subarray(0, raw.length - 2), keep ? this.#viaEnd : this.#viaCloseEnd);
   }
 
   /** The answer's head as the client gets it. */
