@@ -160,3 +160,36 @@ Deno.test("gateway: a forwarding loop between two peers ends with 508, and an un
   // Still serving.
   assert.equal((await fetch(`${a.url}/_p2p/status`).then((r) => r.json())).control, ID.a);
 });
+
+Deno.test("gateway: a WebSocket to C's app opens through A by C's peerId and echoes both ways", async () => {
+  await using appC = await serve((req) => {
+    if (req.headers.get("upgrade") !== "websocket") return new Response("no upgrade here");
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    socket.onmessage = (e) => socket.send(`C: ${e.data}`);
+    return response;
+  });
+  const tableA = new Map<string, { host: string; httpPort?: number }>();
+  await using c = await peer(ID.c, new Map(), appC.url);
+  await using a = await peer(ID.a, tableA);
+  tableA.set(ID.c, { host: "127.0.0.1", httpPort: c.port });
+
+  const ws = new WebSocket(`${a.url.replace("http:", "ws:")}/_p2p/peers/${ID.c}/chat`);
+  const opened = Promise.withResolvers<void>();
+  const closed = Promise.withResolvers<void>();
+  const messages: string[] = [];
+  const got = Promise.withResolvers<void>();
+  ws.onopen = () => opened.resolve();
+  ws.onerror = () => opened.reject(new Error("The WebSocket failed"));
+  ws.onclose = () => closed.resolve();
+  ws.onmessage = (e) => {
+    messages.push(e.data);
+    if (messages.length === 2) got.resolve();
+  };
+  await opened.promise;
+  ws.send("hello");
+  ws.send("again");
+  await got.promise;
+  assert.deepEqual(messages, ["C: hello", "C: again"]);
+  ws.close();
+  await closed.promise;
+});
