@@ -961,7 +961,9 @@ function startCountingUpstream() {
     ports.push(info.remoteAddr.port);
     const url = new URL(req.url);
     paths.push(url.pathname);
-    return new Response(`${req.method} ${url.pathname} ${await req.text()}`);
+    // A body the relay broke off (the client left midway) reads as empty.
+    const body = await req.text().catch(() => "");
+    return new Response(`${req.method} ${url.pathname} ${body}`);
   });
   return { ...up, ports, paths };
 }
