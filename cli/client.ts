@@ -341,6 +341,13 @@ export async function status(node: string, opts: { json?: boolean }): Promise<vo
     `payloads  ${s.payloads} (${s.completePayloads} complete, ${mib(Number(s.storedBytes))})`,
   );
   console.log(`peers     ${s.knownPeers} known, ${s.connections} connections`);
+  const h = s.http as Record<string, number> | undefined;
+  if (h) {
+    console.log(
+      `http      ${h.connections} connections, ${h.requests} requests (${h.forwarded} relayed, ` +
+        `${h.failures} failed), ${h.idleUpstream} idle upstream connections`,
+    );
+  }
   const m = s.memory as { rss: number; heapUsed: number; external: number } | undefined;
   if (m) {
     console.log(

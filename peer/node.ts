@@ -236,6 +236,8 @@ export class PeerNode {
   pingbackPort?: number;
   /** Application server port, when there is one (set by `startPeer`). */
   appPort?: number;
+  /** Counters of the main HTTP server, once it runs (set by `startPeer`). */
+  httpStats?: () => Record<string, number>;
 
   /** This peer's ports by role, as far as they are known. */
   ports(): WirePorts {
@@ -1133,6 +1135,7 @@ export class PeerNode {
       knownPeers: this.table.list().length,
       connections: this.#service.connections.size + this.#pool.size,
       downloads: [...this.#downloads.keys()],
+      ...(this.httpStats ? { http: this.httpStats() } : {}),
       memory: (({ rss, heapUsed, external }) => ({ rss, heapUsed, external }))(Deno.memoryUsage()),
     };
   }

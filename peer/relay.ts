@@ -135,6 +135,22 @@ export interface Relay extends AsyncDisposable {
   readonly url: string;
   /** Stops listening, ends idle connections, and ends busy ones after `graceMs` (2 s). */
   close(graceMs?: number): Promise<void>;
+  /** What it has done so far, and what it holds now. */
+  stats(): RelayStats;
+}
+
+/** Counters of a relay, from its start. */
+export interface RelayStats {
+  /** Client connections open now. */
+  connections: number;
+  /** Requests read. */
+  requests: number;
+  /** Requests sent to an upstream. */
+  forwarded: number;
+  /** Failures reported to `onError` (502, 504, 508, answers cut short). */
+  failures: number;
+  /** Upstream connections kept idle now. */
+  idleUpstream: number;
 }
 
 /** A relay failure, with the HTTP status and error code it answers with. */
@@ -385,6 +401,7 @@ class RelayServer implements Relay {
   #viaCloseEnd: Uint8Array;
   #closing: Promise<void> | undefined;
   #drained = Promise.withResolvers<void>();
+  #counts = { requests: 0, forwarded: 0, failures: 0 };
 
   constructor(
     listener: Deno.TcpListener,
@@ -466,6 +483,18 @@ class RelayServer implements Relay {
     return this.close();
   }
 
+  stats(): RelayStats {
+    let idleUpstream = 0;
+    for (const list of this.#idle.values()) idleUpstream += list.length;
+    return { connections: this.#clients.size, ...this.#counts, idleUpstream };
+  }
+
+  /** Reports a failure to `onError`, and counts it. */
+  #failed(err: ProxyError, req: RelayRequest): void {
+    this.#counts.failures++;
+    this.#opts.onError?.(err, req);
+  }
+
   /** Serves one client connection: request after request, until either side closes. */
   async #serve(conn: Deno.Conn, state: ClientState): Promise<void> {
     const remoteAddr = (conn.remoteAddr as Deno.NetAddr).hostname;
@@ -490,6 +519,7 @@ class RelayServer implements Relay {
       }
       if (!head) return;
       state.idle = false;
+      this.#counts.requests++;
       const keep = await this.#exchange(conn, inbox, head, remoteAddr, state).catch(() => false);
       if (!keep) return;
     }
@@ -561,7 +591,7 @@ class RelayServer implements Relay {
     // An answer made here leaves any request body unread: the connection ends.
     const keepAfterAnswer = keep && framing.kind === "none";
     const fail = async (err: ProxyError) => {
-      this.#opts.onError?.(err, req);
+      this.#failed(err, req);
       await this.#answer(
         client,
         err.status,
@@ -658,6 +688,7 @@ class RelayServer implements Relay {
         );
       }
       state.upstream = up.conn;
+      if (attempt === 0) this.#counts.forwarded++;
       const result = await this.#forward({
         client,
         inbox,
@@ -835,7 +866,7 @@ class RelayServer implements Relay {
         return false;
       }
 
-      const complete = await this.#relayAnswer(up.inbox, client, resHead!, resFraming, x);
+      const complete = await this.#relayAnswer(up.inbox, client, inbox, resHead!, resFraming, x);
       if (!complete) return false;
       if (pump && !bodyDone) {
         // The upstream answered before taking the whole body.
@@ -941,12 +972,15 @@ class RelayServer implements Relay {
 
   /**
    * Writes the answer head and copies the answer body after it, the head and the
-   * first part in one write where it can. Resolves with whether the body ended where its framing
-   * says; a broken answer ends the client connection.
+   * first part in one write where it can. Resolves with whether the body ended
+   * where its framing says; a broken answer ends the client connection. An answer
+   * that ends early because the client left (`clientInbox` ended, which cuts the
+   * upstream) is not the upstream's failure.
    */
   async #relayAnswer(
     inbox: Inbox,
     client: Deno.Conn,
+    clientInbox: Inbox,
     head: Uint8Array,
     framing: BodyFraming,
     x: { what: string; upstreamName: string; req: RelayRequest },
@@ -955,7 +989,8 @@ class RelayServer implements Relay {
     const lead = inbox.prepend(head) ? head.byteLength : 0;
     const write = (bytes: Uint8Array) => writeAll(client, bytes);
     const broken = () => {
-      this.#opts.onError?.(
+      if (clientInbox.eof) return false;
+      this.#failed(
         new ProxyError(502, `Upstream ${x.upstreamName} broke off the answer to '${x.what}'`),
         x.req,
       );

@@ -642,6 +642,7 @@ for (const kind of KINDS) {
       await reader.closed.catch(() => {});
       const sent = await within(up.big.cancelled.promise, "The upstream answer stopping");
       assert.ok(sent < 100 * MiB, `the upstream sent ${sent} bytes before it stopped`);
+      assert.deepEqual(px.errors, [], "a client that leaves is not the upstream's failure");
     } finally {
       up.end();
     }
@@ -1184,6 +1185,34 @@ Deno.test("startRelay() answers any bytes with an HTTP answer or silence, and ke
     { numRuns: 300 },
   );
   assert.equal(await (await fetch(`${px.url}/still`)).text(), "GET /still ");
+});
+
+Deno.test("Relay.stats() counts requests, relayed requests and failures, and what it holds now", async () => {
+  await using up = startCountingUpstream();
+  let upstream = up.url;
+  await using px = startProxy({ upstream: () => upstream, via: VIA });
+  assert.deepEqual(px.stats(), {
+    connections: 0,
+    requests: 0,
+    forwarded: 0,
+    failures: 0,
+    idleUpstream: 0,
+  });
+  using c = await rawClient(px.url);
+  for (const path of ["/a", "/b", "/c"]) {
+    await c.send(get(path));
+    await within(c.answer(), `The answer to ${path}`);
+  }
+  upstream = "not a url";
+  await c.send(get("/d"));
+  assert.equal((await within(c.answer(), "The answer to /d")).status, 502);
+  assert.deepEqual(px.stats(), {
+    connections: 1,
+    requests: 4,
+    forwarded: 3,
+    failures: 1,
+    idleUpstream: 1,
+  });
 });
 
 Deno.test("startRelay() closes an upstream connection left idle for upstreamIdleMs", async () => {

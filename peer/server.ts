@@ -99,6 +99,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
         }),
     });
     node.httpPort = relay.addr.port;
+    node.httpStats = () => ({ ...relay!.stats() });
     httpUrl = `http://${
       WILDCARDS.has(relay.addr.hostname) ? "127.0.0.1" : urlHost(relay.addr.hostname)
     }:${relay.addr.port}`;

@@ -290,12 +290,19 @@ Deno.test("the control API streams activity as server-sent events, lists network
   const resumed = await fetch(`${a.http}/_p2p/events`, {
     headers: { "last-event-id": first[0].id },
   });
-  const { ports, memory } = await (await fetch(`${a.http}/_p2p/status`)).json();
+  const { ports, memory, http } = await (await fetch(`${a.http}/_p2p/status`)).json();
   assert.ok(memory.rss > memory.heapUsed && memory.heapUsed > 0, JSON.stringify(memory));
+  // This status request is one of them, relayed to the control API.
+  assert.ok(http.connections >= 1 && http.requests >= http.forwarded, JSON.stringify(http));
+  assert.ok(http.forwarded >= 1 && http.failures === 0, JSON.stringify(http));
   const status = await p2pClient(["status", "--node", a.http]);
   assert.match(
     status.stdout,
     /^memory\s+[\d.]+ MiB resident \(JS heap [\d.]+ MiB, buffers [\d.]+ MiB\)$/m,
+  );
+  assert.match(
+    status.stdout,
+    /^http\s+\d+ connections, \d+ requests \(\d+ relayed, 0 failed\), \d+ idle upstream connections$/m,
   );
   await (await fetch(`http://${a.host}:${ports.pingback}/`)).body?.cancel();
   const after = await readEvents(resumed, 1);
