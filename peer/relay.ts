@@ -188,6 +188,8 @@ const INITIAL_BUFFER = 16 * 1024;
 const MAX_BUFFER = HEADROOM + MAX_HEAD + READ_SIZE;
 /** Idle upstream connections kept per upstream. */
 const MAX_IDLE = 256;
+/** How long the relay reads and drops a request body its upstream did not take. */
+const LINGER_MS = 5_000;
 /** How long an idle upstream connection is kept by default. */
 const IDLE_REUSE_MS = 4_000;
 
@@ -892,9 +894,12 @@ class RelayServer implements Relay {
       disarm();
       inbox.onEnd = undefined;
       if (!released) closeQuietly(up.conn);
-      // The upstream answered before it took the whole body: the client's
-      // connection ends rather than wait on the rest of it.
-      if (pump && !bodyDone) closeQuietly(client);
+      // The upstream answered before it took the whole body (a 413, say): the
+      // client's connection ends, once the client has had time to read the answer.
+      if (pump && !bodyDone) {
+        if (answered && !reason) await this.#linger(client, inbox, pump);
+        else closeQuietly(client);
+      }
       if (pump) await pump;
     }
   }
@@ -968,6 +973,30 @@ class RelayServer implements Relay {
       disarm();
     };
     if (!await copyBody(inbox, framing, write)) throw CLIENT_GONE;
+  }
+
+  /**
+   * Ends a client connection whose request body is still coming after its answer:
+   * it is told the answer is whole (`closeWrite`), and what it still sends is read
+   * and dropped for up to {@linkcode LINGER_MS}. Closing at once, with its bytes
+   * unread, would reset the connection, and the client could lose the answer
+   * before it has read it (nginx's lingering close does the same).
+   */
+  async #linger(client: Deno.Conn, inbox: Inbox, pump: Promise<void>): Promise<void> {
+    const deadline = this.#deadlines.make(() => closeQuietly(client));
+    deadline.arm(LINGER_MS);
+    try {
+      await client.closeWrite().catch(() => {});
+      // The upstream is closed: the pump stops at its next write, or when the
+      // client ends or the deadline closes it.
+      await pump;
+      while (!inbox.eof) {
+        inbox.consume(inbox.length);
+        if (!await inbox.fill()) break;
+      }
+    } finally {
+      deadline.disarm();
+    }
   }
 
   /**

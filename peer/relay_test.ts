@@ -1380,6 +1380,9 @@ Deno.test("startRelay() ends the client connection when the upstream answers bef
     await conn.write(encoder.encode(
       "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo big!",
     ));
+    // Reads what comes until the relay closes (no reset from unread bytes).
+    const buf = new Uint8Array(64 * 1024);
+    while (await conn.read(buf).catch(() => null) !== null) { /* dropped */ }
   });
   await using px = startProxy({ upstream: raw.url, via: VIA });
   using c = await rawClient(px.url);
@@ -1391,6 +1394,30 @@ Deno.test("startRelay() ends the client connection when the upstream answers bef
   assert.equal(res.status, 413);
   assert.equal(res.text, "too big!");
   assert.equal(await within(c.end(), "The relay closing the connection"), "");
+});
+
+Deno.test("startRelay() lets a client that keeps sending its body read the early answer (lingering close)", async () => {
+  await using raw = rawServer(async (conn) => {
+    await conn.write(encoder.encode(
+      "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo big!",
+    ));
+    // Lingers itself, as a server should: closing with the body unread would
+    // reset the relay's connection before the relay has read the answer.
+    const buf = new Uint8Array(64 * 1024);
+    while (await conn.read(buf).catch(() => null) !== null) { /* dropped */ }
+  });
+  await using px = startProxy({ upstream: raw.url, via: VIA });
+  using c = await rawClient(px.url);
+  const size = 4 * MiB;
+  // The whole body goes out before the client reads anything, as a simple client does.
+  const sending = c.send(
+    `POST /up HTTP/1.1\r\nHost: relay.test\r\nContent-Length: ${size}\r\n\r\n` + "x".repeat(size),
+  ).catch((err) => err);
+  const res = await within(c.answer(), "The early answer");
+  assert.equal(res.status, 413);
+  assert.equal(res.text, "too big!");
+  assert.equal(await within(sending, "The body going out"), undefined, "the relay took it all");
+  assert.equal(await within(c.end(), "The relay ending the connection"), "");
 });
 
 Deno.test("startRelay() keeps every transfer coding of a body it relays, both ways", async () => {
