@@ -1375,15 +1375,23 @@ Deno.test("startRelay() relays a chunked answer with its chunks as they are", as
   assert.deepEqual(px.errors, []);
 });
 
-Deno.test("startRelay() ends the client connection when the upstream answers before taking the whole body", async () => {
-  await using raw = rawServer(async (conn) => {
+/**
+ * An upstream that answers 413 before reading the body, then reads and drops what
+ * comes until the relay closes, as a server should: closing with the body unread
+ * would reset the relay's connection before the relay has read the answer.
+ */
+function earlyAnswerUpstream() {
+  return rawServer(async (conn) => {
     await conn.write(encoder.encode(
       "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo big!",
     ));
-    // Reads what comes until the relay closes (no reset from unread bytes).
     const buf = new Uint8Array(64 * 1024);
     while (await conn.read(buf).catch(() => null) !== null) { /* dropped */ }
   });
+}
+
+Deno.test("startRelay() ends the client connection when the upstream answers before taking the whole body", async () => {
+  await using raw = earlyAnswerUpstream();
   await using px = startProxy({ upstream: raw.url, via: VIA });
   using c = await rawClient(px.url);
   // Announces a megabyte, sends ten bytes, then waits.
@@ -1397,15 +1405,7 @@ Deno.test("startRelay() ends the client connection when the upstream answers bef
 });
 
 Deno.test("startRelay() lets a client that keeps sending its body read the early answer (lingering close)", async () => {
-  await using raw = rawServer(async (conn) => {
-    await conn.write(encoder.encode(
-      "HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo big!",
-    ));
-    // Lingers itself, as a server should: closing with the body unread would
-    // reset the relay's connection before the relay has read the answer.
-    const buf = new Uint8Array(64 * 1024);
-    while (await conn.read(buf).catch(() => null) !== null) { /* dropped */ }
-  });
+  await using raw = earlyAnswerUpstream();
   await using px = startProxy({ upstream: raw.url, via: VIA });
   using c = await rawClient(px.url);
   const size = 4 * MiB;
