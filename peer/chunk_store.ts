@@ -31,12 +31,14 @@
  */
 import { IntegrityError } from "../proto/errors.ts";
 import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
+import { SHA256_HEX } from "../proto/ids.ts";
 import {
   CHUNK_SIZE,
   chunkCount,
   Chunker,
   chunkLength,
   type Manifest,
+  MAX_CHUNK_SIZE,
   payloadIdOf,
   sha256Hex,
   verifyChunk,
@@ -64,10 +66,6 @@ export interface ChunkStoreOptions {
   warn?: (message: string) => void;
 }
 
-/** Largest chunk size accepted in a manifest, as the tracker caps it: 16 MiB. */
-export const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
-
-const HEX64 = /^[0-9a-f]{64}$/;
 const STAT_BATCH = 64;
 
 interface Entry {
@@ -514,7 +512,7 @@ export class ChunkStore {
     for await (const f of Deno.readDir(`${this.dir}/manifests`)) {
       const path = `${this.dir}/manifests/${f.name}`;
       const payloadId = f.name.endsWith(".json") ? f.name.slice(0, -5) : "";
-      if (!f.isFile || !HEX64.test(payloadId)) {
+      if (!f.isFile || !SHA256_HEX.test(payloadId)) {
         this.#warn(`Chunk store: ignoring '${path}', not a manifest file name`);
         continue;
       }
@@ -552,7 +550,7 @@ function describe(e: Entry): StoredPayload {
  * `MAX_CHUNK_SIZE` and one hash per chunk. Whether it hashes to the id is checked apart.
  */
 function checkManifestShape(payloadId: string, m: Manifest): void {
-  if (typeof payloadId !== "string" || !HEX64.test(payloadId)) {
+  if (typeof payloadId !== "string" || !SHA256_HEX.test(payloadId)) {
     throw new TypeError(`Cannot add manifest: payloadId '${payloadId}' is not 64 lowercase hex`);
   }
   if (typeof m !== "object" || m === null) {
@@ -576,7 +574,7 @@ function checkManifestShape(payloadId: string, m: Manifest): void {
     );
   }
   for (const h of m.chunks) {
-    if (typeof h !== "string" || !HEX64.test(h)) {
+    if (typeof h !== "string" || !SHA256_HEX.test(h)) {
       throw new TypeError(
         `Cannot add manifest for '${payloadId}': chunk hash '${h}' is not 64 lowercase hex`,
       );

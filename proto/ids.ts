@@ -6,8 +6,12 @@
  */
 import { z } from "zod";
 
+/** 64 lowercase hex digits: how every SHA-256 (chunk hashes, payloadIds) is written. */
+export const SHA256_HEX = /^[0-9a-f]{64}$/;
+/** A SHA-256 in lowercase hex. */
+export const Sha256Hex = z.string().regex(SHA256_HEX, "must be 64 lowercase hex digits");
 /** A payloadId: the hex SHA-256 of the payload's manifest (see `manifest.ts`). */
-export const PayloadId = z.string().regex(/^[0-9a-f]{64}$/, "must be 64 lowercase hex digits");
+export const PayloadId = Sha256Hex;
 /** A peerId: 40 lowercase hex digits (derived from a peer's public key, or random). */
 export const PeerId = z.string().regex(/^[0-9a-f]{40}$/, "must be 40 lowercase hex digits");
 /** A TCP/UDP port number that can be listened on (1..65535). */

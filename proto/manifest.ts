@@ -24,6 +24,8 @@ import { fromHex, toHex } from "./ids.ts";
 
 /** The chunk size of every payload: 1 MiB. */
 export const CHUNK_SIZE = 1024 * 1024;
+/** Largest chunk size a manifest may declare (16 MiB); a frame body carries at most one chunk. */
+export const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
 const DOMAIN = new TextEncoder().encode("p2p-manifest-v1\n");
 
 /** A payload's manifest: total size, chunk size and the hex SHA-256 of each chunk. */

@@ -19,11 +19,11 @@ import { z } from "zod";
 import { ActivityRecord } from "./activity.ts";
 import { assertBitfield } from "./bitfield.ts";
 import { PayloadId, PeerId, Port } from "./ids.ts";
-import { chunkCount } from "./manifest.ts";
+import { chunkCount, MAX_CHUNK_SIZE } from "./manifest.ts";
 import { Host } from "./tracker.ts";
 
 /** Largest body a message may carry: 16 MiB (a chunk, a bitfield or a manifest's hashes). */
-export const MAX_BODY = 16 * 1024 * 1024;
+export const MAX_BODY = MAX_CHUNK_SIZE;
 /** Largest header a message may carry: 64 KiB - 1 bytes of UTF-8 JSON (a u16 on the wire). */
 export const MAX_HEADER = 64 * 1024 - 1;
 

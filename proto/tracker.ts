@@ -6,7 +6,8 @@
  * @module
  */
 import { z } from "zod";
-import { PayloadId, PeerId, Port } from "./ids.ts";
+import { PayloadId, PeerId, Port, Sha256Hex } from "./ids.ts";
+import { MAX_CHUNK_SIZE } from "./manifest.ts";
 
 /** A host as given by a client: a hostname, an IPv4 or an IPv6 address (no brackets). */
 export const Host = z.string().min(1).max(253).regex(
@@ -106,7 +107,7 @@ export const ManifestResponse = z.object({
   payloadId: PayloadId,
   size: z.number().int().nonnegative(),
   chunkSize: z.number().int().positive(),
-  chunks: z.array(z.string().regex(/^[0-9a-f]{64}$/)),
+  chunks: z.array(Sha256Hex),
   name: z.string().optional(),
   createdAt: z.string().optional(),
   stored: z.boolean().optional(),
@@ -117,8 +118,8 @@ export type ManifestResponse = z.infer<typeof ManifestResponse>;
 /** `PUT /payloads/{id}`: publish a manifest without its bytes (peers do this on `put`). */
 export const PublishManifestRequest = z.object({
   size: z.number().int().positive(),
-  chunkSize: z.number().int().positive().max(16 * 1024 * 1024),
-  chunks: z.array(z.string().regex(/^[0-9a-f]{64}$/)).min(1).max(1_000_000),
+  chunkSize: z.number().int().positive().max(MAX_CHUNK_SIZE),
+  chunks: z.array(Sha256Hex).min(1).max(1_000_000),
   name: z.string().max(255).optional(),
 });
 
@@ -158,16 +159,8 @@ export const HolderList = z.object({
 /** `GET /payloads/{id}/peers` answer. */
 export type HolderList = z.infer<typeof HolderList>;
 
-/** Every error answer: `{ error: { code, message, issues? } }`. */
-export const ErrorBody = z.object({
-  error: z.object({
-    code: z.string(),
-    message: z.string(),
-    issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
-  }),
-});
-/** Every error answer. */
-export type ErrorBody = z.infer<typeof ErrorBody>;
+/** Every error answer (defined once, in `errors.ts`). */
+export { ErrorBody } from "./errors.ts";
 
 /** `GET /health` answer. */
 export const HealthResponse = z.object({ status: z.literal("ok"), version: z.string() });
