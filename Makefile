@@ -32,10 +32,14 @@ $(TOOLS)/node_modules/deno/deno:
 	@test -x $@ || { echo "make: npm did not install the deno binary at $@"; exit 1; }
 	@$@ --version | head -1
 
+# Sources whose JSDoc examples `deno test --doc` runs: everything but tests and benchmarks.
+DOC_SOURCES = $(shell find main.ts cli lib peer proto tracker -name '*.ts' ! -name '*_test.ts' 2>/dev/null | sort)
+
 check: $(DENO)
 	$(DENO) fmt --check
 	$(DENO) lint
 	$(DENO) check .
+	$(DENO) test --doc -A --quiet $(DOC_SOURCES)
 
 fmt: $(DENO)
 	$(DENO) fmt
