@@ -1,0 +1,421 @@
+/**
+ * The contract of a peer's control API under `/_p2p/`: a zod schema for every
+ * request (path, query, body) and every answer (JSON bodies, NDJSON events, server-sent
+ * events). The peer builds its answers as these types (`z.infer`), and every client
+ * (the CLI, other peers' network catalogue, the tests) parses what it reads with them.
+ * Error answers are `ErrorBody` of `proto/errors.ts`. Pure: no I/O.
+ *
+ * | Route                                   | Answer                                  |
+ * | --------------------------------------- | --------------------------------------- |
+ * | `GET /_p2p/status`                      | `StatusAnswer`                          |
+ * | `GET /_p2p/peers`                       | `PeersAnswer`                           |
+ * | `POST /_p2p/discover` (`DiscoverRequest`) | `DiscoveryReport`                     |
+ * | `GET /_p2p/payloads`                    | `PayloadsAnswer`                        |
+ * | `GET /_p2p/network/payloads`            | `NetworkPayloadsAnswer`                 |
+ * | `POST /_p2p/payloads?name=` (`PutQuery`) | NDJSON of `PutEvent`                   |
+ * | `POST /_p2p/downloads/:id`              | NDJSON of `DownloadEvent`               |
+ * | `GET /_p2p/payloads/:id/content`        | the bytes (`ContentQuery`)              |
+ * | `GET /_p2p/payloads/:id/where`          | `WhereAnswer`                           |
+ * | `GET /_p2p/log` (`LogQuery`)            | `ActivityPage`, or NDJSON of `ActivityRecord` with `follow=1` |
+ * | `GET /_p2p/events` (`EventsQuery`)      | server-sent `activity` events (`ActivityRecord`) |
+ *
+ * ```ts
+ * import { DownloadEvent, PayloadsAnswer } from "./control.ts";
+ *
+ * const list = PayloadsAnswer.parse({ payloads: [] });
+ * console.assert(list.payloads.length === 0);
+ * const e = DownloadEvent.parse({ type: "chunk", index: 3, source: "local" });
+ * console.assert(e.type === "chunk" && e.index === 3);
+ * ```
+ *
+ * @module
+ */
+import { z } from "zod";
+import { ActivityPage, ActivityRecord } from "./activity.ts";
+import { DiscoverRequest, DiscoveryReport } from "./discovery.ts";
+import { PayloadId, PeerId } from "./ids.ts";
+import { WirePorts } from "./messages.ts";
+
+export { ActivityPage, ActivityRecord, DiscoverRequest, DiscoveryReport };
+
+/** The path prefix of every control route. */
+export const CONTROL_PREFIX = "/_p2p";
+
+const Count = z.number().int().nonnegative();
+/** Milliseconds since the epoch. */
+const EpochMs = z.number().nonnegative();
+
+// ---- status ----
+
+/** The tracker as a peer sees it: its URL and whether the last contact worked. */
+export const TrackerState = z.object({
+  url: z.string(),
+  ok: z.boolean(),
+  lastError: z.string().optional(),
+  /** When the tracker last answered, ms since the epoch. */
+  lastContact: EpochMs.optional(),
+});
+/** The tracker as a peer sees it. */
+export type TrackerState = z.infer<typeof TrackerState>;
+
+/** Counters of the peer's main HTTP server (the relay), from its start. */
+export const HttpStats = z.object({
+  /** Client connections open now. */
+  connections: Count,
+  /** Requests read. */
+  requests: Count,
+  /** Requests sent to an upstream. */
+  forwarded: Count,
+  /** Failures (502, 504, 508, answers cut short). */
+  failures: Count,
+  /** Upstream connections kept idle now. */
+  idleUpstream: Count,
+});
+/** Counters of the peer's main HTTP server. */
+export type HttpStats = z.infer<typeof HttpStats>;
+
+/** Memory of the peer's process, in bytes. */
+export const MemoryStats = z.object({
+  rss: Count,
+  heapUsed: Count,
+  external: Count,
+});
+/** Memory of the peer's process. */
+export type MemoryStats = z.infer<typeof MemoryStats>;
+
+/** `GET /_p2p/status`: a summary of the peer, what `p2p status` prints. */
+export const StatusAnswer = z.object({
+  peerId: PeerId,
+  name: z.string(),
+  /** Program version. */
+  version: z.string(),
+  ports: WirePorts,
+  /** The address the peer listens on (may be a wildcard). */
+  host: z.string(),
+  dataDir: z.string(),
+  tracker: TrackerState.nullable(),
+  /** Payloads in the store. */
+  payloads: Count,
+  completePayloads: Count,
+  storedBytes: Count,
+  knownPeers: Count,
+  /** TCP connections to other peers, both ways. */
+  connections: Count,
+  /** Payloads being downloaded now. */
+  downloads: z.array(PayloadId),
+  /** Absent until the main HTTP server runs. */
+  http: HttpStats.optional(),
+  memory: MemoryStats,
+});
+/** `GET /_p2p/status`. */
+export type StatusAnswer = z.infer<typeof StatusAnswer>;
+
+// ---- peers ----
+
+/** How a peer came to be known. */
+export const PeerSource = z.enum(["seed", "tracker", "exchange", "inbound", "scan"]);
+/** How a peer came to be known. */
+export type PeerSource = z.infer<typeof PeerSource>;
+
+/** A known peer, as the peer table keeps it. Times are ms since the epoch. */
+export const KnownPeer = z.object({
+  peerId: PeerId,
+  host: z.string(),
+  ports: WirePorts,
+  name: z.string().optional(),
+  publicKey: z.string().optional(),
+  sources: z.array(PeerSource),
+  firstSeen: EpochMs,
+  lastSeen: EpochMs,
+  /** Failed contacts in a row. */
+  failures: Count,
+  rttMs: z.number().nonnegative().optional(),
+});
+/** A known peer. */
+export type KnownPeer = z.infer<typeof KnownPeer>;
+
+/** One row of `GET /_p2p/peers`: a known peer, `stale` when its last contact failed. */
+export const PeerRow = KnownPeer.extend({ stale: z.boolean() });
+/** One row of `GET /_p2p/peers`. */
+export type PeerRow = z.infer<typeof PeerRow>;
+
+/** `GET /_p2p/peers`: the peers this peer knows. */
+export const PeersAnswer = z.object({ peers: z.array(PeerRow) });
+/** `GET /_p2p/peers`. */
+export type PeersAnswer = z.infer<typeof PeersAnswer>;
+
+// ---- payloads ----
+
+/** A payload in a peer's store: its size, chunks, how many are held here. */
+export const StoredPayload = z.object({
+  payloadId: PayloadId,
+  size: Count,
+  chunkSize: Count,
+  /** Number of chunks. */
+  chunks: Count,
+  /** Number of chunks held. */
+  held: Count,
+  complete: z.boolean(),
+  name: z.string().max(255).optional(),
+  /** When the manifest was added, ms since the epoch. */
+  addedAt: EpochMs,
+});
+/** A payload in a peer's store. */
+export type StoredPayload = z.infer<typeof StoredPayload>;
+
+/** Most payloads a client reads from one list. */
+export const MAX_LISTED_PAYLOADS = 10_000;
+
+/** `GET /_p2p/payloads`: the payloads in this peer's store, newest first. */
+export const PayloadsAnswer = z.object({
+  payloads: z.array(StoredPayload).max(MAX_LISTED_PAYLOADS),
+});
+/** `GET /_p2p/payloads`. */
+export type PayloadsAnswer = z.infer<typeof PayloadsAnswer>;
+
+/** A peer holding some chunks of a payload, in the network catalogue. */
+export const PayloadHolder = z.object({
+  peerId: PeerId,
+  name: z.string().optional(),
+  held: Count,
+  complete: z.boolean(),
+});
+/** A peer holding some chunks of a payload. */
+export type PayloadHolder = z.infer<typeof PayloadHolder>;
+
+/** A payload somewhere on the network. */
+export const NetworkPayload = z.object({
+  payloadId: PayloadId,
+  name: z.string().optional(),
+  size: Count,
+  chunks: Count,
+  /** Peers that hold some of its chunks (the asked peer included). */
+  holders: z.array(PayloadHolder),
+});
+/** A payload somewhere on the network. */
+export type NetworkPayload = z.infer<typeof NetworkPayload>;
+
+/** A source of the catalogue (a peerId, or `tracker`) that could not be read. */
+export const SourceError = z.object({ source: z.string(), message: z.string() });
+/** A source of the catalogue that could not be read. */
+export type SourceError = z.infer<typeof SourceError>;
+
+/** `GET /_p2p/network/payloads`: the payloads known on the network, most held first. */
+export const NetworkPayloadsAnswer = z.object({
+  payloads: z.array(NetworkPayload),
+  errors: z.array(SourceError),
+});
+/** `GET /_p2p/network/payloads`. */
+export type NetworkPayloadsAnswer = z.infer<typeof NetworkPayloadsAnswer>;
+
+/** One holder of a payload's chunk positions. */
+export const WhereRow = z.object({
+  peerId: z.string(),
+  name: z.string().optional(),
+  /** `host:port` of its chunk service, or the tracker's URL. */
+  address: z.string(),
+  /** Bitfield of the positions it holds (MSB first), in hex. */
+  have: z.string().regex(/^(?:[0-9a-f]{2})*$/, "must be hex bytes"),
+  /** Positions held. */
+  count: Count,
+  /** How it was learnt: `self`, `HAVE?` or `tracker`. */
+  via: z.string(),
+});
+/** One holder of a payload's chunk positions. */
+export type WhereRow = z.infer<typeof WhereRow>;
+
+/** `GET /_p2p/payloads/:id/where`: who holds which chunk positions. */
+export const WhereAnswer = z.object({ chunks: Count, rows: z.array(WhereRow) });
+/** `GET /_p2p/payloads/:id/where`. */
+export type WhereAnswer = z.infer<typeof WhereAnswer>;
+
+// ---- NDJSON events ----
+
+/** The last event of a stream that failed. */
+export const ErrorEvent = z.object({
+  type: z.literal("error"),
+  message: z.string(),
+  /** The error class's name. */
+  name: z.string(),
+  /** The error's code, when it was a `P2pError`. */
+  code: z.string().optional(),
+});
+/** The last event of a stream that failed. */
+export type ErrorEvent = z.infer<typeof ErrorEvent>;
+
+/** What `put()` did: the payload, and the chunk copies pushed to other peers. */
+export const PutResult = z.object({
+  payloadId: PayloadId,
+  size: Count,
+  chunks: Count,
+  /** False when the store already had the payload. */
+  created: z.boolean(),
+  /** Chunk copies pushed per target peer. */
+  replicas: z.record(z.string(), Count),
+  /** Chunks that got fewer copies than asked for. */
+  underReplicated: Count,
+});
+/** What `put()` did. */
+export type PutResult = z.infer<typeof PutResult>;
+
+/** A put's payload is stored (and announced); replication follows. */
+export const StoredEvent = z.object({
+  type: z.literal("stored"),
+  payloadId: PayloadId,
+  size: Count,
+  chunks: Count,
+});
+/** A put's payload is stored. */
+export type StoredEvent = z.infer<typeof StoredEvent>;
+
+/** One chunk of a put was pushed to `copies` other peers; `done` of `chunks` so far. */
+export const ReplicatedEvent = z.object({
+  type: z.literal("replicated"),
+  index: Count,
+  copies: Count,
+  done: Count,
+  chunks: Count,
+});
+/** One chunk of a put was pushed. */
+export type ReplicatedEvent = z.infer<typeof ReplicatedEvent>;
+
+/** What `put()` reports while it runs. */
+export const PutProgress = z.discriminatedUnion("type", [StoredEvent, ReplicatedEvent]);
+/** What `put()` reports while it runs. */
+export type PutProgress = z.infer<typeof PutProgress>;
+
+/** The end of a put. */
+export const PutDoneEvent = PutResult.extend({ type: z.literal("done") });
+/** The end of a put. */
+export type PutDoneEvent = z.infer<typeof PutDoneEvent>;
+
+/** One line of `POST /_p2p/payloads`: stored, replicated…, then done or error. */
+export const PutEvent = z.discriminatedUnion("type", [
+  StoredEvent,
+  ReplicatedEvent,
+  PutDoneEvent,
+  ErrorEvent,
+]);
+/** One line of `POST /_p2p/payloads`. */
+export type PutEvent = z.infer<typeof PutEvent>;
+
+/** A download's progress, reported after every chunk and whenever a source comes or goes. */
+export const DownloadProgress = z.object({
+  payloadId: PayloadId,
+  size: Count,
+  chunks: Count,
+  /** Chunk positions held. */
+  done: Count,
+  /** Bytes held. */
+  bytes: Count,
+  /** Bytes fetched in this run (not counting chunks held before it started). */
+  fetchedBytes: Count,
+  seconds: z.number().nonnegative(),
+  /** Sources in use now. */
+  sources: Count,
+});
+/** A download's progress. */
+export type DownloadProgress = z.infer<typeof DownloadProgress>;
+
+/** The outcome of a download. */
+export const DownloadResult = z.object({
+  payloadId: PayloadId,
+  size: Count,
+  /** Bytes fetched in this run. */
+  bytes: Count,
+  seconds: z.number().nonnegative(),
+  /** Chunks already held when the run started. */
+  resumed: Count,
+  chunksBySource: z.record(z.string(), Count),
+  dropped: z.array(z.object({ source: z.string(), reason: z.string() })),
+});
+/** The outcome of a download. */
+export type DownloadResult = z.infer<typeof DownloadResult>;
+
+/** Progress of a download (at most every 100 ms, and at the end). */
+export const ProgressEvent = DownloadProgress.extend({ type: z.literal("progress") });
+/** Progress of a download. */
+export type ProgressEvent = z.infer<typeof ProgressEvent>;
+
+/** A chunk position became held, with the source of its bytes (a peerId, `tracker`, `local`). */
+export const ChunkEvent = z.object({
+  type: z.literal("chunk"),
+  index: Count,
+  source: z.string(),
+});
+/** A chunk position became held. */
+export type ChunkEvent = z.infer<typeof ChunkEvent>;
+
+/** The end of a download. */
+export const DownloadDoneEvent = DownloadResult.extend({ type: z.literal("done") });
+/** The end of a download. */
+export type DownloadDoneEvent = z.infer<typeof DownloadDoneEvent>;
+
+/** One line of `POST /_p2p/downloads/:id`: progress and chunk…, then done or error. */
+export const DownloadEvent = z.discriminatedUnion("type", [
+  ProgressEvent,
+  ChunkEvent,
+  DownloadDoneEvent,
+  ErrorEvent,
+]);
+/** One line of `POST /_p2p/downloads/:id`. */
+export type DownloadEvent = z.infer<typeof DownloadEvent>;
+
+// ---- server-sent events ----
+
+/** The server-sent events of `GET /_p2p/events`, by event name: the data of each. */
+export const ServerEvents = {
+  /** An activity record; the SSE `id:` is its `id`, so `Last-Event-ID` resumes after it. */
+  activity: ActivityRecord,
+} as const;
+/** The name of a server-sent event. */
+export type ServerEventName = keyof typeof ServerEvents;
+
+/** The comment line sent every `SSE_PING_MS` to keep idle connections open through proxies. */
+export const SSE_PING = ": ping";
+/** Period of the SSE keep-alive comment. */
+export const SSE_PING_MS = 15_000;
+
+// ---- requests ----
+
+/** The `:id` of payload routes. */
+export const PayloadIdParam = PayloadId;
+
+/** `POST /_p2p/payloads` query: the payload's name, if any. The body is the bytes. */
+export const PutQuery = z.object({
+  name: z.string().min(1, "Payload name must be 1 to 255 characters").max(
+    255,
+    "Payload name must be 1 to 255 characters",
+  ).optional(),
+});
+/** `POST /_p2p/payloads` query. */
+export type PutQuery = z.infer<typeof PutQuery>;
+
+/** `GET /_p2p/payloads/:id/content` query: `download` (any value) asks for an attachment. */
+export const ContentQuery = z.object({ download: z.string().optional() });
+/** `GET /_p2p/payloads/:id/content` query. */
+export type ContentQuery = z.infer<typeof ContentQuery>;
+
+/** `GET /_p2p/events` query: a `type` filter (equal, or a dotted prefix). */
+export const EventsQuery = z.object({
+  type: z.string().min(1, "'type' must be 1 to 64 characters").max(
+    64,
+    "'type' must be 1 to 64 characters",
+  ).optional(),
+});
+/** `GET /_p2p/events` query. */
+export type EventsQuery = z.infer<typeof EventsQuery>;
+
+/**
+ * `GET /_p2p/log` query: records after `since` (none: the newest), at most `limit`,
+ * of a `type`; another peer's log with `peer`; `follow=1` streams this peer's log.
+ */
+export const LogQuery = z.object({
+  since: z.coerce.number().int().nonnegative().optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  type: z.string().min(1).max(64).optional(),
+  peer: PeerId.optional(),
+  follow: z.enum(["0", "1", "true", "false"]).optional(),
+});
+/** `GET /_p2p/log` query. */
+export type LogQuery = z.infer<typeof LogQuery>;
