@@ -7,7 +7,8 @@
  *
  * The probe is a minimal HTTP/1.0 GET over `Deno.connect`, not `fetch`: a scan must
  * never go through an HTTP proxy from the environment, must read at most
- * `MAX_PINGBACK_BYTES`, and must give up after a short timeout.
+ * `MAX_PINGBACK_BYTES`, and must give up after a short timeout. Its answer is read
+ * with the relay's HTTP/1.1 codec (`lib/http_relay/`).
  *
  * @module
  */
@@ -24,6 +25,15 @@ import {
 } from "../proto/discovery.ts";
 import { fromBase64Url, toBase64Url } from "../proto/ids.ts";
 import { PROTOCOL_VERSION } from "../proto/frame.ts";
+import { errorMessage } from "../proto/errors.ts";
+import {
+  decodeChunked,
+  headEnd,
+  HttpParseError,
+  parseResponseHead,
+  responseFraming,
+} from "../lib/http_relay/mod.ts";
+import { hostPort } from "../lib/net_addr.ts";
 import { peerIdFromPublicKey, verifySignature } from "./identity.ts";
 
 /** Where to probe: an address and its pingback port. */
@@ -66,7 +76,7 @@ export async function probePingback(
       signal: opts.signal,
     });
   } catch (err) {
-    return { ok: false, host, answered: false, reason: (err as Error).message };
+    return { ok: false, host, answered: false, reason: errorMessage(err) };
   }
   const rttMs = Math.round((performance.now() - started) * 10) / 10;
   const no = (reason: string): ProbeResult => ({ ok: false, host, answered: true, reason });
@@ -241,6 +251,9 @@ interface HttpAnswer {
   body: Uint8Array;
 }
 
+/** Room for the answer's head besides its body, in bytes. */
+const HEAD_ROOM = 8192;
+
 /**
  * A bounded HTTP/1.0 GET: connects, sends the request, reads the answer until the
  * server closes, at most `maxBytes` of body (plus 8 KiB of head). Rejects with a
@@ -259,13 +272,14 @@ async function httpGet(
   let conn: Deno.TcpConn | undefined;
   const onAbort = () => conn?.close();
   signal.addEventListener("abort", onAbort, { once: true });
-  const limit = opts.maxBytes + 8192;
+  const limit = opts.maxBytes + HEAD_ROOM;
   try {
     conn = await Deno.connect({ hostname: host, port, signal });
-    const hostHeader = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
     await conn.write(
       new TextEncoder().encode(
-        `GET ${path} HTTP/1.0\r\nHost: ${hostHeader}\r\nAccept: application/json\r\nUser-Agent: p2p-discovery\r\n\r\n`,
+        `GET ${path} HTTP/1.0\r\nHost: ${
+          hostPort(host, port)
+        }\r\nAccept: application/json\r\nUser-Agent: p2p-discovery\r\n\r\n`,
       ),
     );
     const buf = new Uint8Array(limit + 1);
@@ -284,7 +298,7 @@ async function httpGet(
       );
     }
     if (err instanceof Deno.errors.ConnectionRefused) throw new Error("connection refused");
-    throw new Error((err as Error).message);
+    throw new Error(errorMessage(err));
   } finally {
     signal.removeEventListener("abort", onAbort);
     try {
@@ -295,45 +309,30 @@ async function httpGet(
   }
 }
 
-/** Splits a raw HTTP/1.x answer into status and body (decoding a chunked body). */
+/**
+ * Splits a whole HTTP/1.x answer into status and body with the relay's codec: the
+ * head parsed strictly, the body as its framing delimits it (a chunked one
+ * decoded, a counted one cut at its length, any other up to the end).
+ */
 function parseHttpAnswer(raw: Uint8Array): HttpAnswer {
-  let end = -1;
-  for (let i = 0; i + 3 < raw.length; i++) {
-    if (raw[i] === 13 && raw[i + 1] === 10 && raw[i + 2] === 13 && raw[i + 3] === 10) {
-      end = i;
-      break;
-    }
-  }
+  const end = headEnd(raw, raw.length);
   if (end < 0) throw new Error("not an HTTP answer (no end of headers)");
-  const head = new TextDecoder().decode(raw.subarray(0, end)).split("\r\n");
-  const m = /^HTTP\/1\.[01] (\d{3})/.exec(head[0]);
-  if (!m) throw new Error("not an HTTP answer");
-  let body = raw.subarray(end + 4);
-  const chunked = head.some((h) => /^transfer-encoding:\s*chunked/i.test(h));
-  if (chunked) body = dechunk(body);
-  return { status: Number(m[1]), body };
-}
-
-/** Decodes a chunked transfer-encoded body (as far as it goes). */
-function dechunk(data: Uint8Array): Uint8Array {
-  const parts: Uint8Array[] = [];
-  let at = 0;
-  const text = new TextDecoder("latin1");
-  while (at < data.length) {
-    let eol = at;
-    while (eol + 1 < data.length && !(data[eol] === 13 && data[eol + 1] === 10)) eol++;
-    const size = parseInt(text.decode(data.subarray(at, eol)), 16);
-    if (!Number.isFinite(size) || size === 0) break;
-    parts.push(data.subarray(eol + 2, eol + 2 + size));
-    at = eol + 2 + size + 2;
+  try {
+    const head = parseResponseHead(raw.subarray(0, end));
+    const framing = responseFraming(head, "GET");
+    const rest = raw.subarray(end);
+    const body = framing.kind === "none"
+      ? rest.subarray(0, 0)
+      : framing.kind === "length"
+      ? rest.subarray(0, framing.length)
+      : framing.kind === "chunked"
+      ? decodeChunked(rest)
+      : rest;
+    return { status: head.status, body };
+  } catch (err) {
+    if (err instanceof HttpParseError) throw new Error(`not an HTTP answer (${err.message})`);
+    throw err;
   }
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
 }
 
 /** Every address of a range, for tests and small sweeps. */

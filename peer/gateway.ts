@@ -1,6 +1,6 @@
 /**
- * Where the peer's main HTTP server (port 5805, `relay.ts`) sends each request:
- * one of three places.
+ * Where the peer's main HTTP server (port 5805, a relay from `lib/http_relay/`) sends
+ * each request: one of three places.
  *
  * - `/_p2p/peers/{peerId}/…`: HTTP over the peer network. For this peer's own id,
  *   the rest of the path is routed again here: `/_p2p/…` to the control API (so a
@@ -17,8 +17,9 @@
  *
  * @module
  */
+import { httpUrl } from "../lib/net_addr.ts";
+import type { RelayRequest, RelayRoute } from "../lib/http_relay/mod.ts";
 import { PeerId } from "../proto/ids.ts";
-import type { RelayRequest, RelayRoute } from "./relay.ts";
 
 /** The prefix under which any peer's app is reachable by peerId. */
 export const PEERS_PREFIX = "/_p2p/peers/";
@@ -46,7 +47,7 @@ export function viaToken(peerId: string): string {
   return `1.1 p2p-${peerId.slice(0, 12)}`;
 }
 
-/** Builds the route function of the main HTTP server (see `relay.ts`). */
+/** Builds the route function of the main HTTP server (see `lib/http_relay/`). */
 export function createGateway(opts: GatewayOptions): (req: RelayRequest) => RelayRoute {
   const selfPrefix = `${PEERS_PREFIX}${opts.self}`;
   const isControl = (path: string) => path === "/_p2p" || path.startsWith("/_p2p/");
@@ -83,8 +84,7 @@ export function createGateway(opts: GatewayOptions): (req: RelayRequest) => Rela
           `Peer '${id}' at ${where.host} has no known HTTP port to forward to`,
         );
       }
-      const host = where.host.includes(":") ? `[${where.host}]` : where.host;
-      const upstream = `http://${host}:${where.httpPort}`;
+      const upstream = httpUrl(where.host, where.httpPort);
       opts.onForward?.({ peerId: id, upstream, method: req.method, path });
       return { upstream };
     }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createGateway, type GatewayOptions, viaToken } from "./gateway.ts";
-import { startRelay } from "./relay.ts";
+import { startRelay } from "../lib/http_relay/mod.ts";
 import { serveLocal as serve } from "../tests/_serve.ts";
 
 /** An app that says who it is and echoes what it got. */
@@ -192,4 +192,25 @@ Deno.test("gateway: a WebSocket to C's app opens through A by C's peerId and ech
   assert.deepEqual(messages, ["C: hello", "C: again"]);
   ws.close();
   await closed.promise;
+});
+
+Deno.test("createGateway() routes another peer's id to its main server, an IPv6 address bracketed", () => {
+  const forwarded: string[] = [];
+  const route = createGateway({
+    self: ID.a,
+    control: "http://127.0.0.1:1",
+    locate: (id) =>
+      id === ID.b ? { host: "fe80::1", httpPort: 5805 } : { host: "127.0.0.2", httpPort: 5806 },
+    onForward: (f) => forwarded.push(f.upstream),
+  });
+  const req = (path: string) => ({
+    method: "GET",
+    path,
+    search: "",
+    headers: [],
+    remoteAddr: "127.0.0.1",
+  });
+  assert.deepEqual(route(req(`/_p2p/peers/${ID.b}/x`)), { upstream: "http://[fe80::1]:5805" });
+  assert.deepEqual(route(req(`/_p2p/peers/${ID.c}/`)), { upstream: "http://127.0.0.2:5806" });
+  assert.deepEqual(forwarded, ["http://[fe80::1]:5805", "http://127.0.0.2:5806"]);
 });

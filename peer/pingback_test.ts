@@ -214,3 +214,50 @@ Deno.test("scan() still probes known peers when listing devices fails, and says 
   assert.equal(result.found.length, 1);
   assert.equal(result.silent.length, 0);
 });
+
+/** A raw TCP device that answers each GET with `answer(target)`, then closes. */
+function rawDevice(answer: (target: string) => Promise<string>) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    for await (const conn of listener) {
+      const buf = new Uint8Array(4096);
+      let text = "";
+      while (!text.includes("\r\n\r\n")) {
+        const n = await conn.read(buf.subarray(0)).catch(() => null);
+        if (n === null) break;
+        text += new TextDecoder().decode(buf.subarray(0, n));
+      }
+      const target = text.split(" ")[1] ?? "/";
+      await conn.write(new TextEncoder().encode(await answer(target))).catch(() => 0);
+      conn.close();
+    }
+  })();
+  return {
+    port: listener.addr.port,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await serving.catch(() => undefined);
+    },
+  };
+}
+
+Deno.test("probePingback() reads a chunked answer, and calls a malformed head not HTTP", async () => {
+  const handler = await fakePingbackHandler("bad-signature", 5800);
+  await using chunked = rawDevice(async (target) => {
+    const json = await (await handler(new Request(`http://device${target}`))).text();
+    const half = Math.floor(json.length / 2);
+    const [a, b] = [json.slice(0, half), json.slice(half)];
+    return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+      `${a.length.toString(16)}\r\n${a}\r\n${b.length.toString(16)};x=1\r\n${b}\r\n0\r\n\r\n`;
+  });
+  const signed = await probePingback("127.0.0.1", chunked.port);
+  assert.ok(!signed.ok && signed.answered);
+  assert.match(!signed.ok ? signed.reason : "", /signature of peer [0-9a-f]{40} does not verify/);
+
+  await using malformed = rawDevice(() =>
+    Promise.resolve("HTTP/1.1 200 OK\r\nBad Header: x\r\nContent-Length: 2\r\n\r\n{}")
+  );
+  const bad = await probePingback("127.0.0.1", malformed.port);
+  assert.ok(!bad.ok && !bad.answered);
+  assert.match(!bad.ok ? bad.reason : "", /^not an HTTP answer \(Bad upstream response head/);
+});

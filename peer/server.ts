@@ -11,7 +11,7 @@ import { createControlApp } from "./control.ts";
 import { createGateway, viaToken } from "./gateway.ts";
 import { PeerNode, type PeerOptions } from "./node.ts";
 import { type PingbackServer, startPingback } from "./pingback.ts";
-import { type Relay, startRelay } from "./relay.ts";
+import { type Relay, startRelay } from "../lib/http_relay/mod.ts";
 
 /** A running peer process. */
 export interface RunningPeer {

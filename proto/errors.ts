@@ -55,6 +55,7 @@ export type ErrorStatus =
   | 413
   | 415
   | 429
+  | 431
   | 500
   | 502
   | 503

@@ -1,19 +1,16 @@
 /**
- * HTTP/1.1 message heads and body framing, sans-IO, for a proxy that relays bytes
- * between a client socket and an upstream socket. `headEnd()` finds where a head
- * ends in the bytes read so far, `parseRequestHead()` / `parseResponseHead()` turn
- * it into a typed head, `encodeRequestHead()` / `encodeResponseHead()` turn it back
- * into bytes, `requestFraming()` / `responseFraming()` say how the body that
- * follows is delimited (RFC 9112 §6.3), and a `ChunkedTracker` finds where a
- * chunked body ends while its bytes are relayed as they are. Nothing here touches
- * a socket.
+ * HTTP/1.1 message heads, sans-IO: `headEnd()` finds where a head ends in the
+ * bytes read so far, `parseRequestHead()` / `parseResponseHead()` turn it into a
+ * typed head, `encodeRequestHead()` / `encodeResponseHead()` turn it back into
+ * bytes. Nothing here touches a socket; how the body that follows is delimited is
+ * in `framing.ts`, and where a chunked one ends in `chunked.ts`.
  *
  * Heads are decoded as latin1, one byte one char, so every byte round-trips and
  * no UTF-8 decoding can merge or hide bytes. (Not with `TextDecoder("latin1")`:
  * the Encoding Standard makes that label windows-1252, which maps 0x80..0x9F to
  * other code points.)
  *
- * The parsers are strict where a lenient reading could make this proxy and the
+ * The parsers are strict where a lenient reading could make a proxy and the
  * server behind it see different messages (request smuggling): lines end with
  * CRLF only, a bare CR or LF or any control character but HTAB is an error,
  * obs-fold continuation lines are rejected, `Transfer-Encoding` together with
@@ -35,7 +32,8 @@
  * @example Parse a request head and find its body
  * ```ts
  * import assert from "node:assert/strict";
- * import { headEnd, parseRequestHead, requestFraming } from "./http1.ts";
+ * import { headEnd, parseRequestHead } from "./head.ts";
+ * import { requestFraming } from "./framing.ts";
  *
  * const bytes = new TextEncoder().encode(
  *   "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
@@ -49,6 +47,23 @@
  *
  * @module
  */
+import {
+  CR,
+  HTAB,
+  isFieldByte,
+  isToken,
+  latin1Decode,
+  LF,
+  listMembers,
+  NOT_ASCII_RE,
+  NOT_FIELD_RE,
+  show,
+  showByte,
+  SP,
+  TOKEN_RE,
+  trimOws,
+} from "./_syntax.ts";
+import { HttpParseError, type ParseStatus } from "./errors.ts";
 
 /** Largest request or response head (start line + headers + CRLFCRLF) accepted, in bytes. */
 export const MAX_HEAD = 64 * 1024;
@@ -74,50 +89,6 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 
 /** Empty lines tolerated before a request line (RFC 9112 §2.2 asks for at least one). */
 const MAX_EMPTY_LINES = 8;
-/** Longest chunk-size line, extensions and CRLF included, in bytes. */
-const MAX_CHUNK_LINE = 4096;
-/** Most hex digits of a chunk size: 15 already reach 2^60. */
-const MAX_SIZE_DIGITS = 15;
-
-const CR = 0x0d;
-const LF = 0x0a;
-const SP = 0x20;
-const HTAB = 0x09;
-
-/** 1 for each byte that is a `tchar` of RFC 9110 §5.6.2. */
-const TCHAR = new Uint8Array(256);
-for (const c of "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
-  TCHAR[c.charCodeAt(0)] = 1;
-}
-/** Value of each hex digit byte, -1 for any other byte. */
-const HEX = new Int8Array(256).fill(-1);
-for (let i = 0; i < 16; i++) {
-  HEX["0123456789abcdef".charCodeAt(i)] = i;
-  HEX["0123456789ABCDEF".charCodeAt(i)] = i;
-}
-
-/** A field-value byte: HTAB, SP, VCHAR or obs-text (no other control character, no DEL). */
-function isFieldByte(b: number): boolean {
-  return b === HTAB || (b >= 0x20 && b !== 0x7f);
-}
-
-/**
- * A malformed or unsupported HTTP/1.x message. `status` is what a server answers
- * with (400, 431, 502, 505) and `code` a short snake_case code (see the module
- * docs); a proxy maps a fault of a response head to 502.
- */
-export class HttpParseError extends Error {
-  /** The HTTP status a server answers this fault with. */
-  readonly status: number;
-  /** A short machine-readable code, such as `bad_request` or `ambiguous_length`. */
-  readonly code: string;
-  constructor(status: number, code: string, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "HttpParseError";
-    this.status = status;
-    this.code = code;
-  }
-}
 
 /** Header fields in order, names as sent (case kept), values trimmed of surrounding spaces/tabs. */
 export type HeaderList = [name: string, value: string][];
@@ -145,13 +116,6 @@ export interface ResponseHead {
   /** The header fields in order. */
   headers: HeaderList;
 }
-
-/** How a message body is delimited. */
-export type BodyFraming =
-  | { kind: "none" }
-  | { kind: "length"; length: number }
-  | { kind: "chunked" }
-  | { kind: "close" }; // response only: body runs until the upstream closes
 
 /**
  * Index just past the first CRLFCRLF in `buf[0, length)`, searching from `from`
@@ -330,282 +294,7 @@ export function connectionTokens(headers: HeaderList): Set<string> {
   return new Set(listMembers(headerValues(headers, "connection")).map((t) => t.toLowerCase()));
 }
 
-/**
- * How a request's body is delimited (RFC 9112 §6.3), strictly, since the server
- * behind the proxy must see the same body. With `Transfer-Encoding`: `chunked`,
- * which must be the final coding and appear only once, over all fields, else 400
- * `bad_transfer_encoding`, as also in an HTTP/1.0 request; together with
- * `Content-Length` it is 400 `ambiguous_length`. With `Content-Length`: every
- * value, over fields and comma-separated members, must be the same string of
- * 1..15 ASCII digits, else 400 `bad_content_length`; a length of 0 is `none`.
- * Neither field: `none`.
- */
-export function requestFraming(head: RequestHead): BodyFraming {
-  const te = headerValues(head.headers, "transfer-encoding");
-  const cl = headerValues(head.headers, "content-length");
-  if (te.length > 0) {
-    if (cl.length > 0) {
-      throw new HttpParseError(
-        400,
-        "ambiguous_length",
-        `Bad request framing: both Transfer-Encoding ${show(te.join(", "))} and Content-Length ${
-          show(cl.join(", "))
-        }`,
-      );
-    }
-    if (head.version === "HTTP/1.0") {
-      throw new HttpParseError(
-        400,
-        "bad_transfer_encoding",
-        `Bad request framing: Transfer-Encoding ${show(te.join(", "))} in an HTTP/1.0 request`,
-      );
-    }
-    const codings = listMembers(te).map((c) => c.toLowerCase());
-    const chunked = codings.filter((c) => c === "chunked").length;
-    if (codings.at(-1) !== "chunked" || chunked !== 1) {
-      throw new HttpParseError(
-        400,
-        "bad_transfer_encoding",
-        `Bad request framing: Transfer-Encoding ${
-          show(te.join(", "))
-        } does not end in one 'chunked'`,
-      );
-    }
-    return { kind: "chunked" };
-  }
-  if (cl.length === 0) return { kind: "none" };
-  const length = contentLength(cl);
-  if (length === undefined) {
-    throw new HttpParseError(
-      400,
-      "bad_content_length",
-      `Bad request framing: Content-Length ${show(cl.join(", "))} is not one run of 1..15 digits`,
-    );
-  }
-  return length === 0 ? { kind: "none" } : { kind: "length", length };
-}
-
-/**
- * How a response's body is delimited, given the method of the request it answers
- * (RFC 9112 §6.3): `none` for an answer to HEAD, a 1xx, 204 or 304, and a 2xx
- * answer to CONNECT (the tunnel starts); `chunked` when `Transfer-Encoding` ends in
- * `chunked` (any `Content-Length` is then ignored); `close` when it ends in
- * another coding, or comes in an HTTP/1.0 response (faulty framing, §6.1);
- * `length` for a valid `Content-Length` (`none` when 0), under the rules of
- * `requestFraming()`; `close` when neither field is there. An invalid
- * `Content-Length` throws `HttpParseError(502, "bad_upstream_head")`.
- */
-export function responseFraming(head: ResponseHead, requestMethod: string): BodyFraming {
-  const { status } = head;
-  if (requestMethod === "HEAD" || status < 200 || status === 204 || status === 304) {
-    return { kind: "none" };
-  }
-  if (requestMethod === "CONNECT" && status < 300) return { kind: "none" };
-  const te = headerValues(head.headers, "transfer-encoding");
-  if (te.length > 0) {
-    const final = listMembers(te).at(-1)?.toLowerCase();
-    return final === "chunked" && head.version === "HTTP/1.1"
-      ? { kind: "chunked" }
-      : { kind: "close" };
-  }
-  const cl = headerValues(head.headers, "content-length");
-  if (cl.length === 0) return { kind: "close" };
-  const length = contentLength(cl);
-  if (length === undefined) {
-    throw new HttpParseError(
-      502,
-      "bad_upstream_head",
-      `Bad upstream response framing: Content-Length ${
-        show(cl.join(", "))
-      } is not one run of 1..15 digits`,
-    );
-  }
-  return length === 0 ? { kind: "none" } : { kind: "length", length };
-}
-
-// ChunkedTracker states.
-const SIZE_START = 0; // first hex digit of a chunk size
-const SIZE = 1; // more hex digits, or what follows them
-const SIZE_BWS = 2; // whitespace after the size: only ';' may follow
-const EXT = 3; // chunk extensions, up to CR
-const SIZE_LF = 4; // the LF of a chunk-size line
-const DATA = 5; // chunk data, skipped by count
-const DATA_CR = 6; // the CR after chunk data
-const DATA_LF = 7; // the LF after chunk data
-const TRAILER_START = 8; // start of a trailer line, or the CR of the final empty line
-const TRAILER_NAME = 9; // trailer field name, up to ':'
-const TRAILER_VALUE = 10; // trailer field value, up to CR
-const TRAILER_LF = 11; // the LF of a trailer line
-const END_LF = 12; // the LF of the final empty line
-const DONE = 13;
-
-/**
- * Finds where a chunked body ends in a stream of raw bytes that is relayed as is,
- * never decoded into a new buffer. Feed it the bytes as they arrive; `push()`
- * returns how many bytes of this piece belong to the body: all of them, or fewer
- * when the body ended inside the piece (the rest belongs to the next message).
- * Once the body has ended (`done`), `push()` returns 0.
- *
- * It reads chunk-size lines (hex digits, optional whitespace and `;ext` chunk
- * extensions, CRLF; at most 4096 bytes a line), skips chunk data by count without
- * looking at it, checks the CRLF after each chunk's data, and after the last chunk
- * (size 0) reads trailer fields up to the empty line (at most `MAX_HEAD` bytes of
- * them). Work is O(n) in the bytes pushed and memory is constant, whatever the
- * chunk sizes, and any split of the input gives the same answer. Malformed input
- * (a size that is not hex, over 15 digits or over 2^53 - 1, a missing CRLF after
- * data, a bare CR or LF, a control character, an over-long line) throws
- * `HttpParseError(400, "bad_chunked")`; the tracker then throws the same error on
- * every later call. The caller maps it to another status for upstream bodies.
- */
-export class ChunkedTracker {
-  #state = SIZE_START;
-  /** The chunk size being read, then the data bytes still to skip. */
-  #size = 0;
-  #digits = 0;
-  /** Bytes of the current chunk-size line so far. */
-  #line = 0;
-  /** Bytes of the trailer section so far. */
-  #trailer = 0;
-  /** Bytes of the body consumed before the current piece, for messages. */
-  #offset = 0;
-  #error: HttpParseError | undefined;
-
-  /** Whether the whole body, trailers and final CRLF included, has gone through `push()`. */
-  get done(): boolean {
-    return this.#state === DONE;
-  }
-
-  /**
-   * Takes the next bytes of the stream and returns how many of them belong to the
-   * body (0 once `done`). Throws `HttpParseError(400, "bad_chunked")` on malformed
-   * input, and again on every call after that.
-   */
-  push(bytes: Uint8Array): number {
-    if (this.#error) throw this.#error;
-    const n = bytes.length;
-    let i = 0;
-    while (i < n && this.#state !== DONE) {
-      if (this.#state === DATA) {
-        const k = Math.min(this.#size, n - i);
-        i += k;
-        this.#size -= k;
-        if (this.#size === 0) this.#state = DATA_CR;
-        continue;
-      }
-      const b = bytes[i];
-      this.#step(b, i);
-      i++;
-    }
-    this.#offset += i;
-    return i;
-  }
-
-  /** Advances the state machine by one byte (any state but DATA and DONE). */
-  #step(b: number, at: number): void {
-    switch (this.#state) {
-      case SIZE_START:
-      case SIZE: {
-        this.#lineByte(at);
-        const d = HEX[b];
-        if (d >= 0) {
-          this.#size = this.#size * 16 + d;
-          if (++this.#digits > MAX_SIZE_DIGITS) {
-            this.#fail(`chunk size has over '${MAX_SIZE_DIGITS}' hex digits`, at);
-          }
-          if (this.#size > Number.MAX_SAFE_INTEGER) {
-            this.#fail("chunk size is over 2^53 - 1", at);
-          }
-          this.#state = SIZE;
-        } else if (this.#state === SIZE_START) {
-          this.#fail(`chunk size starts with ${showByte(b)}, not a hex digit`, at);
-        } else if (b === SP || b === HTAB) this.#state = SIZE_BWS;
-        else if (b === 0x3b) this.#state = EXT;
-        else if (b === CR) this.#state = SIZE_LF;
-        else this.#fail(`chunk size is followed by ${showByte(b)}`, at);
-        return;
-      }
-      case SIZE_BWS:
-        this.#lineByte(at);
-        if (b === 0x3b) this.#state = EXT;
-        else if (b !== SP && b !== HTAB) {
-          this.#fail(`whitespace after a chunk size is followed by ${showByte(b)}, not ';'`, at);
-        }
-        return;
-      case EXT:
-        this.#lineByte(at);
-        if (b === CR) this.#state = SIZE_LF;
-        else if (!isFieldByte(b)) this.#fail(`chunk extension has ${showByte(b)}`, at);
-        return;
-      case SIZE_LF:
-        this.#lineByte(at);
-        if (b !== LF) this.#fail(`chunk-size line has CR followed by ${showByte(b)}`, at);
-        this.#line = 0;
-        this.#digits = 0;
-        this.#state = this.#size > 0 ? DATA : TRAILER_START;
-        return;
-      case DATA_CR:
-        if (b !== CR) this.#fail(`chunk data is followed by ${showByte(b)}, not CRLF`, at);
-        this.#state = DATA_LF;
-        return;
-      case DATA_LF:
-        if (b !== LF) this.#fail(`chunk data is followed by CR then ${showByte(b)}`, at);
-        this.#state = SIZE_START;
-        return;
-      case TRAILER_START:
-        this.#trailerByte(at);
-        if (b === CR) this.#state = END_LF;
-        else if (TCHAR[b]) this.#state = TRAILER_NAME;
-        else this.#fail(`trailer line starts with ${showByte(b)}`, at);
-        return;
-      case TRAILER_NAME:
-        this.#trailerByte(at);
-        if (b === 0x3a) this.#state = TRAILER_VALUE;
-        else if (!TCHAR[b]) this.#fail(`trailer field name has ${showByte(b)}`, at);
-        return;
-      case TRAILER_VALUE:
-        this.#trailerByte(at);
-        if (b === CR) this.#state = TRAILER_LF;
-        else if (!isFieldByte(b)) this.#fail(`trailer field value has ${showByte(b)}`, at);
-        return;
-      case TRAILER_LF:
-        this.#trailerByte(at);
-        if (b !== LF) this.#fail(`trailer line has CR followed by ${showByte(b)}`, at);
-        this.#state = TRAILER_START;
-        return;
-      case END_LF:
-        this.#trailerByte(at);
-        if (b !== LF) this.#fail(`final empty line has CR followed by ${showByte(b)}`, at);
-        this.#state = DONE;
-        return;
-    }
-  }
-
-  #lineByte(at: number): void {
-    if (++this.#line > MAX_CHUNK_LINE) {
-      this.#fail(`chunk-size line is over '${MAX_CHUNK_LINE}' bytes`, at);
-    }
-  }
-
-  #trailerByte(at: number): void {
-    if (++this.#trailer > MAX_HEAD) {
-      this.#fail(`trailer section is over '${MAX_HEAD}' bytes`, at);
-    }
-  }
-
-  #fail(message: string, at: number): never {
-    this.#error = new HttpParseError(
-      400,
-      "bad_chunked",
-      `Bad chunked body at byte '${this.#offset + at}': ${message}`,
-    );
-    throw this.#error;
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Helpers
-
-type Fail = (status: number, code: string, message: string) => never;
+type Fail = (status: ParseStatus, code: string, message: string) => never;
 
 /**
  * Splits a head (after any leading empty lines) into its start line and its
@@ -690,8 +379,8 @@ function checkTarget(method: string, target: string, fail: Fail): void {
 function checkVersion(
   version: string,
   fail: Fail,
-  malformed: number,
-  unsupported: number,
+  malformed: ParseStatus,
+  unsupported: ParseStatus,
 ): "HTTP/1.0" | "HTTP/1.1" {
   if (version === "HTTP/1.1" || version === "HTTP/1.0") return version;
   if (/^HTTP\/[0-9]\.[0-9]$/.test(version)) {
@@ -743,90 +432,3 @@ function encodeHead(line: string, headers: HeaderList, what: string): Uint8Array
 }
 
 const asciiEncoder = new TextEncoder();
-/** A whole token (RFC 9110 §5.6.2). */
-const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** A character a field value must not hold: controls but HTAB, and DEL. */
-// deno-lint-ignore no-control-regex -- control characters are what it looks for
-const NOT_FIELD_RE = /[\x00-\x08\x0a-\x1f\x7f]/;
-// deno-lint-ignore no-control-regex -- the range includes them: any char above 0x7F
-const NOT_ASCII_RE = /[^\x00-\x7f]/;
-
-/** Whether `s` is a non-empty token (RFC 9110 §5.6.2). */
-function isToken(s: string): boolean {
-  if (s.length === 0) return false;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c > 0xff || !TCHAR[c]) return false;
-  }
-  return true;
-}
-
-/** The non-empty members of comma-separated list values, trimmed. */
-function listMembers(values: string[]): string[] {
-  const out: string[] = [];
-  for (const v of values) {
-    for (const part of v.split(",")) {
-      const t = trimOws(part);
-      if (t) out.push(t);
-    }
-  }
-  return out;
-}
-
-/**
- * The length all `Content-Length` values agree on, or `undefined`: every field and
- * every comma-separated member must be the same 1..15 ASCII digits (so "5, 5" is
- * 5, while "5, 6", "+5", "05" beside "5" and an empty member are not lengths).
- */
-function contentLength(values: string[]): number | undefined {
-  let first: string | undefined;
-  for (const v of values) {
-    for (const part of v.split(",")) {
-      const t = trimOws(part);
-      if (!/^[0-9]{1,15}$/.test(t) || (first !== undefined && t !== first)) return undefined;
-      first = t;
-    }
-  }
-  return first === undefined ? undefined : Number(first);
-}
-
-function trimOws(s: string): string {
-  let a = 0;
-  let b = s.length;
-  while (a < b && (s.charCodeAt(a) === SP || s.charCodeAt(a) === HTAB)) a++;
-  while (b > a && (s.charCodeAt(b - 1) === SP || s.charCodeAt(b - 1) === HTAB)) b--;
-  return s.slice(a, b);
-}
-
-const asciiDecoder = new TextDecoder();
-
-/** Each byte as the char of the same code. */
-function latin1Decode(bytes: Uint8Array): string {
-  // Heads are nearly always ASCII, which the native UTF-8 decoder reads the same.
-  const text = asciiDecoder.decode(bytes);
-  if (!NOT_ASCII_RE.test(text)) return text;
-  let s = "";
-  for (let i = 0; i < bytes.length; i += 8192) {
-    s += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192) as unknown as number[]);
-  }
-  return s;
-}
-
-/** A value for an error message: quoted, control characters escaped, cut at 64 chars. */
-function show(s: string): string {
-  const cut = s.length > 64 ? s.slice(0, 64) + "…" : s;
-  let escaped = "";
-  for (const c of cut) {
-    const code = c.charCodeAt(0);
-    if (c === "'") escaped += "\\'";
-    else if (code < 0x20 || code === 0x7f) escaped += `\\x${code.toString(16).padStart(2, "0")}`;
-    else escaped += c;
-  }
-  return `'${escaped}'`;
-}
-
-function showByte(b: number): string {
-  return b >= 0x21 && b < 0x7f && b !== 0x27
-    ? `'${String.fromCharCode(b)}'`
-    : `byte '0x${b.toString(16).padStart(2, "0")}'`;
-}

@@ -1,0 +1,99 @@
+/**
+ * The relay's public shapes: what the route function sees and answers, the
+ * options of `startRelay()`, and the running relay with its counters.
+ *
+ * @module
+ */
+import type { ProxyError } from "./errors.ts";
+import type { HeaderList } from "./head.ts";
+
+/** A request as the route function sees it. */
+export interface RelayRequest {
+  method: string;
+  /** The path, as sent (not decoded). */
+  path: string;
+  /** The query with its `?`, or `""`. */
+  search: string;
+  headers: HeaderList;
+  /** The client's address. */
+  remoteAddr: string;
+}
+
+/** Where a request goes: an upstream, or an answer made here. */
+export type RelayRoute =
+  | {
+    /** Base URL of the upstream, e.g. `http://127.0.0.1:5810`; a path in it goes first. */
+    upstream: string;
+    /** A path prefix removed before forwarding (and put back in `Location`). */
+    stripPrefix?: string;
+  }
+  | { answer: LocalAnswer };
+
+/** An answer made by the relay itself. */
+export interface LocalAnswer {
+  status: number;
+  headers?: Record<string, string>;
+  /** A JSON body, if any. */
+  json?: unknown;
+}
+
+/** Options of `startRelay()`. */
+export interface RelayOptions {
+  /** Address to listen on. */
+  hostname: string;
+  /** Port to listen on (0 picks a free one). */
+  port: number;
+  /** Where each request goes. A throw answers 502. */
+  route(req: RelayRequest): RelayRoute;
+  /**
+   * This hop's `Via` entry, e.g. `1.1 p2p-3f2a9c`: appended to requests and
+   * answers; a request that already lists it is a loop. Random if not given.
+   */
+  via?: string;
+  /** A request whose `Via` lists this many hops or more is a loop (8). */
+  maxHops?: number;
+  /**
+   * How long the upstream may leave the relay waiting, in ms (30 s): for its
+   * answer, or to take more of a request body. Not spent on a slow client.
+   */
+  timeoutMs?: number;
+  /** How long a client connection may wait between requests, in ms (60 s). */
+  idleTimeoutMs?: number;
+  /** How long a client may take to send a request head, in ms (30 s). */
+  headTimeoutMs?: number;
+  /**
+   * How long an upstream connection is kept idle for the next request, in ms (4 s:
+   * Node's servers close theirs after 5 s).
+   */
+  upstreamIdleMs?: number;
+  /** Client connections served at once; more are closed at once (1024). */
+  maxConnections?: number;
+  /** Called with each failure answered with (or cutting short) a 502, 504 or 508. */
+  onError?: (err: ProxyError, req: RelayRequest) => void;
+}
+
+/** A running relay. */
+export interface Relay extends AsyncDisposable {
+  /** Where it listens. */
+  readonly addr: Deno.NetAddr;
+  /** Its base URL, e.g. `http://127.0.0.1:5805`. */
+  readonly url: string;
+  /** Stops listening, ends idle connections, and ends busy ones after `graceMs` (2 s). */
+  close(graceMs?: number): Promise<void>;
+  /** What it has done so far, and what it holds now. */
+  stats(): RelayStats;
+}
+
+/** Counters of a relay, from its start. */
+export interface RelayStats {
+  /** Client connections open now. */
+  connections: number;
+  /** Requests read. */
+  requests: number;
+  /** Requests sent to an upstream. */
+  forwarded: number;
+  /** Failures reported to `onError` (502, 504, 508, answers cut short). */
+  failures: number;
+  /** Upstream connections kept idle now. */
+  idleUpstream: number;
+}
