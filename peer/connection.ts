@@ -49,30 +49,26 @@
  * @module
  */
 import { type BufferPool, concatBytes } from "../proto/bytes.ts";
-import { PeerTimeoutError, ProtocolError } from "../proto/errors.ts";
+import {
+  ANSWER_OF,
+  type AnswerOf,
+  type AnswerTypeName,
+  expectAnswer,
+  isAnswerType,
+  isRequestType,
+  RemoteError,
+  type RequestTypeName,
+} from "../proto/answers.ts";
+import {
+  errorMessage as textOf,
+  P2pError,
+  PeerTimeoutError,
+  ProtocolError,
+} from "../proto/errors.ts";
 import { encodeFrame, encodeFrameParts, encodePreamble, FrameDecoder } from "../proto/frame.ts";
-import type {
-  HelloHeader,
-  Message,
-  MessageInit,
-  MessageOf,
-  MessageTypeName,
-} from "../proto/messages.ts";
+import type { HelloHeader, Message, MessageInit } from "../proto/messages.ts";
 
-/** The answer type of each request type. */
-export const ANSWER_OF = {
-  HAVE_REQ: "HAVE",
-  GET_CHUNK: "CHUNK",
-  PUT_CHUNK: "PUT_OK",
-  MANIFEST_REQ: "MANIFEST",
-  PEERS_REQ: "PEERS",
-  LOG_REQ: "LOG",
-  PING: "PONG",
-} as const satisfies Partial<Record<MessageTypeName, MessageTypeName>>;
-/** A message type that asks for an answer: `"GET_CHUNK"`, `"PING"`, … */
-export type RequestTypeName = keyof typeof ANSWER_OF;
-/** A message type that answers a request (ERROR answers any of them). */
-export type AnswerTypeName = (typeof ANSWER_OF)[RequestTypeName] | "ERROR";
+export { ANSWER_OF, type AnswerTypeName, RemoteError, type RequestTypeName };
 
 /** `Omit` applied to each member of a union, so the union stays discriminated. */
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
@@ -137,18 +133,6 @@ export interface DuplexConn {
   setNoDelay?(noDelay?: boolean): void;
 }
 
-/** The other side answered our request with ERROR. */
-export class RemoteError extends Error {
-  /** The ERROR frame's code, e.g. `not_found`. */
-  readonly code: string;
-  constructor(code: string, message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "RemoteError";
-    this.code = code;
-  }
-}
-
-const ANSWER_TYPES: ReadonlySet<string> = new Set<string>([...Object.values(ANSWER_OF), "ERROR"]);
 /**
  * Read buffer sizes, when the stream lets us read into our own buffer: it starts
  * small, so idle and hostile connections cost little, and doubles each time a read
@@ -161,7 +145,7 @@ const MAX_ERROR_MESSAGE = 1024;
 const noop = () => {};
 
 interface Pending {
-  expect: AnswerTypeName;
+  request: RequestTypeName;
   resolve: (msg: Message) => void;
   reject: (err: Error) => void;
   timer: ReturnType<typeof setTimeout>;
@@ -300,11 +284,11 @@ export class PeerConnection {
    * when the connection closes first.
    */
   request<T extends RequestTypeName>(
-    msg: RequestInit<T>,
+    msg: RequestInit<T> & { type: T },
     opts: RequestOptions = {},
-  ): Promise<MessageOf<(typeof ANSWER_OF)[T]>> {
-    const expect: AnswerTypeName | undefined = ANSWER_OF[msg.type as RequestTypeName];
-    if (expect === undefined) {
+  ): Promise<AnswerOf<T>> {
+    const type: string = msg.type;
+    if (!isRequestType(type)) {
       return Promise.reject(
         new TypeError(`Cannot send request: '${String(msg.type)}' is not a request type`),
       );
@@ -327,7 +311,7 @@ export class PeerConnection {
     }
     const { promise, resolve, reject } = Promise.withResolvers<Message>();
     const entry: Pending = {
-      expect,
+      request: type,
       resolve,
       reject,
       // One timer per request, cleared with the answer: cheaper than a signal per
@@ -355,7 +339,7 @@ export class PeerConnection {
     this.#pending.set(requestId, entry);
     // A failed write closes the connection, which rejects the request.
     this.#write(frame).catch(noop);
-    return promise as Promise<MessageOf<(typeof ANSWER_OF)[T]>>;
+    return promise as Promise<AnswerOf<T>>;
   }
 
   /**
@@ -479,7 +463,7 @@ export class PeerConnection {
         for (const msg of messages) {
           if (this.#closeReason !== undefined) break;
           this.#lastActivity = performance.now();
-          if (this.#gotHello && !ANSWER_TYPES.has(msg.type) && msg.type !== "HELLO") {
+          if (this.#gotHello && !isAnswerType(msg.type) && msg.type !== "HELLO") {
             // Backpressure: at the cap, stop reading until a handler finishes.
             while (this.#inFlight >= this.#maxInFlight && this.#closeReason === undefined) {
               this.#slot = Promise.withResolvers<void>();
@@ -492,7 +476,7 @@ export class PeerConnection {
       }
     } catch (err) {
       if (this.#closeReason === undefined) {
-        this.#fail(new Error(`Read failed: ${(err as Error)?.message ?? err}`, { cause: err }));
+        this.#fail(new Error(`Read failed: ${textOf(err)}`, { cause: err }));
       }
     } finally {
       reader.cancel().catch(noop);
@@ -536,7 +520,7 @@ export class PeerConnection {
     }
     if (msg.type === "HELLO") {
       this.#fail(new ProtocolError("unexpected_hello", "Peer sent a second HELLO"));
-    } else if (ANSWER_TYPES.has(msg.type)) {
+    } else if (isAnswerType(msg.type)) {
       this.#settle(msg);
     } else if (this.#draining) {
       this.#answer(msg, errorMessage("shutting_down", "Peer is shutting down")).catch(noop);
@@ -564,16 +548,10 @@ export class PeerConnection {
       return;
     }
     this.#forget(msg.requestId, entry);
-    if (msg.type === entry.expect) entry.resolve(msg);
-    else if (msg.type === "ERROR") {
-      entry.reject(new RemoteError(msg.header.code, msg.header.message));
-    } else {
-      entry.reject(
-        new ProtocolError(
-          "unexpected_answer",
-          `Expected '${entry.expect}' answer for request '${msg.requestId}', got '${msg.type}'`,
-        ),
-      );
+    try {
+      entry.resolve(expectAnswer(entry.request, msg));
+    } catch (err) {
+      entry.reject(err as Error);
     }
   }
 
@@ -584,10 +562,9 @@ export class PeerConnection {
       try {
         out = await this.#handler(msg, this);
       } catch (err) {
-        const code = (err as { code?: unknown })?.code;
         out = errorMessage(
-          typeof code === "string" && code.length > 0 ? code : "internal",
-          (err as Error)?.message ?? String(err),
+          err instanceof P2pError && err.code.length > 0 ? err.code : "internal",
+          textOf(err),
         );
       }
     }
@@ -618,7 +595,7 @@ export class PeerConnection {
       await Promise.all(parts.map((p) => this.#writer.write(p)));
     } catch (err) {
       if (this.#closeReason === undefined) {
-        this.#fail(new Error(`Write failed: ${(err as Error)?.message ?? err}`, { cause: err }));
+        this.#fail(new Error(`Write failed: ${textOf(err)}`, { cause: err }));
       }
       throw this.#closedError();
     }
@@ -641,8 +618,7 @@ export class PeerConnection {
   #fail(err: Error): void {
     if (this.#closeReason !== undefined) return;
     this.#closeError = err;
-    const code = (err as { code?: unknown }).code;
-    this.close(`${err.name}${typeof code === "string" ? ` (${code})` : ""}: ${err.message}`);
+    this.close(`${err.name}${err instanceof P2pError ? ` (${err.code})` : ""}: ${err.message}`);
   }
 
   #forget(requestId: number, entry: Pending): void {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   FrameTooLargeError,
+  NotFoundError,
   PeerTimeoutError,
   ProtocolError,
   VersionMismatchError,
@@ -204,7 +205,7 @@ for (const t of transports) {
   Deno.test(`${t.name}: a handler error is sent as ERROR and rejects request() with RemoteError`, async () => {
     const handler: RequestHandler = (msg) => {
       if (msg.type === "HAVE_REQ") {
-        throw Object.assign(new Error("Payload not found"), { code: "not_found" });
+        throw new NotFoundError("not_found", "Payload not found");
       }
       if (msg.type === "MANIFEST_REQ") throw new Error("disk on fire");
       if (msg.type === "PEERS_REQ") return { type: "PEERS", header: { peers: "nope" } } as never;

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { IntegrityError } from "../proto/errors.ts";
+import { IntegrityError, P2pError } from "../proto/errors.ts";
 import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
 import type { Manifest } from "../proto/manifest.ts";
 
@@ -97,11 +97,10 @@ export interface DownloadOptions {
   signal?: AbortSignal;
 }
 
-/** A download that cannot finish: no source holds what is missing. */
-export class DownloadError extends Error {
+/** A download that cannot finish: no source holds what is missing. Code `no_source`, status 502. */
+export class DownloadError extends P2pError {
   constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "DownloadError";
+    super("no_source", message, { ...options, status: 502 });
   }
 }
 

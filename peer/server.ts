@@ -1,17 +1,19 @@
 /**
- * Runs a peer: the node (TCP chunk service and background work), its built-in
- * application server, its main HTTP server (control API, reverse proxy to the app,
- * forwarding to other peers' apps by peerId), its pingback server for LAN
+ * Runs a peer: its data directory, the node (TCP chunk service and background work),
+ * its built-in application server, its main HTTP server (control API, reverse proxy
+ * to the app, forwarding to other peers' apps by peerId), its pingback server for LAN
  * discovery, and a graceful stop for all.
  *
  * @module
  */
 import { createAppServer } from "./app_server.ts";
 import { createControlApp } from "./control.ts";
+import { openPeerData } from "./data_dir.ts";
 import { createGateway, viaToken } from "./gateway.ts";
 import { PeerNode, type PeerOptions } from "./node.ts";
 import { type PingbackServer, startPingback } from "./pingback.ts";
 import { type Relay, startRelay } from "../lib/http_relay/mod.ts";
+import { httpUrl, reachableHost } from "../lib/net_addr.ts";
 
 /** A running peer process. */
 export interface RunningPeer {
@@ -26,13 +28,6 @@ export interface RunningPeer {
   finished: Promise<void>;
 }
 
-const WILDCARDS = new Set(["0.0.0.0", "::", ""]);
-
-/** A URL host part for an address. */
-function urlHost(host: string): string {
-  return host.includes(":") ? `[${host}]` : host;
-}
-
 /** Starts a Deno.serve server and resolves once it listens. */
 async function serve(
   hostname: string,
@@ -45,95 +40,120 @@ async function serve(
   return { server, addr: await listening.promise };
 }
 
-/** Starts a peer and resolves once all its servers listen. */
+/**
+ * Starts a peer and resolves once all its servers listen. Every port is bound before
+ * the node is built, so the node knows them all from the start: the data directory
+ * is opened, then the chunk port, the app, the control API (on loopback), the main
+ * HTTP server and the pingback port are bound, then the node starts over them. The
+ * control API's requests wait for the node (only the main server knows its port).
+ */
 export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
-  const node = await PeerNode.start(opts);
+  const data = await openPeerData(opts.dataDir, { echo: opts.echo });
+  const { identity, log, table } = data;
   const servers: Deno.HttpServer[] = [];
+  const control = Promise.withResolvers<ReturnType<typeof createControlApp>>();
+  control.promise.catch(() => undefined);
+  let chunkListener: Deno.TcpListener | undefined;
   let pingback: PingbackServer | undefined;
   let relay: Relay | undefined;
+  let node: PeerNode | undefined;
   const onError = (during: string) => (err: unknown) => {
-    node.log.record("error", { during, message: String(err) });
+    log.record("error", { during, message: String(err) });
     return Response.json({ error: { code: "unavailable", message: String(err) } }, {
       status: 503,
     });
   };
-  let httpUrl: string;
+  let mainUrl: string;
   let appUrl: string | undefined = opts.app;
   try {
-    const control = createControlApp(node);
+    chunkListener = Deno.listen({ hostname: opts.host, port: opts.port, transport: "tcp" });
+    const chunk = chunkListener.addr.port;
+    let app: number | undefined;
     if (!appUrl && opts.appPort !== undefined) {
       // The built-in app: on loopback when the peer listens everywhere, since the main
       // server is its front door; on the peer's own address otherwise, so that many
       // peers on 127.0.0.x can each have one on the default port.
-      const appHost = WILDCARDS.has(opts.host) ? "127.0.0.1" : opts.host;
-      const app = await createAppServer();
-      const s = await serve(appHost, opts.appPort, (req) => app.fetch(req), onError("app"));
+      const appHost = reachableHost(opts.host);
+      const appServer = await createAppServer();
+      const s = await serve(appHost, opts.appPort, (req) => appServer.fetch(req), onError("app"));
       servers.push(s.server);
-      node.appPort = s.addr.port;
-      appUrl = `http://${urlHost(appHost)}:${s.addr.port}`;
+      app = s.addr.port;
+      appUrl = httpUrl(appHost, app);
     }
     // The control API listens on loopback only; the main server relays to it.
-    const controlServer = await serve("127.0.0.1", 0, (req) => control.fetch(req), onError("http"));
+    const controlServer = await serve(
+      "127.0.0.1",
+      0,
+      async (req) => (await control.promise).fetch(req),
+      onError("http"),
+    );
     servers.push(controlServer.server);
     const route = createGateway({
-      self: node.identity.peerId,
-      control: `http://127.0.0.1:${controlServer.addr.port}`,
+      self: identity.peerId,
+      control: httpUrl("127.0.0.1", controlServer.addr.port),
       app: appUrl,
       locate: (peerId) => {
-        const p = node.table.get(peerId);
+        const p = table.get(peerId);
         return p && { host: p.host, httpPort: p.ports.http };
       },
-      onForward: (f) => node.log.record("proxy.forward", f),
+      onForward: (f) => log.record("proxy.forward", f),
     });
-    relay = startRelay({
+    const running = relay = startRelay({
       hostname: opts.host,
       port: opts.httpPort,
-      via: viaToken(node.identity.peerId),
+      via: viaToken(identity.peerId),
       route,
       onError: (err, req) =>
-        node.log.record("proxy.error", {
+        log.record("proxy.error", {
           status: err.status,
           method: req.method,
           path: req.path,
           message: err.message,
         }),
     });
-    node.httpPort = relay.addr.port;
-    node.httpStats = () => ({ ...relay!.stats() });
-    httpUrl = `http://${
-      WILDCARDS.has(relay.addr.hostname) ? "127.0.0.1" : urlHost(relay.addr.hostname)
-    }:${relay.addr.port}`;
+    const http = relay.addr.port;
+    mainUrl = httpUrl(reachableHost(relay.addr.hostname), http);
     if (opts.pingbackPort !== undefined) {
       pingback = await startPingback({
         hostname: opts.host,
         port: opts.pingbackPort,
-        identity: node.identity,
+        identity,
         name: opts.name,
-        ports: () => {
-          const { pingback: _, ...rest } = node.ports();
-          return rest;
-        },
-        onRequest: (f) => node.log.record("pingback", f),
+        ports: () => ({ chunk, http, ...(app ? { app } : {}) }),
+        onRequest: (f) => log.record("pingback", f),
       });
-      node.pingbackPort = pingback.addr.port;
     }
+    node = PeerNode.start(opts, {
+      data,
+      chunkListener,
+      ports: { http, pingback: pingback?.addr.port, app },
+      httpStats: () => ({ ...running.stats() }),
+    });
+    control.resolve(createControlApp(node));
   } catch (err) {
+    control.reject(err);
     await pingback?.stop();
     await relay?.close(0);
-    await node.stop(0);
+    if (node) await node.stop(0);
+    else {
+      try {
+        chunkListener?.close();
+      } catch { /* already closed */ }
+      data.close();
+    }
     await Promise.all(servers.map((s) => s.shutdown()));
     throw err;
   }
-  node.begin();
   const done = Promise.withResolvers<void>();
   let stopping: Promise<void> | undefined;
+  const running = node;
   const stop = () =>
     stopping ??= (async () => {
       await pingback?.stop();
       await relay?.close();
-      await node.stop();
+      await running.stop();
       await Promise.all(servers.map((s) => s.shutdown()));
       done.resolve();
     })();
-  return { node, httpUrl, ...(appUrl ? { appUrl } : {}), stop, finished: done.promise };
+  return { node, httpUrl: mainUrl, ...(appUrl ? { appUrl } : {}), stop, finished: done.promise };
 }

@@ -49,16 +49,23 @@
  * @module
  */
 import { concatBytes } from "../proto/bytes.ts";
+import { P2pError } from "../proto/errors.ts";
+import { hostPort } from "../lib/net_addr.ts";
 import { encodeFrame, encodePreamble } from "../proto/frame.ts";
 import type { HelloHeader } from "../proto/messages.ts";
 import { PeerConnection, type RequestHandler } from "./connection.ts";
 
 /** Options of `startChunkService()`. */
 export interface ChunkServiceOptions {
-  /** Address to listen on. */
-  hostname: string;
+  /** Address to listen on (unless `listener` is given). */
+  hostname?: string;
   /** Port to listen on; 0 lets the kernel choose (read it back from `addr`). */
-  port: number;
+  port?: number;
+  /**
+   * A listener bound already (so its port is known before the service starts):
+   * served instead of `hostname:port`, and closed by `stop()`.
+   */
+  listener?: Deno.TcpListener;
   /** Our HELLO, asked for each new connection. */
   hello: () => HelloHeader;
   /** Answers the other side's requests. */
@@ -121,16 +128,25 @@ const BUSY = concatBytes(
 const noop = () => {};
 
 /**
- * Listens on `hostname:port` and serves the wire protocol on every connection with
- * `handler`. Resolves once listening; throws the `Deno.errors` of `Deno.listen`
+ * Listens on `hostname:port` (or serves `listener`) and serves the wire protocol on
+ * every connection with `handler`. Resolves once listening; throws the `Deno.errors` of `Deno.listen`
  * (e.g. `AddrInUse`) and `RangeError` for a bad `maxConnections`.
  */
 export function startChunkService(opts: ChunkServiceOptions): Promise<ChunkService> {
   try {
-    return Promise.resolve(new TcpChunkService(opts));
+    return Promise.resolve(createChunkService(opts));
   } catch (err) {
     return Promise.reject(err);
   }
+}
+
+/**
+ * Like `startChunkService()`, but returns the running service at once (listening
+ * is synchronous): what a constructor that is given a bound `listener` calls. Throws
+ * what `startChunkService()` rejects with.
+ */
+export function createChunkService(opts: ChunkServiceOptions): ChunkService {
+  return new TcpChunkService(opts);
 }
 
 class TcpChunkService implements ChunkService {
@@ -161,7 +177,12 @@ class TcpChunkService implements ChunkService {
     }
     this.#opts = opts;
     this.#maxConnections = max;
-    this.#listener = Deno.listen({ hostname: opts.hostname, port: opts.port, transport: "tcp" });
+    if (opts.listener) this.#listener = opts.listener;
+    else if (opts.hostname !== undefined && opts.port !== undefined) {
+      this.#listener = Deno.listen({ hostname: opts.hostname, port: opts.port, transport: "tcp" });
+    } else {
+      throw new TypeError("Cannot start chunk service: give a listener, or a hostname and a port");
+    }
     this.addr = this.#listener.addr;
     this.#acceptLoop = this.#acceptAll();
   }
@@ -279,12 +300,12 @@ class TcpChunkService implements ChunkService {
     this.#emit("conn.open", { peerId, remote });
     await pc.closed;
     this.#connections.delete(pc);
-    const code = (pc.closeError as { code?: unknown } | undefined)?.code;
+    const err = pc.closeError;
     this.#emit("conn.close", {
       peerId,
       remote,
       reason: pc.closeReason,
-      ...(typeof code === "string" ? { code } : {}),
+      ...(err instanceof P2pError ? { code: err.code } : {}),
     });
   }
 
@@ -310,17 +331,14 @@ class TcpChunkService implements ChunkService {
 
 function describe(err: unknown): { reason: string; code?: string } {
   if (!(err instanceof Error)) return { reason: String(err) };
-  const code = (err as { code?: unknown }).code;
-  return typeof code === "string"
-    ? { reason: `${err.name}: ${err.message}`, code }
+  return err instanceof P2pError
+    ? { reason: `${err.name}: ${err.message}`, code: err.code }
     : { reason: `${err.name}: ${err.message}` };
 }
 
 function formatAddr(addr: Deno.Addr): string {
   if (addr.transport !== "tcp" && addr.transport !== "udp") return addr.transport;
-  return addr.hostname.includes(":")
-    ? `[${addr.hostname}]:${addr.port}`
-    : `${addr.hostname}:${addr.port}`;
+  return hostPort(addr.hostname, addr.port);
 }
 
 function closeQuietly(conn: Deno.Conn): void {

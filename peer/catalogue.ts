@@ -1,0 +1,143 @@
+/**
+ * The network catalogue: what other peers hold. `networkPayloads()` merges the
+ * payloads held here, those each live known peer lists on its control API (all asked
+ * at once, 1.5 s each) and those the tracker lists; `remoteLog()` reads another
+ * peer's activity log over the wire (LOG?).
+ *
+ * @module
+ */
+import type { PeerConnection } from "./connection.ts";
+import type { ChunkStore } from "./chunk_store.ts";
+import type { KnownPeer, PeerTable } from "./peer_table.ts";
+import type { TrackerClient } from "./tracker_client.ts";
+import type { ActivityRecord } from "../proto/activity.ts";
+import {
+  type NetworkPayload,
+  type NetworkPayloadsAnswer,
+  type PayloadHolder,
+  PayloadsAnswer,
+  type SourceError,
+} from "../proto/control.ts";
+import { errorMessage, NotFoundError, P2pError } from "../proto/errors.ts";
+import { httpUrl } from "../lib/net_addr.ts";
+
+/** Known peers asked at once for their payloads. */
+const MAX_PEERS_ASKED = 32;
+/** How long each peer gets to list its payloads. */
+const LIST_TIMEOUT_MS = 1500;
+
+/** What the catalogue needs of its neighbours. */
+export interface CatalogueDeps {
+  /** This peer's id and name, for its own holdings. */
+  self: { peerId: string; name: string };
+  store: Pick<ChunkStore, "list">;
+  table: Pick<PeerTable, "list" | "get">;
+  tracker?: Pick<TrackerClient, "payloads">;
+  pool: { connect(host: string, port: number): Promise<PeerConnection> };
+  /** Aborts when the peer stops. */
+  signal: AbortSignal;
+  /** Lists a peer's payloads (default: `GET /_p2p/payloads` on its control API). */
+  listPayloads?: (peer: KnownPeer, signal: AbortSignal) => Promise<PayloadsAnswer>;
+}
+
+/** Reads what other peers hold and log. */
+export class NetworkCatalogue {
+  readonly #deps: CatalogueDeps;
+
+  constructor(deps: CatalogueDeps) {
+    this.#deps = deps;
+  }
+
+  /**
+   * The payloads known on the network, most held first: those held here, those each
+   * live known peer with a control port lists, and those the tracker lists. Sources
+   * that do not answer are listed in `errors`.
+   */
+  async networkPayloads(): Promise<NetworkPayloadsAnswer> {
+    const { self, store, table, tracker } = this.#deps;
+    const byId = new Map<string, NetworkPayload>();
+    const errors: SourceError[] = [];
+    const add = (
+      p: { payloadId: string; size: number; chunks: number; name?: string },
+      holder?: PayloadHolder,
+    ) => {
+      let e = byId.get(p.payloadId);
+      if (!e) {
+        e = { payloadId: p.payloadId, size: p.size, chunks: p.chunks, holders: [] };
+        byId.set(p.payloadId, e);
+      }
+      if (p.name && !e.name) e.name = p.name;
+      if (holder) e.holders.push(holder);
+    };
+    for (const p of store.list()) {
+      add(p, { peerId: self.peerId, name: self.name, held: p.held, complete: p.complete });
+    }
+    const list = this.#deps.listPayloads ?? listPayloads;
+    const peers = table.list().filter((p) => p.failures === 0 && p.ports.http)
+      .slice(0, MAX_PEERS_ASKED);
+    await Promise.all([
+      ...peers.map(async (peer) => {
+        try {
+          const signal = AbortSignal.any([AbortSignal.timeout(LIST_TIMEOUT_MS), this.#deps.signal]);
+          for (const p of (await list(peer, signal)).payloads) {
+            const { held, complete } = p;
+            add(p, {
+              peerId: peer.peerId,
+              ...(peer.name ? { name: peer.name } : {}),
+              held,
+              complete,
+            });
+          }
+        } catch (err) {
+          errors.push({ source: peer.peerId, message: errorMessage(err) });
+        }
+      }),
+      (async () => {
+        if (!tracker) return;
+        try {
+          for (const p of (await tracker.payloads()).payloads) add(p);
+        } catch (err) {
+          errors.push({ source: "tracker", message: errorMessage(err) });
+        }
+      })(),
+    ]);
+    const payloads = [...byId.values()].sort((a, b) =>
+      b.holders.length - a.holders.length || a.payloadId.localeCompare(b.payloadId)
+    );
+    return { payloads, errors };
+  }
+
+  /**
+   * Another peer's activity log, asked over the wire with LOG?. `NotFoundError`
+   * `unknown_peer` when the peer is not in the table; the connection's errors when it
+   * cannot be reached or does not answer within 5 s.
+   */
+  async remoteLog(
+    peerId: string,
+    since?: number,
+    limit = 100,
+    type?: string,
+  ): Promise<ActivityRecord[]> {
+    const p = this.#deps.table.get(peerId);
+    if (!p) {
+      throw new NotFoundError(
+        "unknown_peer",
+        `Unknown peer '${peerId}': not in this peer's table (see p2p peers)`,
+      );
+    }
+    const c = await this.#deps.pool.connect(p.host, p.ports.chunk);
+    const header = { limit, ...(since === undefined ? {} : { since }), ...(type ? { type } : {}) };
+    const res = await c.request({ type: "LOG_REQ", header }, { timeoutMs: 5000 });
+    return res.header.records;
+  }
+}
+
+/** A peer's payloads, read from its control API (`GET /_p2p/payloads`) and parsed by the contract. */
+async function listPayloads(peer: KnownPeer, signal: AbortSignal): Promise<PayloadsAnswer> {
+  const res = await fetch(`${httpUrl(peer.host, peer.ports.http!)}/_p2p/payloads`, { signal });
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new P2pError("peer_unavailable", `HTTP ${res.status}`, { status: 502 });
+  }
+  return PayloadsAnswer.parse(await res.json());
+}

@@ -1,0 +1,141 @@
+/**
+ * LAN discovery runs: `discover(range)` scans a range (none given: the subnets of
+ * this machine's interfaces) with `discovery.ts`'s `scan()`, probing the devices'
+ * pingback ports and those of the peers already known, and records what it learns:
+ * verified peers are added or updated (source `scan`), known peers that stay silent
+ * are marked stale. One run at a time; `--scan` runs it at start and every period.
+ *
+ * @module
+ */
+import { scan, type ScanOptions, type ScanResult } from "./discovery.ts";
+import type { PeerLog } from "./activity.ts";
+import type { PeerTable } from "./peer_table.ts";
+import {
+  DEFAULT_PINGBACK_PORT,
+  type DiscoveredPeer,
+  type DiscoveryReport,
+  formatRange,
+  interfaceRanges,
+  parseRange,
+} from "../proto/discovery.ts";
+import { InvalidInputError } from "../proto/errors.ts";
+import { hostPort } from "../lib/net_addr.ts";
+
+/** What LAN scans need of their neighbours. */
+export interface LanScanDeps {
+  /** This peer's id: its own answer is dropped. */
+  self: string;
+  table: Pick<PeerTable, "list" | "get" | "upsert" | "seen" | "failed">;
+  log: Pick<PeerLog, "record">;
+  /** Pingback port probed on devices (default 5800). */
+  pingbackPort?: number;
+  /** Aborts when the peer stops: a running scan ends. */
+  signal: AbortSignal;
+  /** Runs one scan; defaults to `discovery.ts`'s `scan()` (tests fake it). */
+  scan?: (opts: ScanOptions) => Promise<ScanResult>;
+  /** This machine's interfaces; defaults to `Deno.networkInterfaces()` (tests fake it). */
+  interfaces?: () => Deno.NetworkInterfaceInfo[];
+}
+
+/** Runs LAN discovery, one scan at a time. */
+export class LanScan {
+  readonly #deps: LanScanDeps;
+  #running: Promise<unknown> = Promise.resolve();
+
+  constructor(deps: LanScanDeps) {
+    this.#deps = deps;
+  }
+
+  /**
+   * Scans a range (CIDR or FIRST-LAST; none: this machine's subnets) once the scan
+   * before it is done, and records what it finds. `InvalidInputError` when there is
+   * nothing to scan; `RangeError` for a malformed range.
+   */
+  discover(rangeText?: string): Promise<DiscoveryReport> {
+    const run = this.#running.then(() => this.#discover(rangeText));
+    this.#running = run.catch(() => undefined);
+    return run;
+  }
+
+  async #discover(rangeText?: string): Promise<DiscoveryReport> {
+    const { table, log } = this.#deps;
+    const started = performance.now();
+    const ranges = rangeText !== undefined
+      ? [parseRange(rangeText)]
+      : interfaceRanges((this.#deps.interfaces ?? Deno.networkInterfaces)());
+    if (ranges.length === 0) {
+      throw new InvalidInputError(
+        "nothing_to_scan",
+        "Nothing to scan: no range given and no IPv4 interface other than loopback",
+      );
+    }
+    const rangeNames = ranges.map(formatRange);
+    log.record("discover.start", { ranges: rangeNames });
+    const known = table.list().flatMap((p) =>
+      p.ports.pingback ? [{ host: p.host, port: p.ports.pingback, peerId: p.peerId }] : []
+    );
+    const result = await (this.#deps.scan ?? scan)({
+      ranges,
+      known,
+      self: this.#deps.self,
+      pingbackPort: this.#deps.pingbackPort ?? DEFAULT_PINGBACK_PORT,
+      signal: this.#deps.signal,
+    });
+    const found: DiscoveredPeer[] = [];
+    for (const r of result.found) {
+      const a = r.answer;
+      const old = table.get(a.peerId);
+      const change = !old
+        ? "new"
+        : old.host !== r.host || old.ports.chunk !== a.ports.chunk
+        ? "moved"
+        : "known";
+      await table.upsert(
+        { peerId: a.peerId, host: r.host, ports: a.ports, name: a.name, publicKey: a.publicKey },
+        "scan",
+      );
+      await table.seen(a.peerId, r.rttMs);
+      found.push({
+        peerId: a.peerId,
+        name: a.name,
+        host: r.host,
+        ports: a.ports,
+        rttMs: r.rttMs,
+        change,
+      });
+      log.record("discover.peer", {
+        peerId: a.peerId,
+        address: hostPort(r.host, a.ports.chunk),
+        change,
+        rttMs: r.rttMs,
+      });
+    }
+    for (const r of result.rejected) log.record("discover.reject", r);
+    for (const s of result.silent) {
+      await table.failed(s.peerId);
+      log.record("discover.stale", s);
+    }
+    const report: DiscoveryReport = {
+      ranges: rangeNames,
+      devices: result.devices,
+      probed: result.probed,
+      found,
+      rejected: result.rejected,
+      stale: result.silent,
+      ...(result.devicesError ? { devicesError: result.devicesError } : {}),
+      seconds: Math.round(performance.now() - started) / 1000,
+    };
+    const { devices, probed, seconds, devicesError } = report;
+    log.record("discover.done", {
+      ranges: rangeNames,
+      devices,
+      probed,
+      found: found.length,
+      rejected: report.rejected.length,
+      stale: report.stale.length,
+      seconds,
+      ...(devicesError ? { devicesError } : {}),
+    });
+    return report;
+  }
+}

@@ -1,0 +1,47 @@
+/**
+ * The options of a peer (`p2p peer --help`): where it listens, its data directory,
+ * its tracker and seeds, replication and the periods of its background work.
+ *
+ * @module
+ */
+
+/** Options of a peer; see `p2p peer --help`. */
+export interface PeerOptions {
+  /** Address the TCP and HTTP servers listen on. */
+  host: string;
+  /** TCP chunk port; 0 picks a free one. */
+  port: number;
+  /** HTTP control API port; 0 picks a free one. */
+  httpPort: number;
+  /** Pingback (LAN discovery) port; 0 picks a free one; undefined: no pingback server. */
+  pingbackPort?: number;
+  /** Built-in app server port; 0 picks a free one; undefined (and no `app`): no app. */
+  appPort?: number;
+  /** Base URL of an application server of the user's to proxy to instead of the built-in app. */
+  app?: string;
+  dataDir: string;
+  name: string;
+  /** Tracker base URL, when there is one. */
+  tracker?: string;
+  /** Peers to contact at start (`--peer HOST:PORT`). */
+  seeds: { host: string; port: number }[];
+  /** Copies pushed to other peers of every chunk this peer puts. */
+  replicas: number;
+  /** Tracker heartbeat period (default 20 s). */
+  heartbeatMs?: number;
+  /** Peer exchange period (default 30 s). */
+  exchangeMs?: number;
+  /** Print activity to stderr as it happens. */
+  echo?: boolean;
+  /** Cap on the bytes per second this peer serves to others. */
+  maxUploadRate?: number;
+  /**
+   * Scan the LAN at start and every `scanIntervalMs`: a range (CIDR, FIRST-LAST), or
+   * `""` for the subnets of this machine's interfaces. Undefined: never scan.
+   */
+  scan?: string;
+  /** Period of `scan` (default 300 s). */
+  scanIntervalMs?: number;
+  /** Pingback port probed on devices during a scan (default: our own pingback port). */
+  scanPingbackPort?: number;
+}

@@ -1,0 +1,194 @@
+/**
+ * The peer's side of the tracker: a heartbeat that registers the peer (every
+ * `heartbeatMs`, at least three times per the tracker's TTL; backing off 1, 2, 4 … 30
+ * s while the tracker fails), takes the tracker's live peers into the table and
+ * flushes the announce queue; the queue itself, which coalesces the chunks of one
+ * burst into one announcement per payload (published first), kept for the next
+ * heartbeat when the tracker fails; and the spreading of payloads uploaded to the
+ * tracker: the `replicas` live peers ranked highest by rendezvous fetch each one.
+ *
+ * @module
+ */
+import type { ChunkStore } from "./chunk_store.ts";
+import type { PeerLog } from "./activity.ts";
+import type { PeerTable } from "./peer_table.ts";
+import type { Scheduler } from "./scheduler.ts";
+import { type TrackerClient, TrackerError } from "./tracker_client.ts";
+import { rankByRendezvous } from "./replication.ts";
+import { errorMessage } from "../proto/errors.ts";
+import type { RegisterPeerRequest } from "../proto/tracker.ts";
+
+/** Wait before an announcement goes out, so one burst of chunks makes one call. */
+const COALESCE_MS = 50;
+/** Longest wait between tries while the tracker fails. */
+const MAX_BACKOFF_MS = 30_000;
+
+/** How the tracker was doing lately, for `status()`. */
+export interface TrackerState {
+  ok: boolean;
+  lastError?: string;
+  /** ms since the epoch. */
+  lastContact?: number;
+}
+
+/** What tracker sync needs of its neighbours. */
+export interface TrackerSyncDeps {
+  tracker: Pick<
+    TrackerClient,
+    "url" | "register" | "peers" | "publish" | "announce" | "payloads" | "unregister"
+  >;
+  /** This peer's registration (its id, name, ports, key, version, host). */
+  registration: RegisterPeerRequest & { peerId: string };
+  store: Pick<ChunkStore, "list" | "getManifest" | "payload" | "have">;
+  table: Pick<PeerTable, "upsert">;
+  log: Pick<PeerLog, "record">;
+  scheduler: Pick<Scheduler, "later" | "loop" | "stopped">;
+  /** Heartbeat period (default 20 s). */
+  heartbeatMs?: number;
+  /** Copies kept of each tracker upload on the network; 0: none fetched. */
+  replicas: number;
+  /** Downloads a payload into the store. */
+  fetch: (payloadId: string) => Promise<unknown>;
+}
+
+/** Heartbeats, announcements and spreading of tracker uploads. */
+export class TrackerSync {
+  readonly #deps: TrackerSyncDeps;
+  readonly #announce = new Set<string>();
+  readonly #published = new Set<string>();
+  #flushQueued = false;
+  #failures = 0;
+  #state: TrackerState = { ok: false };
+  #spreading: Promise<void> | undefined;
+
+  constructor(deps: TrackerSyncDeps) {
+    this.#deps = deps;
+  }
+
+  /** The tracker's URL and how it was doing lately. */
+  get state(): { url: string } & TrackerState {
+    return { url: this.#deps.tracker.url, ...this.#state };
+  }
+
+  /** Starts the heartbeat (first beat at once). */
+  start(): void {
+    this.#deps.scheduler.loop(0, () => this.beat());
+  }
+
+  /** Queues a payload for announcement; a burst of calls makes one flush. */
+  queue(payloadId: string): void {
+    this.#announce.add(payloadId);
+    if (this.#flushQueued) return;
+    this.#flushQueued = true;
+    this.#deps.scheduler.later(COALESCE_MS, async () => {
+      this.#flushQueued = false;
+      await this.flush().catch((err) =>
+        this.#deps.log.record("tracker.error", { message: String(err) })
+      );
+    });
+  }
+
+  /** One heartbeat; resolves to the delay until the next one. */
+  async beat(): Promise<number> {
+    const { tracker, table, store, log } = this.#deps;
+    let next = this.#deps.heartbeatMs ?? 20_000;
+    try {
+      const res = await tracker.register(this.#deps.registration);
+      if (!this.#state.ok || this.#failures > 0) {
+        log.record("tracker.register", { url: tracker.url, created: res.created });
+      }
+      this.#state = { ok: true, lastContact: Date.now() };
+      next = Math.min(next, res.ttlSeconds * 1000 / 3);
+      const livePeers = await tracker.peers();
+      for (const p of livePeers) {
+        await table.upsert({
+          peerId: p.peerId,
+          host: p.host,
+          ports: { chunk: p.port, ...p.ports },
+          name: p.name,
+          publicKey: p.publicKey,
+        }, "tracker");
+      }
+      // After an outage (or at first contact), everything held is announced again.
+      if (this.#failures > 0 || this.#published.size === 0) {
+        for (const p of store.list()) this.#announce.add(p.payloadId);
+      }
+      await this.flush();
+      this.#spread(livePeers.map((p) => p.peerId));
+      this.#failures = 0;
+    } catch (err) {
+      this.#failures++;
+      next = Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (this.#failures - 1));
+      this.#state = { ...this.#state, ok: false, lastError: errorMessage(err) };
+      log.record("tracker.error", {
+        url: tracker.url,
+        message: errorMessage(err),
+        retryInMs: next,
+      });
+    }
+    return next;
+  }
+
+  /** Publishes (once) and announces every queued payload; stops at the first failure. */
+  async flush(): Promise<void> {
+    const { tracker, store, log } = this.#deps;
+    if (this.#deps.scheduler.stopped) return;
+    for (const payloadId of [...this.#announce]) {
+      const m = store.getManifest(payloadId);
+      if (!m) {
+        this.#announce.delete(payloadId);
+        continue;
+      }
+      try {
+        if (!this.#published.has(payloadId)) {
+          await tracker.publish(payloadId, m, store.payload(payloadId)?.name);
+          this.#published.add(payloadId);
+        }
+        const bits = store.have(payloadId);
+        this.#announce.delete(payloadId);
+        const res = await tracker.announce(payloadId, this.#deps.registration.peerId, bits);
+        log.record("tracker.announce", { payloadId, count: res.count });
+      } catch (err) {
+        // Kept in the queue: retried with the next heartbeat.
+        if (err instanceof TrackerError && err.code === "unknown_peer") this.#state.ok = false;
+        log.record("tracker.error", { during: "announce", payloadId, message: errorMessage(err) });
+        return;
+      }
+    }
+  }
+
+  /**
+   * Payloads uploaded to the tracker are spread to peers like a `put`: for each
+   * payload whose bytes the tracker keeps, the `replicas` live peers ranked highest
+   * by rendezvous hashing fetch it. Runs one download at a time in the background.
+   */
+  #spread(livePeerIds: string[]): void {
+    const { tracker, store, log, replicas, scheduler } = this.#deps;
+    if (this.#spreading || replicas <= 0) return;
+    const self = this.#deps.registration.peerId;
+    const ids = livePeerIds.includes(self) ? livePeerIds : [...livePeerIds, self];
+    this.#spreading = (async () => {
+      const page = await tracker.payloads();
+      for (const p of page.payloads) {
+        if (scheduler.stopped) break;
+        if (!p.stored || store.payload(p.payloadId)?.complete) continue;
+        const chosen = rankByRendezvous(p.payloadId, -1, ids, (id) => id).slice(0, replicas);
+        if (!chosen.includes(self)) continue;
+        log.record("replicate.pull", { payloadId: p.payloadId, size: p.size, from: "tracker" });
+        await this.#deps.fetch(p.payloadId).catch(() => undefined);
+      }
+    })().catch((err) => {
+      log.record("tracker.error", { during: "spread", message: errorMessage(err) });
+    }).finally(() => {
+      this.#spreading = undefined;
+    });
+  }
+
+  /** Tells the tracker this peer leaves, then waits for the spreading under way to end. */
+  async stop(): Promise<void> {
+    await this.#deps.tracker.unregister(this.#deps.registration.peerId).catch((err) =>
+      this.#deps.log.record("tracker.error", { during: "unregister", message: String(err) })
+    );
+    await this.#spreading;
+  }
+}
