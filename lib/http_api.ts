@@ -1,9 +1,10 @@
 /**
  * What both Hono apps (the tracker's API and the peer's control API) need at their
  * edge, defined once: path parameters checked against a zod schema, query and JSON
- * validation that throws the project's own `InvalidInputError`, and one `onError` /
- * `notFound` pair that turns any `P2pError` or Hono `HTTPException` into the JSON
- * error body of `proto/errors.ts`.
+ * validation that throws the project's own `InvalidInputError` (also as a hook for
+ * `@hono/zod-validator`), body limits over Hono's `bodyLimit` that tell a body too
+ * large from one that broke off, and one `onError` / `notFound` pair that turns any
+ * `P2pError` or Hono `HTTPException` into the JSON error body of `proto/errors.ts`.
  *
  * ```ts
  * import { Hono } from "hono";
@@ -20,10 +21,11 @@
  *
  * @module
  */
-import type { Context, ErrorHandler, NotFoundHandler } from "hono";
+import type { Context, ErrorHandler, MiddlewareHandler, NotFoundHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import type { z } from "zod";
+import { z } from "zod";
 import {
   type ErrorBody,
   errorMessage,
@@ -87,6 +89,78 @@ export function validationHook(code = "invalid_body") {
       throw new InvalidInputError(code, formatZodError(error), { issues: zodIssues(error) });
     }
   };
+}
+
+/** One line naming every failed field, quoted: `'port' Invalid input; 'name' Too big`. */
+export function issuesLine(error: z.ZodError): string {
+  return zodIssues(error).map((i) => `'${i.path}' ${i.message}`).join("; ");
+}
+
+/**
+ * An `InvalidInputError` for a zod failure whose message is `prefix` and every issue
+ * (`issuesLine()`), for APIs whose answers name each failed field.
+ */
+export function invalidInput(code: string, prefix: string, error: z.ZodError): InvalidInputError {
+  return new InvalidInputError(code, prefix + issuesLine(error), { issues: zodIssues(error) });
+}
+
+/** A hook for `@hono/zod-validator` that throws `invalidInput(code, prefix, error)`. */
+export function listingHook(code: string, prefix: string) {
+  return (result: { success: true } | { success: false; error: z.core.$ZodError }): void => {
+    if (!result.success) throw invalidInput(code, prefix, new z.ZodError(result.error.issues));
+  };
+}
+
+/**
+ * The request body as JSON checked against `schema`: a client that hangs up mid-body
+ * is `incomplete_body`, text that is not UTF-8 JSON is `bad_json`, a value that fails
+ * the schema is `invalid_body` naming every issue (all 400). Any content type is read.
+ */
+export async function jsonBody<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
+  const bytes = await readBody(() => c.req.arrayBuffer());
+  let data: unknown;
+  try {
+    data = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (cause) {
+    throw new InvalidInputError(
+      "bad_json",
+      `Request body is not valid JSON: ${errorMessage(cause)}`,
+    );
+  }
+  const parsed = schema.safeParse(data);
+  if (!parsed.success) {
+    throw invalidInput("invalid_body", "Request body is invalid: ", parsed.error);
+  }
+  return parsed.data;
+}
+
+/** Runs one read of a request body; a client that hangs up mid-body is a 400, not a failure. */
+export async function readBody<T>(read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (cause) {
+    if (cause instanceof P2pError) throw cause;
+    throw new InvalidInputError(
+      "incomplete_body",
+      `Request body ended early: ${errorMessage(cause)}`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * Hono's `bodyLimit` with this project's errors: a body over `maxSize` bytes, declared
+ * or streamed, throws `tooLarge()`; a client that hangs up mid-body is a 400
+ * `incomplete_body` (see `readBody()`), not a failure of the server.
+ */
+export function limitBody(maxSize: number, tooLarge: () => P2pError): MiddlewareHandler {
+  const limit = bodyLimit({
+    maxSize,
+    onError: () => {
+      throw tooLarge();
+    },
+  });
+  return (c, next) => readBody(() => limit(c, next)).then(() => {});
 }
 
 /** The JSON error body of an error. */

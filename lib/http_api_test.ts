@@ -3,7 +3,18 @@ import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { bodyLimit } from "hono/body-limit";
 import { z } from "zod";
-import { errorHandler, mapError, notFoundHandler, param, query, validate } from "./http_api.ts";
+import { zValidator } from "@hono/zod-validator";
+import {
+  errorHandler,
+  jsonBody,
+  limitBody,
+  listingHook,
+  mapError,
+  notFoundHandler,
+  param,
+  query,
+  validate,
+} from "./http_api.ts";
 import { InvalidInputError, NotFoundError, P2pError } from "../proto/errors.ts";
 
 function app() {
@@ -84,4 +95,89 @@ Deno.test("validate() throws InvalidInputError with issues and a one-line messag
       err instanceof InvalidInputError && err.status === 400 && err.code === "invalid_body" &&
       /^Cannot register: port: /.test(err.message) && err.issues?.[0].path === "port",
   );
+});
+
+Deno.test("limitBody() throws the given error for a body over the limit, declared or streamed", async () => {
+  const a = new Hono();
+  a.post(
+    "/",
+    limitBody(4, () => new P2pError("payload_too_large", "Over 4 bytes", { status: 413 })),
+    async (c) => c.text(await c.req.text()),
+  );
+  a.onError(errorHandler());
+  const declared = await a.request("/", {
+    method: "POST",
+    body: "12345",
+    headers: { "content-length": "5" },
+  });
+  assert.equal(declared.status, 413);
+  assert.equal((await declared.json()).error.code, "payload_too_large");
+  const streamed = await a.request("/", {
+    method: "POST",
+    body: ReadableStream.from([new Uint8Array(3), new Uint8Array(3)]),
+  });
+  assert.equal(streamed.status, 413);
+  await streamed.body?.cancel();
+  assert.equal(await (await a.request("/", { method: "POST", body: "1234" })).text(), "1234");
+});
+
+Deno.test("limitBody() and jsonBody() answer a body that breaks off with 400 incomplete_body", async () => {
+  const a = new Hono();
+  a.post(
+    "/",
+    limitBody(100, () => new P2pError("too_large", "Too large", { status: 413 })),
+    (c) => c.text("read"),
+  );
+  a.post("/json", async (c) => c.json(await jsonBody(c, z.object({ n: z.number() }))));
+  a.onError(errorHandler());
+  const broken = () =>
+    new ReadableStream<Uint8Array>({
+      pull(ctrl) {
+        ctrl.error(new TypeError("connection reset"));
+      },
+    });
+  for (const path of ["/", "/json"]) {
+    const res = await a.request(path, { method: "POST", body: broken() });
+    assert.equal(res.status, 400, path);
+    const body = await res.json();
+    assert.equal(body.error.code, "incomplete_body", path);
+    assert.match(body.error.message, /connection reset/, path);
+  }
+});
+
+Deno.test("jsonBody() tells bad JSON from a value that fails its schema, naming every field", async () => {
+  const a = new Hono();
+  a.post("/", async (c) => c.json(await jsonBody(c, z.object({ n: z.number(), s: z.string() }))));
+  a.onError(errorHandler());
+  const bad = await a.request("/", { method: "POST", body: "{nope" });
+  assert.equal(bad.status, 400);
+  assert.equal((await bad.json()).error.code, "bad_json");
+  const wrong = await (await a.request("/", { method: "POST", body: '{"n":"1"}' })).json();
+  assert.equal(wrong.error.code, "invalid_body");
+  assert.match(wrong.error.message, /^Request body is invalid: 'n' .*; 's' /);
+  assert.deepEqual(wrong.error.issues.map((i: { path: string }) => i.path), ["n", "s"]);
+  assert.deepEqual(
+    await (await a.request("/", { method: "POST", body: '{"n":1,"s":"x"}' })).json(),
+    { n: 1, s: "x" },
+  );
+});
+
+Deno.test("listingHook() makes @hono/zod-validator throw InvalidInputError naming every issue", async () => {
+  const a = new Hono();
+  a.get(
+    "/",
+    zValidator(
+      "query",
+      z.object({ limit: z.coerce.number().int().min(1) }),
+      listingHook("invalid_query", "Query is invalid: "),
+    ),
+    (c) => c.json(c.req.valid("query")),
+  );
+  a.onError(errorHandler());
+  const res = await a.request("/?limit=0");
+  assert.equal(res.status, 400);
+  const body = await res.json();
+  assert.equal(body.error.code, "invalid_query");
+  assert.match(body.error.message, /^Query is invalid: 'limit' /);
+  assert.deepEqual(await (await a.request("/?limit=3")).json(), { limit: 3 });
 });

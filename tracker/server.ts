@@ -9,6 +9,8 @@ import { createTrackerApp } from "./app.ts";
 import { Metrics } from "./metrics.ts";
 import { TrackerStore } from "./store.ts";
 import { VERSION } from "../version.ts";
+import { errorBody } from "../lib/http_api.ts";
+import { httpUrl } from "../lib/net_addr.ts";
 
 /** Options of `startTracker()`; see `p2p tracker --help`. */
 export interface TrackerOptions {
@@ -68,10 +70,9 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
       onListen: (addr) => listening.resolve(addr),
       onError: (err) => {
         console.error(`tracker: ${err}`);
-        return Response.json(
-          { error: { code: "unavailable", message: "Tracker cannot serve this now" } },
-          { status: 503 },
-        );
+        return Response.json(errorBody("unavailable", "Tracker cannot serve this now"), {
+          status: 503,
+        });
       },
     }, (req, info) => app.fetch(req, info));
   } catch (err) {
@@ -80,8 +81,7 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     throw err;
   }
   const addr = await listening.promise;
-  const hostForUrl = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
-  const url = `http://${hostForUrl}:${addr.port}`;
+  const url = httpUrl(addr.hostname, addr.port);
   activity.record("tracker.start", {
     url,
     db: opts.db,

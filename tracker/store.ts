@@ -20,7 +20,8 @@ import type { ActivityLog } from "./activity.ts";
 import { fromHex, randomPeerId, toHex } from "../proto/ids.ts";
 import { chunkLength, type Manifest, sha256Hex } from "../proto/manifest.ts";
 import type { PeerPorts } from "../proto/tracker.ts";
-import { IntegrityError } from "../proto/errors.ts";
+import { IntegrityError, P2pError } from "../proto/errors.ts";
+import { hostPort } from "../lib/net_addr.ts";
 
 /** KV values must stay under 64 KiB: chunk bytes are stored in pieces of this size. */
 export const PIECE_SIZE = 64_000;
@@ -66,11 +67,10 @@ export interface HaveRow {
 /** A KV entry as read, or absent (`versionstamp` null): what an atomic check needs. */
 type Entry<T> = { key: Deno.KvKey; value: T | null; versionstamp: string | null };
 
-/** Raised when a write lost its race too many times in a row. */
-export class ContentionError extends Error {
+/** Raised when a write lost its race too many times in a row: `503 busy`, try again. */
+export class ContentionError extends P2pError {
   constructor(message: string) {
-    super(message);
-    this.name = "ContentionError";
+    super("busy", message, { status: 503 });
   }
 }
 
@@ -437,7 +437,7 @@ export class TrackerStore {
 
 /** The unique-address key of a (host, port) pair. */
 export function addrKey(host: string, port: number): string {
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  return hostPort(host, port);
 }
 
 /** Runs async functions one at a time per key. */

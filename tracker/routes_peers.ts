@@ -1,0 +1,81 @@
+/**
+ * The tracker's peer routes, to mount at `/peers`: `POST /peers` registers or
+ * heartbeats a peer (its host defaults to the caller's address), `GET /peers` lists
+ * the live ones, `GET|DELETE /peers/{peerId}` reads or removes one.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import type { Context } from "hono";
+import type { z } from "zod";
+import { InvalidInputError } from "../proto/errors.ts";
+import { PeerId } from "../proto/ids.ts";
+import {
+  type PeerInfo,
+  RegisterPeerRequest,
+  type RegisterPeerResponse,
+  type RemovedResponse,
+} from "../proto/tracker.ts";
+import { jsonBody, limitBody, param } from "../lib/http_api.ts";
+import { isWildcard, plainAddress } from "../lib/net_addr.ts";
+import type { TrackerDeps, TrackerEnv } from "./deps.ts";
+import { bodyTooLarge, unknownPeer } from "./errors.ts";
+import type { PeerRow } from "./store.ts";
+
+/** Largest `POST /peers` body. */
+const REGISTER_JSON = 64 * 1024;
+
+/** The `/peers` routes. */
+export function peerRoutes({ store, config }: Pick<TrackerDeps, "store" | "config">) {
+  return new Hono<TrackerEnv>()
+    .post("/", limitBody(REGISTER_JSON, () => bodyTooLarge(REGISTER_JSON)), async (c) => {
+      const body = await jsonBody(c, RegisterPeerRequest);
+      const host = body.host && !isWildcard(body.host) ? body.host : remoteHost(c);
+      if (!host) {
+        throw new InvalidInputError("invalid_body", "Cannot register peer: 'host' is missing", {
+          issues: [{ path: "host", message: "required when the caller's address is unknown" }],
+        });
+      }
+      const { row, created } = await store.registerPeer({ ...body, host }, config.peerTtlMs);
+      const res: RegisterPeerResponse = {
+        peer: peerInfo(row),
+        created,
+        ttlSeconds: config.peerTtlMs / 1000,
+      };
+      return c.json(res, created ? 201 : 200);
+    })
+    .get("/", async (c) => c.json({ peers: (await store.listPeers()).map(peerInfo) }))
+    .get("/:peerId", async (c) => {
+      const peerId = param(c, "peerId", PeerId, "Peer id");
+      const row = await store.getPeer(peerId);
+      if (!row) throw unknownPeer(peerId);
+      return c.json(peerInfo(row));
+    })
+    .delete("/:peerId", async (c) => {
+      const peerId = param(c, "peerId", PeerId, "Peer id");
+      if (!await store.removePeer(peerId, "peer.remove")) throw unknownPeer(peerId);
+      const res: z.infer<typeof RemovedResponse> = { removed: peerId };
+      return c.json(res);
+    });
+}
+
+/** The caller's address in its plain form (an IPv4-mapped address as IPv4). */
+function remoteHost(c: Context<TrackerEnv>): string | undefined {
+  const host = c.env?.remoteAddr?.hostname;
+  return host === undefined ? undefined : plainAddress(host);
+}
+
+function peerInfo(row: PeerRow): PeerInfo {
+  return {
+    peerId: row.peerId,
+    host: row.host,
+    port: row.port,
+    ...(row.name !== undefined ? { name: row.name } : {}),
+    ...(row.ports !== undefined ? { ports: row.ports } : {}),
+    ...(row.publicKey !== undefined ? { publicKey: row.publicKey } : {}),
+    ...(row.version !== undefined ? { version: row.version } : {}),
+    registeredAt: new Date(row.registeredAt).toISOString(),
+    lastSeen: new Date(row.lastSeen).toISOString(),
+    expiresAt: new Date(row.expiresAt).toISOString(),
+  };
+}

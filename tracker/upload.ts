@@ -1,0 +1,119 @@
+/**
+ * `POST /payloads`: the tracker takes a payload's bytes (text/plain,
+ * application/octet-stream, or JSON `{"payload": "..."}`), cuts them into chunks
+ * as they stream in, stores each chunk under its hash and answers the payloadId.
+ * The `--max-upload` limit is checked while streaming, so no more than one chunk
+ * is held in memory and an oversized upload is refused as soon as it is over.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { InvalidInputError, P2pError } from "../proto/errors.ts";
+import { CHUNK_SIZE, Chunker, type Manifest, payloadIdOf, sha256Hex } from "../proto/manifest.ts";
+import { UploadJsonRequest, type UploadResponse } from "../proto/tracker.ts";
+import { jsonBody, limitBody, readBody } from "../lib/http_api.ts";
+import type { TrackerDeps, TrackerEnv } from "./deps.ts";
+import { PayloadTooLargeError, uploadTooLarge } from "./errors.ts";
+import type { TrackerStore } from "./store.ts";
+
+/** The `POST /payloads` route, to mount at `/payloads`. */
+export function uploadRoutes({ store, config }: Pick<TrackerDeps, "store" | "config">) {
+  const max = config.maxUpload;
+  // JSON escaping may double the text: the decoded payload is what the limit is about.
+  const jsonLimit = max * 2 + 1024;
+  const limitJson = limitBody(
+    jsonLimit,
+    () =>
+      new PayloadTooLargeError(
+        `JSON upload of more than ${jsonLimit} bytes is over this tracker's limit of ${max} ` +
+          "bytes (--max-upload); share large files peer to peer with `p2p put FILE`",
+      ),
+  );
+  return new Hono<TrackerEnv>().post(
+    "/",
+    (c, next) => mediaType(c) === "application/json" ? limitJson(c, next) : next(),
+    async (c) => {
+      const type = mediaType(c);
+      let name = c.req.query("name");
+      let source: ReadableStream<Uint8Array> | null;
+      if (type === "application/json") {
+        const body = await jsonBody(c, UploadJsonRequest);
+        const bytes = new TextEncoder().encode(body.payload);
+        if (bytes.length > max) throw uploadTooLarge(bytes.length, max);
+        name ??= body.name;
+        source = new Blob([bytes]).stream();
+      } else if (type === "text/plain" || type === "application/octet-stream") {
+        const declared = Number(c.req.header("content-length") ?? "NaN");
+        if (declared > max) throw uploadTooLarge(declared, max);
+        source = c.req.raw.body;
+      } else {
+        throw new P2pError(
+          "unsupported_media_type",
+          `Cannot take a payload of type '${type || "none"}': send text/plain, ` +
+            'application/octet-stream, or application/json with {"payload": "..."}',
+          { status: 415 },
+        );
+      }
+      if (name !== undefined && (name.length === 0 || name.length > 255)) {
+        throw new InvalidInputError("invalid_query", `Payload name must be 1 to 255 characters`);
+      }
+      const manifest = await ingest(store, source, max);
+      const payloadId = await payloadIdOf(manifest);
+      const { created } = await store.savePayload(
+        payloadId,
+        manifest,
+        { name, stored: true },
+        "payload.upload",
+      );
+      const res: UploadResponse = {
+        payloadId,
+        size: manifest.size,
+        chunkSize: manifest.chunkSize,
+        chunks: manifest.chunks.length,
+        created,
+      };
+      return c.json(res, created ? 201 : 200);
+    },
+  );
+}
+
+/** Reads a stream into chunks stored in KV; returns the manifest. Holds one chunk at most. */
+export async function ingest(
+  store: Pick<TrackerStore, "putChunk">,
+  source: ReadableStream<Uint8Array> | null,
+  max: number,
+): Promise<Manifest> {
+  const chunker = new Chunker(CHUNK_SIZE);
+  const chunks: string[] = [];
+  const keep = async (bytes: Uint8Array) => {
+    const hash = await sha256Hex(bytes);
+    await store.putChunk(hash, bytes);
+    chunks.push(hash);
+  };
+  if (source) {
+    const reader = source.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await readBody(() => reader.read());
+        if (done) break;
+        if (chunker.total + value.length > max) {
+          await reader.cancel();
+          throw uploadTooLarge(chunker.total + value.length, max, true);
+        }
+        for (const chunk of chunker.push(value)) await keep(chunk);
+      }
+    } finally {
+      reader.releaseLock();
+    }
+  }
+  const last = chunker.finish();
+  if (last) await keep(last);
+  if (chunker.total === 0) throw new InvalidInputError("empty_payload", "Payload is empty");
+  return { size: chunker.total, chunkSize: CHUNK_SIZE, chunks };
+}
+
+/** The request's media type, lower case, without parameters. */
+function mediaType(c: Context): string {
+  return (c.req.header("content-type") ?? "").split(";")[0].trim().toLowerCase();
+}
