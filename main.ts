@@ -13,7 +13,12 @@
  *
  * @module
  */
-import { Command, CommanderError, Option } from "commander";
+import {
+  Command,
+  CommanderError,
+  type CommandUnknownOpts,
+  Option,
+} from "@commander-js/extra-typings";
 import {
   defaultDataDir,
   dirname,
@@ -26,12 +31,15 @@ import {
   parseScanRange,
   parseSeconds,
   parseUrl,
+  type PeerAddress,
 } from "./cli/options.ts";
 import * as client from "./cli/client.ts";
 import { startPeer } from "./peer/server.ts";
 import { runDemo } from "./cli/demo.ts";
 import { startTracker } from "./tracker/server.ts";
 import { VERSION } from "./version.ts";
+import { errorMessage, P2pError } from "./proto/errors.ts";
+import { hostPort } from "./lib/net_addr.ts";
 
 /** Options of `p2p tracker`, as parsed. */
 interface TrackerCliOptions {
@@ -44,7 +52,7 @@ interface TrackerCliOptions {
 }
 
 /** Builds the command tree; `main()` runs it. Exported for tests. */
-export function buildProgram(): Command {
+export function buildProgram(): CommandUnknownOpts {
   const program = new Command("p2p")
     .description("Share payloads peer to peer on a LAN: run a tracker, or a peer on every machine.")
     .version(VERSION, "-V, --version", "print the version and exit")
@@ -81,7 +89,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
       new Option("--max-upload <bytes>", "largest payload POST /payloads accepts (e.g. 64MiB)")
         .default(64 * 1024 * 1024, "64MiB").argParser(parseBytes),
     )
-    .action(async (opts: TrackerCliOptions) => {
+    .action(async (opts) => {
       await runTracker(opts);
     });
 
@@ -100,10 +108,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     )
     .addOption(
       new Option("--peer <host:port>", "a peer to contact at start (repeatable)")
-        .argParser((v: string, prev: { host: string; port: number }[] = []) => [
-          ...prev,
-          parsePeerAddress(v),
-        ]),
+        .argParser((v, prev: PeerAddress[] = []) => [...prev, parsePeerAddress(v)]),
     )
     .option(
       "--data-dir <dir>",
@@ -152,7 +157,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
         .argParser(parseBytes),
     )
     .option("--verbose", "print activity to stderr as it happens")
-    .action(async (opts: PeerCliOptions) => {
+    .action(async (opts) => {
       await runPeer(opts);
     });
 
@@ -171,7 +176,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     .option("--name <name>", "name kept with the payload (default: the file name)")
     .option("--json", "print a JSON summary instead of the payloadId")
     .addOption(nodeOption())
-    .action(async (file: string, opts: { name?: string; json?: boolean; node?: string }) => {
+    .action(async (file, opts) => {
       await client.put(client.nodeUrl(opts.node), file, opts);
     });
 
@@ -183,7 +188,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     .option("-o, --output <file>", "write here (default: standard output)")
     .option("--json", "print a JSON summary (bytes, seconds, chunks per source); needs -o")
     .addOption(nodeOption())
-    .action(async (id: string, opts: { output?: string; json?: boolean; node?: string }) => {
+    .action(async (id, opts) => {
       await client.get(client.nodeUrl(opts.node), id, opts);
     });
 
@@ -192,7 +197,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     .argument("<payloadId>", "64 hex digits")
     .option("--json", "machine-readable output")
     .addOption(nodeOption())
-    .action(async (id: string, opts: { json?: boolean; node?: string }) => {
+    .action(async (id, opts) => {
       await client.where(client.nodeUrl(opts.node), id, opts);
     });
 
@@ -200,7 +205,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     .description("List the peers the local peer knows.")
     .option("--json", "machine-readable output")
     .addOption(nodeOption())
-    .action(async (opts: { json?: boolean; node?: string }) => {
+    .action(async (opts) => {
       await client.peers(client.nodeUrl(opts.node), opts);
     });
 
@@ -216,7 +221,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     )
     .option("--json", "machine-readable output")
     .addOption(nodeOption())
-    .action(async (range: string | undefined, opts: { json?: boolean; node?: string }) => {
+    .action(async (range, opts) => {
       await client.discover(client.nodeUrl(opts.node), range, opts);
     });
 
@@ -224,7 +229,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     .description("Show the local peer: id, ports, tracker, payloads, peers.")
     .option("--json", "machine-readable output")
     .addOption(nodeOption())
-    .action(async (opts: { json?: boolean; node?: string }) => {
+    .action(async (opts) => {
       await client.status(client.nodeUrl(opts.node), opts);
     });
 
@@ -238,14 +243,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     )
     .option("--json", "one JSON record per line")
     .addOption(nodeOption())
-    .action(async (opts: {
-      peer?: string;
-      follow?: boolean;
-      type?: string;
-      limit?: number;
-      json?: boolean;
-      node?: string;
-    }) => {
+    .action(async (opts) => {
       await client.log(client.nodeUrl(opts.node), opts);
     });
 
@@ -277,7 +275,11 @@ async function runTracker(opts: TrackerCliOptions): Promise<void> {
     });
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) {
-      throw new RunError(`cannot listen on ${opts.host}:${opts.port}: the address is in use`);
+      throw new RunError(
+        "address_in_use",
+        `cannot listen on ${hostPort(opts.host, opts.port)}: the address is in use`,
+        { cause: err },
+      );
     }
     throw err;
   }
@@ -299,7 +301,7 @@ interface PeerCliOptions {
   host: string;
   port: number;
   tracker?: string;
-  peer?: { host: string; port: number }[];
+  peer?: PeerAddress[];
   dataDir?: string;
   name?: string;
   replicas: number;
@@ -338,6 +340,7 @@ async function runPeer(opts: PeerCliOptions): Promise<void> {
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) {
       throw new RunError(
+        "address_in_use",
         `cannot listen on ${opts.host}: port ${opts.port}, ${opts.httpPort}, ${opts.pingbackPort} or ${opts.appPort} is in use (see --port, --http-port, --pingback-port, --app-port)`,
       );
     }
@@ -345,7 +348,9 @@ async function runPeer(opts: PeerCliOptions): Promise<void> {
   }
   const { node } = peer;
   console.log(
-    `p2p peer ${node.identity.peerId} "${node.opts.name}" listening: chunks tcp://${opts.host}:${node.chunkPort}, ` +
+    `p2p peer ${node.identity.peerId} "${node.opts.name}" listening: chunks tcp://${
+      hostPort(opts.host, node.chunkPort)
+    }, ` +
       `http ${peer.httpUrl}, pingback ${node.pingbackPort}, app ${peer.appUrl} (data ${dataDir})`,
   );
   const onSignal = () => {
@@ -361,12 +366,7 @@ async function runPeer(opts: PeerCliOptions): Promise<void> {
 }
 
 /** A failure at run time that deserves one line, not a stack trace. */
-class RunError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "RunError";
-  }
-}
+class RunError extends P2pError {}
 
 /** Runs the CLI with `args`; returns the exit status. */
 export async function main(args: string[]): Promise<number> {
@@ -376,8 +376,8 @@ export async function main(args: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
-    const message = err instanceof Error ? err.message : String(err);
-    console.error(`p2p: ${message}`);
+    // One line: a message that spans lines (a server's answer, say) is joined.
+    console.error(`p2p: ${errorMessage(err).trim().replace(/\s*\n\s*/g, " ")}`);
     return 1;
   }
 }

@@ -11,9 +11,25 @@ import { type RunningPeer, startPeer } from "../peer/server.ts";
 import { fromHex } from "../proto/ids.ts";
 import { hasBit } from "../proto/bitfield.ts";
 import { sha256Hex } from "../proto/manifest.ts";
-import type { ActivityPage } from "../proto/activity.ts";
-import { HolderList, PeerList, RegisterPeerResponse, UploadResponse } from "../proto/tracker.ts";
+import { ActivityPage } from "../proto/activity.ts";
+import { StatusAnswer } from "../proto/control.ts";
+import { ErrorBody, P2pError } from "../proto/errors.ts";
+import {
+  HaveResponse,
+  HolderList,
+  PeerList,
+  RegisterPeerResponse,
+  UploadResponse,
+} from "../proto/tracker.ts";
+import { hostPort } from "../lib/net_addr.ts";
 import type { z } from "zod";
+
+/** A step of the demo did not behave as it should. */
+export class DemoError extends P2pError {
+  constructor(message: string) {
+    super("demo_failed", message);
+  }
+}
 
 /** Runs the demo, printing what happens; throws if any step does not behave. */
 export async function runDemo(): Promise<void> {
@@ -41,7 +57,7 @@ export async function runDemo(): Promise<void> {
     });
     const data = await res.json();
     if (!res.ok) {
-      throw new Error(`${method} ${path} answered ${res.status}: ${JSON.stringify(data)}`);
+      throw new DemoError(`${method} ${path} answered ${res.status}: ${JSON.stringify(data)}`);
     }
     return schema.parse(data);
   };
@@ -59,7 +75,9 @@ export async function runDemo(): Promise<void> {
       );
       peers[name] = r.peer.peerId;
       console.log(
-        `${name.padEnd(6)} ${host}:5801 -> peerId ${r.peer.peerId} (created: ${r.created})`,
+        `${name.padEnd(6)} ${
+          hostPort(host, 5801)
+        } -> peerId ${r.peer.peerId} (created: ${r.created})`,
       );
     }
     const again = await call(
@@ -101,13 +119,13 @@ export async function runDemo(): Promise<void> {
 
     step("peers announce which chunk positions they hold");
     await call(
-      PeerList.partial(),
+      HaveResponse,
       "POST",
       `/payloads/${big.payloadId}/have`,
       JSON.stringify({ peerId: peers.alice, chunks: [0, 2] }),
     );
     await call(
-      PeerList.partial(),
+      HaveResponse,
       "POST",
       `/payloads/${big.payloadId}/have`,
       JSON.stringify({ peerId: peers.bob, chunks: [1, 2, 3] }),
@@ -116,9 +134,9 @@ export async function runDemo(): Promise<void> {
     console.log(`tracker holds every chunk: ${holders.tracker.holds}`);
     for (const h of holders.peers) {
       console.log(
-        `  ${
-          h.name?.padEnd(6)
-        } ${h.host}:${h.port} holds ${h.count}/${holders.chunks}: ${h.ranges}`,
+        `  ${h.name?.padEnd(6)} ${
+          hostPort(h.host, h.port)
+        } holds ${h.count}/${holders.chunks}: ${h.ranges}`,
       );
     }
 
@@ -127,7 +145,7 @@ export async function runDemo(): Promise<void> {
     const back = new Uint8Array(await res.arrayBuffer());
     const same = (await sha256Hex(back)) === (await sha256Hex(blob));
     console.log(`GET /payloads/{id}/content -> ${back.length} B, identical: ${same}`);
-    if (!same) throw new Error("content read back differs from the upload");
+    if (!same) throw new DemoError("content read back differs from the upload");
 
     step("bad input gets a clear error and the tracker keeps serving");
     for (
@@ -142,7 +160,7 @@ export async function runDemo(): Promise<void> {
         body,
         headers: { "content-type": "application/json" },
       });
-      const e = await r.json();
+      const e = ErrorBody.parse(await r.json());
       console.log(
         `${method} ${path.slice(0, 24)}… -> ${r.status} ${e.error.code}: ${e.error.message}`,
       );
@@ -151,9 +169,9 @@ export async function runDemo(): Promise<void> {
     await peerDemo(tracker.url, dir, step);
 
     step("every action is in the tracker's activity log");
-    const act = await fetch(`${tracker.url}/activity?limit=1000`).then((r) =>
-      r.json()
-    ) as ActivityPage;
+    const act = ActivityPage.parse(
+      await (await fetch(`${tracker.url}/activity?limit=1000`)).json(),
+    );
     const counts = new Map<string, number>();
     for (const r of act.records) counts.set(r.type, (counts.get(r.type) ?? 0) + 1);
     console.log([...counts].map(([t, n]) => `${t}: ${n}`).join(", "));
@@ -192,7 +210,7 @@ async function peerDemo(
       );
       const n = peers[i].node;
       console.log(
-        `${name.padEnd(6)} ${n.identity.peerId} tcp ${host}:${n.chunkPort} http ${
+        `${name.padEnd(6)} ${n.identity.peerId} tcp ${hostPort(host, n.chunkPort)} http ${
           peers[i].httpUrl
         }`,
       );
@@ -280,7 +298,7 @@ async function peerDemo(
     const page = await fetch(viaAlice);
     const title = /<title>([^<]*)<\/title>/i.exec(await page.text())?.[1] ?? "?";
     console.log(`  GET ${viaAlice} -> ${page.status} "${title}" (dave's web app)`);
-    const status = await (await fetch(`${viaAlice}_p2p/status`)).json();
+    const status = StatusAnswer.parse(await (await fetch(`${viaAlice}_p2p/status`)).json());
     console.log(`  GET …/_p2p/status -> ${status.name}, ${status.payloads} payload(s)`);
   } finally {
     for (const p of peers) await p.stop();

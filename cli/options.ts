@@ -5,8 +5,11 @@
  *
  * @module
  */
-import { InvalidArgumentError } from "commander";
+import { InvalidArgumentError } from "@commander-js/extra-typings";
+import ipaddr from "ipaddr.js";
 import { parseRange } from "../proto/discovery.ts";
+import { errorMessage } from "../proto/errors.ts";
+import { isIPv6 } from "../lib/net_addr.ts";
 
 /** A port number 0..65535 (0 lets the system choose). */
 export function parsePort(value: string): number {
@@ -94,8 +97,15 @@ export function dirname(path: string): string {
   return i > 0 ? path.slice(0, i) : i === 0 ? path.slice(0, 1) : ".";
 }
 
-/** A peer address `HOST:PORT`, `[IPv6]:PORT`, or `HOST` (port 5801). */
-export function parsePeerAddress(value: string): { host: string; port: number } {
+/** A peer's address as given on the command line. */
+export interface PeerAddress {
+  host: string;
+  port: number;
+}
+
+/** A peer address `HOST:PORT`, `[IPv6]:PORT`, `HOST` or a bare IPv6 address (port 5801). */
+export function parsePeerAddress(value: string): PeerAddress {
+  if (isIPv6(value.trim())) return { host: value.trim(), port: 5801 };
   const m = /^(?:\[([^\]]+)\]|([^:\s]+))(?::(\d+))?$/.exec(value.trim());
   const port = m?.[3] === undefined ? 5801 : Number(m[3]);
   if (!m || port < 1 || port > 65535) {
@@ -120,7 +130,7 @@ export function parseScanRange(value: string): string {
   try {
     parseRange(value);
   } catch (err) {
-    throw new InvalidArgumentError((err as Error).message);
+    throw new InvalidArgumentError(errorMessage(err));
   }
   return value.trim();
 }
@@ -158,8 +168,22 @@ export function keepLanOffProxies(
   if (!proxied) return undefined;
   const current = (env.get("NO_PROXY") ?? env.get("no_proxy") ?? "").split(",").map((s) => s.trim())
     .filter(Boolean);
-  const value = [...new Set([...current, ...LAN_NO_PROXY])].join(",");
+  // One entry per range however it is spelled (`FE80::/10` is `fe80::/10`); the first spelling stays.
+  const byRange = new Map<string, string>();
+  for (const entry of [...current, ...LAN_NO_PROXY]) {
+    if (!byRange.has(rangeKey(entry))) byRange.set(rangeKey(entry), entry);
+  }
+  const value = [...byRange.values()].join(",");
   env.set("NO_PROXY", value);
   env.set("no_proxy", value);
   return value;
+}
+
+/** The canonical form of a `NO_PROXY` entry: a CIDR or address as ipaddr.js writes it. */
+function rangeKey(entry: string): string {
+  if (ipaddr.isValidCIDR(entry)) {
+    const [addr, bits] = ipaddr.parseCIDR(entry);
+    return `${addr.toString()}/${bits}`;
+  }
+  return ipaddr.isValid(entry) ? ipaddr.parse(entry).toString() : entry.toLowerCase();
 }

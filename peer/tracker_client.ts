@@ -6,6 +6,7 @@
  * @module
  */
 import type { z } from "zod";
+import { formatZodError, P2pError } from "../proto/errors.ts";
 import { toBase64 } from "../proto/ids.ts";
 import type { Manifest } from "../proto/manifest.ts";
 import {
@@ -20,17 +21,17 @@ import {
   RegisterPeerResponse,
 } from "../proto/tracker.ts";
 
-/** A tracker call failed: unreachable, timed out, or answered with an error. */
-export class TrackerError extends Error {
-  /** HTTP status, or 0 when the tracker could not be reached. */
-  readonly status: number;
-  /** The error code the tracker answered with, if any. */
-  readonly code?: string;
-  constructor(message: string, status: number, code?: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "TrackerError";
-    this.status = status;
-    this.code = code;
+/**
+ * A tracker call failed: unreachable or timed out (`tracker_unreachable`), answered
+ * something that is not its API (`tracker_bad_answer`), or answered an error, whose
+ * code it keeps (`unknown_peer`, say; `tracker_error` when the answer had none).
+ */
+export class TrackerError extends P2pError {
+  /** The tracker's HTTP status, or 0 when it could not be reached. */
+  readonly httpStatus: number;
+  constructor(code: string, message: string, httpStatus: number, options?: ErrorOptions) {
+    super(code, message, options);
+    this.httpStatus = httpStatus;
   }
 }
 
@@ -62,16 +63,21 @@ export class TrackerClient {
       });
     } catch (cause) {
       const why = timeout.aborted ? `no answer within ${this.#timeoutMs} ms` : String(cause);
-      throw new TrackerError(`Tracker ${this.url} unreachable: ${why}`, 0, undefined, { cause });
+      throw new TrackerError(
+        "tracker_unreachable",
+        `Tracker ${this.url} unreachable: ${why}`,
+        0,
+        { cause },
+      );
     }
     if (!res.ok) {
       const text = await res.text();
       const parsed = ErrorBody.safeParse(safeJson(text));
       const detail = parsed.success ? parsed.data.error.message : text.slice(0, 200);
       throw new TrackerError(
+        parsed.success ? parsed.data.error.code : "tracker_error",
         `Tracker answered ${res.status} to ${method} ${path}: ${detail}`,
         res.status,
-        parsed.success ? parsed.data.error.code : undefined,
       );
     }
     return res;
@@ -86,7 +92,12 @@ export class TrackerClient {
     const res = await this.#call(method, path, body);
     const parsed = schema.safeParse(await res.json().catch(() => undefined));
     if (!parsed.success) {
-      throw new TrackerError(`Tracker sent an unexpected answer to ${method} ${path}`, res.status);
+      throw new TrackerError(
+        "tracker_bad_answer",
+        `Tracker sent an unexpected answer to ${method} ${path}: ${formatZodError(parsed.error)}`,
+        res.status,
+        { cause: parsed.error },
+      );
     }
     return parsed.data;
   }
@@ -101,7 +112,7 @@ export class TrackerClient {
     try {
       await (await this.#call("DELETE", `/peers/${peerId}`)).body?.cancel();
     } catch (err) {
-      if (!(err instanceof TrackerError && err.status === 404)) throw err;
+      if (!(err instanceof TrackerError && err.httpStatus === 404)) throw err;
     }
   }
 
