@@ -1,350 +1,237 @@
 /**
- * The peer's control API under `/_p2p/`, served on its HTTP port: what the CLI
- * client commands (`put`, `get`, `where`, `peers`, `status`, `log`, `discover`) and the
- * web app call. Long operations answer with NDJSON streams of events, one JSON
- * object a line, ending with `{"type":"done",…}` or `{"type":"error",…}`.
+ * The peer's control API under `/_p2p/`, served on loopback behind the peer's main
+ * HTTP server: what the CLI client commands (`put`, `get`, `where`, `peers`, `status`,
+ * `log`, `discover`) and the web app call. Its contract is `proto/control.ts`: every
+ * answer here is built as one of its types. Long operations answer with NDJSON streams
+ * of events, one JSON object a line, ending with `{"type":"done",…}` or
+ * `{"type":"error",…}`; `/_p2p/events` streams activity as server-sent events. Errors
+ * are `P2pError`s, answered by `lib/http_api.ts`'s `errorHandler()`.
  *
  * @module
  */
 import { Hono } from "hono";
 import type { Context } from "hono";
-import { z } from "zod";
-import type { PeerNode } from "./node.ts";
-import { ActivityQuery, typeMatches } from "../proto/activity.ts";
-import { PayloadId, PeerId } from "../proto/ids.ts";
-import { DiscoverRequest, parseRange } from "../proto/discovery.ts";
+import { bodyLimit } from "hono/body-limit";
+import { create as contentDisposition } from "content-disposition";
+import { typeMatches } from "../proto/activity.ts";
+import {
+  type ActivityPage,
+  ActivityRecord,
+  ContentQuery,
+  DiscoverRequest,
+  type DiscoveryReport,
+  type DownloadProgress,
+  type DownloadResult,
+  LogQuery,
+  type NetworkPayloadsAnswer,
+  PayloadIdParam,
+  type PayloadsAnswer,
+  type PeersAnswer,
+  type PutEvent,
+  type PutProgress,
+  PutQuery,
+  type PutResult,
+  type StatusAnswer,
+  type StoredPayload,
+  type WhereAnswer,
+} from "../proto/control.ts";
+import { parseRange } from "../proto/discovery.ts";
+import { errorMessage, InvalidInputError, NotFoundError, P2pError } from "../proto/errors.ts";
+import type { KnownPeer } from "./peer_table.ts";
+import { errorHandler, notFoundHandler, param, query, validate } from "../lib/http_api.ts";
+import { activityEvents, download, ndjson, untilAborted } from "./control_stream.ts";
 
-/** An error answer of the control API. */
-class ControlError extends Error {
-  readonly status: 400 | 404 | 409 | 415 | 502 | 503;
-  readonly code: string;
-  constructor(status: ControlError["status"], code: string, message: string) {
-    super(message);
-    this.name = "ControlError";
-    this.status = status;
-    this.code = code;
-  }
+/** Largest `POST /_p2p/discover` body, in bytes. */
+const MAX_DISCOVER_BODY = 4096;
+
+/** What the control API needs of a running peer. */
+export interface ControlNode {
+  /** Aborts when the peer stops: open streams end. */
+  readonly signal: AbortSignal;
+  readonly store: {
+    list(): StoredPayload[];
+    payload(payloadId: string): StoredPayload | undefined;
+    getManifest(payloadId: string): { chunks: string[] } | undefined;
+    onChunk(listener: (payloadId: string, index: number) => void): () => void;
+    exportStream(payloadId: string): ReadableStream<Uint8Array>;
+  };
+  readonly log: {
+    query(q: { since?: number; limit?: number; type?: string }): ActivityPage;
+    follow(listener: (record: ActivityRecord) => void): () => void;
+    record(type: string, fields?: Record<string, unknown>): unknown;
+  };
+  readonly table: { list(): KnownPeer[] };
+  status(): StatusAnswer;
+  put(
+    source: ReadableStream<Uint8Array>,
+    name?: string,
+    onProgress?: (e: PutProgress) => void,
+  ): Promise<PutResult>;
+  get(payloadId: string, onProgress?: (p: DownloadProgress) => void): Promise<DownloadResult>;
+  where(payloadId: string): Promise<WhereAnswer>;
+  /** Another peer's records; checked here, as anything another peer sends. */
+  remoteLog(peerId: string, since?: number, limit?: number, type?: string): Promise<unknown[]>;
+  networkPayloads(): Promise<NetworkPayloadsAnswer>;
+  discover(range?: string): Promise<DiscoveryReport>;
 }
 
 /** Builds the control API of a node. */
-export function createControlApp(node: PeerNode): Hono {
+export function createControlApp(node: ControlNode): Hono {
   const app = new Hono();
 
-  app.get("/_p2p/status", (c) => c.json(node.status()));
+  app.get("/_p2p/status", (c) => c.json(node.status() satisfies StatusAnswer));
 
-  app.get(
-    "/_p2p/peers",
-    (c) => c.json({ peers: node.table.list().map((p) => ({ ...p, stale: p.failures > 0 })) }),
+  app.get("/_p2p/peers", (c) => {
+    const answer: PeersAnswer = {
+      peers: node.table.list().map((p) => ({ ...p, stale: p.failures > 0 })),
+    };
+    return c.json(answer);
+  });
+
+  app.post(
+    "/_p2p/discover",
+    bodyLimit({
+      maxSize: MAX_DISCOVER_BODY,
+      onError: () => {
+        throw new P2pError("too_large", `Request body is over ${MAX_DISCOVER_BODY} bytes`, {
+          status: 413,
+        });
+      },
+    }),
+    async (c) => {
+      const text = await c.req.text();
+      let body: unknown = {};
+      if (text.trim() !== "") {
+        try {
+          body = JSON.parse(text);
+        } catch (cause) {
+          throw new InvalidInputError("invalid_json", "Body is not JSON", { cause });
+        }
+      }
+      const { range } = validate(DiscoverRequest, body, "invalid_body");
+      if (range !== undefined) {
+        try {
+          parseRange(range);
+        } catch (err) {
+          if (!(err instanceof RangeError || err instanceof TypeError)) throw err;
+          throw new InvalidInputError("invalid_range", err.message, { cause: err });
+        }
+      }
+      return c.json(await node.discover(range) satisfies DiscoveryReport);
+    },
   );
 
-  app.post("/_p2p/discover", async (c) => {
-    let body: unknown = {};
-    const text = await c.req.text();
-    if (text.trim() !== "") {
-      try {
-        body = JSON.parse(text);
-      } catch {
-        throw new ControlError(400, "invalid_json", "Body is not JSON");
-      }
-    }
-    const parsed = DiscoverRequest.safeParse(body);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0];
-      throw new ControlError(400, "invalid_body", `${issue.path.join(".")}: ${issue.message}`);
-    }
-    const range = parsed.data.range;
-    if (range !== undefined) {
-      try {
-        parseRange(range);
-      } catch (err) {
-        throw new ControlError(400, "invalid_range", (err as Error).message);
-      }
-    }
-    return c.json(await node.discover(range));
+  app.get("/_p2p/payloads", (c) => {
+    const answer: PayloadsAnswer = { payloads: node.store.list() };
+    return c.json(answer);
   });
 
-  app.get("/_p2p/payloads", (c) => c.json({ payloads: node.store.list() }));
+  app.get(
+    "/_p2p/network/payloads",
+    async (c) => c.json(await node.networkPayloads() satisfies NetworkPayloadsAnswer),
+  );
 
-  app.get("/_p2p/network/payloads", async (c) => c.json(await node.networkPayloads()));
-
-  app.get("/_p2p/events", (c) => {
-    const type = c.req.query("type");
-    if (type !== undefined && (type.length === 0 || type.length > 64)) {
-      throw new ControlError(400, "invalid_query", "'type' must be 1 to 64 characters");
-    }
-    // A reconnecting EventSource says what it saw last: resume after it.
-    const lastId = Number(c.req.header("last-event-id"));
-    const since = Number.isSafeInteger(lastId) && lastId >= 0 ? lastId : undefined;
-    return sse((send, signal) => {
-      const backlog = node.log.query({ since, limit: since === undefined ? 50 : 1000, type });
-      for (const r of backlog.records) send("activity", r);
-      const { promise, resolve } = Promise.withResolvers<void>();
-      const stop = node.log.follow((r) => {
-        if (typeMatches(r.type, type)) send("activity", r);
-      });
-      // A comment line now and then keeps idle connections open through proxies.
-      const ping = setInterval(() => send("", null), 15_000);
-      AbortSignal.any([signal, node.signal]).addEventListener("abort", () => {
-        clearInterval(ping);
-        stop();
-        resolve();
-      });
-      return promise;
-    });
-  });
+  app.get("/_p2p/events", (c) => activityEvents(c, node));
 
   app.post("/_p2p/payloads", (c) => {
-    const name = c.req.query("name");
-    if (name !== undefined && (name.length === 0 || name.length > 255)) {
-      throw new ControlError(400, "invalid_query", "Payload name must be 1 to 255 characters");
-    }
+    const { name } = query(c, PutQuery);
     const body = c.req.raw.body;
-    if (!body) throw new ControlError(400, "empty_payload", "Payload is empty");
-    return ndjson(async (send) => {
-      const res = await node.put(body, name, (e) => send(e));
+    if (!body) throw new InvalidInputError("empty_payload", "Payload is empty");
+    return ndjson<PutEvent>(c, async (send) => {
+      const res = await node.put(body, name, send);
       send({ type: "done", ...res });
     });
   });
 
-  app.post("/_p2p/downloads/:id", (c) => {
-    const id = param(c, "id", PayloadId, "Payload id");
-    return ndjson(async (send, signal) => {
-      let last = 0;
-      // Every position that becomes held, with the source of its bytes: a chunk
-      // received fills each position of the payload that has the same hash.
-      const filled = new Set<number>();
-      const offStore = node.store.onChunk((payloadId, index) => {
-        if (payloadId === id) filled.add(index);
-      });
-      const flush = (hash: string | undefined, source: string) => {
-        const chunks = node.store.getManifest(id)?.chunks ?? [];
-        for (const i of [...filled]) {
-          if (hash !== undefined && chunks[i] !== hash) continue;
-          filled.delete(i);
-          send({ type: "chunk", index: i, source });
-        }
-      };
-      const offLog = node.log.follow((r) => {
-        if (r.type === "chunk.received" && r.payloadId === id && r.via === "download") {
-          flush(node.store.getManifest(id)?.chunks[Number(r.index)], String(r.from));
-        }
-      });
-      const stop = () => {
-        offStore();
-        offLog();
-      };
-      signal.addEventListener("abort", stop);
-      try {
-        const res = await node.get(id, (p) => {
-          const now = performance.now();
-          if (now - last >= 100 || p.done === p.chunks) {
-            last = now;
-            send({ type: "progress", ...p });
-          }
-        });
-        // Positions filled by chunks this peer already held for other payloads.
-        flush(undefined, "local");
-        send({ type: "done", ...res });
-      } finally {
-        stop();
-      }
-    });
-  });
+  app.post("/_p2p/downloads/:id", (c) => download(c, node, payloadId(c)));
 
   app.get("/_p2p/payloads/:id/content", (c) => {
-    const id = param(c, "id", PayloadId, "Payload id");
+    const id = payloadId(c);
     const p = node.store.payload(id);
-    if (!p) throw new ControlError(404, "unknown_payload", `No payload '${id}' here; get it first`);
+    if (!p) throw new NotFoundError("unknown_payload", `No payload '${id}' here; get it first`);
     if (!p.complete) {
-      throw new ControlError(
-        409,
+      throw new P2pError(
         "incomplete",
         `Payload '${id}' is incomplete here (${p.held}/${p.chunks} chunks)`,
+        { status: 409 },
       );
     }
-    const headers: Record<string, string> = {
-      "content-type": "application/octet-stream",
-      "content-length": String(p.size),
-    };
-    if (c.req.query("download") !== undefined) {
-      headers["content-disposition"] = contentDisposition(p.name ?? `${id.slice(0, 16)}.bin`);
+    c.header("content-type", "application/octet-stream");
+    c.header("content-length", String(p.size));
+    if (query(c, ContentQuery).download !== undefined) {
+      const base = (p.name ?? "").split(/[\\/]/).pop() || `${id.slice(0, 16)}.bin`;
+      c.header("content-disposition", contentDisposition(base));
     }
-    return new Response(node.store.exportStream(id), { headers });
+    return c.body(node.store.exportStream(id));
   });
 
   app.get("/_p2p/payloads/:id/where", async (c) => {
-    const id = param(c, "id", PayloadId, "Payload id");
+    const id = payloadId(c);
     try {
-      return c.json(await node.where(id));
+      return c.json(await node.where(id) satisfies WhereAnswer);
     } catch (err) {
-      throw new ControlError(404, "unknown_payload", (err as Error).message);
+      // Before the manifest is found nothing else fails: a plain error is a payload
+      // that no one knows.
+      if (err instanceof P2pError) throw err;
+      throw new NotFoundError("unknown_payload", errorMessage(err), { cause: err });
     }
   });
 
   app.get("/_p2p/log", async (c) => {
-    const parsed = ActivityQuery.extend({
-      peer: PeerId.optional(),
-      follow: z.enum(["0", "1", "true", "false"]).optional(),
-    }).safeParse(c.req.query());
-    if (!parsed.success) {
-      throw new ControlError(
-        400,
-        "invalid_query",
-        parsed.error.issues.map((i) => `'${i.path.join(".")}' ${i.message}`).join("; "),
-      );
-    }
-    // Without `since`, the newest records.
-    const q = {
-      ...parsed.data,
-      since: c.req.query("since") === undefined ? undefined : parsed.data.since,
-    };
+    const q = query(c, LogQuery);
     if (q.peer) {
+      let raw: unknown[];
       try {
-        // Filtered here too, for peers of older versions that ignore `type`.
-        const records = (await node.remoteLog(q.peer, q.since, q.limit, q.type))
-          .filter((r) => typeMatches(String(r.type), q.type));
-        return c.json({ records, next: records.at(-1)?.id ?? null });
+        raw = await node.remoteLog(q.peer, q.since, q.limit, q.type);
       } catch (err) {
-        const status = err instanceof RangeError ? 404 : 502;
-        throw new ControlError(
-          status,
-          status === 404 ? "unknown_peer" : "peer_unreachable",
-          (err as Error).message,
-        );
+        throw remoteLogError(err);
       }
+      // Filtered here too, for peers of older versions that ignore `type`.
+      const records = raw.flatMap((r) => {
+        const parsed = ActivityRecord.safeParse(r);
+        return parsed.success && typeMatches(parsed.data.type, q.type) ? [parsed.data] : [];
+      });
+      const answer: ActivityPage = { records, next: records.at(-1)?.id ?? null };
+      return c.json(answer);
     }
     if (q.follow === "1" || q.follow === "true") {
-      return ndjson((send, signal) => {
+      return ndjson<ActivityRecord>(c, (send, signal) => {
         for (const r of node.log.query(q).records) send(r);
-        const { promise, resolve } = Promise.withResolvers<void>();
         const stop = node.log.follow((r) => {
           if (typeMatches(r.type, q.type)) send(r);
         });
-        const end = AbortSignal.any([signal, node.signal]);
-        end.addEventListener("abort", () => {
-          stop();
-          resolve();
-        });
-        return promise;
+        return untilAborted(AbortSignal.any([signal, node.signal])).finally(stop);
       });
     }
-    return c.json(node.log.query(q));
+    return c.json(node.log.query(q) satisfies ActivityPage);
   });
 
-  app.notFound((c) =>
-    c.json({
-      error: { code: "not_found", message: `No route for '${c.req.method} ${c.req.path}'` },
-    }, 404)
-  );
-
-  app.onError((err, c) => {
-    if (err instanceof ControlError) {
-      return c.json({ error: { code: err.code, message: err.message } }, err.status);
+  app.notFound(notFoundHandler());
+  app.onError(errorHandler((err, mapped, c) => {
+    if (!mapped.expected) {
+      node.log.record("error", { during: `${c.req.method} ${c.req.path}`, message: err.message });
     }
-    node.log.record("error", { during: `${c.req.method} ${c.req.path}`, message: err.message });
-    return c.json({ error: { code: "unavailable", message: err.message } }, 503);
-  });
-
+  }));
   return app;
 }
 
-/**
- * A streamed text answer: `run` writes text; `onError` turns an exception from it
- * into a last piece of text. `signal` aborts when the client goes away.
- */
-function textStream(
-  contentType: string,
-  run: (write: (text: string) => void, signal: AbortSignal) => Promise<void>,
-  onError: (err: Error) => string | undefined,
-): Response {
-  const encoder = new TextEncoder();
-  const abort = new AbortController();
-  const stream = new ReadableStream<Uint8Array>({
-    start(ctrl) {
-      const write = (text: string) => {
-        if (abort.signal.aborted) return;
-        try {
-          ctrl.enqueue(encoder.encode(text));
-        } catch {
-          abort.abort();
-        }
-      };
-      run(write, abort.signal)
-        .catch((err) => {
-          const last = onError(err as Error);
-          if (last !== undefined) write(last);
-        })
-        .finally(() => {
-          try {
-            ctrl.close();
-          } catch {
-            // Already cancelled by the client.
-          }
-        });
-    },
-    cancel() {
-      abort.abort();
-    },
-  });
-  return new Response(stream, {
-    headers: {
-      "content-type": contentType,
-      "cache-control": "no-store",
-      "x-accel-buffering": "no",
-    },
-  });
+/** The `:id` of a payload route. */
+function payloadId(c: Context): string {
+  return param(c, "id", PayloadIdParam, "Payload id");
 }
 
 /**
- * A server-sent events answer: `send(event, data)` writes one event (data as JSON,
- * its `id` as the event id), or a comment line when `event` is empty.
+ * What a failed `remoteLog()` answers: not-found errors (an unknown peer) and other
+ * mapped errors as they are; anything else means the peer could not be read (502).
  */
-function sse(
-  run: (send: (event: string, data: unknown) => void, signal: AbortSignal) => Promise<void>,
-): Response {
-  return textStream(
-    "text/event-stream",
-    (write, signal) =>
-      run((event, data) => {
-        if (event === "") return write(": ping\n\n");
-        const id = typeof data === "object" && data && "id" in data ? `id: ${data.id}\n` : "";
-        write(`event: ${event}\n${id}data: ${JSON.stringify(data)}\n\n`);
-      }, signal),
-    () => undefined,
-  );
-}
-
-/**
- * A streaming NDJSON answer: `run` sends events; an exception becomes a final
- * `{"type":"error"}` event.
- */
-function ndjson(
-  run: (send: (e: Record<string, unknown>) => void, signal: AbortSignal) => Promise<void>,
-): Response {
-  const line = (e: Record<string, unknown>) => JSON.stringify(e) + "\n";
-  return textStream(
-    "application/x-ndjson",
-    (write, signal) => run((e) => write(line(e)), signal),
-    (err) => line({ type: "error", message: err.message, name: err.name }),
-  );
-}
-
-/** A `Content-Disposition: attachment` header for a file name (RFC 6266, UTF-8 too). */
-function contentDisposition(name: string): string {
-  const base = name.split(/[\\/]/).pop() || "payload";
-  const ascii = base.replace(/[^\x20-\x7e]|["\\]/g, "_");
-  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(base)}`;
-}
-
-function param(c: Context, name: string, schema: z.ZodString, what: string): string {
-  const value = c.req.param(name) ?? "";
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) {
-    throw new ControlError(
-      400,
-      "invalid_id",
-      `${what} '${value}' ${parsed.error.issues[0].message}`,
-    );
+function remoteLogError(err: unknown): P2pError {
+  if (err instanceof P2pError && err.status !== undefined) return err;
+  if (err instanceof RangeError) {
+    return new NotFoundError("unknown_peer", err.message, { cause: err });
   }
-  return parsed.data;
+  return new P2pError(
+    err instanceof P2pError ? err.code : "peer_unreachable",
+    errorMessage(err),
+    { status: 502, cause: err },
+  );
 }

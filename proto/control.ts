@@ -371,6 +371,9 @@ export const ServerEvents = {
 /** The name of a server-sent event. */
 export type ServerEventName = keyof typeof ServerEvents;
 
+/** The `Last-Event-ID` header of a reconnecting `EventSource`: the last record id it saw. */
+export const LastEventId = z.coerce.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
 /** The comment line sent every `SSE_PING_MS` to keep idle connections open through proxies. */
 export const SSE_PING = ": ping";
 /** Period of the SSE keep-alive comment. */
@@ -383,9 +386,9 @@ export const PayloadIdParam = PayloadId;
 
 /** `POST /_p2p/payloads` query: the payload's name, if any. The body is the bytes. */
 export const PutQuery = z.object({
-  name: z.string().min(1, "Payload name must be 1 to 255 characters").max(
+  name: z.string().min(1, "must be 1 to 255 characters").max(
     255,
-    "Payload name must be 1 to 255 characters",
+    "must be 1 to 255 characters",
   ).optional(),
 });
 /** `POST /_p2p/payloads` query. */
@@ -398,9 +401,9 @@ export type ContentQuery = z.infer<typeof ContentQuery>;
 
 /** `GET /_p2p/events` query: a `type` filter (equal, or a dotted prefix). */
 export const EventsQuery = z.object({
-  type: z.string().min(1, "'type' must be 1 to 64 characters").max(
+  type: z.string().min(1, "must be 1 to 64 characters").max(
     64,
-    "'type' must be 1 to 64 characters",
+    "must be 1 to 64 characters",
   ).optional(),
 });
 /** `GET /_p2p/events` query. */

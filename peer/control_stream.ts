@@ -1,0 +1,185 @@
+/**
+ * The streamed answers of the control API (see `control.ts`): NDJSON streams of events
+ * (`ndjson()`, over Hono's `stream()`), a download's events (`download()`), and the
+ * activity records as server-sent events (`activityEvents()`, over `streamSSE()`). Every
+ * streamed answer is marked not to be cached nor buffered by a proxy, and ends when the
+ * client goes away or the peer stops.
+ *
+ * @module
+ */
+import type { Context } from "hono";
+import { stream, streamSSE } from "hono/streaming";
+import { z } from "zod";
+import { type ActivityRecord, typeMatches } from "../proto/activity.ts";
+import {
+  type DownloadEvent,
+  type ErrorEvent,
+  EventsQuery,
+  LastEventId,
+  SSE_PING,
+  SSE_PING_MS,
+} from "../proto/control.ts";
+import { P2pError } from "../proto/errors.ts";
+import { query } from "../lib/http_api.ts";
+import type { ControlNode } from "./control.ts";
+
+/** Records a new `/_p2p/events` client gets first, and most after a `Last-Event-ID`. */
+const EVENTS_BACKLOG = 50;
+const EVENTS_RESUME = 1000;
+/** Least time between two `progress` events of a download. */
+const PROGRESS_EVERY_MS = 100;
+
+/** The `chunk.received` record a download writes for every chunk it stores. */
+const DownloadChunkRecord = z.looseObject({
+  type: z.literal("chunk.received"),
+  payloadId: z.string(),
+  index: z.number().int().nonnegative(),
+  from: z.string(),
+  via: z.literal("download"),
+});
+
+/**
+ * `POST /_p2p/downloads/:id`: runs (or joins) the download, streaming `progress`
+ * (every 100 ms at most, and at the end), one `chunk` event per position that becomes
+ * held with the source of its bytes, then `done`.
+ */
+export function download(c: Context, node: ControlNode, id: string): Response {
+  return ndjson<DownloadEvent>(c, async (send, signal) => {
+    let last = 0;
+    // Every position that becomes held, with the source of its bytes: a chunk
+    // received fills each position of the payload that has the same hash.
+    const filled = new Set<number>();
+    const offStore = node.store.onChunk((payloadId, index) => {
+      if (payloadId === id) filled.add(index);
+    });
+    const flush = (hash: string | undefined, source: string) => {
+      const chunks = node.store.getManifest(id)?.chunks ?? [];
+      for (const i of [...filled]) {
+        if (hash !== undefined && chunks[i] !== hash) continue;
+        filled.delete(i);
+        send({ type: "chunk", index: i, source });
+      }
+    };
+    const offLog = node.log.follow((r) => {
+      const rec = DownloadChunkRecord.safeParse(r);
+      if (rec.success && rec.data.payloadId === id) {
+        flush(node.store.getManifest(id)?.chunks[rec.data.index], rec.data.from);
+      }
+    });
+    const stop = () => {
+      offStore();
+      offLog();
+    };
+    signal.addEventListener("abort", stop);
+    try {
+      const res = await node.get(id, (p) => {
+        const now = performance.now();
+        if (now - last >= PROGRESS_EVERY_MS || p.done === p.chunks) {
+          last = now;
+          send({ type: "progress", ...p });
+        }
+      });
+      // Positions filled by chunks this peer already held for other payloads.
+      flush(undefined, "local");
+      send({ type: "done", ...res });
+    } finally {
+      stop();
+    }
+  });
+}
+
+/**
+ * `GET /_p2p/events`: activity records as server-sent `activity` events, each with its
+ * id as the event id: the newest first (or those after `Last-Event-ID`), then each new
+ * one, and a `: ping` comment every 15 s; ends when the client goes or the peer stops.
+ */
+export function activityEvents(c: Context, node: ControlNode): Response {
+  const { type } = query(c, EventsQuery);
+  // A reconnecting EventSource says what it saw last: resume after it.
+  const header = c.req.header("last-event-id");
+  const lastId = header === undefined ? undefined : LastEventId.safeParse(header);
+  const since = lastId?.success ? lastId.data : undefined;
+  const res = streamSSE(c, async (sse) => {
+    // writeSSE() awaits before it writes: chained, events keep their order.
+    let queue = Promise.resolve();
+    const write = (text: string) => {
+      queue = queue.then(() => sse.write(text)).then(() => undefined);
+    };
+    const send = (r: ActivityRecord) => {
+      queue = queue.then(() =>
+        sse.writeSSE({ event: "activity", id: String(r.id), data: JSON.stringify(r) })
+      );
+    };
+    const closed = new AbortController();
+    sse.onAbort(() => closed.abort());
+    const limit = since === undefined ? EVENTS_BACKLOG : EVENTS_RESUME;
+    for (const r of node.log.query({ since, limit, type }).records) send(r);
+    const stop = node.log.follow((r) => {
+      if (typeMatches(r.type, type)) send(r);
+    });
+    // A comment line now and then keeps idle connections open through proxies.
+    const ping = setInterval(() => write(`${SSE_PING}\n\n`), SSE_PING_MS);
+    try {
+      await untilAborted(AbortSignal.any([closed.signal, node.signal]));
+    } finally {
+      clearInterval(ping);
+      stop();
+    }
+    await queue;
+  });
+  return streamingHeaders(res);
+}
+
+/**
+ * A streaming NDJSON answer: `run` sends events, one JSON line each; `signal` aborts
+ * when the client goes away. An exception becomes a last `{"type":"error"}` event.
+ */
+export function ndjson<T>(
+  c: Context,
+  run: (send: (e: T) => void, signal: AbortSignal) => Promise<void>,
+): Response {
+  c.header("content-type", "application/x-ndjson");
+  return streamingHeaders(stream(c, async (s) => {
+    const closed = new AbortController();
+    s.onAbort(() => closed.abort());
+    // write() hands its bytes on before it awaits, so lines keep their order.
+    const line = (e: T | ErrorEvent) => void s.write(JSON.stringify(e) + "\n");
+    try {
+      await run(line, closed.signal);
+    } catch (err) {
+      line(errorEvent(err));
+    }
+  }));
+}
+
+/** The `error` event of a stream that failed with `err`. */
+function errorEvent(err: unknown): ErrorEvent {
+  const e = err instanceof Error ? err : new Error(String(err));
+  return {
+    type: "error",
+    message: e.message,
+    name: e.name,
+    ...(e instanceof P2pError ? { code: e.code } : {}),
+  };
+}
+
+/**
+ * The headers of every streamed answer: not cached, not buffered by a proxy (nginx's
+ * `x-accel-buffering`). Hono's streaming helpers add `Transfer-Encoding` and
+ * `Connection`, which are the HTTP server's to choose: dropped.
+ */
+function streamingHeaders(res: Response): Response {
+  res.headers.set("cache-control", "no-store");
+  res.headers.set("x-accel-buffering", "no");
+  res.headers.delete("transfer-encoding");
+  res.headers.delete("connection");
+  return res;
+}
+
+/** Resolves when `signal` aborts. */
+export function untilAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  const { promise, resolve } = Promise.withResolvers<void>();
+  signal.addEventListener("abort", () => resolve(), { once: true });
+  return promise;
+}
