@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { type ActivityPage, type ActivityRecord, typeMatches } from "../proto/activity.ts";
+import { type ActivityPage, ActivityRecord, typeMatches } from "../proto/activity.ts";
 import { rotatedPath, RotatingFile } from "../lib/rotating_file.ts";
 
 /** Options of `PeerLog.open()`. */
@@ -55,11 +55,9 @@ export class PeerLog {
       const text = await Deno.readTextFile(path);
       for (const line of text.split("\n")) {
         if (!line) continue;
-        try {
-          ring.push(JSON.parse(line) as ActivityRecord);
-        } catch {
-          // A line torn by a crash: skip it.
-        }
+        const rec = parseRecord(line);
+        // A line torn by a crash is skipped.
+        if (rec) ring.push(rec);
       }
       if (ring.length > memory) ring = ring.slice(-memory);
     } catch (err) {
@@ -145,12 +143,22 @@ export class PeerLog {
 
 /** The records of the newest rotated file, so ids keep increasing after a rotation. */
 async function lastOfRotated(path: string): Promise<ActivityRecord[]> {
+  let text: string;
   try {
-    const text = await Deno.readTextFile(rotatedPath(path, 1));
-    const lines = text.trim().split("\n");
-    const last = JSON.parse(lines[lines.length - 1]) as ActivityRecord;
-    return [last];
+    text = await Deno.readTextFile(rotatedPath(path, 1));
   } catch {
     return [];
+  }
+  const last = parseRecord(text.trim().split("\n").at(-1) ?? "");
+  return last ? [last] : [];
+}
+
+/** One line of a log file as a record, or undefined when it is not one (torn by a crash). */
+function parseRecord(line: string): ActivityRecord | undefined {
+  try {
+    const parsed = ActivityRecord.safeParse(JSON.parse(line));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -14,6 +14,9 @@
  * @module
  */
 import { Hono } from "hono";
+import { errorMessage, P2pError } from "../proto/errors.ts";
+import { toHex } from "../proto/ids.ts";
+import { errorBody } from "../lib/http_api.ts";
 
 /** The files of the page, by URL path. */
 const ASSETS: Record<string, { file: string; type: string }> = {
@@ -35,14 +38,14 @@ async function loadAssets(): Promise<
       body = await Deno.readFile(new URL(`./app/static/${a.file}`, import.meta.url));
     } catch (err) {
       if (a.file === "favicon.svg" && err instanceof Deno.errors.NotFound) continue;
-      throw new Error(`Cannot read the web app's '${a.file}': ${(err as Error).message}`, {
-        cause: err,
-      });
+      throw new P2pError(
+        "app_unreadable",
+        `Cannot read the web app's '${a.file}': ${errorMessage(err)}`,
+        { cause: err },
+      );
     }
     const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", body as BufferSource));
-    const etag = `"${
-      Array.from(digest.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("")
-    }"`;
+    const etag = `"${toHex(digest.subarray(0, 8))}"`;
     out.set(path, { body, type: a.type, etag });
   }
   return out;
@@ -55,7 +58,7 @@ export async function createAppServer(): Promise<Hono> {
   app.get("*", (c) => {
     const a = assets.get(c.req.path);
     if (!a) {
-      return c.json({ error: { code: "not_found", message: `Nothing at '${c.req.path}'` } }, 404);
+      return c.json(errorBody("not_found", `Nothing at '${c.req.path}'`), 404);
     }
     if (c.req.header("if-none-match") === a.etag) return c.body(null, 304, { etag: a.etag });
     return c.body(a.body as Uint8Array<ArrayBuffer>, 200, {
@@ -65,10 +68,9 @@ export async function createAppServer(): Promise<Hono> {
       "x-content-type-options": "nosniff",
     });
   });
-  app.all("*", (c) =>
-    c.json(
-      { error: { code: "method_not_allowed", message: `Method '${c.req.method}' is not allowed` } },
-      405,
-    ));
+  app.all(
+    "*",
+    (c) => c.json(errorBody("method_not_allowed", `Method '${c.req.method}' is not allowed`), 405),
+  );
   return app;
 }

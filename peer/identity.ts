@@ -6,6 +6,8 @@
  *
  * @module
  */
+import { z } from "zod";
+import { errorMessage, P2pError } from "../proto/errors.ts";
 import { fromBase64Url, toBase64Url, toHex } from "../proto/ids.ts";
 
 /** This peer's identity. */
@@ -18,10 +20,18 @@ export interface Identity {
   sign(data: Uint8Array): Promise<Uint8Array>;
 }
 
-interface IdentityFile {
-  version: 1;
-  publicKey: string;
-  privateKey: JsonWebKey;
+/** `identity.json`: the raw public key (base64url) and the private key as a JWK. */
+const IdentityFile = z.object({
+  version: z.literal(1),
+  publicKey: z.string(),
+  privateKey: z.looseObject({ kty: z.string(), crv: z.string(), x: z.string(), d: z.string() }),
+});
+
+/** An identity file exists but cannot be used; it is never replaced silently. */
+export class IdentityError extends P2pError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("identity_unreadable", message, options);
+  }
 }
 
 /** The peerId belonging to a raw Ed25519 public key. */
@@ -70,7 +80,7 @@ export async function loadIdentity(dir: string): Promise<Identity> {
   }
   if (text === undefined) return await createIdentity(dir, path);
   try {
-    const file = JSON.parse(text) as IdentityFile;
+    const file = IdentityFile.parse(JSON.parse(text));
     const privateKey = await crypto.subtle.importKey(
       "jwk",
       file.privateKey,
@@ -81,9 +91,9 @@ export async function loadIdentity(dir: string): Promise<Identity> {
     const peerId = await peerIdFromPublicKey(fromBase64Url(file.publicKey));
     return identity(peerId, file.publicKey, privateKey);
   } catch (cause) {
-    throw new Error(
+    throw new IdentityError(
       `Cannot read identity '${path}': ${
-        (cause as Error).message
+        errorMessage(cause)
       }; move the file away to make a new identity`,
       { cause },
     );
@@ -91,12 +101,10 @@ export async function loadIdentity(dir: string): Promise<Identity> {
 }
 
 async function createIdentity(dir: string, path: string): Promise<Identity> {
-  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, [
-    "sign",
-    "verify",
-  ]) as CryptoKeyPair;
+  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, ["sign", "verify"]);
+  if (!("privateKey" in pair)) throw new TypeError("Ed25519 key generation gave no key pair");
   const raw = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
-  const file: IdentityFile = {
+  const file = {
     version: 1,
     publicKey: toBase64Url(raw),
     privateKey: await crypto.subtle.exportKey("jwk", pair.privateKey),

@@ -7,24 +7,10 @@
  *
  * @module
  */
+import { KnownPeer, type PeerSource } from "../proto/control.ts";
 import type { WirePorts } from "../proto/messages.ts";
 
-/** How a peer came to be known. */
-export type PeerSource = "seed" | "tracker" | "exchange" | "inbound" | "scan";
-
-/** A known peer. Times are ms since the epoch. */
-export interface KnownPeer {
-  peerId: string;
-  host: string;
-  ports: WirePorts;
-  name?: string;
-  publicKey?: string;
-  sources: PeerSource[];
-  firstSeen: number;
-  lastSeen: number;
-  failures: number;
-  rttMs?: number;
-}
+export type { KnownPeer, PeerSource };
 
 /** What a sighting of a peer tells. */
 export interface Sighting {
@@ -49,8 +35,10 @@ export class PeerTable {
   /** Loads the table kept in `kv`; `self` (this peer's id) is never stored. */
   static async open(kv: Deno.Kv, self: string): Promise<PeerTable> {
     const table = new PeerTable(kv, self);
-    for await (const e of kv.list<KnownPeer>({ prefix: ["known"] })) {
-      table.#peers.set(e.value.peerId, e.value);
+    for await (const e of kv.list({ prefix: ["known"] })) {
+      // An entry this build cannot read (written by another version, say) is left out.
+      const known = KnownPeer.safeParse(e.value);
+      if (known.success) table.#peers.set(known.data.peerId, known.data);
     }
     return table;
   }

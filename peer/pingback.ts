@@ -19,6 +19,8 @@ import {
 import { toBase64Url } from "../proto/ids.ts";
 import { PROTOCOL_VERSION } from "../proto/frame.ts";
 import { VERSION } from "../version.ts";
+import { errorBody } from "../lib/http_api.ts";
+import { plainAddress } from "../lib/net_addr.ts";
 import type { Identity } from "./identity.ts";
 
 /** Options of `startPingback()`. */
@@ -42,7 +44,7 @@ export interface PingbackServer extends AsyncDisposable {
 
 /** A JSON error in the shape every p2p HTTP API uses. */
 function jsonError(status: number, code: string, message: string): Response {
-  return Response.json({ error: { code, message } }, { status });
+  return Response.json(errorBody(code, message), { status });
 }
 
 /** Builds the answer to `GET /`; signed when `nonce` is given. */
@@ -76,7 +78,7 @@ export async function startPingback(opts: PingbackOptions): Promise<PingbackServ
   const handler = async (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
     const res = await answer(req);
     opts.onRequest?.({
-      from: info.remoteAddr.hostname,
+      from: plainAddress(info.remoteAddr.hostname),
       status: res.status,
       signed: res.status === 200 && new URL(req.url).searchParams.has("nonce"),
     });
