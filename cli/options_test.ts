@@ -6,6 +6,7 @@ import {
   LAN_NO_PROXY,
   parseBytes,
   parseHost,
+  parsePeerAddress,
   parsePort,
   parseScanRange,
   parseSeconds,
@@ -76,4 +77,28 @@ Deno.test("parseScanRange() accepts CIDR and FIRST-LAST and names what is wrong 
   assert.equal(parseScanRange("10.0.0.1-10.0.0.9"), "10.0.0.1-10.0.0.9");
   assert.throws(() => parseScanRange("10.0.0.0/8"), /at most 4096/);
   assert.throws(() => parseScanRange("everything"), /Invalid range 'everything'/);
+});
+
+Deno.test("keepLanOffProxies() keeps one NO_PROXY entry per range however it is spelled", () => {
+  const vars: Record<string, string> = { https_proxy: "http://proxy:3128", no_proxy: "FE80::/10" };
+  const value = keepLanOffProxies({
+    get: (k) => vars[k],
+    set: (k, v) => {
+      vars[k] = v;
+    },
+  })!;
+  const list = value.split(",");
+  assert.equal(list[0], "FE80::/10", "the first spelling stays");
+  assert.ok(!list.includes("fe80::/10"));
+  assert.equal(list.length, LAN_NO_PROXY.length);
+});
+
+Deno.test("parsePeerAddress() reads HOST:PORT, [IPv6]:PORT, HOST and a bare IPv6 address", () => {
+  assert.deepEqual(parsePeerAddress("127.0.0.2:5900"), { host: "127.0.0.2", port: 5900 });
+  assert.deepEqual(parsePeerAddress("[::1]:5900"), { host: "::1", port: 5900 });
+  assert.deepEqual(parsePeerAddress("127.0.0.2"), { host: "127.0.0.2", port: 5801 });
+  assert.deepEqual(parsePeerAddress("fe80::1"), { host: "fe80::1", port: 5801 });
+  for (const bad of ["127.0.0.2:0", "127.0.0.2:70000", "a b", ""]) {
+    assert.throws(() => parsePeerAddress(bad), InvalidArgumentError, bad);
+  }
 });
