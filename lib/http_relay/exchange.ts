@@ -14,12 +14,12 @@ import { HttpParseError, ProxyError } from "./errors.ts";
 import { type BodyFraming, responseFraming } from "./framing.ts";
 import {
   connectionTokens,
-  encodeResponseHead,
   headerValue,
   parseResponseHead,
   type RequestHead,
   type ResponseHead,
 } from "./head.ts";
+import { encodeResponseHead } from "./encode.ts";
 import { closeQuietly, type Inbox, READ_SIZE, readHead, writeAll } from "./inbox.ts";
 import type { Upstream } from "./pool.ts";
 import {

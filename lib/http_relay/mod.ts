@@ -5,10 +5,11 @@
  * here), relaying bodies as they are; the codec parses and frames HTTP/1.1
  * messages without I/O, for anything else that reads a small HTTP answer.
  *
- * The parts: `head.ts`, `framing.ts`, `chunked.ts` (the codec), `rewrite.ts` (what
- * a proxy changes in heads), `inbox.ts` (a socket's buffer), `deadlines.ts` (time
- * limits on one timer), `pool.ts` (upstream connections), `body.ts` (body
- * copying), `exchange.ts` (one request and its answer), `relay.ts` (the server).
+ * The parts: `head.ts`, `encode.ts`, `framing.ts`, `chunked.ts` (the codec, with
+ * `errors.ts`), `rewrite.ts` (what a proxy changes in heads), `inbox.ts` (a
+ * socket's buffer), `deadlines.ts` (time limits on one timer), `pool.ts` (upstream
+ * connections), `body.ts` (body copying), `exchange.ts` (one request and its
+ * answer), `relay.ts` (the server), `types.ts` (its options and answers).
  *
  * On this repository's machine (2 cores, shared with `wrk` and the app), a 10 KiB
  * answer from an app process went through at 26,000 to 30,000 requests/s, against

@@ -27,14 +27,13 @@ import { ProxyError } from "./errors.ts";
 import type { BodyFraming } from "./framing.ts";
 import {
   connectionTokens,
-  encodeRequestHead,
-  encodeResponseHead,
   type HeaderList,
   headerValue,
   HOP_BY_HOP,
   type RequestHead,
   type ResponseHead,
 } from "./head.ts";
+import { encodeRequestHead, encodeResponseHead } from "./encode.ts";
 
 /** An upstream base URL, parsed once. */
 export interface UpstreamBase {
