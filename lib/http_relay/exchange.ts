@@ -173,8 +173,26 @@ export class Exchange implements ClientView {
         );
       }
 
-      const head = await this.#readAnswerHead();
-      if (head === "retry" || head instanceof ProxyError) return head;
+      // The answer's head; interim 1xx answers (but 101) are passed on. Read here,
+      // not in a function of its own: one async layer less per request.
+      let head: ResponseHead;
+      for (;;) {
+        const got = await readHead(up.inbox, this.#parseAnswer, tooLargeAnswerHead);
+        if (got === undefined) {
+          if (this.#reason) return this.#reason;
+          if (framing.kind === "none" && up.inbox.length === 0) return "retry";
+          return new ProxyError(
+            502,
+            `Cannot proxy '${what}': upstream ${upstreamName} closed the connection before answering`,
+          );
+        }
+        if (got.status >= 100 && got.status < 200 && got.status !== 101) {
+          if (this.head.version !== "HTTP/1.0") await writeAll(client, encodeResponseHead(got));
+          continue;
+        }
+        head = got;
+        break;
+      }
       let resFraming: BodyFraming = { kind: "none" };
       if (head.status !== 101) {
         try {
@@ -252,31 +270,6 @@ export class Exchange implements ClientView {
         else closeQuietly(client);
       }
       if (pump) await pump;
-    }
-  }
-
-  /**
-   * Reads the answer's head, passing interim 1xx answers (but 101) on: the head
-   * (its bytes as they came in `#raw`, valid until the next read), a failure, or
-   * `retry`.
-   */
-  async #readAnswerHead(): Promise<ResponseHead | ProxyError | "retry"> {
-    const up = this.#up;
-    for (;;) {
-      const got = await readHead(up.inbox, this.#parseAnswer, tooLargeAnswerHead);
-      if (got === undefined) {
-        if (this.#reason) return this.#reason;
-        if (this.framing.kind === "none" && up.inbox.length === 0) return "retry";
-        return new ProxyError(
-          502,
-          `Cannot proxy '${this.what}': upstream ${this.upstreamName} closed the connection before answering`,
-        );
-      }
-      if (got.status >= 100 && got.status < 200 && got.status !== 101) {
-        if (this.head.version !== "HTTP/1.0") await writeAll(this.client, encodeResponseHead(got));
-        continue;
-      }
-      return got;
     }
   }
 
