@@ -13,22 +13,23 @@
  *
  * @module
  */
+import { z } from "zod";
 import { type PingbackPorts, pingbackSignedBytes } from "../proto/discovery.ts";
 import { toBase64Url } from "../proto/ids.ts";
 import { peerIdFromPublicKey } from "../peer/identity.ts";
 
 /** What a fake device does. */
-export type FakeMode = "other-json" | "bad-signature" | "impostor" | "unsigned";
+export const FakeMode = z.enum(["other-json", "bad-signature", "impostor", "unsigned"]);
+/** What a fake device does. */
+export type FakeMode = z.infer<typeof FakeMode>;
 
 /** A request handler behaving as `mode` says, on a device whose pingback port is `port`. */
 export async function fakePingbackHandler(
   mode: FakeMode,
   port: number,
 ): Promise<(req: Request) => Promise<Response>> {
-  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, false, [
-    "sign",
-    "verify",
-  ]) as CryptoKeyPair;
+  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, false, ["sign", "verify"]);
+  if (!("privateKey" in pair)) throw new TypeError("Ed25519 key generation gave no key pair");
   const raw = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
   const publicKey = toBase64Url(raw);
   const ownId = await peerIdFromPublicKey(raw);
@@ -65,10 +66,9 @@ export async function fakePingbackHandler(
 }
 
 if (import.meta.main) {
-  const [mode, host, port] = Deno.args;
-  const handler = await fakePingbackHandler(mode as FakeMode, Number(port));
-  Deno.serve(
-    { hostname: host, port: Number(port), onListen: () => console.log("listening") },
-    handler,
+  const [mode, host, port] = z.tuple([FakeMode, z.string(), z.coerce.number().int()]).parse(
+    Deno.args,
   );
+  const handler = await fakePingbackHandler(mode, port);
+  Deno.serve({ hostname: host, port, onListen: () => console.log("listening") }, handler);
 }

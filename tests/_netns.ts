@@ -21,6 +21,8 @@
  *
  * @module
  */
+import ipaddr from "ipaddr.js";
+import { errorMessage } from "../proto/errors.ts";
 
 /** One host of a LAN. */
 export interface LanHost {
@@ -220,7 +222,7 @@ async function probe(): Promise<string | undefined> {
   try {
     await ip(`netns add ${name}`);
   } catch (e) {
-    return (e as Error).message;
+    return errorMessage(e);
   }
   try {
     await ip(`-n ${name} link add br0 type bridge`);
@@ -228,7 +230,7 @@ async function probe(): Promise<string | undefined> {
     await ip(`netns exec ${name} ip link set lo up`);
     return undefined;
   } catch (e) {
-    return (e as Error).message;
+    return errorMessage(e);
   } finally {
     await ip(`netns del ${name}`);
   }
@@ -246,35 +248,41 @@ export function netnsUnavailable(): Promise<string | undefined> {
   return availability;
 }
 
-function parseIpv4(text: string): number | undefined {
-  const parts = text.split(".");
-  if (parts.length !== 4 || !parts.every((p) => /^(0|[1-9]\d{0,2})$/.test(p) && Number(p) < 256)) {
-    return undefined;
-  }
-  return parts.reduce((n, p) => n * 256 + Number(p), 0);
-}
-
-function formatIpv4(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join(".");
-}
+/** The only range test LANs may use. */
+const TEST_RANGE = ipaddr.IPv4.parseCIDR("10.77.0.0/16");
 
 /** The base address and prefix length of `subnet`; throws RangeError unless valid. */
-function parseSubnet(subnet: string): { base: number; bits: number } {
-  const [addr, len, ...rest] = subnet.split("/");
-  const base = parseIpv4(addr);
-  const bits = /^\d+$/.test(len ?? "") ? Number(len) : NaN;
-  if (base === undefined || rest.length > 0 || !(bits >= 16 && bits <= 30)) {
-    throw new RangeError(
-      `Cannot create LAN: subnet '${subnet}' is not an IPv4 subnet from /16 to /30`,
-    );
+function parseSubnet(subnet: string): { base: ipaddr.IPv4; bits: number } {
+  const [addr = "", ...rest] = subnet.split("/");
+  if (
+    !ipaddr.IPv4.isValidCIDR(subnet) || !ipaddr.IPv4.isValidFourPartDecimal(addr) ||
+    rest.length !== 1
+  ) {
+    throw notASubnet(subnet);
   }
-  const size = 2 ** (32 - bits);
-  if (Math.floor(base / 65536) !== 10 * 256 + 77 || base % size !== 0) {
+  const [base, bits] = ipaddr.IPv4.parseCIDR(subnet);
+  if (bits < 16 || bits > 30) throw notASubnet(subnet);
+  if (
+    !base.match(TEST_RANGE) ||
+    ipaddr.IPv4.networkAddressFromCIDR(subnet).toString() !== base.toString()
+  ) {
     throw new RangeError(
       `Cannot create LAN: subnet '${subnet}' is not an aligned subnet inside 10.77.0.0/16`,
     );
   }
   return { base, bits };
+}
+
+function notASubnet(subnet: string): RangeError {
+  return new RangeError(
+    `Cannot create LAN: subnet '${subnet}' is not an IPv4 subnet from /16 to /30`,
+  );
+}
+
+/** The address `n` places after `base`. */
+function addressAfter(base: ipaddr.IPv4, n: number): string {
+  const value = base.toByteArray().reduce((v, b) => v * 256 + b, 0) + n;
+  return ipaddr.IPv4.parse(String(value)).toString();
 }
 
 /** A child started in the LAN, with whether it has exited. */
@@ -306,7 +314,7 @@ export async function createLan(opts: CreateLanOptions): Promise<Lan> {
   const switchName = `${prefix}sw`;
   const hosts: LanHost[] = Array.from({ length: opts.hosts }, (_, i) => ({
     name: `${prefix}h${i + 1}`,
-    ip: formatIpv4(base + i + 1),
+    ip: addressAfter(base, i + 1),
   }));
   /** Namespaces made so far: what destroy() deletes. */
   const made: string[] = [];
@@ -443,7 +451,7 @@ export async function createLan(opts: CreateLanOptions): Promise<Lan> {
 
   return {
     hosts,
-    cidr: `${formatIpv4(base)}/${bits}`,
+    cidr: `${base}/${bits}`,
     switchName,
     async exec(host, argv, execOpts = {}): Promise<LanExecResult> {
       const { name } = hostOf(host);

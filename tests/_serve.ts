@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { httpUrl } from "../lib/net_addr.ts";
 
 /** A running test server. */
 export interface TestServer extends AsyncDisposable {
@@ -29,7 +30,7 @@ export async function serveLocal(
   return {
     addr,
     port: addr.port,
-    url: `http://${hostname}:${addr.port}`,
+    url: httpUrl(hostname, addr.port),
     stop,
     [Symbol.asyncDispose]: stop,
   };
