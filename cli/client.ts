@@ -1,22 +1,27 @@
 /**
- * The client commands (`put`, `get`, `where`, `peers`, `status`, `log`, `discover`): they talk to
- * the running local peer through its control API under `/_p2p/`, as a CLI talks to
- * its daemon. When no peer answers they say so in one line.
+ * The client commands (`put`, `get`, `where`, `peers`, `status`, `log`, `discover`): they
+ * talk to the running local peer through its control API under `/_p2p/`
+ * (`peer/control_client.ts`, every answer parsed with `proto/control.ts`), as a CLI
+ * talks to its daemon. When no peer answers they say so in one line.
  *
  * @module
  */
-import type { ActivityRecord } from "../proto/activity.ts";
-import type { DiscoveryReport } from "../proto/discovery.ts";
-import { jsonLines } from "../proto/lines.ts";
-import { fromHex } from "../proto/ids.ts";
-import { hasBit } from "../proto/bitfield.ts";
-import * as http from "node:http";
+import type { ActivityRecord } from "../proto/control.ts";
+import { PayloadId } from "../proto/ids.ts";
+import {
+  P2pError,
+  type P2pErrorOptions,
+  PeerTimeoutError,
+  ProtocolError,
+} from "../proto/errors.ts";
+import { ControlClient, ControlError, PeerUnreachableError } from "../peer/control_client.ts";
+import { ago, chunkMap, mib, tableLines } from "./format.ts";
+import { downloadProgress, putProgress } from "./progress.ts";
 
 /** A failure worth one line, not a stack trace (exit status 1). */
-export class ClientError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "ClientError";
+export class ClientError extends P2pError {
+  constructor(message: string, options?: P2pErrorOptions & { code?: string }) {
+    super(options?.code ?? "client_error", message, options);
   }
 }
 
@@ -25,111 +30,38 @@ export function nodeUrl(flag?: string): string {
   return (flag ?? Deno.env.get("P2P_NODE") ?? "http://127.0.0.1:5805").replace(/\/$/, "");
 }
 
-async function call(node: string, path: string, init?: RequestInit): Promise<Response> {
-  let res: Response;
+/**
+ * Runs `f` with a client of the peer at `node`; what goes wrong becomes a
+ * `ClientError` of one line: no peer there, or the peer's own error (with its HTTP
+ * status when it answered with one).
+ */
+async function withPeer<T>(node: string, f: (client: ControlClient) => Promise<T>): Promise<T> {
   try {
-    res = await fetch(node + path, init);
+    return await f(new ControlClient(node));
   } catch (err) {
-    if (err instanceof TypeError) {
+    if (err instanceof PeerUnreachableError) {
       throw new ClientError(
         `No peer is running at ${node} (start one with 'p2p peer', or point --node at one)`,
+        { code: err.code, cause: err },
       );
+    }
+    if (err instanceof ControlError) {
+      const status = err.httpStatus === undefined ? "" : ` (HTTP ${err.httpStatus})`;
+      throw new ClientError(err.message + status, {
+        code: err.code,
+        cause: err,
+        ...(err.status === undefined ? {} : { status: err.status }),
+      });
+    }
+    if (err instanceof ProtocolError || err instanceof PeerTimeoutError) {
+      throw new ClientError(err.message, { code: err.code, cause: err });
     }
     throw err;
   }
-  if (!res.ok) {
-    const text = await res.text();
-    let message = text.slice(0, 300);
-    try {
-      message = JSON.parse(text).error.message ?? message;
-    } catch {
-      // Not JSON: keep the text.
-    }
-    throw new ClientError(`${message} (HTTP ${res.status})`);
-  }
-  return res;
 }
 
-/**
- * POSTs a streamed body. Uses node:http rather than fetch: Deno's fetch streaming a
- * request body made the receiving Deno.serve spin (256 MiB: 26 s against 0.8 s).
- */
-function upload(url: string, body: ReadableStream<Uint8Array>, size?: number): Promise<Response> {
-  const { promise, resolve, reject } = Promise.withResolvers<Response>();
-  const req = http.request(url, {
-    method: "POST",
-    headers: {
-      "content-type": "application/octet-stream",
-      ...(size === undefined ? {} : { "content-length": String(size) }),
-    },
-  }, (res) => {
-    const stream = new ReadableStream<Uint8Array>({
-      start(ctrl) {
-        res.on("data", (d: Uint8Array) => ctrl.enqueue(new Uint8Array(d)));
-        res.on("end", () => ctrl.close());
-        res.on("error", (e: Error) => ctrl.error(e));
-      },
-    });
-    const answer = new Response(stream, { status: res.statusCode ?? 500 });
-    if (answer.ok) return resolve(answer);
-    answer.text().then((text) => {
-      let message = text.slice(0, 300);
-      try {
-        message = JSON.parse(text).error.message ?? message;
-      } catch {
-        // Not JSON: keep the text.
-      }
-      reject(new ClientError(`${message} (HTTP ${answer.status})`));
-    }, reject);
-  });
-  req.on("error", (e: Error & { code?: string }) => {
-    reject(
-      e.code === "ECONNREFUSED"
-        ? new ClientError(
-          `No peer is running at ${
-            new URL(url).origin
-          } (start one with 'p2p peer', or point --node at one)`,
-        )
-        : e,
-    );
-  });
-  (async () => {
-    try {
-      for await (const part of body) {
-        if (!req.write(part)) await new Promise((r) => req.once("drain", r));
-      }
-      req.end();
-    } catch (e) {
-      req.destroy(e as Error);
-    }
-  })();
-  return promise;
-}
-
-async function json<T>(node: string, path: string): Promise<T> {
-  return await (await call(node, path)).json() as T;
-}
-
-/** Reads an NDJSON answer, calling `onEvent` per line; throws on an `error` event. */
-async function events(
-  res: Response,
-  onEvent: (e: Record<string, unknown>) => void,
-): Promise<Record<string, unknown>> {
-  let last: Record<string, unknown> = {};
-  for await (const e of jsonLines<Record<string, unknown>>(res.body!)) {
-    last = e;
-    if (last.type === "error") throw new ClientError(String(last.message));
-    onEvent(last);
-  }
-  if (last.type !== "done") throw new ClientError("The peer ended the answer early");
-  return last;
-}
-
-const err = (s: string) => Deno.stderr.writeSync(new TextEncoder().encode(s));
-
-function mib(bytes: number): string {
-  return `${(bytes / 1048576).toFixed(1)} MiB`;
-}
+const encoder = new TextEncoder();
+const err = (s: string) => Deno.stderr.writeSync(encoder.encode(s));
 
 /** `p2p put FILE|-`: stores, announces and replicates; prints the payloadId on stdout. */
 export async function put(
@@ -148,7 +80,7 @@ export async function put(
       f = await Deno.open(file);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) throw new ClientError(`File '${file}' does not exist`);
-      throw new ClientError(`Cannot read '${file}': ${(e as Error).message}`);
+      throw new ClientError(`Cannot read '${file}': ${e instanceof Error ? e.message : e}`);
     }
     const info = await f.stat();
     size = info.size;
@@ -159,19 +91,19 @@ export async function put(
     body = f.readable;
     name ??= file.split(/[\\/]/).pop();
   }
-  const q = name ? `?name=${encodeURIComponent(name)}` : "";
-  const res = await upload(`${node}/_p2p/payloads${q}`, body, size);
-  const tty = Deno.stderr.isTerminal();
-  const done = await events(res, (e) => {
-    if (e.type === "stored" && tty) err(`stored ${mib(Number(e.size))} in ${e.chunks} chunks\n`);
-    if (e.type === "replicated" && tty) err(`\rreplicating ${e.done}/${e.chunks}`);
-  });
-  if (tty) err("\n");
+  const progress = putProgress();
+  const done = await withPeer(node, (client) =>
+    client.put(body, {
+      ...(name ? { name } : {}),
+      ...(size === undefined ? {} : { size }),
+      onEvent: (e) => progress.update(e),
+    })).finally(() => progress.stop());
   if (opts.json) console.log(JSON.stringify(done));
   else console.log(done.payloadId);
-  const under = Number(done.underReplicated ?? 0);
-  if (under > 0) {
-    err(`warning: ${under} chunks have fewer than the asked copies on other peers\n`);
+  if (done.underReplicated > 0) {
+    err(
+      `warning: ${done.underReplicated} chunks have fewer than the asked copies on other peers\n`,
+    );
   }
 }
 
@@ -181,55 +113,51 @@ export async function get(
   payloadId: string,
   opts: { output?: string; json?: boolean },
 ): Promise<void> {
-  if (!/^[0-9a-f]{64}$/.test(payloadId)) {
-    throw new ClientError(`Payload id '${payloadId}' must be 64 lowercase hex digits`);
+  const id = PayloadId.safeParse(payloadId);
+  if (!id.success) {
+    throw new ClientError(`Payload id '${payloadId}' ${id.error.issues[0]?.message}`, {
+      code: "invalid_id",
+    });
   }
   if (opts.json && !opts.output) {
     throw new ClientError("--json needs -o FILE (stdout carries the bytes)");
   }
-  const tty = Deno.stderr.isTerminal();
   const started = performance.now();
-  const res = await call(node, `/_p2p/downloads/${payloadId}`, { method: "POST" });
-  const done = await events(res, (e) => {
-    if (!tty || e.type !== "progress") return;
-    const size = Number(e.size);
-    const bytes = Number(e.bytes);
-    const rate = Number(e.fetchedBytes) / Math.max(0.001, Number(e.seconds));
-    const eta = rate > 0 ? (size - bytes) / rate : Infinity;
-    const width = 30;
-    const filled = Math.round((bytes / Math.max(1, size)) * width);
-    err(
-      `\r[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${mib(bytes)}/${mib(size)} ` +
-        `${mib(rate)}/s ETA ${Number.isFinite(eta) ? eta.toFixed(0) + "s" : "?"} ` +
-        `sources ${e.sources}   `,
-    );
-  });
-  if (tty) err("\n");
-  const content = await call(node, `/_p2p/payloads/${payloadId}/content`);
-  if (opts.output) {
-    const tmp = `${opts.output}.p2p-partial`;
-    try {
-      await Deno.writeFile(tmp, content.body!);
-      await Deno.rename(tmp, opts.output);
-    } catch (e) {
-      await Deno.remove(tmp).catch(() => undefined);
-      throw new ClientError(`Cannot write '${opts.output}': ${(e as Error).message}`);
+  const progress = downloadProgress();
+  await withPeer(node, async (client) => {
+    const done = await client.download(id.data, {
+      onEvent: (e) => {
+        if (e.type === "progress") progress.update(e);
+      },
+    }).finally(() => progress.stop());
+    const content = await client.content(id.data);
+    if (opts.output) {
+      const tmp = `${opts.output}.p2p-partial`;
+      try {
+        await Deno.writeFile(tmp, content);
+        await Deno.rename(tmp, opts.output);
+      } catch (e) {
+        await Deno.remove(tmp).catch(() => undefined);
+        throw new ClientError(
+          `Cannot write '${opts.output}': ${e instanceof Error ? e.message : e}`,
+        );
+      }
+    } else {
+      await content.pipeTo(Deno.stdout.writable, { preventClose: true });
     }
-  } else {
-    await content.body!.pipeTo(Deno.stdout.writable, { preventClose: true });
-  }
-  if (opts.json) {
-    console.log(JSON.stringify({
-      payloadId,
-      bytes: done.size,
-      fetchedBytes: done.bytes,
-      seconds: Math.round(performance.now() - started) / 1000,
-      downloadSeconds: done.seconds,
-      resumedChunks: done.resumed,
-      chunksBySource: done.chunksBySource,
-      dropped: done.dropped,
-    }));
-  }
+    if (opts.json) {
+      console.log(JSON.stringify({
+        payloadId: id.data,
+        bytes: done.size,
+        fetchedBytes: done.bytes,
+        seconds: Math.round(performance.now() - started) / 1000,
+        downloadSeconds: done.seconds,
+        resumedChunks: done.resumed,
+        chunksBySource: done.chunksBySource,
+        dropped: done.dropped,
+      }));
+    }
+  });
 }
 
 /** `p2p where ID`: a compact map of who holds which chunk positions. */
@@ -238,10 +166,7 @@ export async function where(
   payloadId: string,
   opts: { json?: boolean },
 ): Promise<void> {
-  const w = await json<{ chunks: number; rows: Record<string, string | number>[] }>(
-    node,
-    `/_p2p/payloads/${payloadId}/where`,
-  );
+  const w = await withPeer(node, (client) => client.where(payloadId));
   if (opts.json) return console.log(JSON.stringify(w));
   const width = Math.min(64, w.chunks);
   console.log(
@@ -250,31 +175,24 @@ export async function where(
     } chunk(s))`,
   );
   for (const r of w.rows) {
-    const bits = fromHex(String(r.have));
-    let map = "";
-    for (let c = 0; c < width; c++) {
-      const from = Math.floor((c * w.chunks) / width);
-      const to = Math.floor(((c + 1) * w.chunks) / width);
-      let held = 0;
-      for (let i = from; i < to; i++) if (hasBit(bits, i)) held++;
-      map += held === to - from ? "█" : held > 0 ? "▒" : "·";
-    }
-    const who = `${String(r.peerId).slice(0, 12)} ${String(r.name ?? "").slice(0, 12)}`.padEnd(26);
-    console.log(`${who} ${map} ${r.count}/${w.chunks} (${r.via}, ${r.address})`);
+    const who = `${r.peerId.slice(0, 12)} ${(r.name ?? "").slice(0, 12)}`.padEnd(26);
+    console.log(
+      `${who} ${chunkMap(r.have, w.chunks, width)} ${r.count}/${w.chunks} (${r.via}, ${r.address})`,
+    );
   }
 }
 
 /** `p2p peers`: the peers this peer knows. */
 export async function peers(node: string, opts: { json?: boolean }): Promise<void> {
-  const { peers } = await json<{ peers: Record<string, unknown>[] }>(node, "/_p2p/peers");
+  const { peers } = await withPeer(node, (client) => client.peers());
   if (opts.json) return console.log(JSON.stringify(peers));
   if (peers.length === 0) return console.log("no known peers");
   const rows = peers.map((p) => [
-    String(p.peerId).slice(0, 12),
-    String(p.name ?? ""),
-    `${p.host}:${(p.ports as Record<string, number>).chunk}`,
-    (p.sources as string[]).join(","),
-    ago(Number(p.lastSeen)),
+    p.peerId.slice(0, 12),
+    p.name ?? "",
+    `${p.host}:${p.ports.chunk}`,
+    p.sources.join(","),
+    ago(p.lastSeen),
     p.rttMs === undefined ? "-" : `${p.rttMs} ms`,
     p.stale ? `stale (${p.failures} failed)` : "live",
   ]);
@@ -287,12 +205,7 @@ export async function discover(
   range: string | undefined,
   opts: { json?: boolean },
 ): Promise<void> {
-  const res = await call(node, "/_p2p/discover", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(range === undefined ? {} : { range }),
-  });
-  const r = await res.json() as DiscoveryReport;
+  const r = await withPeer(node, (client) => client.discover(range));
   if (opts.json) return console.log(JSON.stringify(r));
   if (r.devicesError) console.error(`p2p discover: ${r.devicesError}`);
   if (r.found.length > 0) {
@@ -322,38 +235,30 @@ export async function discover(
 
 /** `p2p status`: this peer. */
 export async function status(node: string, opts: { json?: boolean }): Promise<void> {
-  const s = await json<Record<string, unknown>>(node, "/_p2p/status");
+  const s = await withPeer(node, (client) => client.status());
   if (opts.json) return console.log(JSON.stringify(s));
-  const tracker = s.tracker as Record<string, unknown> | null;
+  const t = s.tracker;
   console.log(`peer      ${s.peerId} (${s.name}) p2p ${s.version}`);
   console.log(`ports     ${JSON.stringify(s.ports)} on ${s.host}`);
   console.log(`data      ${s.dataDir}`);
   console.log(
     `tracker   ${
-      tracker
-        ? `${tracker.url} ${
-          tracker.ok ? "ok" : `unreachable: ${tracker.lastError ?? "not yet contacted"}`
-        }`
-        : "none"
+      t ? `${t.url} ${t.ok ? "ok" : `unreachable: ${t.lastError ?? "not yet contacted"}`}` : "none"
     }`,
   );
-  console.log(
-    `payloads  ${s.payloads} (${s.completePayloads} complete, ${mib(Number(s.storedBytes))})`,
-  );
+  console.log(`payloads  ${s.payloads} (${s.completePayloads} complete, ${mib(s.storedBytes)})`);
   console.log(`peers     ${s.knownPeers} known, ${s.connections} connections`);
-  const h = s.http as Record<string, number> | undefined;
+  const h = s.http;
   if (h) {
     console.log(
       `http      ${h.connections} connections, ${h.requests} requests (${h.forwarded} relayed, ` +
         `${h.failures} failed), ${h.idleUpstream} idle upstream connections`,
     );
   }
-  const m = s.memory as { rss: number; heapUsed: number; external: number } | undefined;
-  if (m) {
-    console.log(
-      `memory    ${mib(m.rss)} resident (JS heap ${mib(m.heapUsed)}, buffers ${mib(m.external)})`,
-    );
-  }
+  const m = s.memory;
+  console.log(
+    `memory    ${mib(m.rss)} resident (JS heap ${mib(m.heapUsed)}, buffers ${mib(m.external)})`,
+  );
 }
 
 /** `p2p log`: this peer's activity, or another peer's (`--peer`), optionally followed. */
@@ -361,10 +266,11 @@ export async function log(
   node: string,
   opts: { peer?: string; follow?: boolean; type?: string; limit?: number; json?: boolean },
 ): Promise<void> {
-  const q = new URLSearchParams();
-  if (opts.peer) q.set("peer", opts.peer);
-  if (opts.type) q.set("type", opts.type);
-  if (opts.limit) q.set("limit", String(opts.limit));
+  const query = {
+    ...(opts.peer ? { peer: opts.peer } : {}),
+    ...(opts.type ? { type: opts.type } : {}),
+    ...(opts.limit ? { limit: opts.limit } : {}),
+  };
   const print = (r: ActivityRecord) => {
     if (opts.json) return console.log(JSON.stringify(r));
     const { id, ts, type, ...rest } = r;
@@ -375,25 +281,15 @@ export async function log(
   };
   if (opts.follow) {
     if (opts.peer) throw new ClientError("--follow works for this peer's log only");
-    q.set("follow", "1");
-    const res = await call(node, `/_p2p/log?${q}`);
-    for await (const r of jsonLines<ActivityRecord>(res.body!)) print(r);
+    await withPeer(node, async (client) => {
+      for await (const r of client.followLog(query)) print(r);
+    });
     return;
   }
-  const page = await json<{ records: ActivityRecord[] }>(node, `/_p2p/log?${q}`);
+  const page = await withPeer(node, (client) => client.log(query));
   for (const r of page.records) print(r);
 }
 
-function ago(ms: number): string {
-  const s = Math.max(0, (Date.now() - ms) / 1000);
-  if (s < 60) return `${s.toFixed(0)}s ago`;
-  if (s < 3600) return `${(s / 60).toFixed(0)}m ago`;
-  return `${(s / 3600).toFixed(1)}h ago`;
-}
-
 function table(head: string[], rows: string[][]): void {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
-  console.log(line(head));
-  for (const r of rows) console.log(line(r));
+  for (const line of tableLines(head, rows)) console.log(line);
 }

@@ -1,0 +1,53 @@
+/**
+ * Text for the client commands' output: sizes in MiB, times as "5m ago", aligned
+ * tables, and the chunk map of `p2p where`. Pure: strings in, strings out.
+ *
+ * ```ts
+ * import { ago, mib, tableLines } from "./format.ts";
+ *
+ * console.assert(mib(3 * 1048576) === "3.0 MiB");
+ * console.assert(ago(Date.now() - 90_000) === "2m ago");
+ * console.assert(tableLines(["A", "BB"], [["x", "y"]]).join("\n") === "A  BB\nx  y");
+ * ```
+ *
+ * @module
+ */
+import { hasBit } from "../proto/bitfield.ts";
+import { fromHex } from "../proto/ids.ts";
+
+/** A byte count in MiB with one decimal: `1.5 MiB`. */
+export function mib(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+/** How long ago a time (ms since the epoch) was: `12s ago`, `5m ago`, `1.5h ago`. */
+export function ago(ms: number, now = Date.now()): string {
+  const s = Math.max(0, (now - ms) / 1000);
+  if (s < 60) return `${s.toFixed(0)}s ago`;
+  if (s < 3600) return `${(s / 60).toFixed(0)}m ago`;
+  return `${(s / 3600).toFixed(1)}h ago`;
+}
+
+/** The lines of a table: a head row and rows, columns padded to their widest cell. */
+export function tableLines(head: string[], rows: string[][]): string[] {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  return [line(head), ...rows.map(line)];
+}
+
+/**
+ * A chunk map of `width` marks for a bitfield (`have`, hex) of `chunks` positions:
+ * `█` where every position of the mark is held, `▒` where some are, `·` where none.
+ */
+export function chunkMap(have: string, chunks: number, width: number): string {
+  const bits = fromHex(have);
+  let map = "";
+  for (let c = 0; c < width; c++) {
+    const from = Math.floor((c * chunks) / width);
+    const to = Math.floor(((c + 1) * chunks) / width);
+    let held = 0;
+    for (let i = from; i < to; i++) if (hasBit(bits, i)) held++;
+    map += held === to - from ? "█" : held > 0 ? "▒" : "·";
+  }
+  return map;
+}
