@@ -254,7 +254,7 @@ async function readEvents(res, onEvent) {
       throw new AppError(`The peer sent a line that is not JSON: '${line.slice(0, 80)}'`);
     }
     if (e && e.type === "done") return e;
-    if (e && e.type === "error") throw new AppError(String(e.message ?? "Unknown error"));
+    if (e && e.type === "error") throw new AppError(e.message, 0, e.code ?? e.name);
     onEvent(e);
     return undefined;
   };
@@ -470,7 +470,7 @@ async function refreshStatus() {
     byId("st-peers"),
     `${s.knownPeers ?? 0} known · ${plural(s.connections ?? 0, "connection")}`,
   );
-  const dl = Array.isArray(s.downloads) ? s.downloads : [];
+  const dl = s.downloads;
   setText(byId("st-downloads"), dl.length ? `${dl.length} running` : "none running");
   setText(byId("status-updated"), `updated ${fmtClock(new Date().toISOString())}`);
 }
@@ -512,7 +512,7 @@ function renderPeers() {
 }
 
 function isStale(p) {
-  return p.stale ?? (p.failures > 0);
+  return p.stale;
 }
 
 function peerRow(p) {
@@ -673,13 +673,13 @@ function renderScan(r) {
 async function refreshPayloads() {
   const note = byId("payloads-note");
   const local = getJson("_p2p/payloads").then((j) => {
-    state.local = new Map((j.payloads ?? []).map((p) => [p.payloadId, p]));
+    state.local = new Map(j.payloads.map((p) => [p.payloadId, p]));
     renderPayloads();
   });
   const network = getJson("_p2p/network/payloads").then((j) => {
-    state.network = new Map((j.payloads ?? []).map((p) => [p.payloadId, p]));
+    state.network = new Map(j.payloads.map((p) => [p.payloadId, p]));
     renderPayloads();
-    return j.errors ?? [];
+    return j.errors;
   });
   const [l, n] = await Promise.allSettled([local, network]);
   const notes = [];
@@ -694,12 +694,6 @@ async function refreshPayloads() {
   setText(note, notes.join(" · "));
 }
 
-function holdersOf(n) {
-  if (!n) return [];
-  if (Array.isArray(n.holders)) return n.holders;
-  return [];
-}
-
 function renderPayloads() {
   const body = byId("payloads-body");
   const rows = new Map([...body.children].map((tr) => [tr.dataset.payloadId, tr]));
@@ -707,10 +701,8 @@ function renderPayloads() {
   const list = [...ids].map((id) => {
     const l = state.local.get(id);
     const n = state.network.get(id);
-    const holders = holdersOf(n);
-    const holderCount = n && typeof n.holders === "number"
-      ? n.holders
-      : holders.length || ((l?.held ?? 0) > 0 ? 1 : 0);
+    const holders = n?.holders ?? [];
+    const holderCount = holders.length || ((l?.held ?? 0) > 0 ? 1 : 0);
     return {
       id,
       name: l?.name || n?.name || "",
@@ -934,7 +926,7 @@ function uploadStep(e) {
 
 function renderUploadDone(d, name) {
   const out = byId("upload-result");
-  const id = String(d.payloadId);
+  const id = d.payloadId;
   out.className = "result ok";
   out.dataset.payloadId = id;
   const replicas = Object.entries(d.replicas ?? {});
@@ -1241,10 +1233,10 @@ function onProgress(d, p) {
 }
 
 function onChunk(d, e) {
-  const source = String(e.source ?? "?");
+  const source = e.source;
   d.bySource.set(source, (d.bySource.get(source) ?? 0) + 1);
   renderSourceChips(d.chips, d.bySource);
-  markChunk(d.id, Number(e.index), source);
+  markChunk(d.id, e.index, source);
 }
 
 function renderSourceChips(box, counts) {
@@ -1381,8 +1373,8 @@ async function showChunkMap(id, { scroll = false, quiet = false, keep = false } 
   }
   if (token !== mapToken) return;
   clearError("map");
-  const rows = (where.rows ?? []).map((r) => ({ ...r, bits: bitsFromHex(r.have) }));
-  setMap(id, Number(where.chunks) || 0, rows);
+  const rows = where.rows.map((r) => ({ ...r, bits: bitsFromHex(r.have) }));
+  setMap(id, where.chunks, rows);
 }
 
 /** A map with only this peer's row, empty, for a download whose `where` is not known. */
@@ -1587,7 +1579,6 @@ function connectEvents() {
     if (r && typeof r === "object" && typeof r.type === "string") onRecord(r);
   };
   es.addEventListener("activity", onMessage);
-  es.addEventListener("message", onMessage);
   es.addEventListener("open", () => set("ok", "live"));
   es.addEventListener("error", () => {
     if (es.readyState === EventSource.CLOSED) {
