@@ -316,7 +316,8 @@ export class ControlClient {
           res.on("error", (e: Error) => ctrl.error(e));
         },
         cancel() {
-          res.destroy();
+          // A cancelled stream takes no more data and no close: the end still fires after destroy().
+          res.removeAllListeners("data").removeAllListeners("end").destroy();
         },
       });
       const answer = new Response(stream, { status: res.statusCode ?? 502 });
