@@ -8,9 +8,16 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { type BenchContext, type Figure, processCpuSeconds, startNginx, which } from "./_bench.ts";
-
-const MiB = 2 ** 20;
+import { errorMessage } from "../proto/errors.ts";
+import {
+  type BenchContext,
+  type Figure,
+  MiB,
+  processCpuSeconds,
+  rate,
+  startNginx,
+  which,
+} from "./_bench.ts";
 
 /** What `aria2Reference()` needs. */
 export interface Aria2ReferenceOptions {
@@ -48,7 +55,7 @@ export async function aria2Reference(
     return await run(ctx, opts, dir, aria2c, nginx);
   } catch (err) {
     ctx.signal.throwIfAborted();
-    return { note: `${opts.label}: aria2c reference failed: ${(err as Error).message}` };
+    return { note: `${opts.label}: aria2c reference failed: ${errorMessage(err)}` };
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
@@ -139,7 +146,7 @@ ${urls.map((u) => `<url>${u}</url>`).join("\n")}
     if (got.size !== bytes) {
       return { note: `${label}: aria2c reference wrote ${got.size} bytes, not ${bytes}` };
     }
-    const value = bytes / MiB / seconds;
+    const value = rate(bytes, seconds);
     ctx.log(`${label}: aria2c reference ${value.toFixed(0)} MiB/s`);
     return {
       figure: {

@@ -8,6 +8,11 @@
  *
  * @module
  */
+import ipaddr from "ipaddr.js";
+import { isLoopback } from "../lib/net_addr.ts";
+
+/** Bytes in a MiB. */
+export const MiB = 2 ** 20;
 
 /** One measured number, e.g. `GET /peers` requests per second. */
 export interface Figure {
@@ -124,7 +129,34 @@ export async function processMemory(
 /** True for a URL whose host is an IPv4 loopback address (127.0.0.0/8). */
 export function isLoopbackUrl(url: string): boolean {
   const host = new URL(url).hostname;
-  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+  return ipaddr.IPv4.isValidFourPartDecimal(host) && isLoopback(host);
+}
+
+/** `signal` plus a time limit for a phase moving `bytes`: 60 s + 8 MiB/s. */
+export function phaseSignal(signal: AbortSignal, bytes: number): AbortSignal {
+  return AbortSignal.any([signal, AbortSignal.timeout(60_000 + (bytes / (8 * MiB)) * 1000)]);
+}
+
+/** MiB per second of `bytes` moved in `seconds`. */
+export function rate(bytes: number, seconds: number): number {
+  return bytes / MiB / seconds;
+}
+
+/** KiB (as `/proc` reports memory) in MiB; null stays null. */
+export function kibToMib(kib: number | null): number | null {
+  return kib === null ? null : kib / 1024;
+}
+
+/** CPU seconds used so far by each process. */
+export function cpuOf(procs: { pid: number }[]): Promise<(number | null)[]> {
+  return Promise.all(procs.map((p) => processCpuSeconds(p.pid)));
+}
+
+/** CPU used between two readings, e.g. `1.52 s (87%)`. */
+export function cpuUse(before: number | null, after: number | null, seconds: number): string {
+  if (before === null || after === null) return "n/a";
+  const used = after - before;
+  return `${used.toFixed(2)} s (${Math.round((used / seconds) * 100)}%)`;
 }
 
 /** Where a command is on PATH, or null. */

@@ -9,16 +9,17 @@
  *
  * @module
  */
-import type { z } from "zod";
-import { PeerList, RegisterPeerResponse } from "../proto/tracker.ts";
+import type { RegisterPeerRequest } from "../proto/tracker.ts";
+import { TrackerClient } from "../peer/tracker_client.ts";
 import {
   type BenchContext,
   type Benchmark,
   type BenchOutput,
   BenchSkip,
   type Figure,
+  kibToMib,
 } from "./_bench.ts";
-import { spawnTracker, type TrackerProcess } from "./_tracker.ts";
+import { spawnTracker } from "./_tracker.ts";
 import { findWrk, luaString, runWrk, type WrkReport } from "./_wrk.ts";
 
 /** Peers registered before any load. */
@@ -63,18 +64,17 @@ async function measure(ctx: BenchContext, dir: string): Promise<BenchOutput> {
     signal: ctx.signal,
   });
   ctx.log(`tracker pid ${tracker.pid} listening on ${tracker.url}`);
-  const call = callTracker(tracker, ctx.signal);
+  const client = new TrackerClient(tracker.url, { timeoutMs: 10_000 });
 
   for (let i = 0; i < REGISTERED; i++) {
-    const body = peerBody("127.0.1.1", 40_000 + i, `peer-${i}`);
-    const r = await call(RegisterPeerResponse, "POST", "/peers", body);
+    const r = await client.register(registration("127.0.1.1", 40_000 + i, `peer-${i}`));
     if (!r.created) throw new Error(`Registration ${i} was not new: ${JSON.stringify(r)}`);
   }
-  const listing = await call(PeerList, "GET", "/peers");
-  if (listing.peers.length !== REGISTERED) {
-    throw new Error(`GET /peers lists ${listing.peers.length} peers, not ${REGISTERED}`);
+  const listing = await client.peers();
+  if (listing.length !== REGISTERED) {
+    throw new Error(`GET /peers lists ${listing.length} peers, not ${REGISTERED}`);
   }
-  const listBytes = new TextEncoder().encode(JSON.stringify(listing)).length;
+  const listBytes = new TextEncoder().encode(JSON.stringify({ peers: listing })).length;
   const idle = await tracker.memory();
   ctx.log(`registered ${REGISTERED} peers; GET /peers answers ${listBytes} bytes of JSON`);
 
@@ -105,13 +105,11 @@ async function measure(ctx: BenchContext, dir: string): Promise<BenchOutput> {
   requests += post.requests;
   figures.push(...loadFigures(`POST /peers heartbeat (${HEARTBEAT_PAIRS} pairs)`, post, load));
 
-  const after = await call(PeerList, "GET", "/peers");
+  const after = await client.peers();
   requests++;
-  if (after.peers.length !== REGISTERED + HEARTBEAT_PAIRS) {
+  if (after.length !== REGISTERED + HEARTBEAT_PAIRS) {
     notes.push(
-      `GET /peers lists ${after.peers.length} peers after the load, not ${
-        REGISTERED + HEARTBEAT_PAIRS
-      }`,
+      `GET /peers lists ${after.length} peers after the load, not ${REGISTERED + HEARTBEAT_PAIRS}`,
     );
   }
 
@@ -119,13 +117,13 @@ async function measure(ctx: BenchContext, dir: string): Promise<BenchOutput> {
   figures.push(
     {
       name: "tracker RSS before load",
-      value: mib(idle.rssKiB),
+      value: kibToMib(idle.rssKiB),
       unit: "MiB",
       note: "VmRSS",
     },
     {
       name: "tracker peak RSS",
-      value: mib(mem.peakKiB),
+      value: kibToMib(mem.peakKiB),
       unit: "MiB",
       note: "VmHWM after all load",
     },
@@ -192,15 +190,15 @@ function loadFigures(label: string, r: WrkReport, load: string): Figure[] {
   ];
 }
 
-/** The JSON body of a registration or heartbeat, as a peer sends it. */
-function peerBody(host: string, port: number, name: string): string {
-  return JSON.stringify({
+/** A registration or heartbeat, as a peer sends it. */
+function registration(host: string, port: number, name: string): RegisterPeerRequest {
+  return {
     host,
     port,
     name,
     ports: { chunk: port, pingback: 5800, http: 5805, app: 5810 },
     version: "bench",
-  });
+  };
 }
 
 /**
@@ -211,7 +209,8 @@ function peerBody(host: string, port: number, name: string): string {
 export function heartbeatScript(pairs: number, threads: number): string {
   const bodies = Array.from(
     { length: pairs },
-    (_, i) => "  " + luaString(peerBody("127.0.0.2", 42_000 + i, `hb-${i}`)) + ",",
+    (_, i) =>
+      "  " + luaString(JSON.stringify(registration("127.0.0.2", 42_000 + i, `hb-${i}`))) + ",",
   );
   return `-- POST /peers heartbeats; written by bench/tracker_http.ts.
 local bodies = {
@@ -240,30 +239,6 @@ function request()
   return wrk.format(nil, nil, nil, body)
 end
 `;
-}
-
-/** A JSON call to the tracker, checked against a proto schema; 10 s at most. */
-function callTracker(tracker: TrackerProcess, signal: AbortSignal) {
-  return async <S extends z.ZodType>(
-    schema: S,
-    method: string,
-    path: string,
-    body?: string,
-  ): Promise<z.infer<S>> => {
-    const res = await fetch(tracker.url + path, {
-      method,
-      body,
-      headers: body ? { "content-type": "application/json" } : {},
-      signal: AbortSignal.any([signal, AbortSignal.timeout(10_000)]),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`${method} ${path} answered ${res.status}: ${text}`);
-    return schema.parse(JSON.parse(text));
-  };
-}
-
-function mib(kib: number | null): number | null {
-  return kib === null ? null : kib / 1024;
 }
 
 async function fileSize(path: string): Promise<number> {
