@@ -1,7 +1,7 @@
 /**
  * The network catalogue: what other peers hold. `networkPayloads()` merges the
- * payloads held here, those each live known peer lists on its control API (all asked
- * at once, 1.5 s each) and those the tracker lists; `remoteLog()` reads another
+ * payloads held here, those each live known peer lists on its control API (read with
+ * the typed `ControlClient`, all asked at once, 1.5 s each) and those the tracker lists; `remoteLog()` reads another
  * peer's activity log over the wire (LOG?).
  *
  * @module
@@ -11,14 +11,15 @@ import type { ChunkStore } from "./chunk_store.ts";
 import type { KnownPeer, PeerTable } from "./peer_table.ts";
 import type { TrackerClient } from "./tracker_client.ts";
 import type { ActivityRecord } from "../proto/activity.ts";
-import {
-  type NetworkPayload,
-  type NetworkPayloadsAnswer,
-  type PayloadHolder,
+import { ControlClient } from "./control_client.ts";
+import type {
+  NetworkPayload,
+  NetworkPayloadsAnswer,
+  PayloadHolder,
   PayloadsAnswer,
-  type SourceError,
+  SourceError,
 } from "../proto/control.ts";
-import { errorMessage, NotFoundError, P2pError } from "../proto/errors.ts";
+import { errorMessage, NotFoundError } from "../proto/errors.ts";
 import { httpUrl } from "../lib/net_addr.ts";
 
 /** Known peers asked at once for their payloads. */
@@ -132,12 +133,7 @@ export class NetworkCatalogue {
   }
 }
 
-/** A peer's payloads, read from its control API (`GET /_p2p/payloads`) and parsed by the contract. */
-async function listPayloads(peer: KnownPeer, signal: AbortSignal): Promise<PayloadsAnswer> {
-  const res = await fetch(`${httpUrl(peer.host, peer.ports.http!)}/_p2p/payloads`, { signal });
-  if (!res.ok) {
-    await res.body?.cancel();
-    throw new P2pError("peer_unavailable", `HTTP ${res.status}`, { status: 502 });
-  }
-  return PayloadsAnswer.parse(await res.json());
+/** A peer's payloads, read from its control API (`GET /_p2p/payloads`) with the typed client. */
+function listPayloads(peer: KnownPeer, signal: AbortSignal): Promise<PayloadsAnswer> {
+  return new ControlClient(httpUrl(peer.host, peer.ports.http!)).payloads({ signal });
 }

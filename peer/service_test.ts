@@ -393,3 +393,29 @@ Deno.test({
     assert.equal((await child.status).code, 0);
   },
 });
+
+Deno.test("startChunkService() serves a listener bound beforehand, and stop() closes it", async () => {
+  const listener = Deno.listen({ hostname: LOCAL, port: 0 });
+  const service = await startChunkService({
+    listener,
+    hello: () => hello("server"),
+    handler: chunkHandler,
+  });
+  assert.equal(service.addr.port, listener.addr.port);
+  const conn = await connectPeer(listener.addr, { hello: hello("client") });
+  const res = await conn.request({ type: "GET_CHUNK", header: { payloadId: PAYLOAD, index: 2 } });
+  assert.deepEqual(res.body, chunkBody(2));
+  conn.close();
+  await service.stop(0);
+  await assert.rejects(
+    Deno.connect({ hostname: LOCAL, port: listener.addr.port }),
+    Deno.errors.ConnectionRefused,
+  );
+});
+
+Deno.test("startChunkService() without a listener nor an address rejects with TypeError", async () => {
+  await assert.rejects(
+    startChunkService({ hello: () => hello("server"), handler: chunkHandler }),
+    TypeError,
+  );
+});

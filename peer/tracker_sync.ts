@@ -149,7 +149,9 @@ export class TrackerSync {
         const res = await tracker.announce(payloadId, this.#deps.registration.peerId, bits);
         log.record("tracker.announce", { payloadId, count: res.count });
       } catch (err) {
-        // Kept in the queue: retried with the next heartbeat.
+        // Kept in the queue (taken out just before announcing, so that chunks stored
+        // meanwhile queue it again): retried with the next heartbeat.
+        this.#announce.add(payloadId);
         if (err instanceof TrackerError && err.code === "unknown_peer") this.#state.ok = false;
         log.record("tracker.error", { during: "announce", payloadId, message: errorMessage(err) });
         return;

@@ -1,0 +1,173 @@
+import assert from "node:assert/strict";
+import { TrackerSync, type TrackerSyncDeps } from "./tracker_sync.ts";
+import { Scheduler } from "./scheduler.ts";
+import { TrackerError } from "./tracker_client.ts";
+import { bytesStream, fakeLog, memoryTable, peerIdOf, tempStore } from "./_fakes.ts";
+import { rankByRendezvous } from "./replication.ts";
+
+const MiB = 1024 * 1024;
+const SELF = peerIdOf("self");
+
+/** A tracker in memory: it records calls, and `fail` makes every call fail. */
+function fakeTracker(opts: { peers?: string[]; stored?: string[] } = {}) {
+  const calls: { method: string; args: unknown[] }[] = [];
+  const state = { fail: undefined as Error | undefined };
+  const call = <T>(method: string, args: unknown[], value: T): Promise<T> => {
+    calls.push({ method, args });
+    return state.fail ? Promise.reject(state.fail) : Promise.resolve(value);
+  };
+  const peerInfo = (id: string) => ({
+    peerId: id,
+    host: "127.0.0.9",
+    port: 5801,
+    registeredAt: "",
+    lastSeen: "",
+    expiresAt: "",
+  });
+  const tracker: TrackerSyncDeps["tracker"] = {
+    url: "http://127.0.0.1:1",
+    register: (reg) =>
+      call("register", [reg], { peer: peerInfo(SELF), created: true, ttlSeconds: 60 }),
+    peers: () => call("peers", [], (opts.peers ?? []).map(peerInfo)),
+    publish: (id, m) =>
+      call("publish", [id], {
+        payloadId: id,
+        size: m.size,
+        chunkSize: m.chunkSize,
+        chunks: m.chunks.length,
+        createdAt: "",
+        stored: false,
+      }),
+    announce: (id, peerId) => call("announce", [id, peerId], { payloadId: id, peerId, count: 1 }),
+    payloads: () =>
+      call("payloads", [], {
+        payloads: (opts.stored ?? []).map((id) => ({
+          payloadId: id,
+          size: 1,
+          chunkSize: 1,
+          chunks: 1,
+          createdAt: "",
+          stored: true,
+        })),
+        cursor: null,
+      }),
+    unregister: (id) => call("unregister", [id], undefined),
+  };
+  return { tracker, calls, state, of: (m: string) => calls.filter((c) => c.method === m) };
+}
+
+async function setup(t: ReturnType<typeof fakeTracker>, replicas = 0) {
+  const store = await tempStore();
+  const table = await memoryTable(SELF);
+  const log = fakeLog();
+  const scheduler = new Scheduler((err) => log.record("error", { message: String(err) }));
+  const fetched: string[] = [];
+  const sync = new TrackerSync({
+    tracker: t.tracker,
+    registration: { peerId: SELF, port: 5801, name: "self" },
+    store,
+    table,
+    log,
+    scheduler,
+    replicas,
+    fetch: (id) => (fetched.push(id), Promise.resolve()),
+  });
+  return {
+    store,
+    table,
+    log,
+    scheduler,
+    sync,
+    fetched,
+    async [Symbol.asyncDispose]() {
+      scheduler.stop();
+      await table[Symbol.asyncDispose]();
+      await store[Symbol.asyncDispose]();
+    },
+  };
+}
+
+Deno.test("TrackerSync.beat() registers, takes the tracker's peers and publishes then announces what is held", async () => {
+  const t = fakeTracker({ peers: [peerIdOf("other")] });
+  await using s = await setup(t);
+  const { payloadId } = await s.store.importStream(bytesStream(MiB));
+  const next = await s.sync.beat();
+  assert.equal(next, 20_000, "the heartbeat, under a third of the TTL");
+  assert.deepEqual(t.of("register")[0].args, [{ peerId: SELF, port: 5801, name: "self" }]);
+  assert.deepEqual(s.table.get(peerIdOf("other"))?.sources, ["tracker"]);
+  assert.deepEqual(t.of("publish").map((c) => c.args[0]), [payloadId]);
+  assert.deepEqual(t.of("announce").map((c) => c.args), [[payloadId, SELF]]);
+  assert.equal(s.sync.state.ok, true);
+  await s.sync.beat();
+  assert.equal(t.of("publish").length, 1, "published once");
+});
+
+Deno.test("TrackerSync.beat() backs off 1, 2, 4 s while the tracker fails, and says why", async () => {
+  const t = fakeTracker();
+  await using s = await setup(t);
+  t.state.fail = new Error("Tracker unreachable");
+  assert.deepEqual([await s.sync.beat(), await s.sync.beat(), await s.sync.beat()], [
+    1000,
+    2000,
+    4000,
+  ]);
+  assert.deepEqual(s.sync.state, {
+    url: "http://127.0.0.1:1",
+    ok: false,
+    lastError: "Tracker unreachable",
+  });
+  t.state.fail = undefined;
+  assert.equal(await s.sync.beat(), 20_000);
+  assert.equal(s.log.of("tracker.register").length, 1);
+});
+
+Deno.test("TrackerSync.queue() coalesces a burst into one announcement per payload", async () => {
+  const t = fakeTracker();
+  await using s = await setup(t);
+  const { payloadId } = await s.store.importStream(bytesStream(2 * MiB));
+  const announced = Promise.withResolvers<void>();
+  const announce = t.tracker.announce;
+  t.tracker.announce = (...args) => announce(...args).finally(() => announced.resolve());
+  for (let i = 0; i < 5; i++) s.sync.queue(payloadId);
+  await announced.promise;
+  assert.equal(t.of("announce").length, 1);
+});
+
+Deno.test("TrackerSync.flush() keeps a payload queued when the tracker forgot this peer", async () => {
+  const t = fakeTracker();
+  await using s = await setup(t);
+  const { payloadId } = await s.store.importStream(bytesStream(MiB));
+  await s.sync.beat();
+  s.sync.queue(payloadId);
+  t.tracker.announce = () => Promise.reject(new TrackerError("unknown_peer", "Unknown peer", 404));
+  await s.sync.flush();
+  assert.equal(s.sync.state.ok, false);
+  assert.equal(s.log.of("tracker.error").at(-1)?.during, "announce");
+  t.tracker.announce = (id, peerId) => Promise.resolve({ payloadId: id, peerId, count: 1 });
+  await s.sync.flush();
+  assert.equal(s.log.of("tracker.announce").length, 2);
+});
+
+Deno.test("TrackerSync spreads a tracker upload to this peer only when rendezvous ranks it among the replicas", async () => {
+  const peers = ["p1", "p2", "p3"].map(peerIdOf);
+  const ids = Array.from({ length: 12 }, (_, i) => i.toString(16).padStart(2, "0").repeat(32));
+  const t = fakeTracker({ peers, stored: ids });
+  await using s = await setup(t, 1);
+  await s.sync.beat();
+  await s.sync.stop();
+  const mine = ids.filter((id) => rankByRendezvous(id, -1, [...peers, SELF], (p) => p)[0] === SELF);
+  assert.deepEqual(s.fetched, mine);
+  assert.deepEqual(t.of("unregister").map((c) => c.args), [[SELF]]);
+});
+
+Deno.test("TrackerSync.start() beats at once through the scheduler, and stop() leaves no timer", async () => {
+  const t = fakeTracker();
+  await using s = await setup(t);
+  const beat = Promise.withResolvers<void>();
+  const register = t.tracker.register;
+  t.tracker.register = (r) => (beat.resolve(), register(r));
+  s.sync.start();
+  await beat.promise;
+  s.scheduler.stop();
+  assert.equal(s.scheduler.pending, 0);
+});
