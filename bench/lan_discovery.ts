@@ -13,7 +13,8 @@
 import { createLan, type LanHost, netnsUnavailable } from "../tests/_netns.ts";
 import { p2pClient, type PeerProcess, spawnPeer } from "../tests/_peer_process.ts";
 import { tempDir } from "../tests/_tracker_process.ts";
-import type { DiscoveryReport } from "../proto/discovery.ts";
+import { DiscoveryReport } from "../proto/discovery.ts";
+import { httpUrl } from "../lib/net_addr.ts";
 import type { BenchContext, Benchmark, BenchOutput, Figure } from "./_bench.ts";
 import { BenchSkip } from "./_bench.ts";
 
@@ -65,14 +66,14 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     ctx.signal.throwIfAborted();
     const started = performance.now();
     const res = await p2pClient(
-      ["discover", lan.cidr, "--json", "--node", `http://${h1.ip}:5805`],
+      ["discover", lan.cidr, "--json", "--node", httpUrl(h1.ip, 5805)],
       undefined,
       30_000,
       h1.name,
     );
     const wall = (performance.now() - started) / 1000;
     if (res.code !== 0) throw new Error(`p2p discover failed: ${res.stderr}`);
-    const report = JSON.parse(res.stdout) as DiscoveryReport;
+    const report = DiscoveryReport.parse(JSON.parse(res.stdout));
     const found = report.found.filter((f) => others.has(f.peerId)).length;
     runs.push({ peer: report.seconds, wall, found, devices: report.devices });
     ctx.log(

@@ -16,6 +16,7 @@
  * @module
  */
 import { type Benchmark, type BenchResult, BenchSkip, formatTable, formatValue } from "./_bench.ts";
+import { errorMessage } from "../proto/errors.ts";
 import { httpProxy } from "./http_proxy.ts";
 import { lanDiscovery } from "./lan_discovery.ts";
 import { peerDownload } from "./peer_download.ts";
@@ -76,7 +77,7 @@ export async function main(args: string[]): Promise<number> {
   try {
     opts = parseArgs(args);
   } catch (err) {
-    console.error(`bench: ${(err as Error).message}\n${USAGE}`);
+    console.error(`bench: ${errorMessage(err)}\n${USAGE}`);
     return 2;
   }
   const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -119,7 +120,7 @@ export async function main(args: string[]): Promise<number> {
           console.log(`${bench.name}: skipped: ${err.message}`);
         } else {
           result.status = "failed";
-          result.reason = err instanceof Error ? err.message : String(err);
+          result.reason = errorMessage(err);
           console.error(`${bench.name}: failed: ${err instanceof Error ? err.stack : err}`);
         }
       }
