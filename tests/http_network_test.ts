@@ -8,6 +8,13 @@ import assert from "node:assert/strict";
 import { tempDir } from "./_tracker_process.ts";
 import { p2pClient, spawnPeer } from "./_peer_process.ts";
 import { serveLocal as serve } from "./_serve.ts";
+import {
+  ActivityRecord,
+  DownloadEvent,
+  NetworkPayloadsAnswer,
+  PutEvent,
+  StatusAnswer,
+} from "../proto/control.ts";
 
 const MiB = 2 ** 20;
 
@@ -274,14 +281,16 @@ Deno.test("the control API streams activity as server-sent events, lists network
   });
   const bytes = new Uint8Array(2 * MiB + 5).map((_, i) => (i * 31) & 255);
   const put = await fetch(`${a.http}/_p2p/payloads?name=two.bin`, { method: "POST", body: bytes });
-  const lines = (await put.text()).trim().split("\n").map((l) => JSON.parse(l));
+  // Every answer here is checked against its schema in proto/control.ts.
+  const lines = (await put.text()).trim().split("\n").map((l) => PutEvent.parse(JSON.parse(l)));
   const done = lines.at(-1);
-  assert.equal(done.type, "done", JSON.stringify(lines));
-  const id = done.payloadId as string;
+  assert.ok(done?.type === "done", JSON.stringify(lines));
+  const id = done.payloadId;
 
   // The newest records first, filtered by type, each with its id as the event id.
   const first = await readEvents(await fetch(`${a.http}/_p2p/events?type=payload`), 1);
   assert.equal(first[0].event, "activity");
+  ActivityRecord.parse(first[0].data);
   assert.equal(first[0].data.type, "payload.put");
   assert.equal(first[0].data.payloadId, id);
   assert.equal(first[0].id, String(first[0].data.id));
@@ -290,7 +299,10 @@ Deno.test("the control API streams activity as server-sent events, lists network
   const resumed = await fetch(`${a.http}/_p2p/events`, {
     headers: { "last-event-id": first[0].id },
   });
-  const { ports, memory, http } = await (await fetch(`${a.http}/_p2p/status`)).json();
+  const { ports, memory, http } = StatusAnswer.parse(
+    await (await fetch(`${a.http}/_p2p/status`)).json(),
+  );
+  assert.ok(http);
   assert.ok(memory.rss > memory.heapUsed && memory.heapUsed > 0, JSON.stringify(memory));
   // This status request is one of them, relayed to the control API.
   assert.ok(http.connections >= 1 && http.requests >= http.forwarded, JSON.stringify(http));
@@ -309,21 +321,25 @@ Deno.test("the control API streams activity as server-sent events, lists network
   assert.ok(Number(after[0].data.id) > Number(first[0].id), JSON.stringify(after));
 
   // Bob lists what alice holds, without holding it.
-  const net = await (await fetch(`${b.http}/_p2p/network/payloads`)).json();
-  const entry = net.payloads.find((p: { payloadId: string }) => p.payloadId === id);
+  const net = NetworkPayloadsAnswer.parse(
+    await (await fetch(`${b.http}/_p2p/network/payloads`)).json(),
+  );
+  const entry = net.payloads.find((p) => p.payloadId === id);
   assert.ok(entry, JSON.stringify(net));
   assert.equal(entry.name, "two.bin");
   assert.equal(entry.chunks, 3);
-  assert.deepEqual(entry.holders.map((h: { peerId: string }) => h.peerId), [a.peerId]);
+  assert.deepEqual(entry.holders.map((h) => h.peerId), [a.peerId]);
 
   // Bob downloads it: one `chunk` event per position, from alice (chunks 0 and 1 have the
   // same bytes, so one transfer fills both), and the name comes along.
   const dl = await fetch(`${b.http}/_p2p/downloads/${id}`, { method: "POST" });
-  const events = (await dl.text()).trim().split("\n").map((l) => JSON.parse(l));
-  const chunks = events.filter((e) => e.type === "chunk");
+  const events = (await dl.text()).trim().split("\n").map((l) =>
+    DownloadEvent.parse(JSON.parse(l))
+  );
+  const chunks = events.flatMap((e) => e.type === "chunk" ? [e] : []);
   assert.deepEqual(chunks.map((c) => c.index).sort(), [0, 1, 2]);
   assert.ok(chunks.every((c) => c.source === a.peerId));
-  assert.equal(events.at(-1).type, "done");
+  assert.equal(events.at(-1)?.type, "done");
   const file = await fetch(`${b.http}/_p2p/payloads/${id}/content?download=1`);
   // npm content-disposition quotes a name only when it is not an HTTP token.
   assert.match(
