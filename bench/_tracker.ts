@@ -7,7 +7,7 @@
  * @module
  */
 import { isLoopbackUrl, processMemory } from "./_bench.ts";
-import { spawnP2p, stopGracefully } from "../tests/_tracker_process.ts";
+import { spawnP2p, stopGracefully, trackerArgs } from "../tests/_tracker_process.ts";
 
 /** What `spawnTracker()` needs. */
 export interface SpawnTrackerOptions {
@@ -88,19 +88,7 @@ export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerPr
   const db = `${opts.dir}/tracker.kv`;
   const log = `${opts.dir}/tracker-activity.jsonl`;
   const { child, match, output, stop } = await spawnListening({
-    args: [
-      "tracker",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--db",
-      db,
-      "--log",
-      log,
-      "--peer-ttl",
-      String(opts.peerTtl),
-    ],
+    args: trackerArgs(db, log, ["--peer-ttl", String(opts.peerTtl)]),
     ready: LISTENING,
     urlGroup: 1,
     what: "Tracker",

@@ -196,6 +196,11 @@ export async function stopGracefully(
   }
 }
 
+/** The arguments of `p2p tracker` on 127.0.0.1, a free port, `db` and `log`, then `more`. */
+export function trackerArgs(db: string, log: string, more: string[] = []): string[] {
+  return ["tracker", "--host", "127.0.0.1", "--port", "0", "--db", db, "--log", log, ...more];
+}
+
 /**
  * Starts `p2p tracker --host 127.0.0.1 --port 0 --db DIR/tracker.kv --log
  * DIR/activity.jsonl ...args` and resolves once it printed its listening line.
@@ -204,23 +209,9 @@ export async function stopGracefully(
 export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerProcess> {
   const db = `${opts.dir}/tracker.kv`;
   const log = `${opts.dir}/activity.jsonl`;
-  const p = await spawnP2p(
-    [
-      "tracker",
-      "--host",
-      "127.0.0.1",
-      "--port",
-      "0",
-      "--db",
-      db,
-      "--log",
-      log,
-      ...(opts.args ?? []),
-    ],
-    LISTENING,
-    "tracker",
-    { signal: opts.signal },
-  );
+  const p = await spawnP2p(trackerArgs(db, log, opts.args), LISTENING, "tracker", {
+    signal: opts.signal,
+  });
   const url = p.match[1];
   return {
     url,
