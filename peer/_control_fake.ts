@@ -31,6 +31,8 @@ const HASH = "e".repeat(64);
 /** A fake node, its log, and what the test may change. */
 export interface FakeNode extends ControlNode, AsyncDisposable {
   readonly log: PeerLog;
+  /** Listeners now following the log and the store (open streams). */
+  listeners(): number;
   /** Aborts `signal`, as a stopping peer does. */
   stop(): void;
   /** The error `remoteLog()` throws, if any. */
@@ -39,6 +41,8 @@ export interface FakeNode extends ControlNode, AsyncDisposable {
   whereError?: unknown;
   /** The error `networkPayloads()` throws, if any. */
   networkError?: unknown;
+  /** When set, `get()` waits for it after its first progress. */
+  downloadGate?: Promise<void>;
 }
 
 /** A fake node over a real activity log in a temporary folder. */
@@ -79,8 +83,21 @@ export async function fakeNode(): Promise<FakeNode> {
     failures: 1,
     rttMs: 2,
   }];
+  // The real log, with its followers counted.
+  const following = new Set<() => void>();
+  const follow = log.follow.bind(log);
+  log.follow = (listener) => {
+    const stop = follow(listener);
+    const off = () => {
+      following.delete(off);
+      stop();
+    };
+    following.add(off);
+    return off;
+  };
   const node: FakeNode = {
     log,
+    listeners: () => following.size + chunkListeners.size,
     signal: abort.signal,
     stop: () => abort.abort(new Error("peer is stopping")),
     store: {
@@ -131,12 +148,10 @@ export async function fakeNode(): Promise<FakeNode> {
         underReplicated: 0,
       };
     },
-    get(payloadId, onProgress?: (p: DownloadProgress) => void): Promise<DownloadResult> {
+    async get(payloadId, onProgress?: (p: DownloadProgress) => void): Promise<DownloadResult> {
       const p = payloads.get(payloadId);
       if (!p) {
-        return Promise.reject(
-          new NotFoundError("unknown_payload", `Cannot find the manifest of '${payloadId}'`),
-        );
+        throw new NotFoundError("unknown_payload", `Cannot find the manifest of '${payloadId}'`);
       }
       const progress = (done: number): DownloadProgress => ({
         payloadId,
@@ -149,11 +164,12 @@ export async function fakeNode(): Promise<FakeNode> {
         sources: 1,
       });
       onProgress?.(progress(p.held));
+      await node.downloadGate;
       // One chunk received fills every position with the same hash.
       for (let i = p.held; i < p.chunks; i++) for (const f of chunkListeners) f(payloadId, i);
       log.record("chunk.received", { from: PEER_B, payloadId, index: p.held, via: "download" });
       onProgress?.(progress(p.chunks));
-      return Promise.resolve({
+      return {
         payloadId,
         size: p.size,
         bytes: 8,
@@ -161,7 +177,7 @@ export async function fakeNode(): Promise<FakeNode> {
         resumed: p.held,
         chunksBySource: { [PEER_B]: 1 },
         dropped: [],
-      });
+      };
     },
     where(payloadId) {
       if (node.whereError !== undefined) return Promise.reject(node.whereError);

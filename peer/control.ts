@@ -75,8 +75,14 @@ export interface ControlNode {
   discover(range?: string): Promise<DiscoveryReport>;
 }
 
+/** Options of `createControlApp()`. */
+export interface ControlAppOptions {
+  /** Period of the `: ping` comment on `/_p2p/events` (default 15 s). */
+  pingMs?: number;
+}
+
 /** Builds the control API of a node. */
-export function createControlApp(node: ControlNode): Hono {
+export function createControlApp(node: ControlNode, opts: ControlAppOptions = {}): Hono {
   const app = new Hono();
 
   app.get("/_p2p/status", (c) => c.json(node.status() satisfies StatusAnswer));
@@ -131,7 +137,7 @@ export function createControlApp(node: ControlNode): Hono {
     async (c) => c.json(await node.networkPayloads() satisfies NetworkPayloadsAnswer),
   );
 
-  app.get("/_p2p/events", (c) => activityEvents(c, node));
+  app.get("/_p2p/events", (c) => activityEvents(c, node, opts.pingMs));
 
   app.post("/_p2p/payloads", (c) => {
     const { name } = query(c, PutQuery);

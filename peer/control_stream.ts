@@ -67,6 +67,7 @@ export function download(c: Context, node: ControlNode, id: string): Response {
       }
     });
     const stop = () => {
+      signal.removeEventListener("abort", stop);
       offStore();
       offLog();
     };
@@ -91,9 +92,14 @@ export function download(c: Context, node: ControlNode, id: string): Response {
 /**
  * `GET /_p2p/events`: activity records as server-sent `activity` events, each with its
  * id as the event id: the newest first (or those after `Last-Event-ID`), then each new
- * one, and a `: ping` comment every 15 s; ends when the client goes or the peer stops.
+ * one, and a `: ping` comment every `pingMs` (15 s); ends when the client goes or the
+ * peer stops.
  */
-export function activityEvents(c: Context, node: ControlNode): Response {
+export function activityEvents(
+  c: Context,
+  node: ControlNode,
+  pingMs = SSE_PING_MS,
+): Response {
   const { type } = query(c, EventsQuery);
   // A reconnecting EventSource says what it saw last: resume after it.
   const header = c.req.header("last-event-id");
@@ -118,7 +124,7 @@ export function activityEvents(c: Context, node: ControlNode): Response {
       if (typeMatches(r.type, type)) send(r);
     });
     // A comment line now and then keeps idle connections open through proxies.
-    const ping = setInterval(() => write(`${SSE_PING}\n\n`), SSE_PING_MS);
+    const ping = setInterval(() => write(`${SSE_PING}\n\n`), pingMs);
     try {
       await untilAborted(AbortSignal.any([closed.signal, node.signal]));
     } finally {

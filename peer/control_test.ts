@@ -268,3 +268,32 @@ Deno.test("GET /_p2p/events streams activity as server-sent events, resumes afte
   for await (const part of open.body!.pipeThrough(new TextDecoderStream())) text += part;
   assert.match(text, /event: activity/);
 });
+
+Deno.test("GET /_p2p/events sends a ': ping' comment every pingMs and stops following when the client goes", async () => {
+  await using node = await fakeNode();
+  const app = createControlApp(node, { pingMs: 20 });
+  const res = await app.request("/_p2p/events?type=none");
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes(": ping\n\n: ping\n\n")) text += (await reader.read()).value;
+  assert.match(text, /^(: ping\n\n)+$/);
+  assert.equal(node.listeners(), 1);
+  await reader.cancel();
+  for (let i = 0; i < 50 && node.listeners() > 0; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(node.listeners(), 0, "the log is no longer followed");
+});
+
+Deno.test("a download stream stops following the log and the store when its client goes", async () => {
+  await using node = await fakeNode();
+  const app = createControlApp(node);
+  const gate = Promise.withResolvers<void>();
+  node.downloadGate = gate.promise;
+  const res = await app.request(`/_p2p/downloads/${PARTIAL}`, { method: "POST" });
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  assert.match((await reader.read()).value ?? "", /"type":"progress"/);
+  assert.equal(node.listeners(), 2, "the log and the store are followed");
+  await reader.cancel();
+  for (let i = 0; i < 50 && node.listeners() > 0; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(node.listeners(), 0, "while the download itself goes on");
+  gate.resolve();
+});
