@@ -83,9 +83,9 @@ export function validate<T extends z.ZodType>(
 
 /** A hook for `@hono/zod-validator`: a failed check throws `InvalidInputError`. */
 export function validationHook(code = "invalid_body") {
-  return (result: { success: boolean; error?: unknown }): void => {
+  return (result: { success: true } | { success: false; error: z.core.$ZodError }): void => {
     if (!result.success) {
-      const error = result.error as z.ZodError;
+      const error = new z.ZodError(result.error.issues);
       throw new InvalidInputError(code, formatZodError(error), { issues: zodIssues(error) });
     }
   };
