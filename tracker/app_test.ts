@@ -439,3 +439,31 @@ Deno.test("a storage failure answers 503 JSON and leaves an activity record in t
   assert.equal(last.type, "storage.error");
   assert.equal(last.status, 503);
 });
+
+Deno.test("a stored chunk that fails its hash answers 503 unavailable, a storage failure", async () => {
+  await using t = await testTracker();
+  const data = bytes(100);
+  const up = await upload(t, data);
+  const hash = await sha256Hex(data);
+  await t.kv.set(["chunk", hash, 0], bytes(100, 2));
+  const res = await t.request(`/payloads/${up.payloadId}/chunks/0`);
+  const message = await errorOf(res, 503, "unavailable");
+  assert.match(message, /corrupt/);
+  const page = ActivityPage.parse(await (await t.request("/activity?type=storage.error")).json());
+  assert.equal(page.records.length, 1);
+  assert.equal(page.records[0].code, "unavailable");
+});
+
+Deno.test("GET /payloads/{id}/content names the file after the payload in Content-Disposition", async () => {
+  await using t = await testTracker();
+  const res = await t.request("/payloads?name=r%C3%A9sum%C3%A9%20v2.txt", {
+    method: "POST",
+    body: "some text",
+    headers: { "content-type": "text/plain" },
+  });
+  const up = UploadResponse.parse(await res.json());
+  const content = await t.request(`/payloads/${up.payloadId}/content`);
+  assert.equal(await content.text(), "some text");
+  const disposition = content.headers.get("content-disposition") ?? "";
+  assert.match(disposition, /^attachment; filename="r.sum. v2\.txt"; filename\*=UTF-8''/);
+});
