@@ -48,15 +48,18 @@
  *
  * @module
  */
+import { ByteReader } from "./byte_reader.ts";
+import { PendingRequests } from "./pending_requests.ts";
 import { type BufferPool, concatBytes } from "../proto/bytes.ts";
 import {
   ANSWER_OF,
   type AnswerOf,
   type AnswerTypeName,
-  expectAnswer,
   isAnswerType,
   isRequestType,
+  type OutgoingMessage,
   RemoteError,
+  type RequestInit,
   type RequestTypeName,
 } from "../proto/answers.ts";
 import {
@@ -68,17 +71,15 @@ import {
 import { encodeFrame, encodeFrameParts, encodePreamble, FrameDecoder } from "../proto/frame.ts";
 import type { HelloHeader, Message, MessageInit } from "../proto/messages.ts";
 
-export { ANSWER_OF, type AnswerTypeName, RemoteError, type RequestTypeName };
+export {
+  ANSWER_OF,
+  type AnswerTypeName,
+  type OutgoingMessage,
+  RemoteError,
+  type RequestInit,
+  type RequestTypeName,
+};
 
-/** `Omit` applied to each member of a union, so the union stays discriminated. */
-type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
-/** A message to send without its `requestId`, which the connection fills in. */
-export type OutgoingMessage = DistributiveOmit<MessageInit, "requestId">;
-/** A request to send: a request type's message without its `requestId`. */
-export type RequestInit<T extends RequestTypeName = RequestTypeName> = DistributiveOmit<
-  Extract<MessageInit, { type: T }>,
-  "requestId"
->;
 /** What a handler returns: the answer (its `requestId` is replaced by the request's). */
 export type HandlerResult = OutgoingMessage & { requestId?: number };
 
@@ -133,25 +134,9 @@ export interface DuplexConn {
   setNoDelay?(noDelay?: boolean): void;
 }
 
-/**
- * Read buffer sizes, when the stream lets us read into our own buffer: it starts
- * small, so idle and hostile connections cost little, and doubles each time a read
- * fills it, up to a size where one read can hold a whole 1 MiB chunk frame.
- */
-const MIN_READ_BUFFER = 64 * 1024;
-const MAX_READ_BUFFER = 2 * 1024 * 1024;
 /** Longest error message put into an ERROR frame. */
 const MAX_ERROR_MESSAGE = 1024;
 const noop = () => {};
-
-interface Pending {
-  request: RequestTypeName;
-  resolve: (msg: Message) => void;
-  reject: (err: Error) => void;
-  timer: ReturnType<typeof setTimeout>;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
-}
 
 /**
  * A connection to one peer after a completed handshake. `PeerConnection.open()`
@@ -182,12 +167,11 @@ export class PeerConnection {
   readonly #signal: AbortSignal | undefined;
   readonly #decoder: FrameDecoder;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  #reader: ReadableStreamBYOBReader | ReadableStreamDefaultReader<Uint8Array> | undefined;
+  #reader: ByteReader | undefined;
   #remote: HelloHeader | undefined;
-  readonly #pending = new Map<number, Pending>();
+  readonly #pending = new PendingRequests();
   readonly #handshake = Promise.withResolvers<void>();
   readonly #readDone = Promise.withResolvers<void>();
-  #nextId = 1;
   #gotHello = false;
   #inFlight = 0;
   #slot: PromiseWithResolvers<void> | undefined;
@@ -302,44 +286,17 @@ export class PeerConnection {
     }
     const signal = opts.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
-    const requestId = this.#takeId();
+    const requestId = this.#pending.takeId();
     let frame: Uint8Array[];
     try {
       frame = framed({ ...msg, requestId } as MessageInit);
     } catch (err) {
       return Promise.reject(err);
     }
-    const { promise, resolve, reject } = Promise.withResolvers<Message>();
-    const entry: Pending = {
-      request: type,
-      resolve,
-      reject,
-      // One timer per request, cleared with the answer: cheaper than a signal per
-      // request on the 1 MiB-chunk hot path, and it never outlives the request.
-      timer: setTimeout(() => {
-        if (this.#pending.get(requestId) !== entry) return;
-        this.#forget(requestId, entry);
-        reject(
-          new PeerTimeoutError(
-            `Peer did not answer '${msg.type}' request '${requestId}' within '${timeoutMs}' ms`,
-          ),
-        );
-      }, timeoutMs),
-      signal,
-      onAbort: undefined,
-    };
-    if (signal) {
-      entry.onAbort = () => {
-        if (this.#pending.get(requestId) !== entry) return;
-        this.#forget(requestId, entry);
-        reject(signal.reason);
-      };
-      signal.addEventListener("abort", entry.onAbort, { once: true });
-    }
-    this.#pending.set(requestId, entry);
+    const answer = this.#pending.wait(requestId, type, timeoutMs, signal);
     // A failed write closes the connection, which rejects the request.
     this.#write(frame).catch(noop);
-    return promise as Promise<AnswerOf<T>>;
+    return answer as Promise<AnswerOf<T>>;
   }
 
   /**
@@ -373,12 +330,7 @@ export class PeerConnection {
     clearTimeout(this.#timer);
     this.#signal?.removeEventListener("abort", this.#onAbort);
     const err = this.#closedError();
-    for (const [, entry] of this.#pending) {
-      clearTimeout(entry.timer);
-      if (entry.onAbort) entry.signal?.removeEventListener("abort", entry.onAbort);
-      entry.reject(err);
-    }
-    this.#pending.clear();
+    this.#pending.rejectAll(err);
     this.#handshake.reject(this.#closeError ?? err);
     this.#slot?.resolve();
     this.#draining?.resolve();
@@ -387,7 +339,7 @@ export class PeerConnection {
     } catch { /* already closed */ }
     // For TCP the close above already ended both streams; for in-memory streams
     // these end our pending read and tell the other side.
-    this.#reader?.cancel(err).catch(noop);
+    this.#reader?.cancel(err);
     this.#writer.abort(err).catch(noop);
   }
 
@@ -423,39 +375,17 @@ export class PeerConnection {
   };
 
   async #readLoop(): Promise<void> {
-    let reader: ReadableStreamBYOBReader | ReadableStreamDefaultReader<Uint8Array>;
-    let buffer: Uint8Array | undefined;
-    try {
-      reader = this.#conn.readable.getReader({ mode: "byob" });
-      buffer = new Uint8Array(MIN_READ_BUFFER);
-    } catch {
-      // Not a byte stream (e.g. a TransformStream): take its chunks as they come.
-      reader = this.#conn.readable.getReader();
-    }
-    this.#reader = reader;
+    const reader = this.#reader = new ByteReader(this.#conn.readable);
     try {
       while (this.#closeReason === undefined) {
-        let result: ReadableStreamReadResult<Uint8Array>;
-        if (buffer) {
-          result = await (reader as ReadableStreamBYOBReader).read(buffer);
-          // The read transferred our buffer; the decoder copies what it keeps, so
-          // the same memory is read into again (or a bigger one, when it was full).
-          const value = result.value;
-          if (value) {
-            buffer = value.length === value.buffer.byteLength && value.length < MAX_READ_BUFFER
-              ? new Uint8Array(value.length * 2)
-              : new Uint8Array(value.buffer);
-          }
-        } else {
-          result = await (reader as ReadableStreamDefaultReader<Uint8Array>).read();
-        }
-        if (result.done) {
+        const bytes = await reader.read();
+        if (bytes === undefined) {
           this.#onEnd();
           break;
         }
         let messages: Message[];
         try {
-          messages = this.#decoder.push(result.value);
+          messages = this.#decoder.push(bytes);
         } catch (err) {
           this.#fail(err as Error);
           break;
@@ -479,7 +409,7 @@ export class PeerConnection {
         this.#fail(new Error(`Read failed: ${textOf(err)}`, { cause: err }));
       }
     } finally {
-      reader.cancel().catch(noop);
+      reader.cancel();
     }
   }
 
@@ -540,18 +470,10 @@ export class PeerConnection {
   };
 
   #settle(msg: Message): void {
-    const entry = this.#pending.get(msg.requestId);
-    if (entry === undefined) {
+    if (!this.#pending.settle(msg)) {
       this.#onWarning(
         `Ignored '${msg.type}' answer for unknown request '${msg.requestId}' (late or never sent)`,
       );
-      return;
-    }
-    this.#forget(msg.requestId, entry);
-    try {
-      entry.resolve(expectAnswer(entry.request, msg));
-    } catch (err) {
-      entry.reject(err as Error);
     }
   }
 
@@ -621,57 +543,9 @@ export class PeerConnection {
     this.close(`${err.name}${err instanceof P2pError ? ` (${err.code})` : ""}: ${err.message}`);
   }
 
-  #forget(requestId: number, entry: Pending): void {
-    this.#pending.delete(requestId);
-    clearTimeout(entry.timer);
-    if (entry.onAbort) entry.signal?.removeEventListener("abort", entry.onAbort);
-  }
-
-  #takeId(): number {
-    // u32 counter from 1, wrapping; 0 is HELLO's, and ids still pending are skipped.
-    let id = this.#nextId;
-    while (id === 0 || this.#pending.has(id)) id = (id + 1) >>> 0;
-    this.#nextId = (id + 1) >>> 0;
-    return id;
-  }
-
   #closedError(): Error {
     return new Error(`Connection is closed: ${this.#closeReason}`, { cause: this.#closeError });
   }
-}
-
-/** Options of `connectPeer()`. */
-export interface ConnectPeerOptions extends ConnectionOptions {
-  /** Give up connecting after this many ms (default 5000); the handshake has its own timeout. */
-  connectTimeoutMs?: number;
-}
-
-/**
- * Connects over TCP to a peer's chunk port and runs the handshake. Rejects with
- * `PeerTimeoutError` when the TCP connection is not up within `connectTimeoutMs`,
- * the `Deno.errors` of `Deno.connect` (e.g. `ConnectionRefused`), or whatever
- * `PeerConnection.open()` rejects with.
- */
-export async function connectPeer(
-  addr: { hostname: string; port: number },
-  opts: ConnectPeerOptions,
-): Promise<PeerConnection> {
-  const connectTimeoutMs = positive("connectTimeoutMs", opts.connectTimeoutMs, 5000);
-  const timeout = AbortSignal.timeout(connectTimeoutMs);
-  const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
-  let conn: Deno.TcpConn;
-  try {
-    conn = await Deno.connect({ hostname: addr.hostname, port: addr.port, signal });
-  } catch (err) {
-    if (timeout.aborted && !opts.signal?.aborted) {
-      throw new PeerTimeoutError(
-        `Cannot connect to '${addr.hostname}:${addr.port}' within '${connectTimeoutMs}' ms`,
-        { cause: err },
-      );
-    }
-    throw err;
-  }
-  return await PeerConnection.open(conn, opts);
 }
 
 /** Bodies up to this size are copied behind their header: one write beats two for them. */

@@ -10,12 +10,12 @@ import { encodeFrame, encodePreamble, FrameDecoder } from "../proto/frame.ts";
 import type { HelloHeader, Message } from "../proto/messages.ts";
 import {
   type ConnectionOptions,
-  connectPeer,
   type DuplexConn,
   PeerConnection,
   RemoteError,
   type RequestHandler,
 } from "./connection.ts";
+import { connectPeer } from "./dial.ts";
 
 const PAYLOAD = "ab".repeat(32);
 

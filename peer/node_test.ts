@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { PeerNode, type PeerOptions } from "./node.ts";
 import { openPeerData } from "./data_dir.ts";
-import { connectPeer } from "./connection.ts";
+import { connectPeer } from "./dial.ts";
 import { hello } from "./_fakes.ts";
 import { StatusAnswer } from "../proto/control.ts";
 

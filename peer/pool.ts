@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { connectPeer, type PeerConnection, type RequestHandler } from "./connection.ts";
+import type { PeerConnection, RequestHandler } from "./connection.ts";
+import { connectPeer } from "./dial.ts";
 import type { PeerLog } from "./activity.ts";
 import type { KnownPeer, PeerTable } from "./peer_table.ts";
 import { BufferPool } from "../proto/bytes.ts";

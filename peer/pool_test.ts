@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ConnectionPool } from "./pool.ts";
-import { connectPeer } from "./connection.ts";
+import { connectPeer } from "./dial.ts";
 import { startChunkService } from "./service.ts";
 import type { PeerSource, Sighting } from "./peer_table.ts";
 import { fakeLog, hello, memoryTable, peerIdOf } from "./_fakes.ts";

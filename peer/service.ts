@@ -27,7 +27,7 @@
  * @example Serve PING and fetch an answer
  * ```ts
  * import assert from "node:assert/strict";
- * import { connectPeer } from "./connection.ts";
+ * import { connectPeer } from "./dial.ts";
  * import { startChunkService } from "./service.ts";
  *
  * const hello = (name: string) => ({

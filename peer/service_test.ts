@@ -1,12 +1,8 @@
 import assert from "node:assert/strict";
 import { encodePreamble } from "../proto/frame.ts";
 import type { HelloHeader } from "../proto/messages.ts";
-import {
-  connectPeer,
-  type PeerConnection,
-  RemoteError,
-  type RequestHandler,
-} from "./connection.ts";
+import { type PeerConnection, RemoteError, type RequestHandler } from "./connection.ts";
+import { connectPeer } from "./dial.ts";
 import { type ChunkServiceOptions, startChunkService } from "./service.ts";
 
 const PAYLOAD = "cd".repeat(32);

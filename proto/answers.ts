@@ -26,7 +26,7 @@
  * @module
  */
 import { P2pError, ProtocolError } from "./errors.ts";
-import type { Message, MessageOf, MessageTypeName } from "./messages.ts";
+import type { Message, MessageInit, MessageOf, MessageTypeName } from "./messages.ts";
 
 /** The answer type of each request type. */
 export const ANSWER_OF = {
@@ -44,6 +44,16 @@ export type RequestTypeName = keyof typeof ANSWER_OF;
 export type AnswerTypeName = (typeof ANSWER_OF)[RequestTypeName] | "ERROR";
 /** The answer message of a request type, e.g. `AnswerOf<"GET_CHUNK">` is a CHUNK message. */
 export type AnswerOf<T extends RequestTypeName> = MessageOf<(typeof ANSWER_OF)[T]>;
+
+/** `Omit` applied to each member of a union, so the union stays discriminated. */
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** A message to send without its `requestId`, which the connection fills in. */
+export type OutgoingMessage = DistributiveOmit<MessageInit, "requestId">;
+/** A request to send: a request type's message without its `requestId`. */
+export type RequestInit<T extends RequestTypeName = RequestTypeName> = DistributiveOmit<
+  Extract<MessageInit, { type: T }>,
+  "requestId"
+>;
 
 const ANSWER_TYPES: ReadonlySet<string> = new Set<string>([...Object.values(ANSWER_OF), "ERROR"]);
 

@@ -21,7 +21,7 @@ import {
   spawnPeer,
 } from "./_peer_process.ts";
 import { HolderList, PeerList } from "../proto/tracker.ts";
-import { connectPeer } from "../peer/connection.ts";
+import { connectPeer } from "../peer/dial.ts";
 import { encodePreamble } from "../proto/frame.ts";
 import { VERSION } from "../version.ts";
 
