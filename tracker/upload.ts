@@ -9,6 +9,7 @@
  */
 import { Hono } from "hono";
 import type { Context } from "hono";
+import { z } from "zod";
 import { InvalidInputError, P2pError } from "../proto/errors.ts";
 import { CHUNK_SIZE, Chunker, type Manifest, payloadIdOf, sha256Hex } from "../proto/manifest.ts";
 import { UploadJsonRequest, type UploadResponse } from "../proto/tracker.ts";
@@ -16,6 +17,9 @@ import { jsonBody, limitBody, readBody } from "../lib/http_api.ts";
 import type { TrackerDeps, TrackerEnv } from "./deps.ts";
 import { PayloadTooLargeError, uploadTooLarge } from "./errors.ts";
 import type { TrackerStore } from "./store.ts";
+
+/** A declared body length. */
+const ContentLength = z.coerce.number().int().nonnegative();
 
 /** The `POST /payloads` route, to mount at `/payloads`. */
 export function uploadRoutes({ store, config }: Pick<TrackerDeps, "store" | "config">) {
@@ -44,8 +48,8 @@ export function uploadRoutes({ store, config }: Pick<TrackerDeps, "store" | "con
         name ??= body.name;
         source = new Blob([bytes]).stream();
       } else if (type === "text/plain" || type === "application/octet-stream") {
-        const declared = Number(c.req.header("content-length") ?? "NaN");
-        if (declared > max) throw uploadTooLarge(declared, max);
+        const declared = ContentLength.safeParse(c.req.header("content-length"));
+        if (declared.success && declared.data > max) throw uploadTooLarge(declared.data, max);
         source = c.req.raw.body;
       } else {
         throw new P2pError(
