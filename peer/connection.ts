@@ -264,8 +264,8 @@ export class PeerConnection {
    * `requestId`, of the request's answer type). Rejects with `RemoteError` when the
    * answer is ERROR, `ProtocolError` `unexpected_answer` when it is another type,
    * `PeerTimeoutError` after `timeoutMs` (default 30000), the signal's reason when
-   * aborted, `TypeError` for a message that is not a valid request, and an `Error`
-   * when the connection closes first.
+   * aborted, `TypeError` for a message that is not a valid request, and `P2pError`
+   * `connection_closed` when the connection closes first.
    */
   request<T extends RequestTypeName>(
     msg: RequestInit<T> & { type: T },
@@ -301,8 +301,8 @@ export class PeerConnection {
 
   /**
    * Sends one message as is (its own `requestId`), resolving once it is written.
-   * Rejects with `TypeError`/`RangeError` for an invalid message and an `Error` when
-   * the connection is closed.
+   * Rejects with `TypeError`/`RangeError` for an invalid message and `P2pError`
+   * `connection_closed` when the connection is closed.
    */
   async send(msg: MessageInit): Promise<void> {
     await this.#write(framed(msg));
@@ -406,7 +406,7 @@ export class PeerConnection {
       }
     } catch (err) {
       if (this.#closeReason === undefined) {
-        this.#fail(new Error(`Read failed: ${textOf(err)}`, { cause: err }));
+        this.#fail(new P2pError("read_failed", `Read failed: ${textOf(err)}`, { cause: err }));
       }
     } finally {
       reader.cancel();
@@ -501,7 +501,7 @@ export class PeerConnection {
     } catch (err) {
       if (this.#closeReason !== undefined) return;
       // The handler returned something that is not a valid message.
-      await this.#answer(msg, errorMessage("internal", (err as Error).message)).catch(noop);
+      await this.#answer(msg, errorMessage("internal", textOf(err))).catch(noop);
     }
   }
 
@@ -517,7 +517,7 @@ export class PeerConnection {
       await Promise.all(parts.map((p) => this.#writer.write(p)));
     } catch (err) {
       if (this.#closeReason === undefined) {
-        this.#fail(new Error(`Write failed: ${textOf(err)}`, { cause: err }));
+        this.#fail(new P2pError("write_failed", `Write failed: ${textOf(err)}`, { cause: err }));
       }
       throw this.#closedError();
     }
@@ -544,7 +544,9 @@ export class PeerConnection {
   }
 
   #closedError(): Error {
-    return new Error(`Connection is closed: ${this.#closeReason}`, { cause: this.#closeError });
+    return new P2pError("connection_closed", `Connection is closed: ${this.#closeReason}`, {
+      cause: this.#closeError,
+    });
   }
 }
 

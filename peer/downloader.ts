@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { IntegrityError, P2pError } from "../proto/errors.ts";
+import { errorMessage, IntegrityError, P2pError } from "../proto/errors.ts";
 import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
 import type { Manifest } from "../proto/manifest.ts";
 
@@ -227,7 +227,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       if (opts.signal?.aborted || ctrl.signal.aborted) return;
       st.failures++;
       if (st.failures >= maxFailures) {
-        drop(st, `failed ${st.failures} requests in a row: ${(err as Error).message}`);
+        drop(st, `failed ${st.failures} requests in a row: ${errorMessage(err)}`);
       }
     } finally {
       st.inflight.delete(index);

@@ -49,7 +49,7 @@
  * @module
  */
 import { concatBytes } from "../proto/bytes.ts";
-import { P2pError } from "../proto/errors.ts";
+import { errorMessage, P2pError } from "../proto/errors.ts";
 import { hostPort } from "../lib/net_addr.ts";
 import { encodeFrame, encodePreamble } from "../proto/frame.ts";
 import type { HelloHeader } from "../proto/messages.ts";
@@ -234,7 +234,7 @@ class TcpChunkService implements ChunkService {
         if (this.#stopping.signal.aborted || err instanceof Deno.errors.BadResource) return;
         // EMFILE and the like: the connection waits in the backlog, so pause
         // instead of spinning on the same error.
-        this.#emit("accept.error", { error: (err as Error)?.message ?? String(err) });
+        this.#emit("accept.error", { error: errorMessage(err) });
         await this.#backoff();
         continue;
       }
