@@ -66,6 +66,10 @@ Deno.test("ControlClient.put() and download() report each event and resolve with
   });
   assert.deepEqual(seen, ["stored", "replicated"]);
   assert.deepEqual([done.type, done.size, done.replicas], ["done", 11, { [PEER_B]: 1 }]);
+  await assert.rejects(
+    client.put(new Blob([new Uint8Array(1 << 20)]).stream(), { name: "n".repeat(256) }),
+    { code: "invalid_query", status: 400, httpStatus: 400 },
+  );
   const empty = new ReadableStream<Uint8Array>({ start: (c) => c.close() });
   await assert.rejects(client.put(empty), (err) => {
     assert.ok(err instanceof ControlError);
