@@ -13,6 +13,7 @@ import { createGateway, viaToken } from "./gateway.ts";
 import { PeerNode, type PeerOptions } from "./node.ts";
 import { type PingbackServer, startPingback } from "./pingback.ts";
 import { type Relay, startRelay } from "../lib/http_relay/mod.ts";
+import { errorBody } from "../lib/http_api.ts";
 import { httpUrl, reachableHost } from "../lib/net_addr.ts";
 
 /** A running peer process. */
@@ -59,9 +60,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
   let node: PeerNode | undefined;
   const onError = (during: string) => (err: unknown) => {
     log.record("error", { during, message: String(err) });
-    return Response.json({ error: { code: "unavailable", message: String(err) } }, {
-      status: 503,
-    });
+    return Response.json(errorBody("unavailable", String(err)), { status: 503 });
   };
   let mainUrl: string;
   let appUrl: string | undefined = opts.app;
@@ -146,12 +145,12 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
   }
   const done = Promise.withResolvers<void>();
   let stopping: Promise<void> | undefined;
-  const running = node;
+  const started = node;
   const stop = () =>
     stopping ??= (async () => {
       await pingback?.stop();
       await relay?.close();
-      await running.stop();
+      await started.stop();
       await Promise.all(servers.map((s) => s.shutdown()));
       done.resolve();
     })();
