@@ -18,8 +18,6 @@ export interface DownloadsDeps {
   log: Pick<PeerLog, "record">;
   /** Aborts when the peer stops: running downloads end. */
   signal: AbortSignal;
-  /** Passed to `download()` (tests make it small). */
-  options?: { chunkTimeoutMs?: number; maxRefresh?: number };
 }
 
 /** One download per payload at a time, with its progress fanned out to every caller. */
@@ -78,7 +76,6 @@ export class Downloads {
           log.record("chunk.received", { from: source, payloadId, index, via: "download" }),
         onDrop: (source, reason) => log.record("download.drop", { payloadId, source, reason }),
         signal: this.#deps.signal,
-        ...this.#deps.options,
       });
       log.record("download.done", {
         payloadId,
