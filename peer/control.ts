@@ -172,15 +172,8 @@ export function createControlApp(node: ControlNode, opts: ControlAppOptions = {}
   });
 
   app.get("/_p2p/payloads/:id/where", async (c) => {
-    const id = payloadId(c);
-    try {
-      return c.json(await node.where(id) satisfies WhereAnswer);
-    } catch (err) {
-      // Before the manifest is found nothing else fails: a plain error is a payload
-      // that no one knows.
-      if (err instanceof P2pError) throw err;
-      throw new NotFoundError("unknown_payload", errorMessage(err), { cause: err });
-    }
+    // An unknown payload is the node's NotFoundError (404); the rest as errorHandler maps it.
+    return c.json(await node.where(payloadId(c)) satisfies WhereAnswer);
   });
 
   app.get("/_p2p/log", async (c) => {
@@ -227,14 +220,12 @@ function payloadId(c: Context): string {
 }
 
 /**
- * What a failed `remoteLog()` answers: not-found errors (an unknown peer) and other
- * mapped errors as they are; anything else means the peer could not be read (502).
+ * What a failed `remoteLog()` answers: errors with a status as they are (an unknown
+ * peer is the node's NotFoundError, 404); anything else means the peer could not be
+ * read (502, with the error's code when it has one).
  */
 function remoteLogError(err: unknown): P2pError {
   if (err instanceof P2pError && err.status !== undefined) return err;
-  if (err instanceof RangeError) {
-    return new NotFoundError("unknown_peer", err.message, { cause: err });
-  }
   return new P2pError(
     err instanceof P2pError ? err.code : "peer_unreachable",
     errorMessage(err),
