@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { z } from "zod";
 import {
   type BenchContext,
   cpuUse,
@@ -14,6 +15,9 @@ import {
   processCpuSeconds,
   rate,
 } from "./_bench.ts";
+
+/** What the TCP sink prints at its end. */
+const SinkReport = z.object({ bytes: z.number(), seconds: z.number() });
 
 /** Bytes of the raw TCP transfer. */
 const TCP_BYTES = 1024 * MiB;
@@ -81,7 +85,7 @@ export async function rawTcp(ctx: BenchContext, dir: string, host: string): Prom
   const port = Number(await readLine());
   const source = await deno("tcp_source.ts", [host, String(port), String(TCP_BYTES)])
     .output();
-  const result = JSON.parse(await readLine()) as { bytes: number; seconds: number };
+  const result = SinkReport.parse(JSON.parse(await readLine()));
   lines.cancel().catch(() => {});
   const status = await sink.status;
   await sink.stderr.cancel();
