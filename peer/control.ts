@@ -11,7 +11,6 @@
  */
 import { Hono } from "hono";
 import type { Context } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { create as contentDisposition } from "content-disposition";
 import { typeMatches } from "../proto/activity.ts";
 import {
@@ -38,7 +37,15 @@ import {
 import { parseRange } from "../proto/discovery.ts";
 import { errorMessage, InvalidInputError, NotFoundError, P2pError } from "../proto/errors.ts";
 import type { KnownPeer } from "./peer_table.ts";
-import { errorHandler, notFoundHandler, param, query, validate } from "../lib/http_api.ts";
+import {
+  errorHandler,
+  limitBody,
+  notFoundHandler,
+  param,
+  query,
+  readBody,
+  validate,
+} from "../lib/http_api.ts";
 import { activityEvents, download, ndjson, untilAborted } from "./control_stream.ts";
 
 /** Largest `POST /_p2p/discover` body, in bytes. */
@@ -96,16 +103,15 @@ export function createControlApp(node: ControlNode, opts: ControlAppOptions = {}
 
   app.post(
     "/_p2p/discover",
-    bodyLimit({
-      maxSize: MAX_DISCOVER_BODY,
-      onError: () => {
-        throw new P2pError("too_large", `Request body is over ${MAX_DISCOVER_BODY} bytes`, {
+    limitBody(
+      MAX_DISCOVER_BODY,
+      () =>
+        new P2pError("too_large", `Request body is over ${MAX_DISCOVER_BODY} bytes`, {
           status: 413,
-        });
-      },
-    }),
+        }),
+    ),
     async (c) => {
-      const text = await c.req.text();
+      const text = await readBody(() => c.req.text());
       let body: unknown = {};
       if (text.trim() !== "") {
         try {
