@@ -1,0 +1,81 @@
+import assert from "node:assert/strict";
+import { startPeer } from "./server.ts";
+import { StatusAnswer } from "../proto/control.ts";
+
+Deno.test("startPeer() binds every port before the node starts, so HELLO and status carry them all", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const peer = await startPeer({
+      host: "127.0.0.1",
+      port: 0,
+      httpPort: 0,
+      pingbackPort: 0,
+      appPort: 0,
+      dataDir: dir,
+      name: "s",
+      seeds: [],
+      replicas: 0,
+    });
+    try {
+      const status = StatusAnswer.parse(await (await fetch(`${peer.httpUrl}/_p2p/status`)).json());
+      const ports = status.ports;
+      assert.equal(peer.httpUrl, `http://127.0.0.1:${ports.http}`);
+      assert.equal(peer.appUrl, `http://127.0.0.1:${ports.app}`);
+      assert.equal(ports.chunk, peer.node.chunkPort);
+      assert.equal(ports.pingback, peer.node.pingbackPort);
+      assert.ok(status.http && status.http.requests >= 1, "the main server's counters");
+      const start = peer.node.log.query({ type: "peer.start" }).records[0];
+      assert.deepEqual(start.ports, ports, "the first record already knows every port");
+      const pingback = await (await fetch(`http://127.0.0.1:${ports.pingback}/`)).json();
+      assert.deepEqual(pingback.ports, ports);
+    } finally {
+      await peer.stop();
+      await peer.finished;
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("startPeer() on a chunk port in use fails and leaves nothing open", async () => {
+  const dir = await Deno.makeTempDir();
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    await assert.rejects(
+      startPeer({
+        host: "127.0.0.1",
+        port: taken.addr.port,
+        httpPort: 0,
+        dataDir: dir,
+        name: "s",
+        seeds: [],
+        replicas: 0,
+      }),
+      Deno.errors.AddrInUse,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("startPeer() on an HTTP port in use closes what it had started and fails", async () => {
+  const dir = await Deno.makeTempDir();
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    await assert.rejects(
+      startPeer({
+        host: "127.0.0.1",
+        port: 0,
+        httpPort: taken.addr.port,
+        appPort: 0,
+        dataDir: dir,
+        name: "s",
+        seeds: [],
+        replicas: 0,
+      }),
+      Deno.errors.AddrInUse,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
