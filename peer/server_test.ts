@@ -37,28 +37,10 @@ Deno.test("startPeer() binds every port before the node starts, so HELLO and sta
   }
 });
 
-Deno.test("startPeer() on a chunk port in use fails and leaves nothing open", async () => {
-  const dir = await Deno.makeTempDir();
-  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  try {
-    await assert.rejects(
-      startPeer({
-        host: "127.0.0.1",
-        port: taken.addr.port,
-        httpPort: 0,
-        dataDir: dir,
-        name: "s",
-        seeds: [],
-        replicas: 0,
-      }),
-      Deno.errors.AddrInUse,
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("startPeer() on an HTTP port in use closes what it had started and fails", async () => {
+/** Starts a peer with one port taken by another listener; asserts it fails with AddrInUse. */
+async function startsWithPortTaken(
+  which: (port: number) => { port?: number; httpPort?: number },
+): Promise<void> {
   const dir = await Deno.makeTempDir();
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
@@ -66,16 +48,25 @@ Deno.test("startPeer() on an HTTP port in use closes what it had started and fai
       startPeer({
         host: "127.0.0.1",
         port: 0,
-        httpPort: taken.addr.port,
+        httpPort: 0,
         appPort: 0,
         dataDir: dir,
         name: "s",
         seeds: [],
         replicas: 0,
+        ...which(taken.addr.port),
       }),
       Deno.errors.AddrInUse,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+}
+
+Deno.test("startPeer() on a chunk port in use fails and leaves nothing open", async () => {
+  await startsWithPortTaken((port) => ({ port }));
+});
+
+Deno.test("startPeer() on an HTTP port in use closes what it had started and fails", async () => {
+  await startsWithPortTaken((httpPort) => ({ httpPort }));
 });
