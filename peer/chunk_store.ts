@@ -33,12 +33,11 @@ import { IntegrityError } from "../proto/errors.ts";
 import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
 import { SHA256_HEX } from "../proto/ids.ts";
 import {
+  assertManifestShape,
   CHUNK_SIZE,
-  chunkCount,
   Chunker,
   chunkLength,
   type Manifest,
-  MAX_CHUNK_SIZE,
   payloadIdOf,
   sha256Hex,
   verifyChunk,
@@ -161,7 +160,7 @@ export class ChunkStore {
     meta: { name?: string } = {},
   ): Promise<boolean> {
     this.#assertOpen("add manifest");
-    checkManifestShape(payloadId, manifest);
+    assertManifestShape(payloadId, manifest);
     await verifyManifest(payloadId, manifest);
     for (;;) {
       if (this.#payloads.has(payloadId)) return false;
@@ -544,44 +543,6 @@ function describe(e: Entry): StoredPayload {
   };
 }
 
-/**
- * Throws `TypeError`/`RangeError` unless `m` is a usable manifest for `payloadId`:
- * lowercase hex ids (they become file names), a non-empty size, a chunk size up to
- * `MAX_CHUNK_SIZE` and one hash per chunk. Whether it hashes to the id is checked apart.
- */
-function checkManifestShape(payloadId: string, m: Manifest): void {
-  if (typeof payloadId !== "string" || !SHA256_HEX.test(payloadId)) {
-    throw new TypeError(`Cannot add manifest: payloadId '${payloadId}' is not 64 lowercase hex`);
-  }
-  if (typeof m !== "object" || m === null) {
-    throw new TypeError(`Cannot add manifest for '${payloadId}': not an object`);
-  }
-  if (!Number.isSafeInteger(m.size) || m.size < 1) {
-    throw new RangeError(
-      `Cannot add manifest for '${payloadId}': size '${m.size}' is not a positive integer`,
-    );
-  }
-  if (!Number.isInteger(m.chunkSize) || m.chunkSize < 1 || m.chunkSize > MAX_CHUNK_SIZE) {
-    throw new RangeError(
-      `Cannot add manifest for '${payloadId}': chunk size '${m.chunkSize}' is out of range`,
-    );
-  }
-  if (!Array.isArray(m.chunks) || m.chunks.length !== chunkCount(m.size, m.chunkSize)) {
-    throw new RangeError(
-      `Cannot add manifest for '${payloadId}': size '${m.size}' needs '${
-        chunkCount(m.size, m.chunkSize)
-      }' chunk hashes`,
-    );
-  }
-  for (const h of m.chunks) {
-    if (typeof h !== "string" || !SHA256_HEX.test(h)) {
-      throw new TypeError(
-        `Cannot add manifest for '${payloadId}': chunk hash '${h}' is not 64 lowercase hex`,
-      );
-    }
-  }
-}
-
 /** Reads, shape-checks and verifies a manifest file; throws on anything wrong. */
 async function readManifestFile(
   path: string,
@@ -589,7 +550,7 @@ async function readManifestFile(
 ): Promise<{ manifest: Manifest; name?: string; addedAt: number }> {
   const raw = JSON.parse(await Deno.readTextFile(path));
   const manifest: Manifest = { size: raw?.size, chunkSize: raw?.chunkSize, chunks: raw?.chunks };
-  checkManifestShape(payloadId, manifest);
+  assertManifestShape(payloadId, manifest);
   await verifyManifest(payloadId, manifest);
   const addedAt = Number.isFinite(raw.addedAt) ? raw.addedAt : 0;
   return { manifest, addedAt, ...(typeof raw.name === "string" ? { name: raw.name } : {}) };

@@ -20,7 +20,7 @@
  * @module
  */
 import { IntegrityError } from "./errors.ts";
-import { fromHex, toHex } from "./ids.ts";
+import { fromHex, SHA256_HEX, toHex } from "./ids.ts";
 
 /** The chunk size of every payload: 1 MiB. */
 export const CHUNK_SIZE = 1024 * 1024;
@@ -143,5 +143,43 @@ export class Chunker {
     const last = this.#buf.slice(0, this.#fill);
     this.#fill = 0;
     return last;
+  }
+}
+
+/**
+ * Throws `TypeError`/`RangeError` unless `m` is a usable manifest for `payloadId`:
+ * lowercase hex ids (they become file names), a non-empty size, a chunk size up to
+ * `MAX_CHUNK_SIZE` and one hash per chunk. Whether it hashes to the id is checked apart.
+ */
+export function assertManifestShape(payloadId: string, m: Manifest): void {
+  if (typeof payloadId !== "string" || !SHA256_HEX.test(payloadId)) {
+    throw new TypeError(`Cannot add manifest: payloadId '${payloadId}' is not 64 lowercase hex`);
+  }
+  if (typeof m !== "object" || m === null) {
+    throw new TypeError(`Cannot add manifest for '${payloadId}': not an object`);
+  }
+  if (!Number.isSafeInteger(m.size) || m.size < 1) {
+    throw new RangeError(
+      `Cannot add manifest for '${payloadId}': size '${m.size}' is not a positive integer`,
+    );
+  }
+  if (!Number.isInteger(m.chunkSize) || m.chunkSize < 1 || m.chunkSize > MAX_CHUNK_SIZE) {
+    throw new RangeError(
+      `Cannot add manifest for '${payloadId}': chunk size '${m.chunkSize}' is out of range`,
+    );
+  }
+  if (!Array.isArray(m.chunks) || m.chunks.length !== chunkCount(m.size, m.chunkSize)) {
+    throw new RangeError(
+      `Cannot add manifest for '${payloadId}': size '${m.size}' needs '${
+        chunkCount(m.size, m.chunkSize)
+      }' chunk hashes`,
+    );
+  }
+  for (const h of m.chunks) {
+    if (typeof h !== "string" || !SHA256_HEX.test(h)) {
+      throw new TypeError(
+        `Cannot add manifest for '${payloadId}': chunk hash '${h}' is not 64 lowercase hex`,
+      );
+    }
   }
 }

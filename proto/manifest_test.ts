@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  assertManifestShape,
   chunkCount,
   Chunker,
   chunkLength,
   encodeManifest,
   type Manifest,
+  MAX_CHUNK_SIZE,
   payloadIdOf,
   sha256Hex,
   verifyChunk,
@@ -91,4 +93,18 @@ Deno.test("verifyManifest() and verifyChunk() reject tampered manifests and byte
   await assert.rejects(verifyChunk(m, 0, data.subarray(4, 8)), IntegrityError);
   await assert.rejects(verifyChunk(m, 2, data.subarray(7)), IntegrityError);
   await assert.rejects(verifyChunk(m, 3, data.subarray(0, 1)), RangeError);
+});
+
+Deno.test("assertManifestShape() names what is wrong: id, size, chunk size, hash count, hash form", () => {
+  const id = "a".repeat(64);
+  const ok = { size: 3, chunkSize: 2, chunks: ["b".repeat(64), "c".repeat(64)] };
+  assertManifestShape(id, ok);
+  assert.throws(() => assertManifestShape("A".repeat(64), ok), TypeError);
+  assert.throws(() => assertManifestShape(id, { ...ok, size: 0 }), RangeError);
+  assert.throws(
+    () => assertManifestShape(id, { ...ok, chunkSize: MAX_CHUNK_SIZE + 1 }),
+    RangeError,
+  );
+  assert.throws(() => assertManifestShape(id, { ...ok, chunks: ["b".repeat(64)] }), /needs '2'/);
+  assert.throws(() => assertManifestShape(id, { ...ok, chunks: ["b".repeat(64), "x"] }), TypeError);
 });
