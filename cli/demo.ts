@@ -13,7 +13,8 @@ import { hasBit } from "../proto/bitfield.ts";
 import { sha256Hex } from "../proto/manifest.ts";
 import { ActivityPage } from "../proto/activity.ts";
 import { StatusAnswer } from "../proto/control.ts";
-import { ErrorBody, P2pError } from "../proto/errors.ts";
+import { ErrorBody } from "../proto/error_body.ts";
+import { P2pError } from "../proto/errors.ts";
 import {
   HaveResponse,
   HolderList,

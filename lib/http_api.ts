@@ -27,7 +27,6 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import {
-  type ErrorBody,
   errorMessage,
   formatZodError,
   InvalidInputError,
@@ -35,6 +34,7 @@ import {
   P2pError,
   zodIssues,
 } from "../proto/errors.ts";
+import type { ErrorBody } from "../proto/error_body.ts";
 
 /** A path parameter that must match `schema`; `what` names it in the error (`Payload id`). */
 export function param<T extends z.ZodType<string>>(

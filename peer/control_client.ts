@@ -38,8 +38,8 @@ import {
   StatusAnswer,
   WhereAnswer,
 } from "../proto/control.ts";
+import { ErrorBody } from "../proto/error_body.ts";
 import {
-  ErrorBody,
   type ErrorStatus,
   formatZodError,
   P2pError,

@@ -14,7 +14,8 @@ import {
   StatusAnswer,
   WhereAnswer,
 } from "../proto/control.ts";
-import { ErrorBody, NotFoundError, P2pError, PeerTimeoutError } from "../proto/errors.ts";
+import { ErrorBody } from "../proto/error_body.ts";
+import { NotFoundError, P2pError, PeerTimeoutError } from "../proto/errors.ts";
 import { jsonLines } from "../proto/lines.ts";
 
 /** The JSON answer to `path`, checked to be 200 and to match `schema` exactly. */

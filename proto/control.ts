@@ -3,7 +3,7 @@
  * request (path, query, body) and every answer (JSON bodies, NDJSON events, server-sent
  * events). The peer builds its answers as these types (`z.infer`), and every client
  * (the CLI, other peers' network catalogue, the tests) parses what it reads with them.
- * Error answers are `ErrorBody` of `proto/errors.ts`. Pure: no I/O.
+ * Error answers are `ErrorBody` of `proto/error_body.ts`. Pure: no I/O.
  *
  * | Route                                   | Answer                                  |
  * | --------------------------------------- | --------------------------------------- |

@@ -14,18 +14,7 @@
  *
  * @module
  */
-import { z } from "zod";
-
-/** Every JSON error answer of the tracker and the control API: `{ error: { code, message, issues? } }`. */
-export const ErrorBody = z.object({
-  error: z.object({
-    code: z.string(),
-    message: z.string(),
-    issues: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
-  }),
-});
-/** Every JSON error answer. */
-export type ErrorBody = z.infer<typeof ErrorBody>;
+import type { z } from "zod";
 
 /** Where an input failed its schema, one entry per zod issue. */
 export function zodIssues(error: z.ZodError): { path: string; message: string }[] {

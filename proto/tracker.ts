@@ -159,8 +159,8 @@ export const HolderList = z.object({
 /** `GET /payloads/{id}/peers` answer. */
 export type HolderList = z.infer<typeof HolderList>;
 
-/** Every error answer (defined once, in `errors.ts`). */
-export { ErrorBody } from "./errors.ts";
+/** Every error answer (defined once, in `error_body.ts`). */
+export { ErrorBody } from "./error_body.ts";
 
 /** `GET /health` answer. */
 export const HealthResponse = z.object({ status: z.literal("ok"), version: z.string() });
