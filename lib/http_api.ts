@@ -81,16 +81,6 @@ export function validate<T extends z.ZodType>(
   return parsed.data;
 }
 
-/** A hook for `@hono/zod-validator`: a failed check throws `InvalidInputError`. */
-export function validationHook(code = "invalid_body") {
-  return (result: { success: true } | { success: false; error: z.core.$ZodError }): void => {
-    if (!result.success) {
-      const error = new z.ZodError(result.error.issues);
-      throw new InvalidInputError(code, formatZodError(error), { issues: zodIssues(error) });
-    }
-  };
-}
-
 /** One line naming every failed field, quoted: `'port' Invalid input; 'name' Too big`. */
 export function issuesLine(error: z.ZodError): string {
   return zodIssues(error).map((i) => `'${i.path}' ${i.message}`).join("; ");

@@ -14,7 +14,6 @@ import {
   param,
   query,
   validate,
-  validationHook,
 } from "./http_api.ts";
 import { InvalidInputError, NotFoundError, P2pError } from "../proto/errors.ts";
 
@@ -181,18 +180,4 @@ Deno.test("listingHook() makes @hono/zod-validator throw InvalidInputError namin
   assert.equal(body.error.code, "invalid_query");
   assert.match(body.error.message, /^Query is invalid: 'limit' /);
   assert.deepEqual(await (await a.request("/?limit=3")).json(), { limit: 3 });
-});
-
-Deno.test("validationHook() makes @hono/zod-validator throw InvalidInputError with the first issue", async () => {
-  const a = new Hono();
-  a.get(
-    "/",
-    zValidator("query", z.object({ n: z.coerce.number().max(5) }), validationHook()),
-    (c) => c.json(c.req.valid("query")),
-  );
-  a.onError(errorHandler());
-  const body = await (await a.request("/?n=9")).json();
-  assert.equal(body.error.code, "invalid_body");
-  assert.match(body.error.message, /^n: /);
-  assert.equal(body.error.issues[0].path, "n");
 });
