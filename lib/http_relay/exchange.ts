@@ -143,7 +143,7 @@ export class Exchange implements ClientView {
     this.#answered = false;
     this.#pump = undefined;
     up.onTimeout = this.#timedOut;
-    up.timeout ??= this.ctx.deadlines.make(() => up.onTimeout?.());
+    up.timeout ??= upstreamDeadline(this.ctx.deadlines, up);
     let released = false;
     try {
       this.#arm();
@@ -261,6 +261,7 @@ export class Exchange implements ClientView {
     } finally {
       this.#disarm();
       inbox.onEnd = undefined;
+      up.onTimeout = undefined;
       if (!released) closeQuietly(up.conn);
       // The upstream answered before it took the whole body (a 413, say): the
       // client's connection ends, once the client has had time to read the answer.
@@ -375,6 +376,15 @@ export class Exchange implements ClientView {
     );
     return false;
   }
+}
+
+/**
+ * The time limit of an upstream connection, made once per connection. Made here, not
+ * in `forward()`: a closure there would keep that exchange alive as long as the
+ * connection.
+ */
+function upstreamDeadline(deadlines: Deadlines, up: Upstream) {
+  return deadlines.make(() => up.onTimeout?.());
 }
 
 function tooLargeAnswerHead(): HttpParseError {
