@@ -36,6 +36,9 @@ import {
 import * as client from "./cli/client.ts";
 import { startPeer } from "./peer/server.ts";
 import { runDemo } from "./cli/demo.ts";
+import { keygen } from "./cli/keygen.ts";
+import { NETWORK_KEY_ENV, resolveNetworkKey } from "./lib/network_key_file.ts";
+import { networkName } from "./proto/network_key.ts";
 import { startTracker } from "./tracker/server.ts";
 import { VERSION } from "./version.ts";
 import { errorMessage, P2pError } from "./proto/errors.ts";
@@ -49,6 +52,51 @@ interface TrackerCliOptions {
   log?: string;
   peerTtl: number;
   maxUpload: number;
+  networkKeyFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+/** `--network-key-file`, shared by the tracker and the peer. */
+function networkKeyOption() {
+  return new Option(
+    "--network-key-file <path>",
+    `the network key (from p2p keygen); only its holders may join. Default: $${NETWORK_KEY_ENV}, ` +
+      "else an open network that anyone on the LAN may join",
+  );
+}
+
+/** Reads `--tls-cert` and `--tls-key` (both or neither). */
+async function readTls(
+  cert: string | undefined,
+  key: string | undefined,
+): Promise<{ cert: string; key: string } | undefined> {
+  if (cert === undefined && key === undefined) return undefined;
+  if (cert === undefined || key === undefined) {
+    throw new RunError("tls_options", "--tls-cert and --tls-key go together: give both or neither");
+  }
+  const read = async (path: string, what: string) => {
+    try {
+      return await Deno.readTextFile(path);
+    } catch (err) {
+      throw new RunError(
+        "tls_options",
+        `cannot read the TLS ${what} '${path}': ${errorMessage(err)}`,
+      );
+    }
+  };
+  return { cert: await read(cert, "certificate"), key: await read(key, "key") };
+}
+
+/** The start-up line's words on membership. */
+async function membershipLine(key: Uint8Array | undefined, source: string): Promise<string> {
+  if (!key) {
+    return "network: OPEN, any device on the LAN may join (make a key with p2p keygen, " +
+      "then use --network-key-file)";
+  }
+  return `network: protected, key ${await networkName(key)} (from ${
+    source === "file" ? "--network-key-file" : NETWORK_KEY_ENV
+  })`;
 }
 
 /** Builds the command tree; `main()` runs it. Exported for tests. */
@@ -89,6 +137,9 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
       new Option("--max-upload <bytes>", "largest payload POST /payloads accepts (e.g. 64MiB)")
         .default(64 * 1024 * 1024, "64MiB").argParser(parseBytes),
     )
+    .addOption(networkKeyOption())
+    .option("--tls-cert <path>", "PEM certificate (chain): serve HTTPS (with --tls-key)")
+    .option("--tls-key <path>", "PEM private key of --tls-cert")
     .action(async (opts) => {
       await runTracker(opts);
     });
@@ -155,6 +206,20 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
         "cap on bytes per second served to others (e.g. 10MiB)",
       )
         .argParser(parseBytes),
+    )
+    .addOption(networkKeyOption())
+    .option("--tls-cert <path>", "PEM certificate (chain): the HTTP server serves HTTPS")
+    .option("--tls-key <path>", "PEM private key of --tls-cert")
+    .addOption(
+      new Option(
+        "--max-store <bytes>",
+        "most bytes the chunk store holds (e.g. 20GiB; default: keep 10% of the disk free)",
+      ).argParser(parseBytes),
+    )
+    .option(
+      "--insecure-plaintext",
+      "links to other peers without encryption, for measuring its cost; only between " +
+        "loopback addresses (127.0.0.0/8)",
     )
     .option("--verbose", "print activity to stderr as it happens")
     .action(async (opts) => {
@@ -247,6 +312,16 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
       await client.log(client.nodeUrl(opts.node), opts);
     });
 
+  program.command("keygen")
+    .description(
+      "Make a network key: only the trackers and peers started with it can join the network.",
+    )
+    .option("-o, --output <file>", "write the key to this file (mode 600) instead of printing it")
+    .option("--force", "replace --output if it exists")
+    .action(async (opts) => {
+      await keygen(opts);
+    });
+
   program.command("demo")
     .description(
       "Run the main job on embedded defaults: a tracker on 127.0.0.1, registrations, an upload.",
@@ -263,6 +338,9 @@ async function runTracker(opts: TrackerCliOptions): Promise<void> {
   const log = opts.log ?? `${dirname(db)}/tracker-activity.jsonl`;
   await Deno.mkdir(dirname(db), { recursive: true });
   await Deno.mkdir(dirname(log), { recursive: true });
+  const warn = (m: string) => console.error(`p2p tracker: warning: ${m}`);
+  const network = await resolveNetworkKey(opts.networkKeyFile, undefined, warn);
+  const tls = await readTls(opts.tlsCert, opts.tlsKey);
   let tracker;
   try {
     tracker = await startTracker({
@@ -272,6 +350,8 @@ async function runTracker(opts: TrackerCliOptions): Promise<void> {
       log,
       peerTtl: opts.peerTtl,
       maxUpload: opts.maxUpload,
+      networkKey: network.key,
+      tls,
     });
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) {
@@ -284,6 +364,7 @@ async function runTracker(opts: TrackerCliOptions): Promise<void> {
     throw err;
   }
   console.log(`p2p tracker ${VERSION} listening on ${tracker.url} (db ${db}, log ${log})`);
+  console.log(`p2p tracker: ${await membershipLine(network.key, network.source)}`);
   const onSignal = () => {
     console.log("p2p tracker: stopping");
     tracker.stop();
@@ -313,11 +394,19 @@ interface PeerCliOptions {
   maxUploadRate?: number;
   scan?: string | true;
   scanInterval: number;
+  networkKeyFile?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  maxStore?: number;
+  insecurePlaintext?: boolean;
 }
 
 async function runPeer(opts: PeerCliOptions): Promise<void> {
   const dataDir = opts.dataDir ??
     `${defaultDataDir()}/peer-${opts.host.replace(/[^\w.-]/g, "_")}-${opts.port}`;
+  const warn = (m: string) => console.error(`p2p peer: warning: ${m}`);
+  const network = await resolveNetworkKey(opts.networkKeyFile, undefined, warn);
+  const tls = await readTls(opts.tlsCert, opts.tlsKey);
   let peer;
   try {
     peer = await startPeer({
@@ -336,6 +425,10 @@ async function runPeer(opts: PeerCliOptions): Promise<void> {
       replicas: opts.replicas,
       echo: opts.verbose,
       maxUploadRate: opts.maxUploadRate,
+      networkKey: network.key,
+      tls,
+      maxStore: opts.maxStore,
+      plaintextLoopback: opts.insecurePlaintext,
     });
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) {
@@ -353,6 +446,7 @@ async function runPeer(opts: PeerCliOptions): Promise<void> {
     }, ` +
       `http ${peer.httpUrl}, pingback ${node.pingbackPort}, app ${peer.appUrl} (data ${dataDir})`,
   );
+  console.log(`p2p peer: ${await membershipLine(network.key, network.source)}`);
   const onSignal = () => {
     console.log("p2p peer: stopping");
     peer.stop();

@@ -44,4 +44,18 @@ export interface PeerOptions {
   scanIntervalMs?: number;
   /** Pingback port probed on devices during a scan (default: our own pingback port). */
   scanPingbackPort?: number;
+  /**
+   * The network key: links, tracker requests and pingback answers prove it. Undefined:
+   * an open network (anyone may join; links are still encrypted and identities proven).
+   */
+  networkKey?: Uint8Array;
+  /** PEM certificate chain and private key: the main HTTP server serves HTTPS. */
+  tls?: { cert: string; key: string };
+  /** Most bytes the chunk store holds (default: keep 10 % of its disk free). */
+  maxStore?: number;
+  /**
+   * Links without encryption, for measuring what encryption costs: accepted only when
+   * both ends are loopback addresses. Identities and the network key are still proven.
+   */
+  plaintextLoopback?: boolean;
 }

@@ -143,6 +143,40 @@ export class PeerTimeoutError extends P2pError {
   }
 }
 
+/**
+ * The caller did not prove who it is or that it may ask: no token, a bad token, no
+ * proof of the network key, a signature that does not verify. Status 401.
+ */
+export class UnauthorizedError extends P2pError {
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(code, message, { ...options, status: 401 });
+  }
+}
+
+/**
+ * The caller is known but may not do this: another origin, another peer's record, a
+ * push nobody agreed to. Status 403.
+ */
+export class ForbiddenError extends P2pError {
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(code, message, { ...options, status: 403 });
+  }
+}
+
+/** The caller asks too often, or holds too many connections. Status 429. */
+export class RateLimitedError extends P2pError {
+  constructor(message: string, options?: ErrorOptions) {
+    super("rate_limited", message, { ...options, status: 429 });
+  }
+}
+
+/** A size limit: a body, a manifest, the store. Status 413. */
+export class TooLargeError extends P2pError {
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(code, message, { ...options, status: 413 });
+  }
+}
+
 /** The code of any error: its own when it is a `P2pError`, `"internal"` otherwise. */
 export function errorCode(err: unknown): string {
   return err instanceof P2pError ? err.code : "internal";

@@ -27,6 +27,13 @@ export interface TrackerOptions {
   maxUpload: number;
   /** Activity records kept in KV. */
   keepActivity?: number;
+  /**
+   * The network key: every request must prove it (see `docs/architecture.md`, Trust).
+   * Undefined: an open network, where anyone may register.
+   */
+  networkKey?: Uint8Array;
+  /** PEM certificate chain and private key: serve HTTPS instead of HTTP. */
+  tls?: { cert: string; key: string };
 }
 
 /** A running tracker. */
