@@ -2,13 +2,18 @@
  * A peer's identity: an Ed25519 key pair made with WebCrypto on first start and kept
  * in `identity.json` in the data directory. The peerId is the first 40 hex digits of
  * SHA-256 over the raw 32-byte public key, so it stays the same across restarts and
- * anyone holding the public key can check it.
+ * anyone holding the public key can check it. The checks others make
+ * (`peerIdFromPublicKey()`, `verifySignature()`) live in `proto/signature.ts` and are
+ * re-exported here.
  *
  * @module
  */
 import { z } from "zod";
 import { errorMessage, P2pError } from "../proto/errors.ts";
-import { fromBase64Url, toBase64Url, toHex } from "../proto/ids.ts";
+import { fromBase64Url, toBase64Url } from "../proto/ids.ts";
+import { peerIdFromPublicKey } from "../proto/signature.ts";
+
+export { peerIdFromPublicKey, verifySignature } from "../proto/signature.ts";
 
 /** This peer's identity. */
 export interface Identity {
@@ -31,37 +36,6 @@ const IdentityFile = z.object({
 export class IdentityError extends P2pError {
   constructor(message: string, options?: ErrorOptions) {
     super("identity_unreadable", message, options);
-  }
-}
-
-/** The peerId belonging to a raw Ed25519 public key. */
-export async function peerIdFromPublicKey(raw: Uint8Array): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", raw as BufferSource);
-  return toHex(new Uint8Array(digest)).slice(0, 40);
-}
-
-/** Whether `signature` over `data` was made by the holder of `publicKey` (base64url raw). */
-export async function verifySignature(
-  publicKey: string,
-  data: Uint8Array,
-  signature: Uint8Array,
-): Promise<boolean> {
-  try {
-    const key = await crypto.subtle.importKey(
-      "raw",
-      fromBase64Url(publicKey) as BufferSource,
-      { name: "Ed25519" },
-      false,
-      ["verify"],
-    );
-    return await crypto.subtle.verify(
-      "Ed25519",
-      key,
-      signature as BufferSource,
-      data as BufferSource,
-    );
-  } catch {
-    return false;
   }
 }
 
