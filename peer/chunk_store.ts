@@ -27,9 +27,19 @@
  *
  * One directory belongs to one store in one process.
  *
+ * **Capacity.** The store holds at most `maxBytes` of chunk files (`--max-store`);
+ * without it, it keeps 10 % of its disk free (`DISK_FREE_SHARE`), reading the disk's
+ * size and free space with node:fs `statfs` (Deno has no `statfs` of its own) at most
+ * once every 2 s. A write that would go over is refused with `TooLargeError`
+ * `store_full` (413) before anything is written; `room()` says how much more fits,
+ * which is what a peer checks before it agrees to hold a payload another peer offers.
+ * The bytes counted are those of the chunk files the store knows of (referenced by a
+ * manifest, or written by this process).
+ *
  * @module
  */
-import { IntegrityError } from "../proto/errors.ts";
+import { statfsSync } from "node:fs";
+import { IntegrityError, TooLargeError } from "../proto/errors.ts";
 import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
 import { SHA256_HEX } from "../proto/ids.ts";
 import {
@@ -59,10 +69,31 @@ export interface StoredPayload {
   addedAt: number;
 }
 
+/** Share of its disk the store leaves free when it has no `maxBytes`: 10 %. */
+export const DISK_FREE_SHARE = 0.1;
+/** How long a reading of the disk's free space is used before it is read again. */
+const DISK_READ_MS = 2000;
+
+/** The size and free space of a disk, in bytes. */
+export interface DiskSpace {
+  total: number;
+  available: number;
+}
+
 /** Options of `ChunkStore.open()`; by default warnings go to `console.warn`. */
 export interface ChunkStoreOptions {
   /** Called with a message for every damaged file skipped or removed. */
   warn?: (message: string) => void;
+  /** Most bytes of chunk files held; default: what keeps `DISK_FREE_SHARE` of the disk free. */
+  maxBytes?: number;
+  /** Reads the disk's size and free space (default: node:fs `statfs` of the store's directory). */
+  disk?: (dir: string) => DiskSpace;
+}
+
+/** The disk that holds `dir`, by node:fs `statfs`. */
+export function diskSpace(dir: string): DiskSpace {
+  const s = statfsSync(dir);
+  return { total: s.blocks * s.bsize, available: s.bavail * s.bsize };
 }
 
 const STAT_BATCH = 64;
@@ -97,6 +128,14 @@ export class ChunkStore {
   /** The store's directory. */
   readonly dir: string;
   readonly #warn: (message: string) => void;
+  readonly #maxBytes: number | undefined;
+  readonly #disk: (dir: string) => DiskSpace;
+  /** The last reading of the disk, and the bytes the store held (or was writing) then. */
+  #diskRead: { at: number; space: DiskSpace; used: number } | undefined;
+  /** Bytes of the chunk files in `#onDisk`. */
+  #used = 0;
+  /** Bytes of the chunk files being written now (counted against the capacity too). */
+  #writing = 0;
   readonly #payloads = new Map<string, Entry>();
   /** Chunk hash → every payload position that has it. */
   readonly #refs = new Map<string, Ref[]>();
@@ -112,9 +151,14 @@ export class ChunkStore {
   #tmpSeq = 0;
   #closed = false;
 
-  private constructor(dir: string, warn: (message: string) => void) {
+  private constructor(dir: string, opts: ChunkStoreOptions) {
     this.dir = dir;
-    this.#warn = warn;
+    this.#warn = opts.warn ?? ((m) => console.warn(m));
+    if (opts.maxBytes !== undefined && !(opts.maxBytes >= 0)) {
+      throw new RangeError(`Cannot open chunk store: maxBytes '${opts.maxBytes}' is not >= 0`);
+    }
+    this.#maxBytes = opts.maxBytes;
+    this.#disk = opts.disk ?? diskSpace;
   }
 
   /**
@@ -124,9 +168,33 @@ export class ChunkStore {
    * held when its file exists with the right size.
    */
   static async open(dir: string, opts: ChunkStoreOptions = {}): Promise<ChunkStore> {
-    const store = new ChunkStore(dir, opts.warn ?? ((m) => console.warn(m)));
+    const store = new ChunkStore(dir, opts);
     await store.#load();
     return store;
+  }
+
+  /** Bytes of the chunk files held. */
+  get usedBytes(): number {
+    return this.#used;
+  }
+
+  /**
+   * Most bytes of chunk files the store may hold: `maxBytes`, or else the bytes held
+   * plus the disk's free space beyond `DISK_FREE_SHARE` of its size.
+   */
+  capacity(): number {
+    if (this.#maxBytes !== undefined) return this.#maxBytes;
+    const now = Date.now();
+    if (!this.#diskRead || now - this.#diskRead.at >= DISK_READ_MS) {
+      this.#diskRead = { at: now, space: this.#disk(this.dir), used: this.#used + this.#writing };
+    }
+    const { space: { total, available }, used } = this.#diskRead;
+    return used + Math.max(0, available - Math.ceil(total * DISK_FREE_SHARE));
+  }
+
+  /** Bytes that still fit: `capacity()` less the bytes held and being written, never below 0. */
+  room(): number {
+    return Math.max(0, this.capacity() - this.#used - this.#writing);
   }
 
   /** The payload's manifest, or `undefined` when unknown; only verified manifests are held. */
@@ -350,6 +418,14 @@ export class ChunkStore {
       if (!busy) break;
       await busy.catch(() => {});
     }
+    const capacity = this.capacity();
+    if (this.#used + this.#writing + bytes.length > capacity) {
+      throw new TooLargeError(
+        "store_full",
+        `Cannot store a chunk of '${bytes.length}' bytes: the store holds '${this.#used}' of at most '${capacity}' bytes`,
+      );
+    }
+    this.#writing += bytes.length;
     const op = (async () => {
       const prefix = hash.slice(0, 2);
       if (!this.#prefixes.has(prefix)) {
@@ -357,8 +433,11 @@ export class ChunkStore {
         this.#prefixes.add(prefix);
       }
       await this.#writeAtomic(this.#chunkPath(hash), bytes);
-      this.#onDisk.set(hash, bytes.length);
-    })().finally(() => this.#busy.delete(hash));
+      this.#setOnDisk(hash, bytes.length);
+    })().finally(() => {
+      this.#writing -= bytes.length;
+      this.#busy.delete(hash);
+    });
     this.#busy.set(hash, op);
     await op;
   }
@@ -381,8 +460,15 @@ export class ChunkStore {
     return fresh.some((ref) => ref.entry === mine && ref.index === index);
   }
 
+  /** Records the size of a chunk file in place, keeping `#used` in step. */
+  #setOnDisk(hash: string, size: number): void {
+    this.#used += size - (this.#onDisk.get(hash) ?? 0);
+    this.#onDisk.set(hash, size);
+  }
+
   /** Un-holds every position whose chunk is `hash` and removes its file. */
   async #forget(hash: string): Promise<void> {
+    this.#used -= this.#onDisk.get(hash) ?? 0;
     this.#onDisk.delete(hash);
     for (const ref of this.#refs.get(hash) ?? []) {
       if (!hasBit(ref.entry.bits, ref.index)) continue;
@@ -488,7 +574,7 @@ export class ChunkStore {
         todo.slice(i, i + STAT_BATCH).map(async (hash) => {
           try {
             const st = await Deno.stat(this.#chunkPath(hash));
-            if (st.isFile && !this.#busy.has(hash)) this.#onDisk.set(hash, st.size);
+            if (st.isFile && !this.#busy.has(hash)) this.#setOnDisk(hash, st.size);
           } catch (err) {
             if (!(err instanceof Deno.errors.NotFound)) throw err;
           }

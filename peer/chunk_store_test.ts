@@ -2,7 +2,7 @@ import { concatBytes } from "../proto/bytes.ts";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { ChunkStore } from "./chunk_store.ts";
-import { IntegrityError } from "../proto/errors.ts";
+import { IntegrityError, TooLargeError } from "../proto/errors.ts";
 import { CHUNK_SIZE, type Manifest, payloadIdOf, sha256Hex } from "../proto/manifest.ts";
 
 const MiB = 1024 * 1024;
@@ -431,4 +431,63 @@ Deno.test("importStream() then exportStream() round-trips payloads of 1 byte to 
       { numRuns: 30 },
     );
   });
+});
+
+Deno.test("writeChunk() and importStream() refuse with store_full past maxBytes and write nothing", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const store = await ChunkStore.open(dir, { maxBytes: 2 * MiB });
+    const bytes = pseudoRandom(3 * MiB, 7);
+    const manifest = await manifestOf(bytes);
+    const id = await payloadIdOf(manifest);
+    await store.addManifest(id, manifest);
+    assert.equal(store.room(), 2 * MiB);
+    await store.writeChunk(id, 0, chunkOf(bytes, 0));
+    await store.writeChunk(id, 1, chunkOf(bytes, 1));
+    assert.equal(store.usedBytes, 2 * MiB);
+    assert.equal(store.room(), 0);
+    await assert.rejects(
+      store.writeChunk(id, 2, chunkOf(bytes, 2)),
+      (e) => e instanceof TooLargeError && e.code === "store_full" && e.status === 413,
+    );
+    assert.equal(store.has(id, 2), false);
+    await assert.rejects(store.importStream(streamOf(pseudoRandom(MiB, 9))), TooLargeError);
+    const chunkFiles = (await filesUnder(`${dir}/chunks`)).length;
+    assert.equal(chunkFiles, 2);
+    assert.equal((await filesUnder(`${dir}/tmp`)).length, 0);
+    store.close();
+    // Counted again from the files at start.
+    const again = await ChunkStore.open(dir, { maxBytes: 2 * MiB });
+    assert.equal(again.usedBytes, 2 * MiB);
+    again.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("capacity() without maxBytes keeps 10 % of the disk free, read with the disk reader", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // A disk of 100 MiB with 12 MiB available: 2 MiB may be used.
+    const available = 12 * MiB;
+    const store = await ChunkStore.open(dir, {
+      disk: () => ({ total: 100 * MiB, available }),
+    });
+    assert.equal(store.capacity(), 2 * MiB);
+    const bytes = pseudoRandom(3 * MiB, 11);
+    const manifest = await manifestOf(bytes);
+    const id = await payloadIdOf(manifest);
+    await store.addManifest(id, manifest);
+    await store.writeChunk(id, 0, chunkOf(bytes, 0));
+    await store.writeChunk(id, 1, chunkOf(bytes, 1));
+    await assert.rejects(store.writeChunk(id, 2, chunkOf(bytes, 2)), TooLargeError);
+    assert.equal(store.usedBytes, 2 * MiB);
+    store.close();
+    // The real disk: some capacity, under its size.
+    const real = await ChunkStore.open(dir);
+    assert.ok(real.capacity() > 0);
+    real.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -19,13 +19,22 @@
  *
  * @module
  */
-import { IntegrityError } from "./errors.ts";
+import { IntegrityError, ProtocolError, TooLargeError } from "./errors.ts";
 import { fromHex, SHA256_HEX, toHex } from "./ids.ts";
 
 /** The chunk size of every payload: 1 MiB. */
 export const CHUNK_SIZE = 1024 * 1024;
-/** Largest chunk size a manifest may declare (16 MiB); a frame body carries at most one chunk. */
+/** Largest chunk size a frame may carry (16 MiB); a frame body carries at most one chunk. */
 export const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
+/**
+ * Largest payload a peer accepts a manifest for: 64 GiB, so 65,536 chunks of
+ * `CHUNK_SIZE` and a 2 MiB MANIFEST body (about 10 MB once held in memory). A
+ * manifest over it, or with another chunk size than `CHUNK_SIZE`, is refused by
+ * `assertManifestLimits()` from its header alone, before any hash is read.
+ */
+export const MAX_PAYLOAD_SIZE = 64 * 1024 * 1024 * 1024;
+/** Most chunks a manifest may list: `MAX_PAYLOAD_SIZE / CHUNK_SIZE` (65,536). */
+export const MAX_CHUNKS = MAX_PAYLOAD_SIZE / CHUNK_SIZE;
 const DOMAIN = new TextEncoder().encode("p2p-manifest-v1\n");
 
 /** A payload's manifest: total size, chunk size and the hex SHA-256 of each chunk. */
@@ -147,9 +156,32 @@ export class Chunker {
 }
 
 /**
- * Throws `TypeError`/`RangeError` unless `m` is a usable manifest for `payloadId`:
- * lowercase hex ids (they become file names), a non-empty size, a chunk size up to
- * `MAX_CHUNK_SIZE` and one hash per chunk. Whether it hashes to the id is checked apart.
+ * Throws unless a manifest's declared size and chunk size are within the protocol's
+ * limits: `ProtocolError` `bad_chunk_size` for a chunk size other than `CHUNK_SIZE`,
+ * `TooLargeError` `payload_too_large` for a size over `MAX_PAYLOAD_SIZE`. Needs only
+ * the header, so a peer checks it before it reads or allocates anything for the hashes.
+ */
+export function assertManifestLimits(m: { size: number; chunkSize: number }): void {
+  if (m.chunkSize !== CHUNK_SIZE) {
+    throw new ProtocolError(
+      "bad_chunk_size",
+      `Manifest chunk size '${m.chunkSize}' is not the protocol's '${CHUNK_SIZE}'`,
+    );
+  }
+  if (!(m.size <= MAX_PAYLOAD_SIZE)) {
+    throw new TooLargeError(
+      "payload_too_large",
+      `Payload of '${m.size}' bytes is over the limit of '${MAX_PAYLOAD_SIZE}' bytes`,
+    );
+  }
+}
+
+/**
+ * Throws unless `m` is a usable manifest for `payloadId`: `TypeError`/`RangeError` for
+ * ids that are not lowercase hex (they become file names), an empty size or a hash
+ * count that does not fit; the errors of `assertManifestLimits()` for another chunk
+ * size than `CHUNK_SIZE` or a payload over `MAX_PAYLOAD_SIZE`. Whether it hashes to
+ * the id is checked apart.
  */
 export function assertManifestShape(payloadId: string, m: Manifest): void {
   if (typeof payloadId !== "string" || !SHA256_HEX.test(payloadId)) {
@@ -163,11 +195,7 @@ export function assertManifestShape(payloadId: string, m: Manifest): void {
       `Cannot add manifest for '${payloadId}': size '${m.size}' is not a positive integer`,
     );
   }
-  if (!Number.isInteger(m.chunkSize) || m.chunkSize < 1 || m.chunkSize > MAX_CHUNK_SIZE) {
-    throw new RangeError(
-      `Cannot add manifest for '${payloadId}': chunk size '${m.chunkSize}' is out of range`,
-    );
-  }
+  assertManifestLimits(m);
   if (!Array.isArray(m.chunks) || m.chunks.length !== chunkCount(m.size, m.chunkSize)) {
     throw new RangeError(
       `Cannot add manifest for '${payloadId}': size '${m.size}' needs '${

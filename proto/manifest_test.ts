@@ -1,19 +1,23 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
+  assertManifestLimits,
   assertManifestShape,
+  CHUNK_SIZE,
   chunkCount,
   Chunker,
   chunkLength,
   encodeManifest,
   type Manifest,
   MAX_CHUNK_SIZE,
+  MAX_CHUNKS,
+  MAX_PAYLOAD_SIZE,
   payloadIdOf,
   sha256Hex,
   verifyChunk,
   verifyManifest,
 } from "./manifest.ts";
-import { IntegrityError } from "./errors.ts";
+import { IntegrityError, ProtocolError, TooLargeError } from "./errors.ts";
 
 async function manifestOf(data: Uint8Array, chunkSize: number): Promise<Manifest> {
   const chunks: string[] = [];
@@ -97,14 +101,37 @@ Deno.test("verifyManifest() and verifyChunk() reject tampered manifests and byte
 
 Deno.test("assertManifestShape() names what is wrong: id, size, chunk size, hash count, hash form", () => {
   const id = "a".repeat(64);
-  const ok = { size: 3, chunkSize: 2, chunks: ["b".repeat(64), "c".repeat(64)] };
+  const ok = {
+    size: CHUNK_SIZE + 1,
+    chunkSize: CHUNK_SIZE,
+    chunks: ["b".repeat(64), "c".repeat(64)],
+  };
   assertManifestShape(id, ok);
   assert.throws(() => assertManifestShape("A".repeat(64), ok), TypeError);
   assert.throws(() => assertManifestShape(id, { ...ok, size: 0 }), RangeError);
   assert.throws(
     () => assertManifestShape(id, { ...ok, chunkSize: MAX_CHUNK_SIZE + 1 }),
-    RangeError,
+    (e) => e instanceof ProtocolError && e.code === "bad_chunk_size",
   );
   assert.throws(() => assertManifestShape(id, { ...ok, chunks: ["b".repeat(64)] }), /needs '2'/);
   assert.throws(() => assertManifestShape(id, { ...ok, chunks: ["b".repeat(64), "x"] }), TypeError);
+});
+
+Deno.test("assertManifestLimits() refuses another chunk size and a payload over MAX_PAYLOAD_SIZE from the header alone", () => {
+  assertManifestLimits({ size: MAX_PAYLOAD_SIZE, chunkSize: CHUNK_SIZE });
+  assert.equal(MAX_CHUNKS, 65_536);
+  // The attack of issue 11: 524,288 hashes of 1-byte chunks.
+  assert.throws(
+    () => assertManifestLimits({ size: 524_288, chunkSize: 1 }),
+    (e) => e instanceof ProtocolError && e.code === "bad_chunk_size",
+  );
+  // 524,288 hashes of 1 MiB chunks: 512 GiB, over the limit.
+  assert.throws(
+    () => assertManifestLimits({ size: 524_288 * CHUNK_SIZE, chunkSize: CHUNK_SIZE }),
+    (e) => e instanceof TooLargeError && e.code === "payload_too_large" && e.status === 413,
+  );
+  assert.throws(
+    () => assertManifestLimits({ size: Number.NaN, chunkSize: CHUNK_SIZE }),
+    TooLargeError,
+  );
 });
