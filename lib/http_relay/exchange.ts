@@ -14,6 +14,7 @@ import { HttpParseError, ProxyError } from "./errors.ts";
 import { type BodyFraming, responseFraming } from "./framing.ts";
 import {
   connectionTokens,
+  type HeaderList,
   headerValue,
   parseResponseHead,
   type RequestHead,
@@ -31,7 +32,7 @@ import {
   stripPrefix,
   type UpstreamBase,
 } from "./rewrite.ts";
-import type { RelayRequest } from "./types.ts";
+import type { RelayRequest, RelayRoute } from "./types.ts";
 
 /** What an exchange needs of its relay. */
 export interface ExchangeContext {
@@ -56,6 +57,12 @@ export const LINGER_MS = 5_000;
 /** Thrown by the request pump when the client ends before its body does. */
 const CLIENT_GONE = new Error("The client went away");
 const NO_BYTES = new Uint8Array();
+
+/** A route's changes to the header fields of a request and its answer. */
+type RouteHeaders = Pick<
+  Extract<RelayRoute, { upstream: string }>,
+  "dropRequestHeaders" | "dropAnswerHeaders" | "answerHeaders"
+>;
 
 /** One request and its answer, from the parsed request head to the end of the answer. */
 export class Exchange implements ClientView {
@@ -83,6 +90,12 @@ export class Exchange implements ClientView {
   upHead: Uint8Array = NO_BYTES;
   /** The upstream's URL, for messages. */
   upstreamName = "";
+  /** Request fields not sent upstream (see `RelayRoute`). */
+  dropRequest: ReadonlySet<string> | undefined;
+  /** Answer fields not passed on. */
+  dropAnswer: ReadonlySet<string> | undefined;
+  /** Answer fields added. */
+  addAnswer: HeaderList | undefined;
   #up!: Upstream;
   /** Why the upstream connection was cut (a timeout, the client leaving). */
   #reason: ProxyError | undefined;
@@ -116,10 +129,23 @@ export class Exchange implements ClientView {
   /**
    * Aims the request at `base`, `prefix` stripped from its path: builds the head
    * that goes upstream, with `hops` (its `Via` entries) and this hop in its `Via`;
-   * `defaultHost` stands for a missing `Host`.
+   * `defaultHost` stands for a missing `Host`; `headers` are the route's header
+   * changes (fields dropped each way, fields added to the answer).
    */
-  aim(base: UpstreamBase, prefix: string, hops: string[], defaultHost: string): void {
+  aim(
+    base: UpstreamBase,
+    prefix: string,
+    hops: string[],
+    defaultHost: string,
+    headers: RouteHeaders = {},
+  ): void {
     const { head, req } = this;
+    const lower = (names?: readonly string[]) =>
+      names?.length ? new Set(names.map((n) => n.toLowerCase())) : undefined;
+    this.dropRequest = lower(headers.dropRequestHeaders);
+    this.dropAnswer = lower(headers.dropAnswerHeaders);
+    const add = Object.entries(headers.answerHeaders ?? {});
+    this.addAnswer = add.length > 0 ? add : undefined;
     this.base = base;
     this.prefix = prefix;
     this.upgrade = this.tokens.has("upgrade") ? headerValue(head.headers, "upgrade") : undefined;

@@ -263,7 +263,7 @@ class RelayServer implements Relay {
       return await fail(new ProxyError(502, `Cannot proxy '${x.what}': ${(err as Error).message}`));
     }
     const prefix = route.stripPrefix?.replace(/\/+$/, "") ?? "";
-    x.aim(base, prefix, hops, this.url.slice("http://".length));
+    x.aim(base, prefix, hops, this.url.slice("http://".length), route);
 
     // A reused connection the upstream closed meanwhile fails before any byte of
     // the answer; the request then goes again on a new one. So only requests that

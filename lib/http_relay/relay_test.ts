@@ -289,3 +289,40 @@ Deno.test("startRelay() stops a proxy that forwards to itself", async () => {
   }
   assert.equal(px.errors.length, 2);
 });
+
+Deno.test("startRelay() drops and adds the header fields a route names, each way", async () => {
+  const seen = Promise.withResolvers<Headers>();
+  await using up = Deno.serve({ hostname: LOCAL, port: 0, onListen() {} }, (req) => {
+    seen.resolve(req.headers);
+    const headers = new Headers({ "content-type": "text/html", "x-kept": "1" });
+    headers.append("set-cookie", "p2p_token=stolen; Path=/");
+    headers.append("content-security-policy", "default-src 'self'");
+    return new Response("<p>hi</p>", { headers });
+  });
+  await using relay = startRelay({
+    hostname: LOCAL,
+    port: 0,
+    via: VIA,
+    route: () => ({
+      upstream: `http://${LOCAL}:${up.addr.port}`,
+      dropRequestHeaders: ["Cookie", "authorization"],
+      dropAnswerHeaders: ["set-cookie"],
+      answerHeaders: { "content-security-policy": "sandbox allow-scripts" },
+    }),
+  });
+  const res = await fetch(relay.url, {
+    headers: { cookie: "p2p_token=secret", authorization: "Bearer secret", "x-mine": "2" },
+  });
+  assert.equal(await res.text(), "<p>hi</p>");
+  const sent = await seen.promise;
+  assert.equal(sent.get("cookie"), null);
+  assert.equal(sent.get("authorization"), null);
+  assert.equal(sent.get("x-mine"), "2");
+  assert.equal(res.headers.get("set-cookie"), null);
+  assert.equal(res.headers.get("x-kept"), "1");
+  // Both policies hold: the upstream's own and the added sandbox.
+  assert.equal(
+    res.headers.get("content-security-policy"),
+    "default-src 'self', sandbox allow-scripts",
+  );
+});

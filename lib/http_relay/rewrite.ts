@@ -71,6 +71,12 @@ export interface ClientView {
   host: string;
   /** The scheme the client used (`http`). */
   proto: string;
+  /** Request fields not sent upstream, lower case (see `RelayRoute`). */
+  dropRequest?: ReadonlySet<string>;
+  /** Answer fields not passed on, lower case. */
+  dropAnswer?: ReadonlySet<string>;
+  /** Answer fields added after the upstream's. */
+  addAnswer?: HeaderList;
 }
 
 /** A `Via` entry this relay accepts as its own: `<protocol> <name>`. */
@@ -88,7 +94,10 @@ const REASONS: Record<number, string> = {
   204: "No Content",
   308: "Permanent Redirect",
   400: "Bad Request",
+  401: "Unauthorized",
+  403: "Forbidden",
   404: "Not Found",
+  421: "Misdirected Request",
   431: "Request Header Fields Too Large",
   501: "Not Implemented",
   502: "Bad Gateway",
@@ -204,7 +213,7 @@ export function loopError(
 /**
  * The request head that goes upstream, in bytes: `target` on the upstream, its
  * `Host`, the fields of `head` but hop-by-hop ones (and those named in its
- * `Connection`, `tokens`), `X-Forwarded-For` with `remoteAddr` appended,
+ * `Connection`, `tokens`, and in `from.dropRequest`), `X-Forwarded-For` with `remoteAddr` appended,
  * `X-Forwarded-Proto`/`-Host` from `from`, `Via` with this hop appended to `hops`,
  * the transfer codings of a chunked body (relayed as it is), and `Upgrade` when
  * `upgrade` is asked for.
@@ -222,6 +231,7 @@ export function forwardHead(
   for (const [name, value] of head.headers) {
     const n = name.toLowerCase();
     if (HOP_BY_HOP.has(n) || tokens.has(n) || n === "host" || n === "via") continue;
+    if (from.dropRequest?.has(n)) continue;
     if (n === "x-forwarded-for" || n === "x-forwarded-proto" || n === "x-forwarded-host") {
       continue;
     }
@@ -252,6 +262,7 @@ export function answerHeadBytes(
   keep: boolean,
 ): Uint8Array {
   const asIs = res.version === "HTTP/1.1" && raw[0] === 0x48 /* H */ &&
+    view.dropAnswer === undefined && view.addAnswer === undefined &&
     !res.headers.some(([name]) => REWRITTEN.has(name.toLowerCase()));
   if (!asIs) return encodeResponseHead(answerHead(res, hop, view, keep ? "keep" : "close"));
   return concatBytes(raw.subarray(0, raw.length - 2), keep ? hop.end : hop.closeEnd);
@@ -259,7 +270,8 @@ export function answerHeadBytes(
 
 /**
  * The answer's head as the client gets it: hop-by-hop fields (and those named in
- * its `Connection`) dropped but the transfer codings of a relayed body, `Location`
+ * its `Connection`, and the view's `dropAnswer`) dropped but the transfer codings of
+ * a relayed body, the view's `addAnswer` added, `Location`
  * and `Content-Location` mapped with {@linkcode mapLocation}, this hop appended to
  * `Via`, and `Connection` as `connection` says (with `Upgrade` for a 101).
  */
@@ -281,6 +293,7 @@ export function answerHead(
     // The body goes as it is, so its transfer codings do too.
     const relayed = n === "transfer-encoding" && connection !== "upgrade";
     if (!relayed && (HOP_BY_HOP.has(n) || tokens.has(n))) continue;
+    if (view.dropAnswer?.has(n)) continue;
     if (n === "location" || n === "content-location") {
       headers.push([
         name,
@@ -290,6 +303,7 @@ export function answerHead(
     }
     headers.push([name, value]);
   }
+  if (view.addAnswer) headers.push(...view.addAnswer);
   headers.push(["via", upstreamVia ? `${upstreamVia}, ${hop.entry}` : hop.entry]);
   if (connection === "upgrade") {
     headers.push(["connection", "upgrade"]);

@@ -26,6 +26,15 @@ export type RelayRoute =
     upstream: string;
     /** A path prefix removed before forwarding (and put back in `Location`). */
     stripPrefix?: string;
+    /** Request header fields not sent upstream (lower case), e.g. `cookie`. */
+    dropRequestHeaders?: readonly string[];
+    /** Answer header fields not passed on to the client (lower case), e.g. `set-cookie`. */
+    dropAnswerHeaders?: readonly string[];
+    /**
+     * Header fields added to the answer (after the upstream's own, which stay), e.g. a
+     * `Content-Security-Policy` that sandboxes what an untrusted upstream serves.
+     */
+    answerHeaders?: Record<string, string>;
   }
   | { answer: LocalAnswer };
 
