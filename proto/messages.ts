@@ -107,6 +107,30 @@ export const HaveHeader = z.looseObject({
 /** HAVE header. */
 export type HaveHeader = z.infer<typeof HaveHeader>;
 
+/**
+ * An offer to hold a payload, carried by HAVE_REQ (2) from a peer that replicates it.
+ * The receiver agrees by answering HAVE (its bitfield: the offerer pushes only the
+ * chunks it lacks) after it has fetched and verified the manifest from the offerer
+ * with MANIFEST_REQ; it refuses with ERROR: `bad_chunk_size` or `payload_too_large`
+ * (the limits of `manifest.ts`), `store_full` (not enough room left), `busy` (too many
+ * open agreements). PUT_CHUNK is accepted only for a payload whose offer the receiver
+ * accepted from that same peer (else ERROR `not_agreed`).
+ */
+export const Offer = z.looseObject({
+  /** The payload's size in bytes, as its manifest says. */
+  size: z.number().int().positive(),
+  /** Its chunk size: `CHUNK_SIZE`, or the offer is refused. */
+  chunkSize: z.number().int().positive(),
+  name: z.string().max(255).optional(),
+});
+/** An offer to hold a payload. */
+export type Offer = z.infer<typeof Offer>;
+
+/** HAVE_REQ (2): which chunks of a payload the receiver holds; with `offer`, also asks it to hold them. */
+export const HaveReqHeader = z.looseObject({ payloadId: PayloadId, offer: Offer.optional() });
+/** HAVE_REQ header. */
+export type HaveReqHeader = z.infer<typeof HaveReqHeader>;
+
 /** A header that names one chunk: GET_CHUNK (4), CHUNK (5), PUT_CHUNK (6), PUT_OK (7). */
 export const ChunkHeader = z.looseObject({
   payloadId: PayloadId,
@@ -209,7 +233,7 @@ const ManifestMessage = message("MANIFEST", ManifestHeader).superRefine((m, ctx)
 /** One schema per message type, keyed by type name: what the decoder validates with. */
 export const MessageSchemas = {
   HELLO: message("HELLO", HelloHeader),
-  HAVE_REQ: message("HAVE_REQ", PayloadHeader),
+  HAVE_REQ: message("HAVE_REQ", HaveReqHeader),
   HAVE: HaveMessage,
   GET_CHUNK: message("GET_CHUNK", ChunkHeader),
   CHUNK: message("CHUNK", ChunkHeader),
