@@ -145,6 +145,9 @@ const SAMPLES: MessageInit[] = [
     requestId: 0xffff_ffff,
     header: { code: "not_found", message: "Chunk '3' is not held" },
   },
+  { type: "LINK", requestId: 0, header: { mode: "tls" }, body: Uint8Array.of(0x30, 0x82) },
+  { type: "AUTH_NONCE", requestId: 0, header: { nonce: "A".repeat(43) } },
+  { type: "AUTH_KEY", requestId: 0, header: { proof: "_".repeat(43) } },
 ];
 
 const SAMPLE_STREAM = concatBytes(encodePreamble(), ...SAMPLES.map(encodeFrame));
@@ -239,9 +242,13 @@ Deno.test("encodeFrame() and FrameDecoder.push() round-trip every message type",
   }
 });
 
-Deno.test("MessageType codes are 1..16, distinct, leaving 17 and up free", () => {
+Deno.test("MessageType codes are distinct: 1..16 for requests and answers, 32..34 for the link handshake", () => {
   const codes = Object.values(MessageType);
-  assert.deepEqual([...codes].sort((a, b) => a - b), Array.from({ length: 16 }, (_, i) => i + 1));
+  assert.equal(new Set(codes).size, codes.length);
+  for (const code of Array.from({ length: 16 }, (_, i) => i + 1)) {
+    assert.ok(codes.includes(code as never));
+  }
+  for (const code of [32, 33, 34]) assert.ok(codes.includes(code as never));
 });
 
 Deno.test("FrameDecoder.push() decodes a stream split at every byte boundary", () => {

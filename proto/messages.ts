@@ -49,6 +49,10 @@ export const MessageType = {
   PING: 14,
   PONG: 15,
   ERROR: 16,
+  // 32-47: the link handshake (proto/link_auth.ts), before HELLO.
+  LINK: 32,
+  AUTH_NONCE: 33,
+  AUTH_KEY: 34,
 } as const;
 /** The name of a message type: `"HELLO"`, `"CHUNK"`, … */
 export type MessageTypeName = keyof typeof MessageType;
@@ -67,8 +71,9 @@ export const WirePorts = z.looseObject({
 export type WirePorts = z.infer<typeof WirePorts>;
 
 /**
- * Reserved for a later authentication step (a signed challenge, say): carried and
- * shape-checked, but not acted on by this version.
+ * The proof of identity in a HELLO (`proto/link_auth.ts`): `scheme` `p2p-link-v1`
+ * and the Ed25519 `signature` (base64url) of the sender's identity key over the
+ * link's transcript (roles, certificate fingerprint, both nonces, peerId, public key).
  */
 export const HelloAuth = z.looseObject({
   scheme: z.string().min(1).max(64),
@@ -76,7 +81,10 @@ export const HelloAuth = z.looseObject({
   signature: z.string().max(1024).optional(),
 });
 
-/** HELLO (1): who the sender is. Sent by both sides right after the preamble. */
+/**
+ * HELLO (1): who the sender is. Sent by each side once it has verified the other's
+ * AUTH_KEY, with `publicKey` and `auth` (the link handshake of `link_auth.ts`).
+ */
 export const HelloHeader = z.looseObject({
   peerId: PeerId,
   name: z.string().max(64),
@@ -98,14 +106,6 @@ export type HelloHeader = z.infer<typeof HelloHeader>;
 export const PayloadHeader = z.looseObject({ payloadId: PayloadId });
 /** A header that names just a payload. */
 export type PayloadHeader = z.infer<typeof PayloadHeader>;
-
-/** HAVE (3): how many chunks the payload has; the body is the sender's bitfield. */
-export const HaveHeader = z.looseObject({
-  payloadId: PayloadId,
-  chunkCount: z.number().int().nonnegative(),
-});
-/** HAVE header. */
-export type HaveHeader = z.infer<typeof HaveHeader>;
 
 /**
  * An offer to hold a payload, carried by HAVE_REQ (2) from a peer that replicates it.
@@ -130,6 +130,14 @@ export type Offer = z.infer<typeof Offer>;
 export const HaveReqHeader = z.looseObject({ payloadId: PayloadId, offer: Offer.optional() });
 /** HAVE_REQ header. */
 export type HaveReqHeader = z.infer<typeof HaveReqHeader>;
+
+/** HAVE (3): how many chunks the payload has; the body is the sender's bitfield. */
+export const HaveHeader = z.looseObject({
+  payloadId: PayloadId,
+  chunkCount: z.number().int().nonnegative(),
+});
+/** HAVE header. */
+export type HaveHeader = z.infer<typeof HaveHeader>;
 
 /** A header that names one chunk: GET_CHUNK (4), CHUNK (5), PUT_CHUNK (6), PUT_OK (7). */
 export const ChunkHeader = z.looseObject({
@@ -201,6 +209,28 @@ export const ErrorHeader = z.looseObject({
 /** ERROR header. */
 export type ErrorHeader = z.infer<typeof ErrorHeader>;
 
+/**
+ * LINK (32): the accepting side's answer to a dialer's preamble, in the clear:
+ * `tls` with its ephemeral certificate (DER) as the body, which the dialer pins, or
+ * `plaintext` (empty body) when both ends asked for a loopback link without TLS.
+ */
+export const LinkHeader = z.looseObject({ mode: z.enum(["tls", "plaintext"]) });
+/** LINK header. */
+export type LinkHeader = z.infer<typeof LinkHeader>;
+
+/** 32 bytes in base64url (43 characters): a nonce or an HMAC. */
+const Bytes32 = z.string().regex(/^[A-Za-z0-9_-]{43}$/, "must be 32 bytes in base64url");
+
+/** AUTH_NONCE (33): the sender's fresh 32-byte nonce for this link. */
+export const AuthNonceHeader = z.looseObject({ nonce: Bytes32 });
+/** AUTH_NONCE header. */
+export type AuthNonceHeader = z.infer<typeof AuthNonceHeader>;
+
+/** AUTH_KEY (34): the sender's proof of the network key over both nonces (HMAC-SHA256). */
+export const AuthKeyHeader = z.looseObject({ proof: Bytes32 });
+/** AUTH_KEY header. */
+export type AuthKeyHeader = z.infer<typeof AuthKeyHeader>;
+
 /** A body: raw bytes, empty when left out. */
 const Body = z.custom<Uint8Array>((v) => v instanceof Uint8Array, "must be a Uint8Array")
   .default(() => new Uint8Array(0));
@@ -248,6 +278,9 @@ export const MessageSchemas = {
   PING: message("PING", PingHeader),
   PONG: message("PONG", PingHeader),
   ERROR: message("ERROR", ErrorHeader),
+  LINK: message("LINK", LinkHeader),
+  AUTH_NONCE: message("AUTH_NONCE", AuthNonceHeader),
+  AUTH_KEY: message("AUTH_KEY", AuthKeyHeader),
 } as const satisfies { [K in MessageTypeName]: z.ZodType };
 
 /** Any wire message: the discriminated union of every `MessageSchemas` entry on `type`. */
@@ -268,6 +301,9 @@ export const Message = z.discriminatedUnion("type", [
   MessageSchemas.PING,
   MessageSchemas.PONG,
   MessageSchemas.ERROR,
+  MessageSchemas.LINK,
+  MessageSchemas.AUTH_NONCE,
+  MessageSchemas.AUTH_KEY,
 ]);
 /** A message as decoded: `body` is always present. */
 export type Message = z.output<typeof Message>;
