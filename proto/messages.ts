@@ -18,6 +18,7 @@
 import { z } from "zod";
 import { ActivityRecord } from "./activity.ts";
 import { assertBitfield } from "./bitfield.ts";
+import { PublicKey, Signature } from "./discovery.ts";
 import { PayloadId, PeerId, Port } from "./ids.ts";
 import { chunkCount, MAX_CHUNK_SIZE } from "./manifest.ts";
 import { Host } from "./tracker.ts";
@@ -165,19 +166,28 @@ export const PeersReqHeader = z.looseObject({
 /** PEERS_REQ header. */
 export type PeersReqHeader = z.infer<typeof PeersReqHeader>;
 
-/** One known peer in a PEERS answer; `lastSeen` is in milliseconds since the epoch. */
+/**
+ * One known peer in a PEERS answer: a signed peer record (`peer_record.ts`), signed
+ * by the peer it describes over every field but `lastSeen` (ms since the epoch, the
+ * sender's hint). A record without `publicKey`, `seq` and `signature`, or one that
+ * does not verify, is dropped by the receiver.
+ */
 export const WirePeer = z.looseObject({
   peerId: PeerId,
   host: Host,
   ports: WirePorts,
   name: z.string().max(64).optional(),
   lastSeen: z.number().nonnegative().optional(),
+  publicKey: PublicKey.optional(),
+  /** The signer's clock when it signed, ms: a newer record replaces an older one. */
+  seq: z.number().int().nonnegative().optional(),
+  signature: Signature.optional(),
 });
 /** One known peer in a PEERS answer. */
 export type WirePeer = z.infer<typeof WirePeer>;
 
-/** PEERS (11): the peers the sender knows. */
-export const PeersHeader = z.looseObject({ peers: z.array(WirePeer) });
+/** PEERS (11): the peers the sender knows, as signed records. */
+export const PeersHeader = z.looseObject({ peers: z.array(WirePeer).max(1000) });
 /** PEERS header. */
 export type PeersHeader = z.infer<typeof PeersHeader>;
 
