@@ -1,11 +1,16 @@
 /**
  * One peer-to-peer connection speaking the wire protocol of `proto/frame.ts` over
- * any duplex byte stream (a `Deno.TcpConn`, or two linked in-memory streams in
- * tests). Both sides send the preamble and a HELLO at once and wait for the
- * other's; after that either side may send requests, pipelined, and answers come
- * back in any order, matched by `requestId`.
+ * any duplex byte stream (the TLS stream of `link_tls.ts`, a plaintext loopback
+ * link, or two linked in-memory streams in tests). Both sides send the preamble and
+ * their AUTH_NONCE at once, then run the link handshake of `proto/link_auth.ts`
+ * (proofs of the network key, then HELLOs signed by the identity keys); only a
+ * proven peer's HELLO completes `open()`. After that either side may send requests,
+ * pipelined, and answers come back in any order, matched by `requestId`. Until the
+ * handshake is done, frames are capped at `HANDSHAKE_MAX_FRAME` bytes, so a stranger
+ * cannot make a connection hold a large partial frame.
  *
  * ```text
+ * handshake: reader ─► FrameDecoder ─► LinkAuth.receive() ─► its answers written
  * reader ─► FrameDecoder.push() ─► answer type?  ─► settles our pending request
  *                                └► request type? ─► handler (≤ maxInFlight at once;
  *                                                    at the cap, stop reading)
@@ -14,29 +19,29 @@
  *
  * Requests are HAVE_REQ, GET_CHUNK, PUT_CHUNK, MANIFEST_REQ, PEERS_REQ, LOG_REQ
  * and PING; answers are HAVE, CHUNK, PUT_OK, MANIFEST, PEERS, LOG, PONG and
- * ERROR. A bad frame, a second HELLO, a silent peer (no HELLO within the
- * handshake timeout, or no frame either way within the idle timeout) closes the
- * connection; `closeReason` and `closeError` say why.
+ * ERROR. A bad frame, a second HELLO, a failed proof (the refusing side sends ERROR
+ * `network_key_mismatch`, `unauthorized`, `unexpected_peer` or `bad_handshake`
+ * first), a silent peer (no proven HELLO within the handshake timeout, or no frame
+ * either way within the idle timeout) closes the connection; `closeReason` and
+ * `closeError` say why.
  *
  * @example Two connections over linked in-memory streams
  * ```ts
  * import assert from "node:assert/strict";
  * import { PeerConnection } from "./connection.ts";
+ * import { testIdentity } from "./_link_fixtures.ts";
  *
  * const ab = new TransformStream<Uint8Array, Uint8Array>();
  * const ba = new TransformStream<Uint8Array, Uint8Array>();
- * const hello = (name: string) => ({
- *   peerId: name.repeat(40), // 40 hex digits
- *   name,
- *   version: "0.1.0",
- *   ports: { chunk: 5801 },
- * });
+ * const [ida, idb] = [await testIdentity("a"), await testIdentity("b")];
  * const [a, b] = await Promise.all([
  *   PeerConnection.open({ readable: ba.readable, writable: ab.writable, close() {} }, {
- *     hello: hello("a"),
+ *     hello: ida.hello,
+ *     link: { role: "dialer", sign: ida.sign },
  *   }),
  *   PeerConnection.open({ readable: ab.readable, writable: ba.writable, close() {} }, {
- *     hello: hello("b"),
+ *     hello: idb.hello,
+ *     link: { role: "acceptor", sign: idb.sign },
  *   }),
  * ]);
  * assert.equal(a.remote.name, "b");
@@ -68,8 +73,15 @@ import {
   PeerTimeoutError,
   ProtocolError,
 } from "../proto/errors.ts";
-import { encodeFrame, encodeFrameParts, encodePreamble, FrameDecoder } from "../proto/frame.ts";
-import type { HelloHeader, Message, MessageInit } from "../proto/messages.ts";
+import {
+  encodeFrame,
+  encodeFrameParts,
+  encodePreamble,
+  FrameDecoder,
+  MAX_FRAME_LENGTH,
+} from "../proto/frame.ts";
+import { LinkAuth, type LinkRole } from "../proto/link_auth.ts";
+import { type HelloHeader, MAX_HEADER, type Message, type MessageInit } from "../proto/messages.ts";
 
 export {
   ANSWER_OF,
@@ -94,13 +106,32 @@ export type RequestHandler = (
   conn: PeerConnection,
 ) => Promise<HandlerResult | undefined> | HandlerResult | undefined;
 
+/** Largest frame taken before the handshake is done: a header's worth (64 KiB). */
+export const HANDSHAKE_MAX_FRAME = 7 + MAX_HEADER;
+
+/** How this side proves itself on the link (`proto/link_auth.ts`). */
+export interface LinkOptions {
+  /** Our end of the TCP connection. */
+  role: LinkRole;
+  /** Signs with our identity key. */
+  sign: (data: Uint8Array) => Promise<Uint8Array>;
+  /** SHA-256 of the link's TLS certificate (`link_tls.ts`); empty or left out: none. */
+  fingerprint?: Uint8Array;
+  /** The network key; left out: an open network. */
+  networkKey?: Uint8Array;
+  /** Refuse a proven peer with another id (we dialed a known peer). */
+  expectPeerId?: string;
+}
+
 /** Options of `PeerConnection.open()`. */
 export interface ConnectionOptions {
-  /** Our HELLO, sent right after the preamble. */
+  /** Our HELLO (with our `publicKey`), sent once the other side proved the network key. */
   hello: HelloHeader;
+  /** Our side of the link handshake. */
+  link: LinkOptions;
   /** Answers requests from the other side; when left out, each gets ERROR `unsupported`. */
   handler?: RequestHandler;
-  /** Their preamble and HELLO must arrive within this many ms (default 5000). */
+  /** Their preamble and proven HELLO must arrive within this many ms (default 5000). */
   handshakeTimeoutMs?: number;
   /** Close when no frame went either way for this many ms (default 60000). */
   idleTimeoutMs?: number;
@@ -166,6 +197,8 @@ export class PeerConnection {
   readonly #onWarning: (message: string) => void;
   readonly #signal: AbortSignal | undefined;
   readonly #decoder: FrameDecoder;
+  readonly #maxFrameLength: number | undefined;
+  readonly #auth: LinkAuth;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   #reader: ByteReader | undefined;
   #remote: HelloHeader | undefined;
@@ -189,7 +222,20 @@ export class PeerConnection {
     this.#maxInFlight = positive("maxInFlight", opts.maxInFlight, 32);
     this.#onWarning = opts.onWarning ?? noop;
     this.#signal = opts.signal;
-    this.#decoder = new FrameDecoder({ maxFrameLength: opts.maxFrameLength, pool: opts.framePool });
+    this.#maxFrameLength = opts.maxFrameLength;
+    this.#decoder = new FrameDecoder({
+      maxFrameLength: Math.min(HANDSHAKE_MAX_FRAME, opts.maxFrameLength ?? HANDSHAKE_MAX_FRAME),
+      pool: opts.framePool,
+    });
+    const { role, sign, fingerprint, networkKey, expectPeerId } = opts.link;
+    this.#auth = new LinkAuth({
+      role,
+      sign,
+      fingerprint: fingerprint ?? new Uint8Array(0),
+      networkKey,
+      expectPeerId,
+      hello: opts.hello,
+    });
     if (conn.remoteAddr?.transport === "tcp") this.remoteAddr = conn.remoteAddr;
     this.#writer = conn.writable.getWriter();
     this.closed = this.#readDone.promise;
@@ -198,23 +244,22 @@ export class PeerConnection {
   }
 
   /**
-   * Runs the handshake over `conn`: sends our preamble and HELLO, and resolves with
-   * the connection once the other side's have arrived. Rejects, after closing
-   * `conn`, with `ProtocolError` (bad magic, a bad frame, a first frame that is not
-   * HELLO, the stream ending), `VersionMismatchError`, `PeerTimeoutError` (nothing
-   * within `handshakeTimeoutMs`), `RemoteError` (the other side sent ERROR instead of
-   * HELLO, e.g. `busy`), `TypeError`/`RangeError` for bad options, or the signal's
-   * reason.
+   * Runs the handshake over `conn`: sends our preamble and nonce, runs the link
+   * handshake, and resolves with the connection once the other side's HELLO is
+   * proven. Rejects, after closing `conn`, with `ProtocolError` (bad magic, a bad
+   * frame, a handshake message out of order, the stream ending),
+   * `VersionMismatchError`, `UnauthorizedError` (`network_key_mismatch`,
+   * `unauthorized`, `unexpected_peer`), `PeerTimeoutError` (not done within
+   * `handshakeTimeoutMs`), `RemoteError` (the other side sent ERROR, e.g. `busy` or
+   * its refusal), `TypeError`/`RangeError` for bad options, or the signal's reason.
    */
   static async open(conn: DuplexConn, opts: ConnectionOptions): Promise<PeerConnection> {
     let greeting: Uint8Array;
     let pc: PeerConnection;
     try {
-      const hello = encodeFrame({ type: "HELLO", requestId: 0, header: opts.hello });
-      greeting = new Uint8Array(8 + hello.length);
-      greeting.set(encodePreamble(), 0);
-      greeting.set(hello, 8);
+      encodeFrame({ type: "HELLO", requestId: 0, header: opts.hello }); // throws when invalid
       pc = new PeerConnection(conn, opts);
+      greeting = concatBytes(encodePreamble(), encodeFrame(pc.#auth.start()));
       // Nagle's algorithm holds a small frame back until the previous one is acked,
       // and a delayed ack takes 40 ms: pipelined requests and answers would stall.
       conn.setNoDelay?.(true);
@@ -393,6 +438,10 @@ export class PeerConnection {
         for (const msg of messages) {
           if (this.#closeReason !== undefined) break;
           this.#lastActivity = performance.now();
+          if (!this.#gotHello) {
+            await this.#handshakeStep(msg);
+            continue;
+          }
           if (this.#gotHello && !isAnswerType(msg.type) && msg.type !== "HELLO") {
             // Backpressure: at the cap, stop reading until a handler finishes.
             while (this.#inFlight >= this.#maxInFlight && this.#closeReason === undefined) {
@@ -421,35 +470,54 @@ export class PeerConnection {
       return;
     }
     if (!this.#gotHello) {
-      this.#fail(new ProtocolError("closed", "Connection closed before the peer's HELLO"));
+      this.#fail(
+        new ProtocolError("closed", "Connection closed before the link handshake was done"),
+      );
     } else {
       this.close("closed by peer");
     }
   }
 
-  #dispatch(msg: Message): void {
-    if (!this.#gotHello) {
-      if (msg.type === "HELLO") {
-        this.#gotHello = true;
-        this.#remote = msg.header;
-        clearTimeout(this.#timer);
-        this.#lastActivity = performance.now();
-        this.#timer = setTimeout(this.#onIdleTimer, this.#idleTimeoutMs);
-        this.#handshake.resolve();
-      } else if (msg.type === "ERROR") {
-        this.#fail(new RemoteError(msg.header.code, msg.header.message));
-      } else {
-        this.#fail(
-          new ProtocolError(
-            "expected_hello",
-            `Expected HELLO as the first frame, got '${msg.type}'`,
-          ),
-        );
-      }
+  /** One message of the link handshake: through the machine, its answers written. */
+  async #handshakeStep(msg: Message): Promise<void> {
+    const step = await this.#auth.receive(msg);
+    // Not awaited: over unbuffered streams a write completes only once the other
+    // side reads, and it may be writing to us at the same time.
+    const written = Promise.all(step.send.map((out) => this.#write(framed(out)))).catch(noop);
+    if (step.error) {
+      if (step.send.length > 0) await this.#flush(written);
+      this.#fail(step.error);
       return;
     }
+    if (!step.remote) return;
+    this.#gotHello = true;
+    this.#remote = step.remote;
+    if (this.#maxFrameLength !== HANDSHAKE_MAX_FRAME) {
+      this.#decoder.maxFrameLength = this.#maxFrameLength ?? MAX_FRAME_LENGTH;
+    }
+    clearTimeout(this.#timer);
+    this.#lastActivity = performance.now();
+    this.#timer = setTimeout(this.#onIdleTimer, this.#idleTimeoutMs);
+    this.#handshake.resolve();
+  }
+
+  /** Ends our side of the stream so a last ERROR reaches the other side (at most 1 s). */
+  async #flush(written: Promise<unknown>): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      written.then(() => this.#writer.close()).catch(noop),
+      new Promise<void>((resolve) => timer = setTimeout(resolve, 1000)),
+    ]);
+    clearTimeout(timer);
+  }
+
+  #dispatch(msg: Message): void {
     if (msg.type === "HELLO") {
       this.#fail(new ProtocolError("unexpected_hello", "Peer sent a second HELLO"));
+    } else if (msg.type === "LINK" || msg.type === "AUTH_NONCE" || msg.type === "AUTH_KEY") {
+      this.#fail(
+        new ProtocolError("bad_handshake", `Peer sent '${msg.type}' after the link handshake`),
+      );
     } else if (isAnswerType(msg.type)) {
       this.#settle(msg);
     } else if (this.#draining) {

@@ -7,6 +7,7 @@ import {
   VersionMismatchError,
 } from "../proto/errors.ts";
 import { encodeFrame, encodePreamble, FrameDecoder } from "../proto/frame.ts";
+import { LinkAuth } from "../proto/link_auth.ts";
 import type { HelloHeader, Message } from "../proto/messages.ts";
 import {
   type ConnectionOptions,
@@ -16,17 +17,23 @@ import {
   type RequestHandler,
 } from "./connection.ts";
 import { connectPeer } from "./dial.ts";
+import { acceptLink, createLinkCert } from "./link_tls.ts";
+import { type TestIdentity, testIdentity } from "./_link_fixtures.ts";
 
 const PAYLOAD = "ab".repeat(32);
 
+const IDS: Record<string, TestIdentity> = {};
+for (const name of ["alice", "bob", "raw", "server", "client"]) {
+  IDS[name] = await testIdentity(name);
+}
+
 function hello(name: string): HelloHeader {
-  return {
-    peerId: Array.from(name).map((c) => c.charCodeAt(0).toString(16)).join("").padEnd(40, "0")
-      .slice(0, 40),
-    name,
-    version: "0.1.0",
-    ports: { chunk: 5801 },
-  };
+  return IDS[name].hello;
+}
+
+/** Link options of the identity `name`. */
+function link(name: string, role: "dialer" | "acceptor") {
+  return { role, sign: IDS[name].sign };
 }
 
 /** A deterministic body for chunk `index`, so answers can be checked. */
@@ -79,8 +86,8 @@ async function openPair(
 ) {
   const [x, y] = await t.pair();
   const [a, b] = await Promise.all([
-    PeerConnection.open(x, { hello: hello("alice"), ...optsA }),
-    PeerConnection.open(y, { hello: hello("bob"), ...optsB }),
+    PeerConnection.open(x, { hello: hello("alice"), link: link("alice", "dialer"), ...optsA }),
+    PeerConnection.open(y, { hello: hello("bob"), link: link("bob", "acceptor"), ...optsB }),
   ]);
   return {
     a,
@@ -114,24 +121,44 @@ async function openRaw(t: Transport, opts: Partial<ConnectionOptions> = {}) {
       }
     } catch { /* reset by the other side */ }
   })();
-  const opened = PeerConnection.open(x, { hello: hello("alice"), ...opts });
+  const opened = PeerConnection.open(x, {
+    hello: hello("alice"),
+    link: link("alice", "dialer"),
+    ...opts,
+  });
   opened.catch(() => {});
+  const frameOf = (type: string): Promise<Message> => {
+    const seen = frames.find((m) => m.type === type);
+    if (seen) return Promise.resolve(seen);
+    const { promise, resolve } = Promise.withResolvers<Message>();
+    waiters.push({ type, resolve });
+    return promise;
+  };
+  const write = async (...parts: Uint8Array[]) => {
+    for (const part of parts) {
+      try {
+        await writer.write(part);
+      } catch { /* the other side closed: expected for bad input */ }
+    }
+  };
   return {
     opened,
-    frameOf(type: string): Promise<Message> {
-      const seen = frames.find((m) => m.type === type);
-      if (seen) return Promise.resolve(seen);
-      const { promise, resolve } = Promise.withResolvers<Message>();
-      waiters.push({ type, resolve });
-      return promise;
-    },
-    async write(...parts: Uint8Array[]) {
-      for (const part of parts) {
-        try {
-          await writer.write(part);
-        } catch { /* the other side closed: expected for bad input */ }
+    /** Runs the raw side's link handshake as the peer "raw" (the acceptor). */
+    async handshake() {
+      const auth = new LinkAuth({
+        role: "acceptor",
+        sign: IDS.raw.sign,
+        hello: hello("raw"),
+        fingerprint: new Uint8Array(0),
+      });
+      await write(encodePreamble(), encodeFrame(auth.start()));
+      for (const type of ["AUTH_NONCE", "AUTH_KEY", "HELLO"]) {
+        const step = await auth.receive(await frameOf(type));
+        await write(...step.send.map(encodeFrame));
       }
     },
+    frameOf,
+    write,
     async end() {
       await writer.close().catch(() => {});
     },
@@ -152,14 +179,15 @@ function gate() {
   return { wait: promise, open: () => resolve() };
 }
 
-const greeting =
-  () => [encodePreamble(), encodeFrame({ type: "HELLO", requestId: 0, header: hello("raw") })];
-
 for (const t of transports) {
   Deno.test(`${t.name}: PeerConnection.open() exchanges HELLOs and exposes the other side's`, async () => {
     await using p = await openPair(t);
-    assert.deepEqual(p.a.remote, hello("bob"));
-    assert.deepEqual(p.b.remote, hello("alice"));
+    const { auth: authA, ...remoteOfA } = p.a.remote;
+    const { auth: authB, ...remoteOfB } = p.b.remote;
+    assert.deepEqual(remoteOfA, hello("bob"));
+    assert.deepEqual(remoteOfB, hello("alice"));
+    assert.equal(authA?.scheme, "p2p-link-v1");
+    assert.equal(authB?.scheme, "p2p-link-v1");
     assert.equal(p.a.closeReason, undefined);
     if (t.name === "tcp") {
       assert.equal(p.a.remoteAddr?.hostname, "127.0.0.1");
@@ -427,7 +455,7 @@ for (const t of transports) {
 
   Deno.test(`${t.name}: PeerConnection.open() rejects a peer of another protocol version`, async () => {
     await using raw = await openRaw(t);
-    await raw.write(encodePreamble(2));
+    await raw.write(encodePreamble(1));
     await assert.rejects(raw.opened, VersionMismatchError);
   });
 
@@ -439,12 +467,34 @@ for (const t of transports) {
     await assert.rejects(raw.opened, FrameTooLargeError);
   });
 
-  Deno.test(`${t.name}: PeerConnection.open() rejects a first frame that is not HELLO`, async () => {
+  Deno.test(`${t.name}: PeerConnection.open() rejects a first frame that is not AUTH_NONCE`, async () => {
     await using raw = await openRaw(t);
     await raw.write(encodePreamble(), encodeFrame({ type: "PING", requestId: 1, header: {} }));
     await assert.rejects(
       raw.opened,
-      (err) => err instanceof ProtocolError && err.code === "expected_hello",
+      (err) => err instanceof ProtocolError && err.code === "bad_handshake",
+    );
+    // The refusal is told to the other side.
+    assert.equal((await raw.frameOf("ERROR")).header.code, "bad_handshake");
+  });
+
+  Deno.test(`${t.name}: PeerConnection.open() refuses a frame over 64 KiB before the handshake`, async () => {
+    await using raw = await openRaw(t);
+    const length = new Uint8Array(4);
+    new DataView(length.buffer).setUint32(0, 1024 * 1024);
+    await raw.write(encodePreamble(), length);
+    await assert.rejects(raw.opened, FrameTooLargeError);
+  });
+
+  Deno.test(`${t.name}: PeerConnection.open() refuses a HELLO without a proof of the network key`, async () => {
+    await using raw = await openRaw(t);
+    await raw.write(
+      encodePreamble(),
+      encodeFrame({ type: "HELLO", requestId: 0, header: hello("raw") }),
+    );
+    await assert.rejects(
+      raw.opened,
+      (err) => err instanceof ProtocolError && err.code === "bad_handshake",
     );
   });
 
@@ -460,7 +510,7 @@ for (const t of transports) {
 
   Deno.test(`${t.name}: an oversized frame after the handshake closes the connection with its reason`, async () => {
     await using raw = await openRaw(t, { maxFrameLength: 1024 });
-    await raw.write(...greeting());
+    await raw.handshake();
     const pc = await raw.opened;
     assert.equal(pc.remote.name, "raw");
     const pending = pc.request({ type: "PING", header: {} });
@@ -480,9 +530,9 @@ for (const t of transports) {
 
   Deno.test(`${t.name}: a second HELLO closes the connection with a ProtocolError`, async () => {
     await using raw = await openRaw(t);
-    await raw.write(...greeting());
+    await raw.handshake();
     const pc = await raw.opened;
-    await raw.write(encodeFrame({ type: "HELLO", requestId: 0, header: hello("again") }));
+    await raw.write(encodeFrame({ type: "HELLO", requestId: 0, header: hello("raw") }));
     await pc.closed;
     assert.ok(pc.closeError instanceof ProtocolError);
     assert.equal((pc.closeError as ProtocolError).code, "unexpected_hello");
@@ -491,7 +541,7 @@ for (const t of transports) {
   Deno.test(`${t.name}: an answer for an unknown requestId is ignored and reported`, async () => {
     const warnings: string[] = [];
     await using raw = await openRaw(t, { onWarning: (w) => warnings.push(w) });
-    await raw.write(...greeting());
+    await raw.handshake();
     const pc = await raw.opened;
     await raw.write(encodeFrame({ type: "PONG", requestId: 999, header: {} }));
     // A request from the raw side proves the stray answer was read and skipped.
@@ -505,19 +555,24 @@ for (const t of transports) {
   });
 }
 
-Deno.test("connectPeer() connects over TCP and the connect timeout does not outlive the connect", async () => {
+Deno.test("connectPeer() connects over TCP and TLS, and the connect timeout does not outlive the connect", async () => {
   using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const cert = await createLinkCert();
   const served = (async () => {
-    const conn = await listener.accept();
-    const pc = await PeerConnection.open(conn, { hello: hello("server") });
+    const opened = await acceptLink(await listener.accept(), { cert });
+    const pc = await PeerConnection.open(opened.conn, {
+      hello: hello("server"),
+      link: { ...link("server", "acceptor"), fingerprint: opened.fingerprint },
+    });
     await pc.closed;
   })();
   const pc = await connectPeer({ hostname: "127.0.0.1", port: listener.addr.port }, {
     hello: hello("client"),
-    connectTimeoutMs: 50,
+    link: { sign: IDS.client.sign },
+    connectTimeoutMs: 200,
   });
   assert.equal(pc.remote.name, "server");
-  await delay(100);
+  await delay(250);
   assert.equal((await pc.request({ type: "PING", header: {} })).type, "PONG");
   pc.close();
   await pc.closed;
@@ -529,7 +584,10 @@ Deno.test("connectPeer() rejects when nothing listens on the port", async () => 
   const { port } = listener.addr;
   listener.close();
   await assert.rejects(
-    connectPeer({ hostname: "127.0.0.1", port }, { hello: hello("client") }),
+    connectPeer({ hostname: "127.0.0.1", port }, {
+      hello: hello("client"),
+      link: { sign: IDS.client.sign },
+    }),
     Deno.errors.ConnectionRefused,
   );
 });
@@ -537,7 +595,10 @@ Deno.test("connectPeer() rejects when nothing listens on the port", async () => 
 Deno.test("PeerConnection.open() rejects an invalid HELLO of ours with TypeError", async () => {
   const [x, y] = await memoryPair();
   await assert.rejects(
-    PeerConnection.open(x, { hello: { ...hello("a"), peerId: "nope" } }),
+    PeerConnection.open(x, {
+      hello: { ...hello("alice"), peerId: "nope" },
+      link: link("alice", "dialer"),
+    }),
     TypeError,
   );
   await y.readable.cancel();
@@ -552,7 +613,7 @@ Deno.test("PeerConnection.request() rejects a type that is not a request with Ty
   );
 });
 
-Deno.test("PeerConnection.open() rejects with RemoteError when the peer answers ERROR instead of HELLO", async () => {
+Deno.test("PeerConnection.open() rejects with RemoteError when the peer answers ERROR in the handshake", async () => {
   await using raw = await openRaw(transports[0]);
   await raw.write(
     encodePreamble(),

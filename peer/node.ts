@@ -116,8 +116,10 @@ export class PeerNode {
       signal,
       ...(opts.maxUploadRate ? { uploadLimit: new RateLimiter(opts.maxUploadRate) } : {}),
     });
+    const link = { sign: identity.sign, networkKey: opts.networkKey };
     const pool = this.#pool = new ConnectionPool({
       hello: () => hello,
+      link: { ...link, plaintext: opts.plaintextLoopback },
       handler,
       table,
       log,
@@ -168,6 +170,7 @@ export class PeerNode {
     this.#service = createChunkService({
       listener: wiring.chunkListener,
       hello: () => hello,
+      link: { ...link, plaintextLoopback: opts.plaintextLoopback },
       handler,
       onEvent: (type, fields) => log.record(type, fields),
       onConnection: (conn) => pool.noteInbound(conn),

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { PeerNode, type PeerOptions } from "./node.ts";
 import { openPeerData } from "./data_dir.ts";
 import { connectPeer } from "./dial.ts";
-import { hello } from "./_fakes.ts";
+import { testIdentity } from "./_link_fixtures.ts";
 import { StatusAnswer } from "../proto/control.ts";
 
 function options(dataDir: string): PeerOptions {
@@ -28,7 +28,11 @@ Deno.test("PeerNode.start() serves the given listener and says the ports it was 
     });
     assert.equal(node.chunkPort, chunkListener.addr.port);
     assert.equal(node.pingbackPort, 4002);
-    const conn = await connectPeer(chunkListener.addr, { hello: hello("c") });
+    const c = await testIdentity("c");
+    const conn = await connectPeer(chunkListener.addr, { hello: c.hello, link: { sign: c.sign } });
+    assert.equal(conn.remote.peerId, node.identity.peerId);
+    // Answered only once the node has taken the connection.
+    assert.equal((await conn.request({ type: "PING", header: {} })).type, "PONG");
     assert.deepEqual(conn.remote.ports, { chunk: node.chunkPort, pingback: 4002, http: 4001 });
     assert.equal(conn.remote.host, "127.0.0.1");
     const status = StatusAnswer.parse(node.status());

@@ -3,7 +3,13 @@ import { ConnectionPool } from "./pool.ts";
 import { connectPeer } from "./dial.ts";
 import { startChunkService } from "./service.ts";
 import type { PeerSource, Sighting } from "./peer_table.ts";
-import { fakeLog, hello, memoryTable, peerIdOf } from "./_fakes.ts";
+import { fakeLog, memoryTable } from "./_fakes.ts";
+import { IdentityBook } from "./_link_fixtures.ts";
+
+const BOOK = await IdentityBook.create(10);
+const hello = (name: string, ports?: { chunk: number; http?: number }) => BOOK.hello(name, ports);
+const peerIdOf = (name: string) => BOOK.get(name).peerId;
+const link = (name: string) => ({ sign: BOOK.get(name).sign });
 
 const LOCAL = "127.0.0.1";
 
@@ -16,10 +22,12 @@ async function setup() {
     hostname: LOCAL,
     port: 0,
     hello: () => hello("far", { chunk: 1234, http: 99 }),
+    link: link("far"),
     handler: () => undefined,
   });
   const pool = new ConnectionPool({
     hello: () => hello("me"),
+    link: link("me"),
     handler: () => undefined,
     table,
     log,
@@ -85,6 +93,7 @@ Deno.test("ConnectionPool.noteInbound() notes an inbound peer at its source addr
   const noted = Promise.withResolvers<{ sighting: Sighting; source: PeerSource }>();
   const pool = new ConnectionPool({
     hello: () => hello("me"),
+    link: link("me"),
     handler: () => undefined,
     table: {
       upsert: (sighting, source) => {
@@ -101,10 +110,11 @@ Deno.test("ConnectionPool.noteInbound() notes an inbound peer at its source addr
     hostname: LOCAL,
     port: 0,
     hello: () => hello("me"),
+    link: link("me"),
     handler: () => undefined,
     onConnection: (conn) => pool.noteInbound(conn),
   });
-  await using _c = await connectPeer(service.addr, { hello: hello("caller", { chunk: 4321 }) });
+  await using _c = await connectPeer(service.addr, BOOK.dial("caller", { chunk: 4321 }));
   const { sighting, source } = await noted.promise;
   assert.equal(source, "inbound");
   assert.equal(sighting.peerId, peerIdOf("caller"));

@@ -1,14 +1,17 @@
 /**
- * The peer's TCP chunk service: a listener that runs the wire handshake on each
- * accepted connection and hands the other side's requests to an injected handler
- * (the chunk store's serving logic lives elsewhere). Each connection is a
- * `PeerConnection`, so both sides may send requests on it.
+ * The peer's TCP chunk service: a listener that runs the link start and TLS of
+ * `link_tls.ts` and the link handshake of `connection.ts` on each accepted
+ * connection, and hands a proven peer's requests to an injected handler (the chunk
+ * store's serving logic lives elsewhere). Each connection is a `PeerConnection`, so
+ * both sides may send requests on it.
  *
  * A bad peer loses only its own connection: garbage, another protocol or version,
- * an oversized frame, or a connection that never says HELLO within the handshake
- * timeout is closed and reported as a `conn.error` event, and the service goes on.
- * Over `maxConnections` (handshakes included), a new connection gets a preamble and
- * an ERROR `busy` and is closed at once. `stop()` closes the listener, lets the
+ * an oversized frame, a stranger without the network key, a false identity, or a
+ * connection that is not proven within the handshake timeout is closed and reported
+ * as a `conn.error` event (with the refusal's `code`, e.g. `network_key_mismatch`),
+ * and the service goes on. Over `maxConnections` (handshakes included), or over
+ * `maxPerAddress` from one remote address, a new connection gets a preamble and an
+ * ERROR `busy` and is closed at once. `stop()` closes the listener, lets the
  * answers being prepared finish within a grace period, then closes the rest.
  * `onConnection(conn)` gets each connection once its handshake is done, e.g. to
  * note an inbound peer or to send it requests of our own.
@@ -19,7 +22,7 @@
  * | -------------- | ---------------------------------------------- |
  * | `conn.open`    | `peerId`, `remote`                             |
  * | `conn.close`   | `peerId`, `remote`, `reason`, `code?`          |
- * | `conn.reject`  | `remote`, `reason` (over `maxConnections`)     |
+ * | `conn.reject`  | `remote`, `reason` (over `maxConnections` or `maxPerAddress`) |
  * | `conn.error`   | `remote`, `reason`, `code?` (failed handshake) |
  * | `conn.warning` | `peerId`, `remote`, `message` (e.g. a stray answer) |
  * | `accept.error` | `error` (the service backs off 100 ms and goes on) |
@@ -29,31 +32,42 @@
  * import assert from "node:assert/strict";
  * import { connectPeer } from "./dial.ts";
  * import { startChunkService } from "./service.ts";
+ * import { testIdentity } from "./_link_fixtures.ts";
  *
- * const hello = (name: string) => ({
- *   peerId: name.repeat(40), // 40 hex digits
- *   name,
- *   version: "0.1.0",
- *   ports: { chunk: 5801 },
- * });
+ * const [a, c] = [await testIdentity("a"), await testIdentity("c")];
  * await using service = await startChunkService({
  *   hostname: "127.0.0.1",
  *   port: 0,
- *   hello: () => hello("a"),
+ *   hello: () => a.hello,
+ *   link: { sign: a.sign },
  *   handler: () => undefined, // PING is answered with PONG anyway
  * });
- * await using conn = await connectPeer(service.addr, { hello: hello("c") });
+ * await using conn = await connectPeer(service.addr, { hello: c.hello, link: { sign: c.sign } });
+ * assert.equal(conn.remote.peerId, a.peerId);
  * assert.equal((await conn.request({ type: "PING", header: {} })).type, "PONG");
  * ```
  *
  * @module
  */
 import { concatBytes } from "../proto/bytes.ts";
-import { errorMessage, P2pError } from "../proto/errors.ts";
+import { errorMessage, P2pError, PeerTimeoutError } from "../proto/errors.ts";
 import { hostPort } from "../lib/net_addr.ts";
 import { encodeFrame, encodePreamble } from "../proto/frame.ts";
 import type { HelloHeader } from "../proto/messages.ts";
 import { PeerConnection, type RequestHandler } from "./connection.ts";
+import { acceptLink, createLinkCert, type LinkCert } from "./link_tls.ts";
+
+/** How the service's side of each link proves itself. */
+export interface ServiceLinkOptions {
+  /** Signs with our identity key. */
+  sign: (data: Uint8Array) => Promise<Uint8Array>;
+  /** The network key; left out: an open network. */
+  networkKey?: Uint8Array;
+  /** Accept plaintext links from loopback dialers that ask for them (`--insecure-plaintext`). */
+  plaintextLoopback?: boolean;
+  /** The TLS certificate (default: one made at start, for this service alone). */
+  cert?: LinkCert;
+}
 
 /** Options of `startChunkService()`. */
 export interface ChunkServiceOptions {
@@ -68,10 +82,14 @@ export interface ChunkServiceOptions {
   listener?: Deno.TcpListener;
   /** Our HELLO, asked for each new connection. */
   hello: () => HelloHeader;
+  /** Our side of the link handshake. */
+  link: ServiceLinkOptions;
   /** Answers the other side's requests. */
   handler: RequestHandler;
   /** Connections open at once, handshakes included (default 256); more are refused. */
   maxConnections?: number;
+  /** Connections open at once from one remote address (default 16); more are refused. */
+  maxPerAddress?: number;
   /** Passed to each `PeerConnection` (default 5000). */
   handshakeTimeoutMs?: number;
   /** Passed to each `PeerConnection` (default 60000). */
@@ -117,14 +135,8 @@ export interface ChunkService extends AsyncDisposable {
 /** Wait after an accept error (such as running out of file descriptors). */
 const ACCEPT_BACKOFF_MS = 100;
 /** What a connection over the cap gets before it is closed. */
-const BUSY = concatBytes(
-  encodePreamble(),
-  encodeFrame({
-    type: "ERROR",
-    requestId: 0,
-    header: { code: "busy", message: "Peer has too many connections" },
-  }),
-);
+const BUSY = busy("Peer has too many connections");
+const BUSY_ADDRESS = busy("Peer has too many connections from your address");
 const noop = () => {};
 
 /**
@@ -153,6 +165,10 @@ class TcpChunkService implements ChunkService {
   readonly addr: Deno.NetAddr;
   readonly #opts: ChunkServiceOptions;
   readonly #maxConnections: number;
+  readonly #maxPerAddress: number;
+  /** Open connections by remote address (hostname only). */
+  readonly #perAddress = new Map<string, number>();
+  readonly #cert: Promise<LinkCert>;
   readonly #listener: Deno.TcpListener;
   readonly #connections = new Set<PeerConnection>();
   /** One per accepted connection, settled once it is closed. */
@@ -175,8 +191,18 @@ class TcpChunkService implements ChunkService {
         `Cannot start chunk service: maxConnections '${max}' is not a positive integer`,
       );
     }
+    const perAddress = opts.maxPerAddress ?? 16;
+    if (!Number.isInteger(perAddress) || perAddress < 1) {
+      throw new RangeError(
+        `Cannot start chunk service: maxPerAddress '${perAddress}' is not a positive integer`,
+      );
+    }
     this.#opts = opts;
     this.#maxConnections = max;
+    this.#maxPerAddress = perAddress;
+    this.#cert = opts.link.cert ? Promise.resolve(opts.link.cert) : createLinkCert();
+    // A failure shows on each connection's handshake.
+    this.#cert.catch(noop);
     if (opts.listener) this.#listener = opts.listener;
     else if (opts.hostname !== undefined && opts.port !== undefined) {
       this.#listener = Deno.listen({ hostname: opts.hostname, port: opts.port, transport: "tcp" });
@@ -244,16 +270,30 @@ class TcpChunkService implements ChunkService {
 
   #track(conn: Deno.TcpConn): void {
     const remote = formatAddr(conn.remoteAddr);
+    const host = conn.remoteAddr.hostname;
+    const fromHost = this.#perAddress.get(host) ?? 0;
     let task: Promise<void>;
-    if (this.#open >= this.#maxConnections) {
+    if (this.#open >= this.#maxConnections || fromHost >= this.#maxPerAddress) {
+      const overall = this.#open >= this.#maxConnections;
       this.#rejected++;
-      this.#emit("conn.reject", { remote, reason: "too many connections" });
+      this.#emit("conn.reject", {
+        remote,
+        reason: overall ? "too many connections" : "too many connections from this address",
+      });
       // Tell it why (a fresh socket's send buffer takes 80 bytes at once), then close.
-      task = conn.write(BUSY).then(noop, noop).finally(() => closeQuietly(conn));
+      task = conn.write(overall ? BUSY : BUSY_ADDRESS).then(noop, noop).finally(() =>
+        closeQuietly(conn)
+      );
     } else {
       this.#open++;
       this.#accepted++;
-      task = this.#serve(conn, remote).finally(() => this.#open--);
+      this.#perAddress.set(host, fromHost + 1);
+      task = this.#serve(conn, remote).finally(() => {
+        this.#open--;
+        const left = (this.#perAddress.get(host) ?? 1) - 1;
+        if (left > 0) this.#perAddress.set(host, left);
+        else this.#perAddress.delete(host);
+      });
     }
     this.#tasks.add(task);
     task.finally(() => this.#tasks.delete(task));
@@ -273,9 +313,24 @@ class TcpChunkService implements ChunkService {
       return;
     }
     let pc: PeerConnection;
+    const { sign, networkKey, plaintextLoopback } = this.#opts.link;
+    const timeoutMs = this.#opts.handshakeTimeoutMs ?? 5000;
+    const deadline = new AbortController();
+    const timer = setTimeout(() => {
+      deadline.abort(
+        new PeerTimeoutError(`Peer did not complete the handshake within '${timeoutMs}' ms`),
+      );
+    }, timeoutMs);
     try {
-      pc = await PeerConnection.open(conn, {
+      const link = await acceptLink(conn, {
+        cert: await this.#cert,
+        plaintextLoopback,
+        signal: AbortSignal.any([this.#closeAll.signal, deadline.signal]),
+      });
+      clearTimeout(timer);
+      pc = await PeerConnection.open(link.conn, {
         hello,
+        link: { role: "acceptor", sign, networkKey, fingerprint: link.fingerprint },
         handler: this.#opts.handler,
         handshakeTimeoutMs: this.#opts.handshakeTimeoutMs,
         idleTimeoutMs: this.#opts.idleTimeoutMs,
@@ -285,7 +340,8 @@ class TcpChunkService implements ChunkService {
         onWarning: (message) => this.#emit("conn.warning", { peerId: who.peerId, remote, message }),
       });
     } catch (err) {
-      // open() has closed the connection.
+      // acceptLink() or open() has closed the connection.
+      clearTimeout(timer);
       this.#failed++;
       this.#emit("conn.error", { remote, ...describe(err) });
       return;
@@ -327,6 +383,13 @@ class TcpChunkService implements ChunkService {
       this.#opts.onEvent?.(type, fields);
     } catch { /* a failing listener must not stop the service */ }
   }
+}
+
+function busy(message: string): Uint8Array {
+  return concatBytes(
+    encodePreamble(),
+    encodeFrame({ type: "ERROR", requestId: 0, header: { code: "busy", message } }),
+  );
 }
 
 function describe(err: unknown): { reason: string; code?: string } {

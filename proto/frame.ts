@@ -8,11 +8,12 @@
  *
  * ```text
  * preamble   magic       4 bytes  0x50 0x32 0x50 0x21 ("P2P!")
- *            version     u16      PROTOCOL_VERSION (1)
- *            flags       u16      reserved, sent as 0, ignored on receipt
+ *            version     u16      PROTOCOL_VERSION (2: the link handshake of link_auth.ts)
+ *            flags       u16      bit 0: plaintext link asked (dialer's clear-text preamble);
+ *                                 other bits reserved, sent as 0, ignored on receipt
  *
  * frame      length      u32      bytes that FOLLOW this field (excludes its own 4)
- *            type        u8       MessageType code (1..16; 17+ reserved)
+ *            type        u8       MessageType code (messages.ts)
  *            requestId   u32      chosen by the requester, echoed by the answer
  *            headerLen   u16      bytes of header (≤ MAX_HEADER)
  *            header      headerLen bytes of UTF-8 JSON, an object
@@ -56,7 +57,7 @@
  * const decoder = new FrameDecoder();
  * const bytes = [encodePreamble(), encodeFrame({ type: "PING", requestId: 7, header: { ts: 1 } })];
  * const messages = bytes.flatMap((b) => decoder.push(b));
- * assert.equal(decoder.preamble?.version, 1);
+ * assert.equal(decoder.preamble?.version, 2);
  * assert.deepEqual(messages, [
  *   { type: "PING", requestId: 7, header: { ts: 1 }, body: new Uint8Array(0) },
  * ]);
@@ -78,7 +79,7 @@ import {
 } from "./messages.ts";
 
 /** The protocol version this build speaks, sent in the preamble. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /** The first 4 bytes of every connection: "P2P!". (The codec keeps its own copy.) */
 export const MAGIC: Uint8Array = Uint8Array.of(0x50, 0x32, 0x50, 0x21);
 const MAGIC_BYTES = MAGIC.slice();
@@ -124,16 +125,22 @@ export interface FrameDecoderOptions {
 
 /**
  * The 8-byte preamble that starts each side of a connection: magic, the given
- * protocol version (default `PROTOCOL_VERSION`) and zero flags. Throws `RangeError`
- * when `version` is not a u16.
+ * protocol version (default `PROTOCOL_VERSION`) and flags (default 0; bit 0 is a
+ * dialer's request for a plaintext loopback link, see `peer/link_tls.ts`). Throws
+ * `RangeError` when `version` or `flags` is not a u16.
  */
-export function encodePreamble(version: number = PROTOCOL_VERSION): Uint8Array {
+export function encodePreamble(version: number = PROTOCOL_VERSION, flags = 0): Uint8Array {
   if (!Number.isInteger(version) || version < 0 || version > 0xffff) {
     throw new RangeError(`Cannot encode preamble: version '${version}' is not a u16`);
   }
+  if (!Number.isInteger(flags) || flags < 0 || flags > 0xffff) {
+    throw new RangeError(`Cannot encode preamble: flags '${flags}' is not a u16`);
+  }
   const out = new Uint8Array(PREAMBLE_LENGTH);
   out.set(MAGIC_BYTES, 0);
-  new DataView(out.buffer).setUint16(4, version);
+  const view = new DataView(out.buffer);
+  view.setUint16(4, version);
+  view.setUint16(6, flags);
   return out;
 }
 
@@ -196,8 +203,7 @@ export function encodeFrameParts(msg: MessageInit): [head: Uint8Array, body: Uin
  * pushed, so the caller may reuse its read buffer.
  */
 export class FrameDecoder {
-  /** Largest frame `length` this decoder accepts. */
-  readonly maxFrameLength: number;
+  #maxFrameLength: number;
   #preamble: Preamble | undefined;
   #needPreamble: boolean;
   /** The preamble or a length field, while incomplete. */
@@ -214,14 +220,22 @@ export class FrameDecoder {
   /** A decoder for one connection; throws `RangeError` for a `maxFrameLength` out of range. */
   constructor(options: FrameDecoderOptions = {}) {
     const max = options.maxFrameLength ?? MAX_FRAME_LENGTH;
-    if (!Number.isInteger(max) || max < FIXED_LENGTH || max > MAX_FRAME_LENGTH) {
-      throw new RangeError(
-        `Cannot create FrameDecoder: maxFrameLength '${max}' is not in ${FIXED_LENGTH}..${MAX_FRAME_LENGTH}`,
-      );
-    }
-    this.maxFrameLength = max;
+    this.#maxFrameLength = checkMax(max);
     this.#needPreamble = options.expectPreamble ?? true;
     this.#pool = options.pool;
+  }
+
+  /** Largest frame `length` this decoder accepts. */
+  get maxFrameLength(): number {
+    return this.#maxFrameLength;
+  }
+
+  /**
+   * Changes the limit for the frames whose length is read from now on (a connection
+   * raises it once the other side is authenticated); `RangeError` when out of range.
+   */
+  set maxFrameLength(max: number) {
+    this.#maxFrameLength = checkMax(max);
   }
 
   /** The other side's preamble once received; `undefined` before (or when not expected). */
@@ -354,6 +368,15 @@ export class FrameDecoder {
     if (before < FIXED_LENGTH && need >= FIXED_LENGTH) checkFixed(this.#frame, this.#frameLength);
     return off + n;
   }
+}
+
+function checkMax(max: number): number {
+  if (!Number.isInteger(max) || max < FIXED_LENGTH || max > MAX_FRAME_LENGTH) {
+    throw new RangeError(
+      `Cannot create FrameDecoder: maxFrameLength '${max}' is not in ${FIXED_LENGTH}..${MAX_FRAME_LENGTH}`,
+    );
+  }
+  return max;
 }
 
 /** Rejects a frame by its fixed fields, before the rest of it is buffered. */

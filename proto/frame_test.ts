@@ -199,10 +199,10 @@ Deno.test("FrameDecoder.push() rejects the wrong magic from its first differing 
 Deno.test("FrameDecoder.push() rejects another protocol version with VersionMismatchError", () => {
   const decoder = new FrameDecoder();
   assert.throws(
-    () => decoder.push(encodePreamble(2)),
+    () => decoder.push(encodePreamble(1)),
     (e) =>
       e instanceof VersionMismatchError && e instanceof ProtocolError &&
-      e.code === "version_mismatch" && e.theirs === 2 && e.ours === PROTOCOL_VERSION,
+      e.code === "version_mismatch" && e.theirs === 1 && e.ours === PROTOCOL_VERSION,
   );
 });
 
