@@ -232,6 +232,12 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
       "the local peer's HTTP address (default: $P2P_NODE or http://127.0.0.1:5805)",
     )
       .argParser(parseUrl);
+  const tokenOption = () =>
+    new Option(
+      "--token <token>",
+      "the peer's control token (default: $P2P_TOKEN, or the token of the peer this user " +
+        "runs at --node)",
+    );
 
   program.command("put")
     .description(
@@ -241,8 +247,9 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     .option("--name <name>", "name kept with the payload (default: the file name)")
     .option("--json", "print a JSON summary instead of the payloadId")
     .addOption(nodeOption())
+    .addOption(tokenOption())
     .action(async (file, opts) => {
-      await client.put(client.nodeUrl(opts.node), file, opts);
+      await client.put(await client.peerTarget(opts.node, opts.token), file, opts);
     });
 
   program.command("get")
@@ -253,8 +260,9 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     .option("-o, --output <file>", "write here (default: standard output)")
     .option("--json", "print a JSON summary (bytes, seconds, chunks per source); needs -o")
     .addOption(nodeOption())
+    .addOption(tokenOption())
     .action(async (id, opts) => {
-      await client.get(client.nodeUrl(opts.node), id, opts);
+      await client.get(await client.peerTarget(opts.node, opts.token), id, opts);
     });
 
   program.command("where")
@@ -262,16 +270,18 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     .argument("<payloadId>", "64 hex digits")
     .option("--json", "machine-readable output")
     .addOption(nodeOption())
+    .addOption(tokenOption())
     .action(async (id, opts) => {
-      await client.where(client.nodeUrl(opts.node), id, opts);
+      await client.where(await client.peerTarget(opts.node, opts.token), id, opts);
     });
 
   program.command("peers")
     .description("List the peers the local peer knows.")
     .option("--json", "machine-readable output")
     .addOption(nodeOption())
+    .addOption(tokenOption())
     .action(async (opts) => {
-      await client.peers(client.nodeUrl(opts.node), opts);
+      await client.peers(await client.peerTarget(opts.node, opts.token), opts);
     });
 
   program.command("discover")
@@ -286,16 +296,18 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     )
     .option("--json", "machine-readable output")
     .addOption(nodeOption())
+    .addOption(tokenOption())
     .action(async (range, opts) => {
-      await client.discover(client.nodeUrl(opts.node), range, opts);
+      await client.discover(await client.peerTarget(opts.node, opts.token), range, opts);
     });
 
   program.command("status")
     .description("Show the local peer: id, ports, tracker, payloads, peers.")
     .option("--json", "machine-readable output")
     .addOption(nodeOption())
+    .addOption(tokenOption())
     .action(async (opts) => {
-      await client.status(client.nodeUrl(opts.node), opts);
+      await client.status(await client.peerTarget(opts.node, opts.token), opts);
     });
 
   program.command("log")
@@ -308,8 +320,9 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     )
     .option("--json", "one JSON record per line")
     .addOption(nodeOption())
+    .addOption(tokenOption())
     .action(async (opts) => {
-      await client.log(client.nodeUrl(opts.node), opts);
+      await client.log(await client.peerTarget(opts.node, opts.token), opts);
     });
 
   program.command("keygen")
@@ -447,6 +460,7 @@ async function runPeer(opts: PeerCliOptions): Promise<void> {
       `http ${peer.httpUrl}, pingback ${node.pingbackPort}, app ${peer.appUrl} (data ${dataDir})`,
   );
   console.log(`p2p peer: ${await membershipLine(network.key, network.source)}`);
+  console.log(`p2p peer: log in to the web app: ${peer.loginUrl} (works once, for 10 minutes)`);
   const onSignal = () => {
     console.log("p2p peer: stopping");
     peer.stop();

@@ -60,7 +60,7 @@ export async function spawnBenchPeer(opts: BenchPeerOptions): Promise<BenchPeer>
     host: p.host,
     port: p.port,
     http: p.http,
-    control: new ControlClient(p.http),
+    control: new ControlClient(p.http, { token: p.token }),
     memory: () => processMemory(p.child.pid),
     output: () => `${tail(p.stdout())}\nstderr: ${tail(p.stderr())}`,
     stop,

@@ -4,6 +4,11 @@
  * (`peer/control_client.ts`, every answer parsed with `proto/control.ts`), as a CLI
  * talks to its daemon. When no peer answers they say so in one line.
  *
+ * Each request carries the peer's control token: `--token`, else `$P2P_TOKEN`, else
+ * the token file of the running peer whose URL is the node's, from the per-user
+ * registry of running peers (`lib/peer_registry.ts`), so a peer the same user started
+ * on this machine needs no flag whatever its `--data-dir`.
+ *
  * @module
  */
 import type { ActivityRecord } from "../proto/control.ts";
@@ -15,6 +20,8 @@ import {
   ProtocolError,
 } from "../proto/errors.ts";
 import { ControlClient, ControlError, PeerUnreachableError } from "../peer/control_client.ts";
+import { findPeer, registryDir } from "../lib/peer_registry.ts";
+import { defaultDataDir } from "./options.ts";
 import { ago, chunkMap, mib, tableLines } from "./format.ts";
 import { downloadProgress, putProgress } from "./progress.ts";
 
@@ -30,19 +37,66 @@ export function nodeUrl(flag?: string): string {
   return (flag ?? Deno.env.get("P2P_NODE") ?? "http://127.0.0.1:5805").replace(/\/$/, "");
 }
 
+/** The peer a client command talks to: its URL and control token. */
+export interface PeerTarget {
+  /** The main HTTP server's base URL. */
+  url: string;
+  /** The control token, when one was found. */
+  token?: string;
+  /** Where the token came from (`--token`, `P2P_TOKEN`, a token file), for messages. */
+  source?: string;
+}
+
+/**
+ * The peer at `--node` (else `$P2P_NODE`, else the local default) and its token:
+ * `--token`, else `$P2P_TOKEN`, else the token file of the running peer at that URL
+ * in the registry under `home` (the user's p2p data directory).
+ */
+export async function peerTarget(
+  nodeFlag?: string,
+  tokenFlag?: string,
+  home: string = defaultDataDir(),
+): Promise<PeerTarget> {
+  const url = nodeUrl(nodeFlag);
+  if (tokenFlag?.trim()) return { url, token: tokenFlag.trim(), source: "--token" };
+  const env = Deno.env.get("P2P_TOKEN")?.trim();
+  if (env) return { url, token: env, source: "P2P_TOKEN" };
+  const entry = await findPeer(registryDir(home), url).catch(() => undefined);
+  if (entry) {
+    try {
+      const token = (await Deno.readTextFile(entry.tokenFile)).trim();
+      if (token) return { url, token, source: entry.tokenFile };
+    } catch {
+      // Unreadable: as if there were none.
+    }
+  }
+  return { url };
+}
+
 /**
  * Runs `f` with a client of the peer at `node`; what goes wrong becomes a
- * `ClientError` of one line: no peer there, or the peer's own error (with its HTTP
- * status when it answered with one).
+ * `ClientError` of one line: no peer there, no token or a wrong one, or the peer's
+ * own error (with its HTTP status when it answered with one).
  */
-async function withPeer<T>(node: string, f: (client: ControlClient) => Promise<T>): Promise<T> {
+async function withPeer<T>(
+  node: PeerTarget,
+  f: (client: ControlClient) => Promise<T>,
+): Promise<T> {
   try {
-    return await f(new ControlClient(node));
+    return await f(new ControlClient(node.url, node.token ? { token: node.token } : {}));
   } catch (err) {
     if (err instanceof PeerUnreachableError) {
       throw new ClientError(
-        `No peer is running at ${node} (start one with 'p2p peer', or point --node at one)`,
+        `No peer is running at ${node.url} (start one with 'p2p peer', or point --node at one)`,
         { code: err.code, cause: err },
+      );
+    }
+    if (err instanceof ControlError && err.httpStatus === 401) {
+      throw new ClientError(
+        node.token === undefined
+          ? `No token for the peer at ${node.url}: start it as this user, or pass --token / P2P_TOKEN`
+          : `The peer at ${node.url} refused the token from ${node.source}: pass its own with --token / P2P_TOKEN`,
+        { code: err.code, cause: err, status: 401 },
       );
     }
     if (err instanceof ControlError) {
@@ -65,7 +119,7 @@ const err = (s: string) => Deno.stderr.writeSync(encoder.encode(s));
 
 /** `p2p put FILE|-`: stores, announces and replicates; prints the payloadId on stdout. */
 export async function put(
-  node: string,
+  node: PeerTarget,
   file: string,
   opts: { name?: string; json?: boolean },
 ): Promise<void> {
@@ -109,7 +163,7 @@ export async function put(
 
 /** `p2p get ID [-o FILE]`: downloads through the peer, then writes verified bytes. */
 export async function get(
-  node: string,
+  node: PeerTarget,
   payloadId: string,
   opts: { output?: string; json?: boolean },
 ): Promise<void> {
@@ -162,7 +216,7 @@ export async function get(
 
 /** `p2p where ID`: a compact map of who holds which chunk positions. */
 export async function where(
-  node: string,
+  node: PeerTarget,
   payloadId: string,
   opts: { json?: boolean },
 ): Promise<void> {
@@ -183,7 +237,7 @@ export async function where(
 }
 
 /** `p2p peers`: the peers this peer knows. */
-export async function peers(node: string, opts: { json?: boolean }): Promise<void> {
+export async function peers(node: PeerTarget, opts: { json?: boolean }): Promise<void> {
   const { peers } = await withPeer(node, (client) => client.peers());
   if (opts.json) return console.log(JSON.stringify(peers));
   if (peers.length === 0) return console.log("no known peers");
@@ -201,7 +255,7 @@ export async function peers(node: string, opts: { json?: boolean }): Promise<voi
 
 /** `p2p discover`: the local peer scans a LAN range and reports the peers it identified. */
 export async function discover(
-  node: string,
+  node: PeerTarget,
   range: string | undefined,
   opts: { json?: boolean },
 ): Promise<void> {
@@ -234,7 +288,7 @@ export async function discover(
 }
 
 /** `p2p status`: this peer. */
-export async function status(node: string, opts: { json?: boolean }): Promise<void> {
+export async function status(node: PeerTarget, opts: { json?: boolean }): Promise<void> {
   const s = await withPeer(node, (client) => client.status());
   if (opts.json) return console.log(JSON.stringify(s));
   const t = s.tracker;
@@ -263,7 +317,7 @@ export async function status(node: string, opts: { json?: boolean }): Promise<vo
 
 /** `p2p log`: this peer's activity, or another peer's (`--peer`), optionally followed. */
 export async function log(
-  node: string,
+  node: PeerTarget,
   opts: { peer?: string; follow?: boolean; type?: string; limit?: number; json?: boolean },
 ): Promise<void> {
   const query = {

@@ -299,8 +299,22 @@ async function peerDemo(
     const page = await fetch(viaAlice);
     const title = /<title>([^<]*)<\/title>/i.exec(await page.text())?.[1] ?? "?";
     console.log(`  GET ${viaAlice} -> ${page.status} "${title}" (dave's web app)`);
-    const status = StatusAnswer.parse(await (await fetch(`${viaAlice}_p2p/status`)).json());
-    console.log(`  GET …/_p2p/status -> ${status.name}, ${status.payloads} payload(s)`);
+    console.log(`    sandboxed: ${page.headers.get("content-security-policy")}`);
+    // Dave's control API is his owner's: through alice it answers 401, even with
+    // alice's token (which alice never passes on).
+    const aliceToken = (await Deno.readTextFile(peers[0].tokenFile)).trim();
+    const refused = await fetch(`${viaAlice}_p2p/status`, {
+      headers: { authorization: `Bearer ${aliceToken}` },
+    });
+    const code = (await refused.json()).error?.code;
+    console.log(`  GET …/_p2p/status -> ${refused.status} ${code} (dave's control API is dave's)`);
+    const daveToken = (await Deno.readTextFile(peers[3].tokenFile)).trim();
+    const status = StatusAnswer.parse(
+      await (await fetch(`${peers[3].httpUrl}/_p2p/status`, {
+        headers: { authorization: `Bearer ${daveToken}` },
+      })).json(),
+    );
+    console.log(`  dave, with his token: ${status.name}, ${status.payloads} payload(s)`);
   } finally {
     for (const p of peers) await p.stop();
   }

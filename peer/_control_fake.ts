@@ -18,6 +18,7 @@ import type {
   StoredPayload,
 } from "../proto/control.ts";
 import { NotFoundError, P2pError } from "../proto/errors.ts";
+import { ControlAuth, randomToken } from "./control_token.ts";
 
 export const PEER_A = "a1".repeat(20);
 export const PEER_B = "b2".repeat(20);
@@ -244,4 +245,12 @@ export async function fakeNode(): Promise<FakeNode> {
     },
   };
   return node;
+}
+
+/** The owner's token of the fake peers' control APIs in tests. */
+export const OWNER_TOKEN = randomToken();
+
+/** A `ControlAuth` of `OWNER_TOKEN`, for `createControlApp()` in tests. */
+export function ownerAuth(): ControlAuth {
+  return new ControlAuth(OWNER_TOKEN);
 }

@@ -7,6 +7,14 @@
  * `{"type":"error",…}`; `/_p2p/events` streams activity as server-sent events. Errors
  * are `P2pError`s, answered by `lib/http_api.ts`'s `errorHandler()`.
  *
+ * Every request needs the owner's token (`peer/control_token.ts`): as
+ * `Authorization: Bearer <token>`, or as the `p2p_token` cookie (HttpOnly,
+ * SameSite=Strict) that `/_p2p/login` sets, from a one-time code (`GET ?once=`) or
+ * the token itself (`POST`, the web app's form). Nothing else is open. A request a
+ * page of another origin sends (`Origin`, `Sec-Fetch-Site`) is refused first, login
+ * included (`peer/origin_guard.ts`). Each refusal (401, 403) is an activity record
+ * `control.refused`.
+ *
  * @module
  */
 import { Hono } from "hono";
@@ -21,6 +29,8 @@ import {
   type DiscoveryReport,
   type DownloadProgress,
   type DownloadResult,
+  LoginQuery,
+  LoginRequest,
   LogQuery,
   type NetworkPayloadsAnswer,
   PayloadIdParam,
@@ -35,7 +45,14 @@ import {
   type WhereAnswer,
 } from "../proto/control.ts";
 import { parseRange } from "../proto/discovery.ts";
-import { errorMessage, InvalidInputError, NotFoundError, P2pError } from "../proto/errors.ts";
+import {
+  errorMessage,
+  ForbiddenError,
+  InvalidInputError,
+  NotFoundError,
+  P2pError,
+  UnauthorizedError,
+} from "../proto/errors.ts";
 import type { KnownPeer } from "./peer_table.ts";
 import {
   errorHandler,
@@ -47,9 +64,15 @@ import {
   validate,
 } from "../lib/http_api.ts";
 import { activityEvents, download, ndjson, untilAborted } from "./control_stream.ts";
+import { ControlAuth, TOKEN_COOKIE } from "./control_token.ts";
+import { originProblem, requestOrigin } from "./origin_guard.ts";
 
 /** Largest `POST /_p2p/discover` body, in bytes. */
 const MAX_DISCOVER_BODY = 4096;
+/** Largest `POST /_p2p/login` body, in bytes. */
+const MAX_LOGIN_BODY = 1024;
+/** How long the web app's cookie lasts, in seconds (a year: the token itself stays). */
+const COOKIE_MAX_AGE_S = 365 * 24 * 3600;
 
 /** What the control API needs of a running peer. */
 export interface ControlNode {
@@ -84,13 +107,89 @@ export interface ControlNode {
 
 /** Options of `createControlApp()`. */
 export interface ControlAppOptions {
+  /** The owner's token and the one-time login codes: every request is checked with it. */
+  auth: ControlAuth;
   /** Period of the `: ping` comment on `/_p2p/events` (default 15 s). */
   pingMs?: number;
 }
 
 /** Builds the control API of a node. */
-export function createControlApp(node: ControlNode, opts: ControlAppOptions = {}): Hono {
+export function createControlApp(node: ControlNode, opts: ControlAppOptions): Hono {
   const app = new Hono();
+  const { auth } = opts;
+  const refuse = (c: Context, err: P2pError) => {
+    node.log.record("control.refused", {
+      status: err.status,
+      code: err.code,
+      method: c.req.method,
+      path: c.req.path,
+      from: c.req.header("x-forwarded-for")?.split(",").at(-1)?.trim() ?? "loopback",
+    });
+    return err;
+  };
+
+  // The origin first (login included: no login CSRF), then the token.
+  app.use(async (c, next) => {
+    const problem = originProblem(c.req.raw.headers, requestOrigin(c.req.raw.headers));
+    if (problem) throw refuse(c, new ForbiddenError("forbidden_origin", problem));
+    const open = c.req.path === "/_p2p/login";
+    if (!open && !auth.accepts(ControlAuth.shown(c.req.raw.headers))) {
+      throw refuse(
+        c,
+        new UnauthorizedError(
+          "unauthorized",
+          "The control API needs the owner's token (Authorization: Bearer, or log in at /_p2p/login)",
+        ),
+      );
+    }
+    await next();
+  });
+
+  app.get("/_p2p/login", (c) => {
+    const { once } = query(c, LoginQuery);
+    const token = auth.redeem(once);
+    if (!token) {
+      throw refuse(
+        c,
+        new UnauthorizedError(
+          "login_expired",
+          "This login link was used already or has expired; ask the peer's owner for a new one",
+        ),
+      );
+    }
+    setTokenCookie(c, token);
+    c.header("cache-control", "no-store");
+    return c.redirect("/", 303);
+  });
+
+  app.post(
+    "/_p2p/login",
+    limitBody(
+      MAX_LOGIN_BODY,
+      () =>
+        new P2pError("too_large", `Request body is over ${MAX_LOGIN_BODY} bytes`, { status: 413 }),
+    ),
+    async (c) => {
+      let body: unknown;
+      try {
+        body = JSON.parse(await readBody(() => c.req.text()));
+      } catch (cause) {
+        if (cause instanceof P2pError) throw cause;
+        throw new InvalidInputError("invalid_json", "Body is not JSON", { cause });
+      }
+      const { token } = validate(LoginRequest, body, "invalid_body");
+      if (!auth.accepts(token.trim())) {
+        throw refuse(c, new UnauthorizedError("wrong_token", "This is not the peer's token"));
+      }
+      setTokenCookie(c, token.trim());
+      return c.body(null, 204);
+    },
+  );
+
+  app.post("/_p2p/logout", (c) => {
+    setTokenCookie(c, "", 0);
+    return c.body(null, 204);
+  });
 
   app.get("/_p2p/status", (c) => c.json(node.status() satisfies StatusAnswer));
 
@@ -218,6 +317,18 @@ export function createControlApp(node: ControlNode, opts: ControlAppOptions = {}
     }
   }));
   return app;
+}
+
+/**
+ * Sets the token cookie: HttpOnly (no script reads it), SameSite=Strict (no other
+ * site's page or link sends it), on the whole origin, Secure over HTTPS.
+ */
+function setTokenCookie(c: Context, token: string, maxAge = COOKIE_MAX_AGE_S): void {
+  const secure = requestOrigin(c.req.raw.headers).startsWith("https:") ? "; Secure" : "";
+  c.header(
+    "set-cookie",
+    `${TOKEN_COOKIE}=${token}; Path=/; Max-Age=${maxAge}; HttpOnly; SameSite=Strict${secure}`,
+  );
 }
 
 /** The `:id` of a payload route. */

@@ -4,6 +4,7 @@
  * the answer's `code` and `status`, a peer that cannot be reached a
  * `PeerUnreachableError`, and NDJSON streams are read line by line, each line parsed.
  * The CLI drives the local peer with it; a peer reads other peers' payload lists with it.
+ * Every request carries the owner's token when one is given (`Authorization: Bearer`).
  *
  * ```ts
  * import { ControlClient, PeerUnreachableError } from "./control_client.ts";
@@ -107,6 +108,8 @@ export interface ControlClientOptions {
   signal?: AbortSignal;
   /** Time limit of each JSON call (not of streams), in ms. */
   timeoutMs?: number;
+  /** The peer's control token, sent as `Authorization: Bearer` on every request. */
+  token?: string;
 }
 
 /** Options of one call. */
@@ -229,6 +232,11 @@ export class ControlClient {
     return res.body ?? new ReadableStream({ start: (c) => c.close() });
   }
 
+  /** The `Authorization` field of every request, when there is a token. */
+  #auth(): Record<string, string> {
+    return this.#opts.token === undefined ? {} : { authorization: `Bearer ${this.#opts.token}` };
+  }
+
   /** A JSON answer parsed with `schema`. */
   async #json<T extends z.ZodType>(
     path: string,
@@ -267,7 +275,11 @@ export class ControlClient {
     const signal = this.#signal(callSignal, timed);
     let res: Response;
     try {
-      res = await fetch(this.url + path, { ...init, signal });
+      res = await fetch(this.url + path, {
+        ...init,
+        headers: { ...init.headers as Record<string, string>, ...this.#auth() },
+        signal,
+      });
     } catch (err) {
       throw this.#failure(err, signal, err instanceof TypeError);
     }
@@ -297,6 +309,7 @@ export class ControlClient {
     const signal = this.#signal(opts.signal, false);
     const res = await postStream(this.url + path, body, {
       headers: {
+        ...this.#auth(),
         "content-type": "application/octet-stream",
         ...(opts.size === undefined ? {} : { "content-length": String(opts.size) }),
       },

@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import { ControlClient, ControlError, PeerUnreachableError } from "./control_client.ts";
 import { createControlApp } from "./control.ts";
-import { COMPLETE, COMPLETE_BYTES, fakeNode, PARTIAL, PEER_B } from "./_control_fake.ts";
+import {
+  COMPLETE,
+  COMPLETE_BYTES,
+  fakeNode,
+  OWNER_TOKEN,
+  ownerAuth,
+  PARTIAL,
+  PEER_B,
+} from "./_control_fake.ts";
 import { P2pError, PeerTimeoutError, ProtocolError } from "../proto/errors.ts";
 
 /** Serves `handler` on 127.0.0.1, port 0; disposing shuts it down. */
@@ -15,9 +23,9 @@ function serve(handler: Deno.ServeHandler) {
 
 Deno.test("ControlClient reads status, peers, payloads, network payloads, where, discover and log pages", async () => {
   await using node = await fakeNode();
-  const app = createControlApp(node);
+  const app = createControlApp(node, { auth: ownerAuth() });
   await using server = serve((req) => app.fetch(req));
-  const client = new ControlClient(server.url + "/");
+  const client = new ControlClient(server.url + "/", { token: OWNER_TOKEN });
   assert.equal(client.url, server.url);
   assert.equal((await client.status()).name, "alice");
   assert.equal((await client.peers()).peers[0].peerId, PEER_B);
@@ -35,9 +43,9 @@ Deno.test("ControlClient reads status, peers, payloads, network payloads, where,
 
 Deno.test("ControlClient turns error answers into ControlError with the answer's code and status", async () => {
   await using node = await fakeNode();
-  const app = createControlApp(node);
+  const app = createControlApp(node, { auth: ownerAuth() });
   await using server = serve((req) => app.fetch(req));
-  const client = new ControlClient(server.url);
+  const client = new ControlClient(server.url, { token: OWNER_TOKEN });
   await assert.rejects(client.where("xyz"), (err) => {
     assert.ok(err instanceof ControlError && err instanceof P2pError);
     assert.deepEqual([err.code, err.status, err.httpStatus], ["invalid_id", 400, 400]);
@@ -54,9 +62,9 @@ Deno.test("ControlClient turns error answers into ControlError with the answer's
 
 Deno.test("ControlClient.put() and download() report each event and resolve with the done event", async () => {
   await using node = await fakeNode();
-  const app = createControlApp(node);
+  const app = createControlApp(node, { auth: ownerAuth() });
   await using server = serve((req) => app.fetch(req));
-  const client = new ControlClient(server.url);
+  const client = new ControlClient(server.url, { token: OWNER_TOKEN });
   const seen: string[] = [];
   const body = new Blob(["hello world"]).stream();
   const done = await client.put(body, {
@@ -90,9 +98,9 @@ Deno.test("ControlClient.put() and download() report each event and resolve with
 
 Deno.test("ControlClient.followLog() yields records as they come until the stream ends", async () => {
   await using node = await fakeNode();
-  const app = createControlApp(node);
+  const app = createControlApp(node, { auth: ownerAuth() });
   await using server = serve((req) => app.fetch(req));
-  const client = new ControlClient(server.url);
+  const client = new ControlClient(server.url, { token: OWNER_TOKEN });
   node.log.record("peer.start", {});
   const types: string[] = [];
   for await (const r of client.followLog({ type: "peer" })) {
@@ -137,4 +145,21 @@ Deno.test("ControlClient: nothing listening is PeerUnreachableError, a stall pas
   const aborted = new AbortController();
   aborted.abort(new Error("stopping"));
   await assert.rejects(client.status({ signal: aborted.signal }), /stopping/);
+});
+
+Deno.test("ControlClient without the owner's token, or with another, gets ControlError 401 unauthorized", async () => {
+  await using node = await fakeNode();
+  const app = createControlApp(node, { auth: ownerAuth() });
+  await using server = serve((req) => app.fetch(req));
+  for (
+    const client of [new ControlClient(server.url), new ControlClient(server.url, { token: "x" })]
+  ) {
+    const err = await client.status().then(() => undefined, (e) => e);
+    assert.ok(err instanceof ControlError, String(err));
+    assert.equal(err.code, "unauthorized");
+    assert.equal(err.httpStatus, 401);
+  }
+  const body = new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+  const upload = await new ControlClient(server.url).put(body).then(() => undefined, (e) => e);
+  assert.equal(upload?.code, "unauthorized");
 });

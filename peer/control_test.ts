@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
 import type { z } from "zod";
-import { createControlApp } from "./control.ts";
-import { COMPLETE, COMPLETE_BYTES, fakeNode, PARTIAL, PEER_B } from "./_control_fake.ts";
+import { type ControlAppOptions, type ControlNode, createControlApp } from "./control.ts";
+import {
+  COMPLETE,
+  COMPLETE_BYTES,
+  fakeNode,
+  OWNER_TOKEN,
+  ownerAuth,
+  PARTIAL,
+  PEER_B,
+} from "./_control_fake.ts";
 import {
   ActivityPage,
   ActivityRecord,
@@ -18,9 +26,24 @@ import { ErrorBody } from "../proto/error_body.ts";
 import { NotFoundError, P2pError, PeerTimeoutError } from "../proto/errors.ts";
 import { jsonLines } from "../proto/lines.ts";
 
+/** A control app whose `request()` carries the owner's token unless told otherwise. */
+type OwnerApp = { request(path: string, init?: RequestInit): Promise<Response> };
+
+/** `createControlApp()` with `ownerAuth()`, every request sent with `OWNER_TOKEN`. */
+function ownerApp(node: ControlNode, opts: Omit<ControlAppOptions, "auth"> = {}): OwnerApp {
+  const app = createControlApp(node, { auth: ownerAuth(), ...opts });
+  return {
+    request: async (path, init = {}) => {
+      const headers = new Headers(init.headers);
+      if (!headers.has("authorization")) headers.set("authorization", `Bearer ${OWNER_TOKEN}`);
+      return await app.request(path, { ...init, headers });
+    },
+  };
+}
+
 /** The JSON answer to `path`, checked to be 200 and to match `schema` exactly. */
 async function answer<T extends z.ZodType>(
-  app: ReturnType<typeof createControlApp>,
+  app: OwnerApp,
   path: string,
   schema: T,
   init?: RequestInit,
@@ -36,7 +59,7 @@ async function answer<T extends z.ZodType>(
 
 /** The error answer to `path`: its status and body, checked against `ErrorBody`. */
 async function failure(
-  app: ReturnType<typeof createControlApp>,
+  app: OwnerApp,
   path: string,
   init?: RequestInit,
 ): Promise<{ status: number; code: string; message: string }> {
@@ -57,7 +80,7 @@ async function lines<T extends z.ZodType>(res: Response, schema: T): Promise<z.i
 
 Deno.test("createControlApp() answers status, peers, payloads, network payloads, where and discover as their schemas say", async () => {
   await using node = await fakeNode();
-  const app = createControlApp(node);
+  const app = ownerApp(node);
   const status = await answer(app, "/_p2p/status", StatusAnswer);
   assert.equal(status.name, "alice");
   const { peers } = await answer(app, "/_p2p/peers", PeersAnswer);
@@ -79,7 +102,7 @@ Deno.test("createControlApp() answers status, peers, payloads, network payloads,
 
 Deno.test("createControlApp() answers bad input with 400, 404, 409 and 413 error bodies", async () => {
   await using node = await fakeNode();
-  const app = createControlApp(node);
+  const app = ownerApp(node);
   const post = (body: string): RequestInit => ({ method: "POST", body });
   const cases: [string, RequestInit | undefined, number, string, RegExp][] = [
     ["/_p2p/payloads/xyz/content", undefined, 400, "invalid_id", /Payload id 'xyz'/],
@@ -105,7 +128,7 @@ Deno.test("createControlApp() answers bad input with 400, 404, 409 and 413 error
 
 Deno.test("createControlApp() maps where() and remoteLog() failures by their class, and logs unexpected ones", async () => {
   await using node = await fakeNode();
-  const app = createControlApp(node);
+  const app = ownerApp(node);
   const where = `/_p2p/payloads/${COMPLETE}/where`;
   node.whereError = new NotFoundError("unknown_payload", "Cannot find the manifest of 'c…'");
   assert.deepEqual([(await failure(app, where)).status, (await failure(app, where)).code], [
@@ -143,7 +166,7 @@ Deno.test("createControlApp() maps where() and remoteLog() failures by their cla
 
 Deno.test("GET /_p2p/log answers pages, another peer's valid records of the type, and follows with NDJSON", async () => {
   await using node = await fakeNode();
-  const app = createControlApp(node);
+  const app = ownerApp(node);
   node.log.record("peer.start", {});
   node.log.record("conn.open", {});
   const page = await answer(app, "/_p2p/log?type=conn", ActivityPage);
@@ -163,7 +186,7 @@ Deno.test("GET /_p2p/log answers pages, another peer's valid records of the type
 
 Deno.test("POST /_p2p/payloads streams stored, replicated and done events; a failure ends with an error event", async () => {
   await using node = await fakeNode();
-  const app = createControlApp(node);
+  const app = ownerApp(node);
   const res = await app.request("/_p2p/payloads?name=a.txt", { method: "POST", body: "hello" });
   const events = await lines(res, PutEvent);
   assert.deepEqual(events.map((e) => e.type), ["stored", "replicated", "done"]);
@@ -184,7 +207,7 @@ Deno.test("POST /_p2p/payloads streams stored, replicated and done events; a fai
 
 Deno.test("POST /_p2p/downloads/:id streams progress, one chunk event per position with its source, then done", async () => {
   await using node = await fakeNode();
-  const app = createControlApp(node);
+  const app = ownerApp(node);
   const events = await lines(
     await app.request(`/_p2p/downloads/${PARTIAL}`, { method: "POST" }),
     DownloadEvent,
@@ -203,7 +226,7 @@ Deno.test("POST /_p2p/downloads/:id streams progress, one chunk event per positi
 
 Deno.test("GET /_p2p/payloads/:id/content streams the bytes; download=1 names the file, UTF-8 too", async () => {
   await using node = await fakeNode();
-  const app = createControlApp(node);
+  const app = ownerApp(node);
   const plain = await app.request(`/_p2p/payloads/${COMPLETE}/content`);
   assert.equal(plain.headers.get("content-disposition"), null);
   assert.equal(plain.headers.get("content-length"), "5");
@@ -239,7 +262,7 @@ async function sseBlocks(res: Response, count: number): Promise<string[]> {
 
 Deno.test("GET /_p2p/events streams activity as server-sent events, resumes after Last-Event-ID, and ends when the peer stops", async () => {
   await using node = await fakeNode();
-  const app = createControlApp(node);
+  const app = ownerApp(node);
   const first = node.log.record("payload.put", { payloadId: COMPLETE });
   node.log.record("conn.open", {});
   const res = await app.request("/_p2p/events?type=payload");
@@ -273,7 +296,7 @@ Deno.test("GET /_p2p/events streams activity as server-sent events, resumes afte
 
 Deno.test("GET /_p2p/events sends a ': ping' comment every pingMs and stops following when the client goes", async () => {
   await using node = await fakeNode();
-  const app = createControlApp(node, { pingMs: 20 });
+  const app = ownerApp(node, { pingMs: 20 });
   const res = await app.request("/_p2p/events?type=none");
   const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
@@ -287,7 +310,7 @@ Deno.test("GET /_p2p/events sends a ': ping' comment every pingMs and stops foll
 
 Deno.test("a download stream stops following the log and the store when its client goes", async () => {
   await using node = await fakeNode();
-  const app = createControlApp(node);
+  const app = ownerApp(node);
   const gate = Promise.withResolvers<void>();
   node.downloadGate = gate.promise;
   const res = await app.request(`/_p2p/downloads/${PARTIAL}`, { method: "POST" });

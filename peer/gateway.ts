@@ -1,13 +1,19 @@
 /**
  * Where the peer's main HTTP server (port 5805, a relay from `lib/http_relay/`) sends
- * each request: one of three places.
+ * each request: one of three places. First of all, its `Host` must be one of the
+ * peer's own names (`peer/origin_guard.ts`), else 421 JSON `misdirected_host`: a page
+ * of a name that an attacker pointed at the peer (DNS rebinding) reaches nothing.
  *
  * - `/_p2p/peers/{peerId}/…`: HTTP over the peer network. For this peer's own id,
  *   the rest of the path is routed again here: `/_p2p/…` to the control API (so a
  *   page of the app, reached through any peer, calls its own peer with relative
  *   URLs), anything else to the application server; for another id, the whole
- *   request goes as it is to that peer's main server, at the address the peer table
- *   knows now, which does the same. Unknown id: 404 JSON; unreachable: 502 JSON;
+ *   request goes to that peer's main server, at the address the peer table knows
+ *   now, which does the same. It goes without this origin's credentials (`Cookie`,
+ *   `Authorization` are dropped), and its answer comes back sandboxed
+ *   (`Content-Security-Policy: sandbox …` without `allow-same-origin`, and no
+ *   `Set-Cookie`): another peer's page runs in an opaque origin, so it can neither
+ *   call this peer's control API nor read or set its cookies. Unknown id: 404 JSON; unreachable: 502 JSON;
  *   every hop appends its `Via` entry, so a request that comes back to a hop that
  *   already forwarded it (or exceeds the hop limit) ends with 508 JSON.
  * - `/_p2p/…` otherwise: this peer's own control API, a server of its own on
@@ -18,11 +24,18 @@
  * @module
  */
 import { httpUrl } from "../lib/net_addr.ts";
-import type { RelayRequest, RelayRoute } from "../lib/http_relay/mod.ts";
+import { headerValue, type RelayRequest, type RelayRoute } from "../lib/http_relay/mod.ts";
 import { PeerId } from "../proto/ids.ts";
+import { hostProblem } from "./origin_guard.ts";
 
 /** The prefix under which any peer's app is reachable by peerId. */
 export const PEERS_PREFIX = "/_p2p/peers/";
+
+/**
+ * The policy of every answer forwarded from another peer: its pages may run scripts,
+ * forms, popups and downloads, but in an opaque origin of their own.
+ */
+export const FORWARDED_CSP = "sandbox allow-scripts allow-forms allow-popups allow-downloads";
 
 /** What the gateway needs of the peer. */
 export interface GatewayOptions {
@@ -34,8 +47,17 @@ export interface GatewayOptions {
   app?: string;
   /** Where another peer's main server is now, or undefined when it is unknown. */
   locate(peerId: string): { host: string; httpPort?: number } | undefined;
+  /**
+   * The `Host` values under which this peer is reached (lower case `host:port`, see
+   * `ownHosts()`); a request naming another is refused.
+   */
+  hosts: ReadonlySet<string>;
   /** Called for every request forwarded to another peer. */
   onForward?: (fields: { peerId: string; upstream: string; method: string; path: string }) => void;
+  /** Called for every request refused for its `Host`. */
+  onRefused?: (
+    fields: { status: number; code: string; method: string; path: string; host: string },
+  ) => void;
 }
 
 function jsonError(status: number, code: string, message: string): RelayRoute {
@@ -56,6 +78,18 @@ export function createGateway(opts: GatewayOptions): (req: RelayRequest) => Rela
 
   return (req) => {
     const { path } = req;
+    const host = headerValue(req.headers, "host");
+    const problem = hostProblem(host, opts.hosts);
+    if (problem) {
+      opts.onRefused?.({
+        status: 421,
+        code: "misdirected_host",
+        method: req.method,
+        path,
+        host: (host ?? "").slice(0, 100),
+      });
+      return jsonError(421, "misdirected_host", problem);
+    }
     if (path.startsWith(PEERS_PREFIX)) {
       const rest = path.slice(PEERS_PREFIX.length);
       const slash = rest.indexOf("/");
@@ -86,7 +120,12 @@ export function createGateway(opts: GatewayOptions): (req: RelayRequest) => Rela
       }
       const upstream = httpUrl(where.host, where.httpPort);
       opts.onForward?.({ peerId: id, upstream, method: req.method, path });
-      return { upstream };
+      return {
+        upstream,
+        dropRequestHeaders: ["cookie", "authorization"],
+        dropAnswerHeaders: ["set-cookie"],
+        answerHeaders: { "content-security-policy": FORWARDED_CSP },
+      };
     }
     if (isControl(path)) return { upstream: opts.control };
     if (!opts.app) return noApp();

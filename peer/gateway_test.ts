@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { createGateway, type GatewayOptions, viaToken } from "./gateway.ts";
+import { createGateway, FORWARDED_CSP, type GatewayOptions, viaToken } from "./gateway.ts";
+import { ownHosts } from "./origin_guard.ts";
 import { startRelay } from "../lib/http_relay/mod.ts";
 import { serveLocal as serve } from "../tests/_serve.ts";
 
@@ -14,6 +15,8 @@ function echoApp(name: string): Deno.ServeHandler<Deno.NetAddr> {
       query: url.search,
       via: req.headers.get("via"),
       forwardedFor: req.headers.get("x-forwarded-for"),
+      cookie: req.headers.get("cookie"),
+      authorization: req.headers.get("authorization"),
       body: req.body ? await req.text() : null,
     });
   };
@@ -30,7 +33,16 @@ async function peer(
   const control = await serve((req) =>
     Response.json({ control: self, path: new URL(req.url).pathname })
   );
-  const opts: GatewayOptions = { self, control: control.url, app, locate: (id) => table.get(id) };
+  const hosts = new Set<string>();
+  const refused: string[] = [];
+  const opts: GatewayOptions = {
+    self,
+    control: control.url,
+    app,
+    hosts,
+    locate: (id) => table.get(id),
+    onRefused: (f) => refused.push(f.host),
+  };
   const relay = startRelay({
     hostname: "127.0.0.1",
     port: 0,
@@ -38,9 +50,11 @@ async function peer(
     timeoutMs: 2000,
     route: createGateway(opts),
   });
+  for (const h of ownHosts("127.0.0.1", relay.addr.port)) hosts.add(h);
   return {
     url: relay.url,
     port: relay.addr.port,
+    refused,
     async [Symbol.asyncDispose]() {
       await relay.close();
       await control.stop();
@@ -199,6 +213,7 @@ Deno.test("createGateway() routes another peer's id to its main server, an IPv6 
   const route = createGateway({
     self: ID.a,
     control: "http://127.0.0.1:1",
+    hosts: new Set(["127.0.0.1:5805"]),
     locate: (id) =>
       id === ID.b ? { host: "fe80::1", httpPort: 5805 } : { host: "127.0.0.2", httpPort: 5806 },
     onForward: (f) => forwarded.push(f.upstream),
@@ -207,10 +222,81 @@ Deno.test("createGateway() routes another peer's id to its main server, an IPv6 
     method: "GET",
     path,
     search: "",
-    headers: [],
+    headers: [["Host", "127.0.0.1:5805"]] as [string, string][],
     remoteAddr: "127.0.0.1",
   });
-  assert.deepEqual(route(req(`/_p2p/peers/${ID.b}/x`)), { upstream: "http://[fe80::1]:5805" });
-  assert.deepEqual(route(req(`/_p2p/peers/${ID.c}/`)), { upstream: "http://127.0.0.2:5806" });
+  const sandboxed = {
+    dropRequestHeaders: ["cookie", "authorization"],
+    dropAnswerHeaders: ["set-cookie"],
+    answerHeaders: { "content-security-policy": FORWARDED_CSP },
+  };
+  assert.deepEqual(route(req(`/_p2p/peers/${ID.b}/x`)), {
+    upstream: "http://[fe80::1]:5805",
+    ...sandboxed,
+  });
+  assert.deepEqual(route(req(`/_p2p/peers/${ID.c}/`)), {
+    upstream: "http://127.0.0.2:5806",
+    ...sandboxed,
+  });
   assert.deepEqual(forwarded, ["http://[fe80::1]:5805", "http://127.0.0.2:5806"]);
+});
+
+/** Sends one request with `host` as its `Host` over a raw socket; the status and body. */
+async function rawGet(port: number, path: string, host: string) {
+  using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  await conn.write(
+    new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+  );
+  const text = new TextDecoder().decode(
+    await new Response(conn.readable).arrayBuffer().then((b) => new Uint8Array(b)),
+  );
+  const status = Number(text.split(" ")[1]);
+  return { status, body: JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)) };
+}
+
+Deno.test("gateway: a Host that is not one of the peer's names gets 421 JSON, for the app and the control API alike", async () => {
+  await using app = await serve(echoApp("A"));
+  await using a = await peer(ID.a, new Map(), app.url);
+  for (const path of ["/", "/_p2p/status", `/_p2p/peers/${ID.a}/`]) {
+    const evil = await rawGet(a.port, path, `attacker.example:${a.port}`);
+    assert.equal(evil.status, 421, path);
+    assert.equal(evil.body.error.code, "misdirected_host");
+  }
+  // Another port on a right name is another server, not this one.
+  assert.equal((await rawGet(a.port, "/", `127.0.0.1:${a.port + 1}`)).status, 421);
+  for (const host of [`127.0.0.1:${a.port}`, `localhost:${a.port}`, `LOCALHOST:${a.port}`]) {
+    const ok = await rawGet(a.port, "/x", host);
+    assert.equal(ok.status, 200, host);
+    assert.equal(ok.body.app, "A");
+  }
+  assert.deepEqual(a.refused, [
+    `attacker.example:${a.port}`,
+    `attacker.example:${a.port}`,
+    `attacker.example:${a.port}`,
+    `127.0.0.1:${a.port + 1}`,
+  ]);
+});
+
+Deno.test("gateway: what another peer's app answers comes sandboxed, without this origin's cookie or token and without Set-Cookie", async () => {
+  await using appC = await serve((req) =>
+    new Response(`<p>${req.headers.get("cookie")} ${req.headers.get("authorization")}</p>`, {
+      headers: { "content-type": "text/html", "set-cookie": "p2p_token=forged; Path=/" },
+    })
+  );
+  await using app = await serve(echoApp("A"));
+  const tableA = new Map<string, { host: string; httpPort?: number }>();
+  await using c = await peer(ID.c, new Map(), appC.url);
+  await using a = await peer(ID.a, tableA, app.url);
+  tableA.set(ID.c, { host: "127.0.0.1", httpPort: c.port });
+  const headers = { cookie: "p2p_token=secret", authorization: "Bearer secret" };
+  const res = await fetch(`${a.url}/_p2p/peers/${ID.c}/page.html`, { headers });
+  assert.equal(await res.text(), "<p>null null</p>");
+  assert.equal(res.headers.get("content-security-policy"), FORWARDED_CSP);
+  assert.doesNotMatch(FORWARDED_CSP, /allow-same-origin/);
+  assert.equal(res.headers.get("set-cookie"), null);
+  // The own app is not sandboxed, and gets what the client sent.
+  const own = await fetch(`${a.url}/page`, { headers });
+  assert.equal(own.headers.get("content-security-policy"), null);
+  const echo = await own.json();
+  assert.deepEqual([echo.cookie, echo.authorization], ["p2p_token=secret", "Bearer secret"]);
 });

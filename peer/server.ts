@@ -4,17 +4,27 @@
  * to the app, forwarding to other peers' apps by peerId), its pingback server for LAN
  * discovery, and a graceful stop for all.
  *
+ * The control API needs the owner's token (`peer/control_token.ts`, in the data
+ * directory); the peer lists itself in the per-user registry of running peers
+ * (`lib/peer_registry.ts`) so that the client commands find it, and makes a one-time
+ * login link for the web app (`RunningPeer.loginUrl`). The main server answers only
+ * to its own names (`peer/origin_guard.ts`).
+ *
  * @module
  */
 import { createAppServer } from "./app_server.ts";
 import { createControlApp } from "./control.ts";
+import { ControlAuth, loadControlToken } from "./control_token.ts";
+import { ownHosts } from "./origin_guard.ts";
+import { registerPeer, registryDir } from "../lib/peer_registry.ts";
+import { defaultDataDir } from "../cli/options.ts";
 import { openPeerData } from "./data_dir.ts";
 import { createGateway, viaToken } from "./gateway.ts";
 import { PeerNode, type PeerOptions } from "./node.ts";
 import { type PingbackServer, startPingback } from "./pingback.ts";
 import { type Relay, startRelay } from "../lib/http_relay/mod.ts";
 import { errorBody } from "../lib/http_api.ts";
-import { httpUrl, reachableHost } from "../lib/net_addr.ts";
+import { httpUrl, isWildcard, reachableHost } from "../lib/net_addr.ts";
 
 /** A running peer process. */
 export interface RunningPeer {
@@ -23,6 +33,15 @@ export interface RunningPeer {
   httpUrl: string;
   /** Base URL of the application server the main server proxies to, if any. */
   appUrl?: string;
+  /**
+   * A one-time link that logs a browser in to the web app (sets the token cookie):
+   * valid once, for 10 minutes (`LOGIN_CODE_TTL_MS`).
+   */
+  loginUrl: string;
+  /** The file that holds the control API's token (mode 600). */
+  tokenFile: string;
+  /** Checks the token, and makes more one-time login codes. */
+  auth: ControlAuth;
   /** Stops every server and the node (idempotent). */
   stop(): Promise<void>;
   /** Settles once stopped. */
@@ -64,7 +83,15 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
   };
   let mainUrl: string;
   let appUrl: string | undefined = opts.app;
+  let tokenFile: string;
+  let auth: ControlAuth;
+  let unregister = () => {};
+  /** The Host values of the main server, known once it listens. */
+  const hosts = new Set<string>();
   try {
+    const token = await loadControlToken(data.dataDir);
+    tokenFile = token.path;
+    auth = new ControlAuth(token.token);
     chunkListener = Deno.listen({ hostname: opts.host, port: opts.port, transport: "tcp" });
     const chunk = chunkListener.addr.port;
     let app: number | undefined;
@@ -91,11 +118,13 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       self: identity.peerId,
       control: httpUrl("127.0.0.1", controlServer.addr.port),
       app: appUrl,
+      hosts,
       locate: (peerId) => {
         const p = table.get(peerId);
         return p && { host: p.host, httpPort: p.ports.http };
       },
       onForward: (f) => log.record("proxy.forward", f),
+      onRefused: (f) => log.record("http.refused", f),
     });
     const running = relay = startRelay({
       hostname: opts.host,
@@ -111,6 +140,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
         }),
     });
     const http = relay.addr.port;
+    for (const h of ownHosts(relay.addr.hostname, http)) hosts.add(h);
     mainUrl = httpUrl(reachableHost(relay.addr.hostname), http);
     if (opts.pingbackPort !== undefined) {
       pingback = await startPingback({
@@ -128,7 +158,23 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       ports: { http, pingback: pingback?.addr.port, app },
       httpStats: () => ({ ...running.stats() }),
     });
-    control.resolve(createControlApp(node));
+    control.resolve(createControlApp(node, { auth }));
+    const listen = relay.addr.hostname;
+    const urls = new Set([mainUrl]);
+    if (isWildcard(listen) || listen === "127.0.0.1") urls.add(httpUrl("localhost", http));
+    if (isWildcard(listen)) urls.add(httpUrl("127.0.0.1", http));
+    try {
+      unregister = await registerPeer(registryDir(defaultDataDir()), {
+        pid: Deno.pid,
+        peerId: identity.peerId,
+        urls: [...urls],
+        tokenFile,
+        started: Date.now(),
+      });
+    } catch (err) {
+      // The peer works without it: the client commands then need --token.
+      log.record("error", { during: "registry", message: String(err) });
+    }
   } catch (err) {
     control.reject(err);
     await pingback?.stop();
@@ -148,11 +194,21 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
   const started = node;
   const stop = () =>
     stopping ??= (async () => {
+      unregister();
       await pingback?.stop();
       await relay?.close();
       await started.stop();
       await Promise.all(servers.map((s) => s.shutdown()));
       done.resolve();
     })();
-  return { node, httpUrl: mainUrl, ...(appUrl ? { appUrl } : {}), stop, finished: done.promise };
+  return {
+    node,
+    httpUrl: mainUrl,
+    ...(appUrl ? { appUrl } : {}),
+    loginUrl: `${mainUrl}/_p2p/login?once=${auth.loginCode()}`,
+    tokenFile,
+    auth,
+    stop,
+    finished: done.promise,
+  };
 }

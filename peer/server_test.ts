@@ -17,7 +17,12 @@ Deno.test("startPeer() binds every port before the node starts, so HELLO and sta
       replicas: 0,
     });
     try {
-      const status = StatusAnswer.parse(await (await fetch(`${peer.httpUrl}/_p2p/status`)).json());
+      const token = (await Deno.readTextFile(peer.tokenFile)).trim();
+      const status = StatusAnswer.parse(
+        await (await fetch(`${peer.httpUrl}/_p2p/status`, {
+          headers: { authorization: `Bearer ${token}` },
+        })).json(),
+      );
       const ports = status.ports;
       assert.equal(peer.httpUrl, `http://127.0.0.1:${ports.http}`);
       assert.equal(peer.appUrl, `http://127.0.0.1:${ports.app}`);

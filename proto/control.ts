@@ -18,6 +18,15 @@
  * | `GET /_p2p/payloads/:id/where`          | `WhereAnswer`                           |
  * | `GET /_p2p/log` (`LogQuery`)            | `ActivityPage`, or NDJSON of `ActivityRecord` with `follow=1` |
  * | `GET /_p2p/events` (`EventsQuery`)      | server-sent `activity` events (`ActivityRecord`) |
+ * | `GET /_p2p/login?once=` (`LoginQuery`)  | 303 to `/`, with the `p2p_token` cookie |
+ * | `POST /_p2p/login` (`LoginRequest`)     | 204, with the `p2p_token` cookie        |
+ * | `POST /_p2p/logout`                     | 204, the cookie cleared                 |
+ *
+ * Every route needs the owner's token (`Authorization: Bearer <token>` or the
+ * `p2p_token` cookie; see `peer/control_token.ts`), but the two login routes, which
+ * take a one-time code or the token itself; without it the answer is 401
+ * `unauthorized`. A request a page of another origin sends is refused with 403
+ * `forbidden_origin` (see `peer/origin_guard.ts`).
  *
  * ```ts
  * import { DownloadEvent, PayloadsAnswer } from "./control.ts";
@@ -40,6 +49,18 @@ export { ActivityPage, ActivityRecord, DiscoverRequest, DiscoveryReport };
 
 /** The path prefix of every control route. */
 export const CONTROL_PREFIX = "/_p2p";
+
+// ---- login ----
+
+/** `GET /_p2p/login?once=CODE`: a one-time code the peer printed at start. */
+export const LoginQuery = z.object({ once: z.string().max(200) });
+/** `GET /_p2p/login`'s query. */
+export type LoginQuery = z.infer<typeof LoginQuery>;
+
+/** `POST /_p2p/login`: the owner's token, as the web app's form sends it. */
+export const LoginRequest = z.object({ token: z.string().max(200) });
+/** `POST /_p2p/login`'s body. */
+export type LoginRequest = z.infer<typeof LoginRequest>;
 
 const Count = z.number().int().nonnegative();
 /** Milliseconds since the epoch. */

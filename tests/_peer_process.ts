@@ -21,6 +21,10 @@ export interface PeerProcess extends AsyncDisposable, P2pProcess {
   port: number;
   /** Control API base URL. */
   http: string;
+  /** The control API's token (from the data directory). */
+  token: string;
+  /** `Authorization: Bearer <token>`, for a `fetch` of the control API. */
+  auth: { authorization: string };
   dataDir: string;
   kill(): Promise<TrackerExit>;
 }
@@ -72,8 +76,11 @@ export async function spawnPeer(opts: SpawnPeerOptions): Promise<PeerProcess> {
     netns: opts.netns,
     signal: opts.signal,
   });
+  const token = (await Deno.readTextFile(`${opts.dataDir}/control.token`)).trim();
   return {
     ...p,
+    token,
+    auth: { authorization: `Bearer ${token}` },
     peerId: p.match[1],
     host: p.match[2],
     port: Number(p.match[3]),
@@ -143,12 +150,15 @@ export interface LogFollower extends AsyncDisposable {
  * `type` is passed on as the `type` filter (a dotted prefix).
  */
 export async function followLog(
-  peer: { http: string; host: string },
+  peer: { http: string; host: string; auth: { authorization: string } },
   opts: { type?: string } = {},
 ): Promise<LogFollower> {
   const abort = new AbortController();
   const q = new URLSearchParams({ follow: "1", limit: "1000", ...opts });
-  const res = await fetch(`${peer.http}/_p2p/log?${q}`, { signal: abort.signal });
+  const res = await fetch(`${peer.http}/_p2p/log?${q}`, {
+    headers: peer.auth,
+    signal: abort.signal,
+  });
   if (!res.ok || !res.body) {
     await res.body?.cancel();
     throw new Error(`Cannot follow the log of ${peer.http}: HTTP ${res.status}`);
@@ -218,12 +228,16 @@ export type ControlEvent = Record<string, unknown> & { type: string };
  * `error`). Rejects when the answer breaks off (the peer died).
  */
 export async function controlDownload(
-  peer: { http: string },
+  peer: { http: string; auth: { authorization: string } },
   payloadId: string,
   onEvent: (e: ControlEvent) => void | Promise<void> = () => {},
   signal: AbortSignal = AbortSignal.timeout(30_000),
 ): Promise<ControlEvent> {
-  const res = await fetch(`${peer.http}/_p2p/downloads/${payloadId}`, { method: "POST", signal });
+  const res = await fetch(`${peer.http}/_p2p/downloads/${payloadId}`, {
+    method: "POST",
+    headers: peer.auth,
+    signal,
+  });
   if (!res.ok || !res.body) {
     const text = await res.text();
     throw new Error(`POST /_p2p/downloads/${payloadId}: HTTP ${res.status} ${text}`);

@@ -1,11 +1,14 @@
 /**
  * Smoke tests of the `p2p` command line as a child process: help, version, bad
- * arguments (exit 2, one line, no stack trace) and failures at run time (exit 1).
+ * arguments (exit 2, one line, no stack trace), failures at run time (exit 1), and
+ * the client commands finding a running peer's control token with no flags.
  *
  * @module
  */
 import assert from "node:assert/strict";
-import { REPO_ROOT, tempDir } from "./_tracker_process.ts";
+import { REPO_ROOT, stopGracefully, tempDir } from "./_tracker_process.ts";
+import { defaultDataDir } from "../cli/options.ts";
+import { spawnPeer } from "./_peer_process.ts";
 import { VERSION } from "../version.ts";
 
 interface CliRun {
@@ -15,11 +18,16 @@ interface CliRun {
 }
 
 /** Runs `main.ts` with `args` to its end (killed after 15 s). */
-async function p2p(...args: string[]): Promise<CliRun> {
+function p2p(...args: string[]): Promise<CliRun> {
+  return p2pWith({}, ...args);
+}
+
+/** Runs `main.ts` with `args` and `env` added to the environment. */
+async function p2pWith(env: Record<string, string>, ...args: string[]): Promise<CliRun> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "main.ts", ...args],
     cwd: REPO_ROOT,
-    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...env },
     stdin: "null",
     signal: AbortSignal.timeout(15_000),
   }).output();
@@ -135,4 +143,74 @@ Deno.test("p2p tracker on a port in use exits 1 with one line saying so", async 
   assertOneLineError(run, "in use", "a port in use");
   assertOneLineError(run, String(taken.addr.port), "a port in use");
   assert.doesNotMatch(run.stdout, /listening/);
+});
+
+Deno.test("client commands find the token of a peer this user runs, whatever its --data-dir; a missing or wrong token is one clear line", async () => {
+  await using dir = await tempDir();
+  // A data directory of its own, not under the user's p2p folder: the registry finds it.
+  await using peer = await spawnPeer({ dataDir: `${dir.path}/elsewhere/a`, host: "127.0.0.2" });
+  const node = ["--node", peer.http];
+  const status = await p2p("status", "--json", ...node);
+  assert.equal(status.code, 0, status.stderr);
+  assert.equal(JSON.parse(status.stdout).peerId, peer.peerId);
+  const peers = await p2p("peers", "--json", ...node);
+  assert.equal(peers.code, 0, peers.stderr);
+  assert.deepEqual(JSON.parse(peers.stdout), []);
+  const log = await p2p("log", "--limit", "1", "--json", ...node);
+  assert.equal(log.code, 0, log.stderr);
+  // --token and P2P_TOKEN win over the registry: the right one works.
+  const given = await p2pWith(
+    { P2P_HOME: `${dir.path}/nobody` },
+    "status",
+    ...node,
+    "--token",
+    peer.token,
+  );
+  assert.equal(given.code, 0, given.stderr);
+  const env = await p2pWith(
+    { P2P_HOME: `${dir.path}/nobody`, P2P_TOKEN: peer.token },
+    "status",
+    ...node,
+  );
+  assert.equal(env.code, 0, env.stderr);
+
+  // No peer of this user's at that URL, no flag: one line that says what to do.
+  const none = await p2pWith({ P2P_HOME: `${dir.path}/nobody` }, "status", ...node);
+  assert.equal(none.code, 1);
+  assertOneLineError(
+    none,
+    `no token for the peer at ${peer.http}: start it as this user, or pass --token / P2P_TOKEN`
+      .replace(/^n/, "N"),
+    "no token",
+  );
+  assert.equal(none.stdout, "");
+  // A wrong token: one line naming where it came from.
+  const wrong = await p2p("status", ...node, "--token", "not-the-token");
+  assert.equal(wrong.code, 1);
+  assertOneLineError(wrong, `The peer at ${peer.http} refused the token from --token`, "--token");
+  const wrongEnv = await p2pWith({ P2P_TOKEN: "nope" }, "put", "-", ...node);
+  assert.equal(wrongEnv.code, 1);
+  assertOneLineError(wrongEnv, "refused the token from P2P_TOKEN", "P2P_TOKEN");
+  // Each refusal is in the peer's activity log.
+  const refused = await p2p("log", "--type", "control.refused", "--json", ...node);
+  const records = refused.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assert.ok(records.length >= 3, refused.stdout);
+  assert.ok(records.every((r) => r.status === 401 && r.code === "unauthorized"));
+});
+
+Deno.test("a peer prints a one-time login link, lists itself in the registry while it runs, and leaves it when stopped", async () => {
+  await using dir = await tempDir();
+  await using peer = await spawnPeer({ dataDir: `${dir.path}/a`, host: "127.0.0.2" });
+  const entry = `${defaultDataDir()}/running/${peer.peerId}.json`;
+  const listed = JSON.parse(await Deno.readTextFile(entry));
+  assert.equal(listed.pid, peer.child.pid);
+  assert.deepEqual(listed.urls, [peer.http]);
+  assert.equal(listed.tokenFile, `${peer.dataDir}/control.token`);
+  assert.equal((await Deno.stat(entry)).mode! & 0o777, 0o600);
+  const exit = await stopGracefully(peer);
+  assert.ok(exit.success, peer.stderr());
+  await assert.rejects(Deno.stat(entry), Deno.errors.NotFound);
+  const link = /^p2p peer: log in to the web app: (\S+) \(works once, for 10 minutes\)$/m
+    .exec(peer.stdout())?.[1];
+  assert.ok(link?.startsWith(`${peer.http}/_p2p/login?once=`), peer.stdout());
 });

@@ -115,7 +115,10 @@ Deno.test("the peer's main server proxies methods, queries, headers, bodies and 
   assert.equal(redirect.status, 302);
   assert.equal(redirect.headers.get("location"), `${peer.http}/landing`);
   // The control API is still the peer's own.
-  assert.equal((await (await fetch(`${peer.http}/_p2p/status`)).json()).peerId, peer.peerId);
+  assert.equal(
+    (await (await fetch(`${peer.http}/_p2p/status`, { headers: peer.auth })).json()).peerId,
+    peer.peerId,
+  );
 });
 
 Deno.test("a 100 MiB response streams through a peer with its memory flat, and a 300 MiB upload is never held whole", async () => {
@@ -173,7 +176,10 @@ Deno.test("with its app down a peer answers 502 JSON, keeps serving, and recover
   const e = (await res.json()).error;
   assert.equal(e.code, "bad_gateway");
   assert.ok(e.message.includes(url), e.message);
-  assert.equal((await (await fetch(`${peer.http}/_p2p/status`)).json()).peerId, peer.peerId);
+  assert.equal(
+    (await (await fetch(`${peer.http}/_p2p/status`, { headers: peer.auth })).json()).peerId,
+    peer.peerId,
+  );
   // The same port again: the proxy reaches it.
   const port = Number(new URL(url).port);
   const back = Deno.serve({ hostname: "127.0.0.1", port, onListen: () => {} }, upstreamApp());
@@ -204,7 +210,7 @@ Deno.test("peer A forwards /_p2p/peers/{C}/… to C's built-in app across three 
   });
   const knowsC = async () => {
     for (let i = 0; i < 60; i++) {
-      const { peers } = await (await fetch(`${a.http}/_p2p/peers`)).json();
+      const { peers } = await (await fetch(`${a.http}/_p2p/peers`, { headers: a.auth })).json();
       if (peers.some((p: { peerId: string }) => p.peerId === c.peerId)) return;
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -216,26 +222,29 @@ Deno.test("peer A forwards /_p2p/peers/{C}/… to C's built-in app across three 
   assert.equal(page.status, 200);
   assert.match(page.headers.get("content-type") ?? "", /text\/html/);
   assert.match(await page.text(), /<html/i);
-  const status = await (await fetch(`${a.http}/_p2p/peers/${c.peerId}/_p2p/status`)).json();
-  assert.equal(status.peerId, c.peerId);
-  assert.equal(status.name, "carol");
-  // Through B as well, and B to A.
-  const viaB = await (await fetch(`${b.http}/_p2p/peers/${c.peerId}/_p2p/status`)).json();
-  assert.equal(viaB.peerId, c.peerId);
+  // The page is sandboxed: it runs in an opaque origin of its own, not A's.
+  assert.match(page.headers.get("content-security-policy") ?? "", /^sandbox /);
+  // C's control API is C's owner's: A's token never goes on to C, so through A (or B)
+  // it answers 401, whatever the client sends to A.
+  for (const [via, auth] of [[a, a.auth], [b, b.auth], [a, c.auth]] as const) {
+    const res = await fetch(`${via.http}/_p2p/peers/${c.peerId}/_p2p/status`, { headers: auth });
+    assert.equal(res.status, 401);
+    assert.equal((await res.json()).error.code, "unauthorized");
+  }
 
   const unknown = await fetch(`${a.http}/_p2p/peers/${"0".repeat(40)}/`);
   assert.equal(unknown.status, 404);
   assert.equal((await unknown.json()).error.code, "unknown_peer");
 
   // A request that already passed through A (its Via entry) must not go round again.
-  const token = (await (await fetch(`${a.http}/_p2p/peers/${a.peerId}/_p2p/status`)).json()).peerId;
-  assert.equal(token, a.peerId);
+  const self = await fetch(`${a.http}/_p2p/peers/${a.peerId}/_p2p/status`, { headers: a.auth });
+  assert.equal((await self.json()).peerId, a.peerId);
   const loop = await fetch(`${a.http}/_p2p/peers/${c.peerId}/`, {
     headers: { via: `1.1 p2p-${a.peerId.slice(0, 12)}` },
   });
   assert.equal(loop.status, 508);
   assert.equal((await loop.json()).error.code, "loop_detected");
-  const log = await (await fetch(`${a.http}/_p2p/log?type=proxy`)).json();
+  const log = await (await fetch(`${a.http}/_p2p/log?type=proxy`, { headers: a.auth })).json();
   assert.ok(log.records.some((r: { type: string }) => r.type === "proxy.forward"));
   assert.ok(
     log.records.some((r: { type: string; status?: number }) =>
@@ -270,7 +279,7 @@ async function readEvents(res: Response, count: number) {
   return events;
 }
 
-Deno.test("the control API streams activity as server-sent events, lists network payloads and download chunks", async () => {
+Deno.test("the control API streams activity as server-sent events, reports what it cannot list of the network, and downloads chunks", async () => {
   await using dir = await tempDir();
   await using a = await spawnPeer({ dataDir: `${dir.path}/a`, host: "127.0.0.2", name: "alice" });
   await using b = await spawnPeer({
@@ -280,7 +289,11 @@ Deno.test("the control API streams activity as server-sent events, lists network
     seeds: [`${a.host}:${a.port}`],
   });
   const bytes = new Uint8Array(2 * MiB + 5).map((_, i) => (i * 31) & 255);
-  const put = await fetch(`${a.http}/_p2p/payloads?name=two.bin`, { method: "POST", body: bytes });
+  const put = await fetch(`${a.http}/_p2p/payloads?name=two.bin`, {
+    method: "POST",
+    body: bytes,
+    headers: a.auth,
+  });
   // Every answer here is checked against its schema in proto/control.ts.
   const lines = (await put.text()).trim().split("\n").map((l) => PutEvent.parse(JSON.parse(l)));
   const done = lines.at(-1);
@@ -288,7 +301,10 @@ Deno.test("the control API streams activity as server-sent events, lists network
   const id = done.payloadId;
 
   // The newest records first, filtered by type, each with its id as the event id.
-  const first = await readEvents(await fetch(`${a.http}/_p2p/events?type=payload`), 1);
+  const first = await readEvents(
+    await fetch(`${a.http}/_p2p/events?type=payload`, { headers: a.auth }),
+    1,
+  );
   assert.equal(first[0].event, "activity");
   ActivityRecord.parse(first[0].data);
   assert.equal(first[0].data.type, "payload.put");
@@ -297,10 +313,10 @@ Deno.test("the control API streams activity as server-sent events, lists network
   // A reconnecting client gets only what came after the last id it saw: here the
   // record of a pingback request made once it is connected.
   const resumed = await fetch(`${a.http}/_p2p/events`, {
-    headers: { "last-event-id": first[0].id },
+    headers: { ...a.auth, "last-event-id": first[0].id },
   });
   const { ports, memory, http } = StatusAnswer.parse(
-    await (await fetch(`${a.http}/_p2p/status`)).json(),
+    await (await fetch(`${a.http}/_p2p/status`, { headers: a.auth })).json(),
   );
   assert.ok(http);
   assert.ok(memory.rss > memory.heapUsed && memory.heapUsed > 0, JSON.stringify(memory));
@@ -320,19 +336,19 @@ Deno.test("the control API streams activity as server-sent events, lists network
   const after = await readEvents(resumed, 1);
   assert.ok(Number(after[0].data.id) > Number(first[0].id), JSON.stringify(after));
 
-  // Bob lists what alice holds, without holding it.
+  // Bob's catalogue cannot read alice's list from her control API: that is her
+  // owner's now (401), so it reports the failure instead. Listing another peer's
+  // payloads must move to the authenticated peer link (issue 11).
   const net = NetworkPayloadsAnswer.parse(
-    await (await fetch(`${b.http}/_p2p/network/payloads`)).json(),
+    await (await fetch(`${b.http}/_p2p/network/payloads`, { headers: b.auth })).json(),
   );
-  const entry = net.payloads.find((p) => p.payloadId === id);
-  assert.ok(entry, JSON.stringify(net));
-  assert.equal(entry.name, "two.bin");
-  assert.equal(entry.chunks, 3);
-  assert.deepEqual(entry.holders.map((h) => h.peerId), [a.peerId]);
+  assert.equal(net.payloads.find((p) => p.payloadId === id), undefined, JSON.stringify(net));
+  const refused = net.errors.find((e) => e.source === a.peerId);
+  assert.match(refused?.message ?? "", /needs the owner's token/, JSON.stringify(net));
 
   // Bob downloads it: one `chunk` event per position, from alice (chunks 0 and 1 have the
   // same bytes, so one transfer fills both), and the name comes along.
-  const dl = await fetch(`${b.http}/_p2p/downloads/${id}`, { method: "POST" });
+  const dl = await fetch(`${b.http}/_p2p/downloads/${id}`, { method: "POST", headers: b.auth });
   const events = (await dl.text()).trim().split("\n").map((l) =>
     DownloadEvent.parse(JSON.parse(l))
   );
@@ -340,7 +356,9 @@ Deno.test("the control API streams activity as server-sent events, lists network
   assert.deepEqual(chunks.map((c) => c.index).sort(), [0, 1, 2]);
   assert.ok(chunks.every((c) => c.source === a.peerId));
   assert.equal(events.at(-1)?.type, "done");
-  const file = await fetch(`${b.http}/_p2p/payloads/${id}/content?download=1`);
+  const file = await fetch(`${b.http}/_p2p/payloads/${id}/content?download=1`, {
+    headers: b.auth,
+  });
   // npm content-disposition quotes a name only when it is not an HTTP token.
   assert.match(
     file.headers.get("content-disposition") ?? "",

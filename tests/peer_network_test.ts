@@ -86,7 +86,7 @@ async function get(peer: PeerProcess, id: string, out: string): Promise<GetSumma
 
 /** The SHA-256 of what a peer exports for a payload (`GET /_p2p/payloads/{id}/content`). */
 async function contentSha256(peer: PeerProcess, id: string): Promise<string> {
-  const res = await fetch(`${peer.http}/_p2p/payloads/${id}/content`);
+  const res = await fetch(`${peer.http}/_p2p/payloads/${id}/content`, { headers: peer.auth });
   const bytes = new Uint8Array(await res.arrayBuffer());
   assert.equal(res.status, 200, `content of ${id} on ${peer.host}`);
   return await sha256(bytes);
@@ -497,7 +497,11 @@ Deno.test("POST /_p2p/discover answers bad bodies and ranges with 400 JSON and k
     ['{"range": "10.0.0.9-10.0.0.1"}', "invalid_range", /end comes before the start/],
   ];
   for (const [body, code, message] of cases) {
-    const res = await fetch(`${peer.http}/_p2p/discover`, { method: "POST", body });
+    const res = await fetch(`${peer.http}/_p2p/discover`, {
+      method: "POST",
+      body,
+      headers: peer.auth,
+    });
     assert.equal(res.status, 400, body);
     const e = (await res.json()).error;
     assert.equal(e.code, code, body);
@@ -506,6 +510,7 @@ Deno.test("POST /_p2p/discover answers bad bodies and ranges with 400 JSON and k
   // A loopback range where no device answers ARP: an empty report, not an error.
   const res = await fetch(`${peer.http}/_p2p/discover`, {
     method: "POST",
+    headers: { ...peer.auth, "content-type": "application/json" },
     body: JSON.stringify({ range: "127.0.0.250/32" }),
   });
   assert.equal(res.status, 200);
@@ -515,7 +520,10 @@ Deno.test("POST /_p2p/discover answers bad bodies and ranges with 400 JSON and k
     [],
     [],
   ]);
-  assert.equal((await fetch(`${peer.http}/_p2p/status`).then((r) => r.json())).peerId, peer.peerId);
+  assert.equal(
+    (await fetch(`${peer.http}/_p2p/status`, { headers: peer.auth }).then((r) => r.json())).peerId,
+    peer.peerId,
+  );
 });
 
 Deno.test("a peer keeps serving after 200 garbage, idle and wrong-magic connections to its chunk port", async () => {
@@ -582,7 +590,7 @@ Deno.test("a peer keeps serving after 200 garbage, idle and wrong-magic connecti
     () => aLog.records.filter((r) => r.type === "conn.error").length >= errorsBefore + 200,
     "a conn.error for each of the 200 bad connections",
   );
-  const status = await (await fetch(`${a.http}/_p2p/status`)).json();
+  const status = await (await fetch(`${a.http}/_p2p/status`, { headers: a.auth })).json();
   assert.equal(status.peerId, a.peerId);
 });
 

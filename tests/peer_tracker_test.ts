@@ -49,7 +49,9 @@ Deno.test("a payload uploaded to the tracker is spread to --replicas peers chose
     // The copies are real: each holder exports the same bytes.
     for (const h of complete) {
       const peer = peers.find((p) => p.peerId === h.peerId)!;
-      const res = await fetch(`${peer.http}/_p2p/payloads/${up.payloadId}/content`);
+      const res = await fetch(`${peer.http}/_p2p/payloads/${up.payloadId}/content`, {
+        headers: peer.auth,
+      });
       assert.deepEqual(new Uint8Array(await res.arrayBuffer()), data);
     }
   } finally {
