@@ -57,6 +57,16 @@ export const LINGER_MS = 5_000;
 /** Thrown by the request pump when the client ends before its body does. */
 const CLIENT_GONE = new Error("The client went away");
 const NO_BYTES = new Uint8Array();
+const NO_TOKENS = new Set<string>();
+/** What a disposed exchange's heads are. */
+const DISPOSED_HEAD: RequestHead = { method: "", target: "", version: "HTTP/1.1", headers: [] };
+const DISPOSED_REQ: RelayRequest = {
+  method: "",
+  path: "",
+  search: "",
+  headers: [],
+  remoteAddr: "",
+};
 
 /** A route's changes to the header fields of a request and its answer. */
 type RouteHeaders = Pick<
@@ -66,12 +76,12 @@ type RouteHeaders = Pick<
 
 /** One request and its answer, from the parsed request head to the end of the answer. */
 export class Exchange implements ClientView {
-  /** The request as the route function sees it. */
-  readonly req: RelayRequest;
+  /** The request as the route function sees it (until `dispose()`). */
+  req: RelayRequest;
   /** `METHOD /path`, for messages. */
   readonly what: string;
-  /** The request's `Connection` options, lower case. */
-  readonly tokens: Set<string>;
+  /** The request's `Connection` options, lower case (until `dispose()`). */
+  tokens: Set<string>;
   /** Whether the client connection may carry another request after this one. */
   readonly keep: boolean;
   /** The client's scheme. */
@@ -112,7 +122,7 @@ export class Exchange implements ClientView {
   constructor(
     readonly ctx: ExchangeContext,
     readonly inbox: Inbox,
-    readonly head: RequestHead,
+    public head: RequestHead,
     readonly framing: BodyFraming,
     path: string,
     search: string,
@@ -298,6 +308,21 @@ export class Exchange implements ClientView {
       }
       if (pump) await pump;
     }
+  }
+
+  /**
+   * Lets go of the heads and bytes this exchange holds, once the relay is done with
+   * it. Measured under `wrk -t2 -c32` through a peer's main server: without it, request
+   * heads, `Connection` sets and head bytes survived young-generation collections, and
+   * the peer's peak RSS was 180–186 MiB instead of 160–170 MiB (the old relay: 157–169).
+   */
+  dispose(): void {
+    this.upHead = NO_BYTES;
+    this.#raw = NO_BYTES;
+    this.#pump = undefined;
+    this.head = DISPOSED_HEAD;
+    this.req = DISPOSED_REQ;
+    this.tokens = NO_TOKENS;
   }
 
   /** Parses an answer head, keeping its bytes as they came in `#raw`. */

@@ -236,6 +236,16 @@ class RelayServer implements Relay {
       return false;
     }
     const x = new Exchange(this.#context, inbox, head, framing, path, search, remoteAddr);
+    try {
+      return await this.#answer(x, state);
+    } finally {
+      x.dispose();
+    }
+  }
+
+  /** Routes the exchange `x` and answers it here or forwards it (see `#dispatch`). */
+  async #answer(x: Exchange, state: ClientState): Promise<boolean> {
+    const { client, head, framing } = x;
     // An answer made here leaves any request body unread: the connection ends.
     const keepAfterAnswer = x.keep && framing.kind === "none";
     const fail = async (err: ProxyError) => {
