@@ -2,13 +2,18 @@
  * The built-in web app in a real browser: Debian's chromium, headless, driven by
  * playwright-core, against two real peer processes on 127.0.0.2 and 127.0.0.3. Text
  * uploaded on peer A's page shows up on peer B's page, is downloaded there with the
- * page's progress, saved, and its bytes checked. Screenshots are kept in
- * `.test-artifacts/web/`.
+ * page's progress, saved, and its bytes checked; each page first logs in, with the
+ * token form or the one-time link the peer printed. Then the attacks on the control
+ * API from a browser: a page of another origin, a name pointed at the peer (DNS
+ * rebinding) and another peer's app served through this peer all fail. Screenshots
+ * are kept in `.test-artifacts/web/`.
  */
 import assert from "node:assert/strict";
 import { chromium } from "playwright-core";
 import { REPO_ROOT, tempDir } from "./_tracker_process.ts";
-import { spawnPeer } from "./_peer_process.ts";
+import { type PeerProcess, spawnPeer } from "./_peer_process.ts";
+import { serveLocal } from "./_serve.ts";
+import type { BrowserContext } from "playwright-core";
 
 const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = new URL(".test-artifacts/web/", REPO_ROOT);
@@ -24,6 +29,47 @@ async function chromiumMissing(): Promise<string | undefined> {
 
 const missing = await chromiumMissing();
 if (missing) console.log(`web app browser test skipped: ${missing}`);
+
+/** A headless Chromium with a profile in `dir`; `evil.test` resolves to 127.0.0.2. */
+function launch(dir: string): Promise<BrowserContext> {
+  return chromium.launchPersistentContext(`${dir}/chromium-profile`, {
+    executablePath: CHROMIUM,
+    headless: true,
+    acceptDownloads: true,
+    viewport: { width: 1280, height: 900 },
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--no-first-run",
+      // A name an attacker points at the peer, as DNS rebinding does.
+      "--host-resolver-rules=MAP evil.test 127.0.0.2",
+    ],
+  });
+}
+
+/**
+ * The one-time login link a peer prints just after its listening line. The line
+ * comes at once; this waits for it in short steps, for at most 10 s.
+ */
+async function loginLink(peer: PeerProcess): Promise<string> {
+  const re = /^p2p peer: log in to the web app: (\S+) /m;
+  for (let i = 0; i < 200; i++) {
+    const m = re.exec(peer.stdout());
+    if (m) return m[1];
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`No login link in the output of ${peer.http}: ${peer.stdout()}`);
+}
+
+/** The activity records of `type` on `peer`, read with its token. */
+async function records(peer: PeerProcess, type: string): Promise<Record<string, unknown>[]> {
+  const res = await fetch(`${peer.http}/_p2p/log?type=${type}&limit=1000`, {
+    headers: peer.auth,
+  });
+  return (await res.json()).records;
+}
 
 Deno.test({
   name:
@@ -42,26 +88,32 @@ Deno.test({
       name: "bob",
       seeds: [`${a.host}:${a.port}`],
     });
-    const context = await chromium.launchPersistentContext(`${dir.path}/chromium-profile`, {
-      executablePath: CHROMIUM,
-      headless: true,
-      acceptDownloads: true,
-      viewport: { width: 1280, height: 900 },
-      args: [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-      ],
-    });
+    const context = await launch(dir.path);
     try {
       context.setDefaultTimeout(20_000);
       const errors: string[] = [];
       const pageA = await context.newPage();
       pageA.on("pageerror", (e) => errors.push(`A: ${e.message}`));
+      // No cookie yet: the page asks for the token; a wrong one is refused.
       await pageA.goto(`${a.http}/`);
+      const token = pageA.locator("#login-token");
+      await token.waitFor();
+      await token.fill("not-the-token");
+      await pageA.locator("#login-submit").click();
+      await pageA.locator("#login-error").filter({ hasText: "not the peer's token" }).waitFor();
+      await pageA.screenshot({ path: new URL("a-login.png", ARTIFACTS).pathname });
+      await token.fill(a.token);
+      await pageA.locator("#login-submit").click();
       await pageA.getByTestId("this-peer-id").filter({ hasText: a.peerId }).waitFor();
+      // The cookie holds it, out of reach of scripts.
+      assert.equal(await pageA.evaluate("document.cookie"), "");
+      const [cookie] = await context.cookies(a.http);
+      assert.deepEqual([cookie.name, cookie.value, cookie.httpOnly, cookie.sameSite], [
+        "p2p_token",
+        a.token,
+        true,
+        "Strict",
+      ]);
 
       const text = `Hello from alice's page, ${crypto.randomUUID()}\nsecond line: ünïcødé ✓\n`;
       await pageA.getByTestId("upload-name").fill("greeting.txt");
@@ -80,18 +132,26 @@ Deno.test({
 
       const pageB = await context.newPage();
       pageB.on("pageerror", (e) => errors.push(`B: ${e.message}`));
-      await pageB.goto(`${b.http}/`);
+      // B's page logs in with the one-time link B printed; the link works once.
+      const link = await loginLink(b);
+      await pageB.goto(link);
+      assert.equal(pageB.url(), `${b.http}/`);
       await pageB.getByTestId("this-peer-id").filter({ hasText: b.peerId }).waitFor();
-      // B holds none of it (no replicas in tests): it learns of it from A and downloads.
-      const row = pageB.locator(`[data-testid=payload-row][data-payload-id="${payloadId}"]`);
-      await row.waitFor();
-      assert.ok((await row.textContent())?.includes("greeting.txt"));
-      await row.getByTestId("payload-download").click();
+      const spent = await fetch(link, { redirect: "manual" });
+      assert.equal(spent.status, 401);
+      assert.equal((await spent.json()).error.code, "login_expired");
+      // B holds none of it (no replicas in tests), and cannot list what A holds (that
+      // needs the peer link): it downloads it by id.
+      await pageB.locator("#get-id").fill(payloadId);
+      await pageB.locator("#get-form button[type=submit]").click();
       const done = pageB.locator(
         `li[data-payload-id="${payloadId}"] [data-testid=download-result]`,
       );
       await done.waitFor();
       assert.doesNotMatch((await done.textContent()) ?? "", /error|fail/i);
+      const row = pageB.locator(`[data-testid=payload-row][data-payload-id="${payloadId}"]`);
+      await row.waitFor();
+      assert.ok((await row.textContent())?.includes("greeting.txt"));
       const save = row.getByTestId("payload-save");
       await save.waitFor();
       await pageB.getByTestId("chunk-map").waitFor();
@@ -106,7 +166,9 @@ Deno.test({
       assert.equal(saved, text);
 
       // B's own store has it now, verified.
-      const stored = await (await fetch(`${b.http}/_p2p/payloads/${payloadId}/content`)).text();
+      const stored = await (await fetch(`${b.http}/_p2p/payloads/${payloadId}/content`, {
+        headers: b.auth,
+      })).text();
       assert.equal(stored, text);
 
       // Errors are shown, not swallowed: a malformed id is refused on the page, and an
@@ -123,18 +185,132 @@ Deno.test({
       await failed.waitFor();
       assert.match((await failed.textContent()) ?? "", /Cannot find the manifest/);
 
-      // The same page through A's proxy, by B's peerId, on a phone-sized screen.
+      // A's own page under its own peerId prefix, on a phone-sized screen.
       const phone = await context.newPage();
       await phone.setViewportSize({ width: 390, height: 844 });
-      await phone.goto(`${a.http}/_p2p/peers/${b.peerId}/`);
-      await phone.getByTestId("this-peer-id").filter({ hasText: b.peerId }).waitFor();
+      await phone.goto(`${a.http}/_p2p/peers/${a.peerId}/`);
+      await phone.getByTestId("this-peer-id").filter({ hasText: a.peerId }).waitFor();
       await phone.locator(`[data-testid=payload-row][data-payload-id="${payloadId}"]`).waitFor();
       await phone.getByTestId("activity-row").first().waitFor();
       await phone.screenshot({
-        path: new URL("b-via-a-phone.png", ARTIFACTS).pathname,
+        path: new URL("a-own-prefix-phone.png", ARTIFACTS).pathname,
         fullPage: true,
       });
       assert.deepEqual(errors, []);
+    } finally {
+      await context.close();
+    }
+  },
+});
+
+/** What the pages below report of their attempt, in their title. */
+const ATTACK_PAGE = (target: string) =>
+  `<!doctype html><html><head><title>…</title></head>
+<body><form id="f" method="POST" action="${target}/_p2p/discover" enctype="text/plain"
+ target="sink"><input name='{"range":"127.0.0.250/32","x":"' value='"}'></form>
+<iframe name="sink"></iframe>
+<script>
+(async () => {
+  let seen;
+  try {
+    const res = await fetch("${target}/_p2p/status", { credentials: "include" });
+    seen = "read " + res.status + " " + (await res.text()).slice(0, 80);
+  } catch (err) {
+    seen = "blocked";
+  }
+  try {
+    // A simple request: no preflight, so it reaches the peer; the peer must refuse it.
+    await fetch("${target}/_p2p/discover", {
+      method: "POST",
+      mode: "no-cors",
+      credentials: "include",
+      headers: { "content-type": "text/plain" },
+      body: JSON.stringify({ range: "127.0.0.250/32" }),
+    });
+  } catch {}
+  document.getElementById("f").submit();
+  document.title = seen;
+})();
+</script></body></html>`;
+
+Deno.test({
+  name:
+    "web app: a page of another origin, a name pointed at the peer and another peer's app cannot use the logged-in peer's control API",
+  ignore: missing !== undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await Deno.mkdir(ARTIFACTS, { recursive: true });
+    await using dir = await tempDir("p2p-web-");
+    await using a = await spawnPeer({ dataDir: `${dir.path}/a`, host: "127.0.0.2", name: "alice" });
+    // A page of another site, on 127.0.0.5, that targets alice.
+    await using evil = await serveLocal(
+      () => new Response(ATTACK_PAGE(a.http), { headers: { "content-type": "text/html" } }),
+      "127.0.0.5",
+    );
+    // Carol's app serves the same page: alice serves it by carol's peerId.
+    await using carolApp = await serveLocal(
+      () => new Response(ATTACK_PAGE(""), { headers: { "content-type": "text/html" } }),
+      "127.0.0.4",
+    );
+    await using c = await spawnPeer({
+      dataDir: `${dir.path}/c`,
+      host: "127.0.0.4",
+      name: "carol",
+      seeds: [`${a.host}:${a.port}`],
+      args: ["--app", carolApp.url],
+    });
+    const context = await launch(dir.path);
+    try {
+      context.setDefaultTimeout(20_000);
+      // The owner is logged in to alice: the cookie is there for any request that
+      // the browser lets it go with.
+      const own = await context.newPage();
+      await own.goto(await loginLink(a));
+      await own.getByTestId("this-peer-id").filter({ hasText: a.peerId }).waitFor();
+
+      // 1. Another origin: nothing read; the GET and both POSTs (fetch and form) are
+      // refused with 403 before any work.
+      const page = await context.newPage();
+      await page.goto(`${evil.url}/`);
+      await page.waitForFunction('document.title !== "…"');
+      assert.equal(await page.title(), "blocked");
+      const refusedOrigin = async () =>
+        (await records(a, "control.refused")).filter((r) => r.code === "forbidden_origin");
+      for (let i = 0; (await refusedOrigin()).length < 3 && i < 100; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const refused = await refusedOrigin();
+      assert.deepEqual(
+        refused.map((r) => `${r.status} ${r.method} ${r.path}`).sort(),
+        ["403 GET /_p2p/status", "403 POST /_p2p/discover", "403 POST /_p2p/discover"],
+      );
+      assert.deepEqual(await records(a, "discover"), []);
+
+      // 2. DNS rebinding: a name of the attacker's that points at alice reaches nothing.
+      const rebound = await context.newPage();
+      const res = await rebound.goto(`http://evil.test:${new URL(a.http).port}/_p2p/status`);
+      assert.equal(res?.status(), 421);
+      assert.match(await rebound.textContent("body") ?? "", /misdirected_host/);
+
+      // 3. Carol's page through alice, by carol's id: sandboxed, it runs in an opaque
+      // origin; alice's status stays out of its reach (and the cookie does not go).
+      const known = async () =>
+        (await (await fetch(`${a.http}/_p2p/peers`, { headers: a.auth })).json()).peers
+          .some((p: { peerId: string }) => p.peerId === c.peerId);
+      for (let i = 0; !(await known()) && i < 100; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const other = await context.newPage();
+      const answer = await other.goto(`${a.http}/_p2p/peers/${c.peerId}/page.html`);
+      assert.match(answer?.headers()["content-security-policy"] ?? "", /^sandbox /);
+      await other.waitForFunction('document.title !== "…"');
+      assert.equal(await other.title(), "blocked");
+      assert.equal(await other.evaluate("self.origin"), "null");
+      await other.screenshot({ path: new URL("sandboxed-other-app.png", ARTIFACTS).pathname });
+      // The owner's own page still works.
+      await own.reload();
+      await own.getByTestId("this-peer-id").filter({ hasText: a.peerId }).waitFor();
     } finally {
       await context.close();
     }

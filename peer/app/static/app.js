@@ -223,8 +223,55 @@ async function api(path, init = {}) {
   } catch (err) {
     throw new AppError(`Cannot reach the peer (${messageOf(err)})`, 0, "network");
   }
-  if (!res.ok) throw await errorFrom(res);
+  if (!res.ok) {
+    const err = await errorFrom(res);
+    if (res.status === 401 && err.code === "unauthorized") askLogin();
+    throw err;
+  }
   return res;
+}
+
+// ---------------------------------------------------------------------------
+// Login: the control API needs the owner's token. The peer keeps it in an HttpOnly
+// cookie (set by its one-time login link, or by POST _p2p/login from this form), so
+// no script here ever holds it after the form is sent.
+
+/** Shows the login dialog (once), when the control API answered 401. */
+function askLogin() {
+  const dialog = byId("login");
+  if (dialog.open) return;
+  byId("login-error").hidden = true;
+  dialog.showModal();
+  byId("login-token").focus();
+}
+
+/** Sends the token from the form; on success, reloads every section. */
+async function submitLogin(e) {
+  e.preventDefault();
+  const input = byId("login-token");
+  const error = byId("login-error");
+  const button = byId("login-submit");
+  button.disabled = true;
+  try {
+    const res = await fetch("_p2p/login", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ token: input.value.trim() }),
+    });
+    if (!res.ok) throw await errorFrom(res);
+    input.value = "";
+    byId("login").close();
+    clearError();
+    statusPoll.soon(0);
+    peersPoll.soon(0);
+    payloadsPoll.soon(0);
+    connectEvents();
+  } catch (err) {
+    setText(error, messageOf(err));
+    error.hidden = false;
+  } finally {
+    button.disabled = false;
+  }
 }
 
 async function getJson(path) {
@@ -1567,6 +1614,9 @@ function connectEvents() {
     setText(badge, text);
   };
   set("", "connecting…");
+  // Called again after a login: one stream at a time.
+  activity.source?.close();
+  clearTimeout(activity.retry);
   const es = new EventSource("_p2p/events");
   activity.source = es;
   const onMessage = (ev) => {
@@ -1741,6 +1791,7 @@ function start() {
     if (id) copyText(id, e.currentTarget);
   });
   byId("scan-form").addEventListener("submit", scanLan);
+  byId("login-form").addEventListener("submit", submitLogin);
   setupVia();
   setupUpload();
   setupGetForm();
