@@ -15,7 +15,10 @@ import {
 } from "./connection.ts";
 import { type AnswerOf, expectAnswer, type RequestTypeName } from "../proto/answers.ts";
 import type { ActivityPage, ActivityRecord } from "../proto/activity.ts";
-import type { HelloHeader, MessageInit } from "../proto/messages.ts";
+import type { HelloHeader, MessageInit, WirePorts } from "../proto/messages.ts";
+import { type PeerRecord, signPeerRecord } from "../proto/peer_record.ts";
+import { peerIdFromPublicKey } from "../proto/signature.ts";
+import { toBase64Url } from "../proto/ids.ts";
 
 /** A HELLO for a test peer whose id is `name` in hex, padded to 40 digits. */
 export function hello(name: string, ports: HelloHeader["ports"] = { chunk: 5801 }): HelloHeader {
@@ -56,10 +59,14 @@ export async function memoryTable(self = peerIdOf("self")): Promise<PeerTable & 
   });
 }
 
-/** A chunk store in a fresh temporary directory; disposing closes it and removes the directory. */
-export async function tempStore(): Promise<ChunkStore & AsyncDisposable> {
+/**
+ * A chunk store in a fresh temporary directory, holding at most `maxBytes` (default
+ * 1 GiB, so tests do not depend on the disk's free space); disposing closes it and
+ * removes the directory.
+ */
+export async function tempStore(maxBytes = 1024 ** 3): Promise<ChunkStore & AsyncDisposable> {
   const dir = await Deno.makeTempDir();
-  const store = await ChunkStore.open(dir);
+  const store = await ChunkStore.open(dir, { maxBytes });
   return Object.assign(store, {
     async [Symbol.asyncDispose]() {
       store.close();
@@ -75,25 +82,38 @@ export function bytesStream(size: number, seed = 1): ReadableStream<Uint8Array> 
   return ReadableStream.from([bytes]);
 }
 
-/** Two connected peers over linked in-memory streams, `a` and `b`, each with its handler. */
+/**
+ * Two connected peers over linked in-memory streams, `a` (the dialer) and `b`, each
+ * with its handler and a fresh identity (`ids`): the link handshake proves each
+ * side's id, so `a.remote.peerId` is `ids.b.peerId`.
+ */
 export async function linkedPair(
   handlers: { a?: RequestHandler; b?: RequestHandler } = {},
-): Promise<{ a: PeerConnection; b: PeerConnection } & AsyncDisposable> {
+): Promise<
+  & { a: PeerConnection; b: PeerConnection; ids: { a: TestIdentity; b: TestIdentity } }
+  & AsyncDisposable
+> {
   const ab = new TransformStream<Uint8Array, Uint8Array>();
   const ba = new TransformStream<Uint8Array, Uint8Array>();
+  const ids = { a: await testIdentity("a"), b: await testIdentity("b") };
+  const options = (id: TestIdentity, role: string, handler?: RequestHandler) =>
+    ({ hello: id.hello, handler, link: { role, sign: id.sign } }) as unknown as Parameters<
+      typeof Connection.open
+    >[1];
   const [a, b] = await Promise.all([
-    Connection.open({ readable: ba.readable, writable: ab.writable, close() {} }, {
-      hello: hello("a"),
-      handler: handlers.a,
-    }),
-    Connection.open({ readable: ab.readable, writable: ba.writable, close() {} }, {
-      hello: hello("b"),
-      handler: handlers.b,
-    }),
+    Connection.open(
+      { readable: ba.readable, writable: ab.writable, close() {} },
+      options(ids.a, "dialer", handlers.a),
+    ),
+    Connection.open(
+      { readable: ab.readable, writable: ba.writable, close() {} },
+      options(ids.b, "acceptor", handlers.b),
+    ),
   ]);
   return {
     a,
     b,
+    ids,
     async [Symbol.asyncDispose]() {
       a.close();
       b.close();
@@ -128,4 +148,31 @@ export function scriptedConn(name: string, script: Script) {
     },
   };
   return conn as unknown as PeerConnection & { sent: typeof sent };
+}
+
+/** A test peer's identity: its key, a HELLO that carries it, and records it signs. */
+export type TestIdentity = Awaited<ReturnType<typeof testIdentity>>;
+
+/** A fresh Ed25519 identity in memory, its HELLO, and the signed records it makes of itself. */
+export async function testIdentity(name = "test") {
+  const pair = await crypto.subtle.generateKey({ name: "Ed25519" }, true, [
+    "sign",
+    "verify",
+  ]) as CryptoKeyPair;
+  const raw = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  const peerId = await peerIdFromPublicKey(raw);
+  const publicKey = toBase64Url(raw);
+  const sign = async (b: Uint8Array) =>
+    new Uint8Array(await crypto.subtle.sign("Ed25519", pair.privateKey, b as BufferSource));
+  const hello: HelloHeader = { peerId, name, version: "0.1.0", ports: { chunk: 5801 }, publicKey };
+  return {
+    peerId,
+    publicKey,
+    name,
+    sign,
+    hello,
+    /** This identity's record at `host` with `ports`, signed with its key. */
+    record: (host: string, ports: WirePorts, seq = Date.now()): Promise<PeerRecord> =>
+      signPeerRecord(sign, { peerId, publicKey, host, ports, seq, name }),
+  };
 }

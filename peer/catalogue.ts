@@ -19,8 +19,8 @@ import type {
   PayloadsAnswer,
   SourceError,
 } from "../proto/control.ts";
-import { errorMessage, NotFoundError } from "../proto/errors.ts";
-import { httpUrl } from "../lib/net_addr.ts";
+import { errorMessage, ForbiddenError, NotFoundError } from "../proto/errors.ts";
+import { hostPort, httpUrl } from "../lib/net_addr.ts";
 
 /** Known peers asked at once for their payloads. */
 const MAX_PEERS_ASKED = 32;
@@ -32,7 +32,7 @@ export interface CatalogueDeps {
   /** This peer's id and name, for its own holdings. */
   self: { peerId: string; name: string };
   store: Pick<ChunkStore, "list">;
-  table: Pick<PeerTable, "list" | "get">;
+  table: Pick<PeerTable, "proven" | "get">;
   tracker?: Pick<TrackerClient, "payloads">;
   pool: { connect(host: string, port: number): Promise<PeerConnection> };
   /** Aborts when the peer stops. */
@@ -74,7 +74,8 @@ export class NetworkCatalogue {
       add(p, { peerId: self.peerId, name: self.name, held: p.held, complete: p.complete });
     }
     const list = this.#deps.listPayloads ?? listPayloads;
-    const peers = table.list().filter((p) => p.failures === 0 && p.ports.http)
+    // HTTP goes only to addresses a handshake proved.
+    const peers = table.proven().filter((p) => p.failures === 0 && p.ports.http)
       .slice(0, MAX_PEERS_ASKED);
     await Promise.all([
       ...peers.map(async (peer) => {
@@ -127,6 +128,14 @@ export class NetworkCatalogue {
       );
     }
     const c = await this.#deps.pool.connect(p.host, p.ports.chunk);
+    if (c.remote.peerId !== peerId) {
+      throw new ForbiddenError(
+        "peer_mismatch",
+        `Peer '${peerId}' is not at ${
+          hostPort(p.host, p.ports.chunk)
+        }: '${c.remote.peerId}' answers there`,
+      );
+    }
     const header = { limit, ...(since === undefined ? {} : { since }), ...(type ? { type } : {}) };
     const res = await c.request({ type: "LOG_REQ", header }, { timeoutMs: 5000 });
     return res.header.records;

@@ -3,7 +3,9 @@
  * this machine's interfaces) with `discovery.ts`'s `scan()`, probing the devices'
  * pingback ports and those of the peers already known, and records what it learns:
  * verified peers are added or updated (source `scan`), known peers that stay silent
- * are marked stale. One run at a time; `--scan` runs it at start and every period.
+ * are marked stale. A scan's answer is signed over our nonce, but it comes from the
+ * pingback port: the address it teaches is learned, and used once a handshake on the
+ * chunk port there proved the id (`peer_table.ts`). One run at a time; `--scan` runs it at start and every period.
  *
  * @module
  */

@@ -66,7 +66,14 @@ Deno.test("LanScan.discover() records new, moved and silent peers and reports th
   assert.equal(report.stale.length, 1);
   assert.equal(table.get(peerIdOf("new"))?.host, "127.0.0.5");
   assert.ok(table.get(peerIdOf("new"))?.sources.includes("scan"));
-  assert.equal(table.get(peerIdOf("moved"))?.host, "127.0.0.6");
+  // A scan only teaches addresses: the moved peer stays at its proven address until a
+  // handshake at the new one proves it there, and the new one is not proven yet.
+  assert.equal(table.getProven(peerIdOf("moved"))?.host, "127.0.0.7");
+  assert.deepEqual(
+    table.unproven().map((p) => [p.peerId, p.host]).sort(),
+    [[peerIdOf("moved"), "127.0.0.6"], [peerIdOf("new"), "127.0.0.5"]].sort(),
+  );
+  assert.equal(table.getProven(peerIdOf("new")), undefined);
   assert.equal(table.get(peerIdOf("quiet"))?.failures, 1);
   assert.deepEqual(
     log.records.map((r) => r.type),

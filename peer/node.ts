@@ -27,7 +27,7 @@ import { createRequestHandler } from "./request_handler.ts";
 import { ConnectionPool } from "./pool.ts";
 import { Scheduler } from "./scheduler.ts";
 import { TrackerSync } from "./tracker_sync.ts";
-import { PeerExchange } from "./exchange.ts";
+import { PeerExchange, selfRecord } from "./exchange.ts";
 import { Replication } from "./replication.ts";
 import { Sourcing } from "./sourcing.ts";
 import { Downloads } from "./downloads.ts";
@@ -114,6 +114,7 @@ export class PeerNode {
       table,
       log,
       signal,
+      selfRecord: selfRecord(identity, { host: opts.host, ports: this.#ports, name: opts.name }),
       ...(opts.maxUploadRate ? { uploadLimit: new RateLimiter(opts.maxUploadRate) } : {}),
     });
     const link = { sign: identity.sign, networkKey: opts.networkKey };
@@ -173,7 +174,10 @@ export class PeerNode {
       link: { ...link, plaintextLoopback: opts.plaintextLoopback },
       handler,
       onEvent: (type, fields) => log.record(type, fields),
-      onConnection: (conn) => pool.noteInbound(conn),
+      onConnection: (conn) => {
+        pool.noteInbound(conn);
+        this.#exchange.inbound(conn).catch(() => undefined);
+      },
     });
     store.onChunk(announce);
   }

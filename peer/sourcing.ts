@@ -5,12 +5,16 @@
  * plus the tracker itself when it keeps the bytes), and `where()`: which peer holds
  * which chunk positions.
  *
+ * A source is known by the id its link proved, never by the id it was listed under;
+ * a peer asked for a manifest must be the one the table lists at that address
+ * (`connectAs()`), and peers in their back-off after a failed contact are skipped.
+ *
  * @module
  */
 import type { PeerConnection } from "./connection.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import type { PeerLog } from "./activity.ts";
-import type { KnownPeer, PeerTable } from "./peer_table.ts";
+import { connectAs, type KnownPeer, type PeerTable } from "./peer_table.ts";
 import type { TrackerClient } from "./tracker_client.ts";
 import type { Source } from "./downloader.ts";
 import { RemoteError } from "../proto/answers.ts";
@@ -18,7 +22,7 @@ import { assertBitfield, bitfieldCount, bitfieldFromIndices } from "../proto/bit
 import { errorMessage, NotFoundError } from "../proto/errors.ts";
 import { toHex } from "../proto/ids.ts";
 import { manifestFrom } from "../proto/manifest_body.ts";
-import type { Manifest } from "../proto/manifest.ts";
+import { assertManifestLimits, type Manifest } from "../proto/manifest.ts";
 import type { WhereAnswer, WhereRow } from "../proto/control.ts";
 import { hostPort } from "../lib/net_addr.ts";
 
@@ -27,7 +31,7 @@ export interface SourcingDeps {
   /** This peer: its id, name and chunk address, for its own `where()` row. */
   self: { peerId: string; name: string; address: string };
   store: Pick<ChunkStore, "getManifest" | "addManifest" | "have">;
-  table: Pick<PeerTable, "list" | "get">;
+  table: Pick<PeerTable, "dialable" | "get">;
   log: Pick<PeerLog, "record">;
   tracker?: Pick<TrackerClient, "url" | "manifest" | "holders" | "chunk">;
   pool: {
@@ -65,13 +69,15 @@ export class Sourcing {
         errors.push(`tracker: ${errorMessage(err)}`);
       }
     }
-    for (const p of table.list()) {
-      const c = await pool.connectKnown(p);
+    for (const p of table.dialable()) {
+      const c = await connectAs(pool, p);
       if (!c) continue;
       try {
         const res = await c.request({ type: "MANIFEST_REQ", header: { payloadId } }, {
           timeoutMs: 5000,
         });
+        // The header's size and chunk size are checked before the hashes are read.
+        assertManifestLimits(res.header);
         const { manifest, name } = manifestFrom(res);
         await store.addManifest(payloadId, manifest, name ? { name } : undefined);
         return manifest;
@@ -118,7 +124,7 @@ export class Sourcing {
         log.record("tracker.error", { during: "holders", payloadId, message: errorMessage(err) });
       }
     }
-    for (const p of table.list()) asks.push(ask(p.peerId, p.host, p.ports.chunk));
+    for (const p of table.dialable()) asks.push(ask(p.peerId, p.host, p.ports.chunk));
     await Promise.all(asks);
     if (trackerHolds && tracker) {
       out.set("tracker", {
