@@ -55,6 +55,9 @@ interface TrackerCliOptions {
   networkKeyFile?: string;
   tlsCert?: string;
   tlsKey?: string;
+  rateLimit: number;
+  maxConnsPerAddress: number;
+  headTimeout: number;
 }
 
 /** `--network-key-file`, shared by the tracker and the peer. */
@@ -140,6 +143,18 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     .addOption(networkKeyOption())
     .option("--tls-cert <path>", "PEM certificate (chain): serve HTTPS (with --tls-key)")
     .option("--tls-key <path>", "PEM private key of --tls-cert")
+    .addOption(
+      new Option("--rate-limit <n>", "requests a second per client address (0: no limit)")
+        .default(200).argParser(parseCount(0, 1_000_000)),
+    )
+    .addOption(
+      new Option("--max-conns-per-address <n>", "open connections per client address")
+        .default(64).argParser(parseCount(1, 100_000)),
+    )
+    .addOption(
+      new Option("--head-timeout <seconds>", "a request head must arrive whole within this")
+        .default(10).argParser(parseSeconds),
+    )
     .action(async (opts) => {
       await runTracker(opts);
     });
@@ -365,6 +380,12 @@ async function runTracker(opts: TrackerCliOptions): Promise<void> {
       maxUpload: opts.maxUpload,
       networkKey: network.key,
       tls,
+      limits: {
+        requestsPerSecond: opts.rateLimit,
+        requestBurst: opts.rateLimit * 2,
+        connectionsPerAddress: opts.maxConnsPerAddress,
+        headTimeoutMs: opts.headTimeout * 1000,
+      },
     });
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) {

@@ -88,7 +88,8 @@ export async function spawnTracker(opts: SpawnTrackerOptions): Promise<TrackerPr
   const db = `${opts.dir}/tracker.kv`;
   const log = `${opts.dir}/tracker-activity.jsonl`;
   const { child, match, output, stop } = await spawnListening({
-    args: trackerArgs(db, log, ["--peer-ttl", String(opts.peerTtl)]),
+    // wrk loads from one address: the per-address request rate must not cap it.
+    args: trackerArgs(db, log, ["--peer-ttl", String(opts.peerTtl), "--rate-limit", "0"]),
     ready: LISTENING,
     urlGroup: 1,
     what: "Tracker",

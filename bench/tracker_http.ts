@@ -5,12 +5,16 @@
  * peak resident memory over the whole run.
  *
  * Each load phase gets a short warm-up that is not counted, so the JIT and the
- * first registrations of the heartbeat set are out of the figures.
+ * first registrations of the heartbeat set are out of the figures. Registrations are
+ * signed by each peer's identity with a `signedAt` that must grow, so the heartbeats
+ * are signed before the load: each wrk thread owns its own pairs and sends each
+ * pair's heartbeats in order (a separate set for the warm-up and the measured phase).
+ * The tracker runs with `--rate-limit 0`: wrk sends everything from one address.
  *
  * @module
  */
-import type { RegisterPeerRequest } from "../proto/tracker.ts";
-import { TrackerClient } from "../peer/tracker_client.ts";
+import { TrackerClient, type UnsignedRegistration } from "../peer/tracker_client.ts";
+import { signedRegistration, type TestIdentity, testIdentity } from "../tracker/_test_setup.ts";
 import {
   type BenchContext,
   type Benchmark,
@@ -67,7 +71,11 @@ async function measure(ctx: BenchContext, dir: string): Promise<BenchOutput> {
   const client = new TrackerClient(tracker.url, { timeoutMs: 10_000 });
 
   for (let i = 0; i < REGISTERED; i++) {
-    const r = await client.register(registration("127.0.1.1", 40_000 + i, `peer-${i}`));
+    const peer = new TrackerClient(tracker.url, {
+      timeoutMs: 10_000,
+      identity: await testIdentity(),
+    });
+    const r = await peer.register(registration("127.0.1.1", 40_000 + i, `peer-${i}`));
     if (!r.created) throw new Error(`Registration ${i} was not new: ${JSON.stringify(r)}`);
   }
   const listing = await client.peers();
@@ -97,10 +105,23 @@ async function measure(ctx: BenchContext, dir: string): Promise<BenchOutput> {
   figures.push(...loadFigures(`GET /peers (${REGISTERED} peers)`, get, load));
 
   // POST /peers: heartbeats of a fixed set of (host, port) pairs, in rotation.
+  // Enough signed heartbeats per pair for 6,000 req/s; past them, the pairs start over
+  // and the tracker refuses the replays (409, counted as non-2xx).
+  const ids = await Promise.all(Array.from({ length: HEARTBEAT_PAIRS }, () => testIdentity()));
+  const perPair = (seconds: number) => Math.ceil(seconds * 6000 / HEARTBEAT_PAIRS);
+  const warmScript = `${dir}/heartbeat-warm.lua`;
   const script = `${dir}/heartbeat.lua`;
-  await Deno.writeTextFile(script, heartbeatScript(HEARTBEAT_PAIRS, THREADS));
+  const base = Date.now() + 30_000;
+  await Deno.writeTextFile(
+    warmScript,
+    await heartbeatScript(ids, THREADS, perPair(WARMUP), base),
+  );
+  await Deno.writeTextFile(
+    script,
+    await heartbeatScript(ids, THREADS, perPair(ctx.duration), base + perPair(WARMUP) + 1),
+  );
   ctx.log(`POST /peers: ${WARMUP}s warm-up (registers the ${HEARTBEAT_PAIRS} pairs), then ${load}`);
-  requests += (await wrk(`${tracker.url}/peers`, WARMUP, script)).report.requests;
+  requests += (await wrk(`${tracker.url}/peers`, WARMUP, warmScript)).report.requests;
   const post = (await wrk(`${tracker.url}/peers`, ctx.duration, script)).report;
   requests += post.requests;
   figures.push(...loadFigures(`POST /peers heartbeat (${HEARTBEAT_PAIRS} pairs)`, post, load));
@@ -191,7 +212,7 @@ function loadFigures(label: string, r: WrkReport, load: string): Figure[] {
 }
 
 /** A registration or heartbeat, as a peer sends it. */
-function registration(host: string, port: number, name: string): RegisterPeerRequest {
+function registration(host: string, port: number, name: string): UnsignedRegistration {
   return {
     host,
     port,
@@ -202,21 +223,32 @@ function registration(host: string, port: number, name: string): RegisterPeerReq
 }
 
 /**
- * A wrk Lua script that POSTs heartbeats of `pairs` fixed (host, port) pairs in
- * rotation; each wrk thread starts at its own offset, so threads do not heartbeat
- * the same pair at the same moment.
+ * A wrk Lua script that POSTs signed heartbeats of one pair per identity: thread `t`
+ * owns the pairs `i` with `i % threads == t` and sends them in rotation, the `k`-th
+ * round carrying each pair's `k`-th heartbeat, signed at `base + k` ms, so every
+ * pair's heartbeats reach the tracker in the order they were signed.
  */
-export function heartbeatScript(pairs: number, threads: number): string {
-  const bodies = Array.from(
-    { length: pairs },
-    (_, i) =>
-      "  " + luaString(JSON.stringify(registration("127.0.0.2", 42_000 + i, `hb-${i}`))) + ",",
-  );
-  return `-- POST /peers heartbeats; written by bench/tracker_http.ts.
-local bodies = {
-${bodies.join("\n")}
+export async function heartbeatScript(
+  ids: TestIdentity[],
+  threads: number,
+  perPair: number,
+  base: number,
+): Promise<string> {
+  const pairs: string[] = [];
+  for (const [i, id] of ids.entries()) {
+    const fields = registration("127.0.0.2", 42_000 + i, `hb-${i}`);
+    const bodies: string[] = [];
+    for (let k = 0; k < perPair; k++) {
+      const { peerId: _, ...rest } = fields;
+      bodies.push(luaString(JSON.stringify(await signedRegistration(id, rest, base + k))));
+    }
+    pairs.push(`  { ${bodies.join(", ")} },`);
+  }
+  return `-- POST /peers signed heartbeats; written by bench/tracker_http.ts.
+local pairs_ = {
+${pairs.join("\n")}
 }
-local n = #bodies
+local n = #pairs_
 local threads = ${threads}
 local started = 0
 
@@ -225,17 +257,25 @@ function setup(thread)
   started = started + 1
 end
 
-local i = 0
+local mine = {}
+local at = 1
+local round = 1
 function init(args)
-  i = math.floor((offset or 0) * n / threads) % n
+  local t = offset or 0
+  for i = t + 1, n, threads do mine[#mine + 1] = pairs_[i] end
 end
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 
 function request()
-  local body = bodies[i + 1]
-  i = (i + 1) % n
+  local bodies = mine[at]
+  local body = bodies[((round - 1) % #bodies) + 1]
+  at = at + 1
+  if at > #mine then
+    at = 1
+    round = round + 1
+  end
   return wrk.format(nil, nil, nil, body)
 end
 `;

@@ -1,14 +1,34 @@
 /**
- * The peer's client of the tracker's HTTP API. Every call has a timeout and parses
- * the answer with the schemas of `proto/tracker.ts`; failures are `TrackerError`s
- * that say what went wrong.
+ * The peer's client of the tracker's HTTP API (`http://` or `https://`). Every call
+ * has a timeout and parses the answer with the schemas of `proto/tracker.ts`;
+ * failures are `TrackerError`s that say what went wrong.
+ *
+ * With a network key, every request carries the key's proof (`Authorization: P2P-HMAC
+ * …`, see `proto/tracker_auth.ts`) over its method, path, body hash, time and a fresh
+ * nonce. With an identity, the registration, the removal and each chunk announcement
+ * are signed with the peer's Ed25519 key, `signedAt` growing from one to the next.
+ *
+ * An `https://` tracker whose certificate is self-signed must be trusted by the
+ * process: `DENO_CERT=/path/to/tracker.pem` (or the system's store with
+ * `DENO_TLS_CA_STORE=system`).
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import type { z } from "zod";
 import { formatZodError, P2pError } from "../proto/errors.ts";
-import { toBase64 } from "../proto/ids.ts";
+import { toBase64, toBase64Url } from "../proto/ids.ts";
 import type { Manifest } from "../proto/manifest.ts";
+import { isOpenNetwork } from "../proto/network_key.ts";
+import {
+  EMPTY_SHA256,
+  formatPeerSignature,
+  haveBytes,
+  PEER_SIGNATURE_HEADER,
+  peerRemoveBytes,
+  registrationBytes,
+  signRequest,
+} from "../proto/tracker_auth.ts";
 import {
   ErrorBody,
   HaveResponse,
@@ -19,7 +39,30 @@ import {
   PeerList,
   type RegisterPeerRequest,
   RegisterPeerResponse,
+  UploadResponse,
 } from "../proto/tracker.ts";
+
+/** A registration before it is signed: the client adds the key, the time and the signature. */
+export type UnsignedRegistration =
+  & Omit<RegisterPeerRequest, "peerId" | "publicKey" | "signedAt" | "signature">
+  & { peerId?: string };
+
+/** What signs for a peer: its id, its public key (base64url) and its private key's signature. */
+export interface TrackerSigner {
+  peerId: string;
+  publicKey: string;
+  sign(data: Uint8Array): Promise<Uint8Array>;
+}
+
+/** Options of a `TrackerClient`. */
+export interface TrackerClientOptions {
+  /** Per-call time limit (default 5 s). */
+  timeoutMs?: number;
+  /** The network key the tracker requires (none, or the open network's: no proof sent). */
+  networkKey?: Uint8Array;
+  /** The peer's identity, for the calls that change its record. */
+  identity?: TrackerSigner;
+}
 
 /**
  * A tracker call failed: unreachable or timed out (`tracker_unreachable`), answered
@@ -35,14 +78,55 @@ export class TrackerError extends P2pError {
   }
 }
 
+/** More of a call: headers, and raw bytes sent instead of JSON with their type. */
+interface CallExtra {
+  headers?: Record<string, string>;
+  raw?: Uint8Array;
+  type?: string;
+}
+
 /** Talks to one tracker. */
 export class TrackerClient {
   readonly url: string;
   readonly #timeoutMs: number;
+  readonly #key: Uint8Array | undefined;
+  readonly #identity: TrackerSigner | undefined;
+  #lastSignedAt = 0;
 
-  constructor(url: string, opts: { timeoutMs?: number } = {}) {
+  constructor(url: string, opts: TrackerClientOptions = {}) {
     this.url = url.replace(/\/$/, "");
     this.#timeoutMs = opts.timeoutMs ?? 5000;
+    this.#key = opts.networkKey && !isOpenNetwork(opts.networkKey) ? opts.networkKey : undefined;
+    this.#identity = opts.identity;
+  }
+
+  /**
+   * The headers that prove membership of a request to `path` (with its query) whose
+   * body has the hex SHA-256 `sha256`; none on an open network.
+   */
+  async authHeaders(
+    method: string,
+    path: string,
+    sha256 = EMPTY_SHA256,
+  ): Promise<Record<string, string>> {
+    if (!this.#key) return {};
+    const url = new URL(this.url + path);
+    return {
+      authorization: await signRequest(this.#key, method, url.pathname + url.search, sha256),
+    };
+  }
+
+  /** A time for the next signature: now, and always later than the last one. */
+  #signedAt(): number {
+    this.#lastSignedAt = Math.max(Date.now(), this.#lastSignedAt + 1);
+    return this.#lastSignedAt;
+  }
+
+  #signer(what: string): TrackerSigner {
+    if (!this.#identity) {
+      throw new TypeError(`Cannot ${what}: this tracker client was made without an identity`);
+    }
+    return this.#identity;
   }
 
   async #call(
@@ -50,16 +134,27 @@ export class TrackerClient {
     path: string,
     body?: unknown,
     signal?: AbortSignal,
+    extra: CallExtra = {},
   ): Promise<Response> {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const bytes = extra.raw ??
+      (body === undefined ? undefined : new TextEncoder().encode(JSON.stringify(body)));
+    const headers: Record<string, string> = {
+      ...extra.headers,
+      ...(bytes === undefined ? {} : { "content-type": extra.type ?? "application/json" }),
+      ...await this.authHeaders(
+        method,
+        path,
+        bytes === undefined ? EMPTY_SHA256 : createHash("sha256").update(bytes).digest("hex"),
+      ),
+    };
     let res: Response;
     try {
       res = await fetch(this.url + path, {
         method,
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-        ...(body === undefined
-          ? {}
-          : { body: JSON.stringify(body), headers: { "content-type": "application/json" } }),
+        headers,
+        ...(bytes === undefined ? {} : { body: bytes as Uint8Array<ArrayBuffer> }),
       });
     } catch (cause) {
       const why = timeout.aborted ? `no answer within ${this.#timeoutMs} ms` : String(cause);
@@ -88,8 +183,9 @@ export class TrackerClient {
     method: string,
     path: string,
     body?: unknown,
+    extra?: CallExtra,
   ): Promise<z.infer<S>> {
-    const res = await this.#call(method, path, body);
+    const res = await this.#call(method, path, body, undefined, extra);
     const parsed = schema.safeParse(await res.json().catch(() => undefined));
     if (!parsed.success) {
       throw new TrackerError(
@@ -102,15 +198,31 @@ export class TrackerClient {
     return parsed.data;
   }
 
-  /** Registers or heartbeats this peer. */
-  register(reg: RegisterPeerRequest): Promise<z.infer<typeof RegisterPeerResponse>> {
-    return this.#json(RegisterPeerResponse, "POST", "/peers", reg);
+  /** Registers or heartbeats this peer, as a record signed with its identity. */
+  async register(reg: UnsignedRegistration): Promise<z.infer<typeof RegisterPeerResponse>> {
+    const id = this.#signer("register");
+    if (reg.peerId !== undefined && reg.peerId !== id.peerId) {
+      throw new TypeError(`Cannot register '${reg.peerId}' with the identity of '${id.peerId}'`);
+    }
+    const fields = {
+      ...reg,
+      peerId: id.peerId,
+      publicKey: id.publicKey,
+      signedAt: this.#signedAt(),
+    };
+    const signature = toBase64Url(await id.sign(registrationBytes(fields)));
+    return await this.#json(RegisterPeerResponse, "POST", "/peers", { ...fields, signature });
   }
 
   /** Removes this peer (on shutdown); a peer the tracker no longer knows is fine. */
   async unregister(peerId: string): Promise<void> {
+    const id = this.#signer("unregister");
+    const signedAt = this.#signedAt();
+    const signature = await id.sign(peerRemoveBytes(peerId, signedAt));
+    const headers = { [PEER_SIGNATURE_HEADER]: formatPeerSignature(signedAt, signature) };
     try {
-      await (await this.#call("DELETE", `/peers/${peerId}`)).body?.cancel();
+      await (await this.#call("DELETE", `/peers/${peerId}`, undefined, undefined, { headers }))
+        .body?.cancel();
     } catch (err) {
       if (!(err instanceof TrackerError && err.httpStatus === 404)) throw err;
     }
@@ -135,15 +247,32 @@ export class TrackerClient {
     });
   }
 
-  /** Announces the chunk positions this peer holds. */
-  announce(
+  /** Announces the chunk positions this peer holds, signed with its identity. */
+  async announce(
     payloadId: string,
     peerId: string,
     bits: Uint8Array,
   ): Promise<z.infer<typeof HaveResponse>> {
-    return this.#json(HaveResponse, "POST", `/payloads/${payloadId}/have`, {
+    const id = this.#signer("announce");
+    const have = toBase64(bits);
+    const signedAt = this.#signedAt();
+    const signature = toBase64Url(
+      await id.sign(haveBytes(payloadId, peerId, { have }, signedAt)),
+    );
+    return await this.#json(HaveResponse, "POST", `/payloads/${payloadId}/have`, {
       peerId,
-      have: toBase64(bits),
+      have,
+      signedAt,
+      signature,
+    });
+  }
+
+  /** Uploads a payload's bytes to the tracker (`POST /payloads`), which keeps and spreads them. */
+  upload(bytes: Uint8Array, name?: string): Promise<z.infer<typeof UploadResponse>> {
+    const q = name === undefined ? "" : `?name=${encodeURIComponent(name)}`;
+    return this.#json(UploadResponse, "POST", `/payloads${q}`, undefined, {
+      raw: bytes,
+      type: "application/octet-stream",
     });
   }
 

@@ -1,9 +1,22 @@
 import assert from "node:assert/strict";
 import { P2pError } from "../proto/errors.ts";
 import { TrackerClient, TrackerError } from "./tracker_client.ts";
+import { loadIdentity } from "./identity.ts";
+import { createHash } from "node:crypto";
+import {
+  parsePeerSignature,
+  parseRequestAuth,
+  PEER_SIGNATURE_HEADER,
+  peerRemoveBytes,
+  verifyRegistration,
+  verifyRequestAuth,
+} from "../proto/tracker_auth.ts";
+import { fromBase64Url } from "../proto/ids.ts";
+import { RegisterPeerRequest } from "../proto/tracker.ts";
+import { verifySignature } from "../proto/signature.ts";
 
 /** A fake tracker on 127.0.0.1 answering every request with `answer`. */
-function fakeTracker(answer: (req: Request) => Response) {
+function fakeTracker(answer: (req: Request) => Response | Promise<Response>) {
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, answer);
   return {
     url: `http://127.0.0.1:${server.addr.port}`,
@@ -15,13 +28,57 @@ Deno.test("TrackerClient keeps the tracker's error code and status in a TrackerE
   await using tracker = fakeTracker(() =>
     Response.json({ error: { code: "unknown_peer", message: "No live peer" } }, { status: 404 })
   );
-  const client = new TrackerClient(tracker.url);
+  const dir = await Deno.makeTempDir({ prefix: "p2p-tracker-client-" });
+  const identity = await loadIdentity(dir);
+  await Deno.remove(dir, { recursive: true });
+  const client = new TrackerClient(tracker.url, { identity });
   const err = await client.peers().catch((e) => e);
   assert.ok(err instanceof TrackerError && err instanceof P2pError);
   assert.equal(err.code, "unknown_peer");
   assert.equal(err.httpStatus, 404);
   assert.match(err.message, /404 to GET \/peers: No live peer/);
-  await client.unregister("a".repeat(40)); // a peer the tracker no longer knows is fine
+  await client.unregister(identity.peerId); // a peer the tracker no longer knows is fine
+});
+
+Deno.test("TrackerClient proves the network key on every request and signs its own record", async () => {
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const dir = await Deno.makeTempDir({ prefix: "p2p-tracker-client-" });
+  const identity = await loadIdentity(dir);
+  await Deno.remove(dir, { recursive: true });
+  const seen: { method: string; path: string; proofOk: boolean; bodyOk: boolean }[] = [];
+  let registered: unknown;
+  let removal: boolean | undefined;
+  await using tracker = fakeTracker(async (req) => {
+    const url = new URL(req.url);
+    const auth = parseRequestAuth(req.headers.get("authorization"))!;
+    const body = new Uint8Array(await req.arrayBuffer());
+    seen.push({
+      method: req.method,
+      path: url.pathname,
+      proofOk: await verifyRequestAuth(key, req.method, url.pathname + url.search, auth),
+      bodyOk: createHash("sha256").update(body).digest("hex") === auth.sha256,
+    });
+    if (req.method === "POST") {
+      registered = JSON.parse(new TextDecoder().decode(body));
+      return Response.json({ error: { code: "x", message: "stop here" } }, { status: 400 });
+    }
+    const sig = parsePeerSignature(req.headers.get(PEER_SIGNATURE_HEADER))!;
+    removal = await verifySignature(
+      identity.publicKey,
+      peerRemoveBytes(identity.peerId, sig.signedAt),
+      fromBase64Url(sig.signature),
+    );
+    return Response.json({ removed: identity.peerId });
+  });
+  const client = new TrackerClient(tracker.url, { networkKey: key, identity });
+  await client.register({ peerId: identity.peerId, port: 5801, name: "a" }).catch(() => {});
+  await client.unregister(identity.peerId);
+  assert.deepEqual(seen.map((s) => [s.method, s.path, s.proofOk, s.bodyOk]), [
+    ["POST", "/peers", true, true],
+    ["DELETE", `/peers/${identity.peerId}`, true, true],
+  ]);
+  assert.ok(await verifyRegistration(RegisterPeerRequest.parse(registered)));
+  assert.equal(removal, true);
 });
 
 Deno.test("TrackerClient refuses an answer that does not fit its schema", async () => {

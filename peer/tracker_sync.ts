@@ -6,6 +6,9 @@
  * burst into one announcement per payload (published first), kept for the next
  * heartbeat when the tracker fails; and the spreading of payloads uploaded to the
  * tracker: the `replicas` live peers ranked highest by rendezvous fetch each one.
+ * A listed peer is taken into the table only when its registration, as the tracker
+ * passes it on, is signed by that peer (`verifyRegistration()`): a tracker cannot
+ * make up peers or move them, and an address is still only learned, not trusted.
  *
  * @module
  */
@@ -13,10 +16,11 @@ import type { ChunkStore } from "./chunk_store.ts";
 import type { PeerLog } from "./activity.ts";
 import type { PeerTable } from "./peer_table.ts";
 import type { Scheduler } from "./scheduler.ts";
-import { type TrackerClient, TrackerError } from "./tracker_client.ts";
+import { type TrackerClient, TrackerError, type UnsignedRegistration } from "./tracker_client.ts";
 import { rankByRendezvous } from "./replication.ts";
 import { errorMessage } from "../proto/errors.ts";
-import type { RegisterPeerRequest } from "../proto/tracker.ts";
+import type { PeerInfo } from "../proto/tracker.ts";
+import { verifyRegistration } from "../proto/tracker_auth.ts";
 
 /** Wait before an announcement goes out, so one burst of chunks makes one call. */
 const COALESCE_MS = 50;
@@ -37,8 +41,8 @@ export interface TrackerSyncDeps {
     TrackerClient,
     "url" | "register" | "peers" | "publish" | "announce" | "payloads" | "unregister"
   >;
-  /** This peer's registration (its id, name, ports, key, version, host). */
-  registration: RegisterPeerRequest & { peerId: string };
+  /** This peer's registration (its id, name, ports, version, host); the client signs it. */
+  registration: UnsignedRegistration & { peerId: string };
   store: Pick<ChunkStore, "list" | "getManifest" | "payload" | "have">;
   table: Pick<PeerTable, "upsert">;
   log: Pick<PeerLog, "record">;
@@ -49,6 +53,20 @@ export interface TrackerSyncDeps {
   replicas: number;
   /** Downloads a payload into the store. */
   fetch: (payloadId: string) => Promise<unknown>;
+}
+
+/**
+ * Whether a listed peer comes with its own signed registration, matching what the
+ * tracker says of it (its id, its key, and its host when the peer signed one).
+ */
+async function signedByItself(p: PeerInfo): Promise<boolean> {
+  const r = p.record;
+  if (!r || r.peerId !== p.peerId || r.port !== p.port) return false;
+  if (p.publicKey !== undefined && p.publicKey !== r.publicKey) return false;
+  if (r.host !== undefined && r.host !== p.host && r.host !== "0.0.0.0" && r.host !== "::") {
+    return false;
+  }
+  return await verifyRegistration(r);
 }
 
 /** Heartbeats, announcements and spreading of tracker uploads. */
@@ -100,7 +118,12 @@ export class TrackerSync {
       this.#state = { ok: true, lastContact: Date.now() };
       next = Math.min(next, res.ttlSeconds * 1000 / 3);
       const livePeers = await tracker.peers();
+      let dropped = 0;
       for (const p of livePeers) {
+        if (!await signedByItself(p)) {
+          dropped++;
+          continue;
+        }
         await table.upsert({
           peerId: p.peerId,
           host: p.host,
@@ -109,6 +132,7 @@ export class TrackerSync {
           publicKey: p.publicKey,
         }, "tracker");
       }
+      if (dropped > 0) log.record("tracker.unsigned", { url: tracker.url, dropped });
       // After an outage (or at first contact), everything held is announced again.
       if (this.#failures > 0 || this.#published.size === 0) {
         for (const p of store.list()) this.#announce.add(p.payloadId);

@@ -4,26 +4,31 @@ import { Scheduler } from "./scheduler.ts";
 import { TrackerError } from "./tracker_client.ts";
 import { bytesStream, fakeLog, memoryTable, peerIdOf, tempStore } from "./_fakes.ts";
 import { rankByRendezvous } from "./replication.ts";
+import { loadIdentity } from "./identity.ts";
+import { registrationBytes } from "../proto/tracker_auth.ts";
+import { toBase64Url } from "../proto/ids.ts";
+import type { PeerInfo } from "../proto/tracker.ts";
 
 const MiB = 1024 * 1024;
 const SELF = peerIdOf("self");
 
 /** A tracker in memory: it records calls, and `fail` makes every call fail. */
-function fakeTracker(opts: { peers?: string[]; stored?: string[] } = {}) {
+function fakeTracker(opts: { peers?: (string | PeerInfo)[]; stored?: string[] } = {}) {
   const calls: { method: string; args: unknown[] }[] = [];
   const state = { fail: undefined as Error | undefined };
   const call = <T>(method: string, args: unknown[], value: T): Promise<T> => {
     calls.push({ method, args });
     return state.fail ? Promise.reject(state.fail) : Promise.resolve(value);
   };
-  const peerInfo = (id: string) => ({
-    peerId: id,
-    host: "127.0.0.9",
-    port: 5801,
-    registeredAt: "",
-    lastSeen: "",
-    expiresAt: "",
-  });
+  const peerInfo = (id: string | PeerInfo) =>
+    typeof id !== "string" ? id : ({
+      peerId: id,
+      host: "127.0.0.9",
+      port: 5801,
+      registeredAt: "",
+      lastSeen: "",
+      expiresAt: "",
+    });
   const tracker: TrackerSyncDeps["tracker"] = {
     url: "http://127.0.0.1:1",
     register: (reg) =>
@@ -87,14 +92,39 @@ async function setup(t: ReturnType<typeof fakeTracker>, replicas = 0) {
   };
 }
 
+/** A listed peer with a registration signed by a fresh identity, as a tracker passes it on. */
+async function signedPeer(): Promise<PeerInfo> {
+  const dir = await Deno.makeTempDir({ prefix: "p2p-sync-" });
+  const id = await loadIdentity(dir);
+  await Deno.remove(dir, { recursive: true });
+  const fields = { peerId: id.peerId, publicKey: id.publicKey, port: 5801, signedAt: Date.now() };
+  const signature = toBase64Url(await id.sign(registrationBytes(fields)));
+  return {
+    peerId: id.peerId,
+    host: "127.0.0.9",
+    port: 5801,
+    publicKey: id.publicKey,
+    record: { ...fields, signature },
+    registeredAt: "",
+    lastSeen: "",
+    expiresAt: "",
+  };
+}
+
 Deno.test("TrackerSync.beat() registers, takes the tracker's peers and publishes then announces what is held", async () => {
-  const t = fakeTracker({ peers: [peerIdOf("other")] });
+  const other = await signedPeer();
+  // A listing without the peer's own signature, or with one over other fields, is dropped.
+  const forged = { ...await signedPeer(), host: "127.0.0.66" };
+  forged.record = { ...forged.record!, host: "127.0.0.66" };
+  const t = fakeTracker({ peers: [other, peerIdOf("unsigned"), forged] });
   await using s = await setup(t);
   const { payloadId } = await s.store.importStream(bytesStream(MiB));
   const next = await s.sync.beat();
   assert.equal(next, 20_000, "the heartbeat, under a third of the TTL");
   assert.deepEqual(t.of("register")[0].args, [{ peerId: SELF, port: 5801, name: "self" }]);
-  assert.deepEqual(s.table.get(peerIdOf("other"))?.sources, ["tracker"]);
+  assert.deepEqual(s.table.get(other.peerId)?.sources, ["tracker"]);
+  assert.equal(s.table.get(peerIdOf("unsigned")), undefined);
+  assert.equal(s.table.get(forged.peerId), undefined);
   assert.deepEqual(t.of("publish").map((c) => c.args[0]), [payloadId]);
   assert.deepEqual(t.of("announce").map((c) => c.args), [[payloadId, SELF]]);
   assert.equal(s.sync.state.ok, true);

@@ -1,7 +1,9 @@
 /**
  * The tracker's HTTP API: every request and response body, as zod schemas. The
  * tracker validates its input with them, and clients (the peer, the CLI) parse
- * answers with them.
+ * answers with them. What proves membership and identity (the `Authorization`
+ * header, the signatures in `POST /peers`, `DELETE /peers/{id}` and
+ * `POST /payloads/{id}/have`) is in `tracker_auth.ts`.
  *
  * @module
  */
@@ -25,15 +27,32 @@ export const PeerPorts = z.object({
 /** The ports a peer listens on, by role. */
 export type PeerPorts = z.infer<typeof PeerPorts>;
 
-/** `POST /peers`: register or heartbeat. `host` defaults to the caller's address. */
+/** A raw Ed25519 public key in base64url (32 bytes: 43 characters). */
+export const PublicKey = z.string().regex(/^[A-Za-z0-9_-]{43}$/, "must be a base64url Ed25519 key");
+/** An Ed25519 signature in base64url (64 bytes: 86 characters). */
+export const Signature = z.string().regex(
+  /^[A-Za-z0-9_-]{86}$/,
+  "must be a base64url Ed25519 signature",
+);
+/** Unix ms at which a peer signed a message. */
+export const SignedAt = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+/**
+ * `POST /peers`: register or heartbeat, as a record signed by the peer it describes
+ * (see `tracker_auth.ts`, `registrationBytes()`): `peerId` is the first 40 hex digits of
+ * SHA-256(publicKey), `signedAt` grows from one heartbeat to the next. `host` defaults
+ * to the caller's address.
+ */
 export const RegisterPeerRequest = z.object({
   host: Host.optional(),
   port: Port,
-  peerId: PeerId.optional(),
+  peerId: PeerId,
   name: z.string().max(64).optional(),
   ports: PeerPorts.optional(),
-  publicKey: z.string().max(256).optional(),
+  publicKey: PublicKey,
   version: z.string().max(32).optional(),
+  signedAt: SignedAt,
+  signature: Signature,
 });
 /** `POST /peers` request body. */
 export type RegisterPeerRequest = z.infer<typeof RegisterPeerRequest>;
@@ -47,6 +66,12 @@ export const PeerInfo = z.object({
   ports: PeerPorts.optional(),
   publicKey: z.string().optional(),
   version: z.string().optional(),
+  /**
+   * The registration exactly as the peer signed it, so anyone can check it with
+   * `verifyRegistration()` (`tracker_auth.ts`). One without `host` vouches for no
+   * address: the tracker saw the peer at `host` above. Absent from older trackers.
+   */
+  record: RegisterPeerRequest.optional(),
   registeredAt: z.string(),
   lastSeen: z.string(),
   expiresAt: z.string(),
@@ -123,11 +148,16 @@ export const PublishManifestRequest = z.object({
   name: z.string().max(255).optional(),
 });
 
-/** `POST /payloads/{id}/have`: a peer announces the chunk positions it holds. */
+/**
+ * `POST /payloads/{id}/have`: a peer announces the chunk positions it holds, signed
+ * with its identity (`tracker_auth.ts`, `haveBytes()`); only the holder itself can.
+ */
 export const HaveRequest = z.object({
   peerId: PeerId,
   have: z.string().max(200_000).optional(),
   chunks: z.array(z.number().int().nonnegative()).max(1_000_000).optional(),
+  signedAt: SignedAt,
+  signature: Signature,
 }).refine((r) => (r.have === undefined) !== (r.chunks === undefined), {
   message: "give exactly one of 'have' (base64 bitfield) or 'chunks' (indices)",
 });

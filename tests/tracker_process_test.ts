@@ -28,6 +28,13 @@ import {
   UploadResponse,
 } from "../proto/tracker.ts";
 import { VERSION } from "../version.ts";
+import {
+  removalHeader,
+  signedHave,
+  signedRegistration,
+  type TestIdentity,
+  testIdentity,
+} from "../tracker/_test_setup.ts";
 
 // ---- helpers ----
 
@@ -44,6 +51,8 @@ interface CallOptions {
   /** Sent as is, with `type` as its content type (none when undefined). */
   body?: BodyInit;
   type?: string;
+  /** More request headers. */
+  headers?: Record<string, string>;
 }
 
 /** One HTTP request to the tracker; the answer's body is always read to the end. */
@@ -53,7 +62,7 @@ async function call(
   path: string,
   opts: CallOptions = {},
 ): Promise<Answer> {
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { ...opts.headers };
   let body = opts.body;
   if (opts.json !== undefined) {
     body = JSON.stringify(opts.json);
@@ -129,11 +138,33 @@ async function allActivity(tracker: TrackerProcess, type?: string): Promise<Acti
   throw new Error("GET /activity never reached its last page");
 }
 
+/** Identities by the address a test registers them at (`host:port`), and by peerId. */
+const identities = new Map<string, TestIdentity>();
+
+/** The identity of a peer registered earlier, by its peerId. */
+function identityOf(peerId: string): TestIdentity {
+  const id = identities.get(peerId);
+  if (!id) throw new Error(`No test identity has peerId '${peerId}'`);
+  return id;
+}
+
+/**
+ * Registers a peer with a signed record: the identity is the one `body.peerId` names,
+ * else the one made for its address on first use (so a heartbeat keeps its peerId).
+ */
 async function register(
   tracker: TrackerProcess,
-  body: Record<string, unknown>,
+  body: { host?: string; port: number; peerId?: string; name?: string; version?: string },
 ): Promise<{ status: number; res: RegisterPeerResponse }> {
-  const a = await call(tracker, "POST", "/peers", { json: body });
+  const { peerId, ...fields } = body;
+  const at = `${body.host ?? ""}:${body.port}`;
+  let id = peerId ? identityOf(peerId) : identities.get(at);
+  if (!id) {
+    id = await testIdentity();
+    identities.set(at, id);
+    identities.set(id.peerId, id);
+  }
+  const a = await call(tracker, "POST", "/peers", { json: await signedRegistration(id, fields) });
   assert.ok(a.status === 200 || a.status === 201, `POST /peers answered ${a.status}`);
   return { status: a.status, res: RegisterPeerResponse.parse(a.data) };
 }
@@ -205,7 +236,12 @@ Deno.test("tracker process serves the whole HTTP API contract over real sockets"
       assert.equal(info.host, "127.0.0.2");
       assert.equal(info.name, "bob");
 
-      const del = await call(tracker, "DELETE", `/peers/${bob}`);
+      const refused = await call(tracker, "DELETE", `/peers/${bob}`);
+      assert.equal(refused.status, 403, "only bob may remove bob");
+      assert.equal(ErrorBody.parse(refused.data).error.code, "signature_required");
+      const del = await call(tracker, "DELETE", `/peers/${bob}`, {
+        headers: await removalHeader(identityOf(bob)),
+      });
       assert.equal(del.status, 200);
       assert.deepEqual(del.data, { removed: bob });
       const gone = await call(tracker, "GET", `/peers/${bob}`);
@@ -343,7 +379,7 @@ Deno.test("tracker process serves the whole HTTP API contract over real sockets"
     "POST /payloads/{id}/have announces chunk positions; GET /payloads/{id}/peers lists them",
     async () => {
       const have = await call(tracker, "POST", `/payloads/${bigId}/have`, {
-        json: { peerId: alice, chunks: [0, 2] },
+        json: await signedHave(identityOf(alice), bigId, { chunks: [0, 2] }),
       });
       assert.equal(have.status, 200);
       assert.deepEqual(have.data, { payloadId: bigId, peerId: alice, count: 2 });
@@ -361,7 +397,9 @@ Deno.test("tracker process serves the whole HTTP API contract over real sockets"
 
       // The bitfield form, on the payload the tracker holds no bytes of.
       const bits = await call(tracker, "POST", `/payloads/${publishedId}/have`, {
-        json: { peerId: alice, have: toBase64(Uint8Array.of(0b1100_0000)) },
+        json: await signedHave(identityOf(alice), publishedId, {
+          have: toBase64(Uint8Array.of(0b1100_0000)),
+        }),
       });
       assert.equal(bits.status, 200);
       const pub = HolderList.parse(
@@ -437,18 +475,22 @@ Deno.test("tracker process keeps one peerId per (host, port) under 50 concurrent
   await using tracker = await spawnTracker({ dir: dir.path });
 
   await t.step(
-    "50 concurrent POST /peers of one address without peerId get one peerId and one entry",
+    "50 concurrent signed POST /peers of one peer keep one entry; an overtaken one is stale",
     async () => {
+      const id = await testIdentity();
+      const bodies = await Promise.all(
+        Array.from({ length: 50 }, () => signedRegistration(id, { port: 6000 })),
+      );
       const answers = await Promise.all(
-        Array.from({ length: 50 }, () => call(tracker, "POST", "/peers", { json: { port: 6000 } })),
+        bodies.map((json) => call(tracker, "POST", "/peers", { json })),
       );
-      for (const a of answers) assert.ok(a.status === 200 || a.status === 201, `${a.status}`);
-      const res = answers.map((a) => RegisterPeerResponse.parse(a.data));
-      assert.equal(
-        new Set(res.map((r) => r.peer.peerId)).size,
-        1,
-        "every answer has the same peerId",
-      );
+      const taken = answers.filter((a) => a.status !== 409);
+      for (const a of answers.filter((a) => a.status === 409)) {
+        assert.equal(ErrorBody.parse(a.data).error.code, "stale_record");
+      }
+      for (const a of taken) assert.ok(a.status === 200 || a.status === 201, `${a.status}`);
+      const res = taken.map((a) => RegisterPeerResponse.parse(a.data));
+      assert.deepEqual(new Set(res.map((r) => r.peer.peerId)), new Set([id.peerId]));
       assert.equal(res.filter((r) => r.created).length, 1, "exactly one answer created the peer");
       assert.equal(answers.filter((a) => a.status === 201).length, 1);
 
@@ -462,7 +504,11 @@ Deno.test("tracker process keeps one peerId per (host, port) under 50 concurrent
   await t.step("50 concurrent POST /peers of 50 ports get 50 distinct entries", async () => {
     const ports = Array.from({ length: 50 }, (_, i) => 7000 + i);
     const answers = await Promise.all(
-      ports.map((port) => call(tracker, "POST", "/peers", { json: { port } })),
+      ports.map(async (port) =>
+        call(tracker, "POST", "/peers", {
+          json: await signedRegistration(await testIdentity(), { port }),
+        })
+      ),
     );
     for (const a of answers) assert.equal(a.status, 201);
     const ids = answers.map((a) => RegisterPeerResponse.parse(a.data).peer.peerId);
@@ -863,7 +909,7 @@ Deno.test("tracker process answers bad input with a 4xx JSON error and keeps ser
       what: "an announcement by an unknown peer",
       method: "POST",
       path: `/payloads/${stored}/have`,
-      opts: { json: { peerId: unknownPeer, chunks: [0] } },
+      opts: { json: await signedHave(await testIdentity(), stored, { chunks: [0] }) },
       status: 404,
       code: "unknown_peer",
     },
@@ -871,7 +917,7 @@ Deno.test("tracker process answers bad input with a 4xx JSON error and keeps ser
       what: "an announcement with both forms",
       method: "POST",
       path: `/payloads/${stored}/have`,
-      opts: { json: { peerId: alice, chunks: [0], have: "gA==" } },
+      opts: { json: await signedHave(identityOf(alice), stored, { chunks: [0], have: "gA==" }) },
       status: 400,
       code: "invalid_body",
     },
@@ -879,7 +925,7 @@ Deno.test("tracker process answers bad input with a 4xx JSON error and keeps ser
       what: "an announcement of a position past the last chunk",
       method: "POST",
       path: `/payloads/${stored}/have`,
-      opts: { json: { peerId: alice, chunks: [1] } },
+      opts: { json: await signedHave(identityOf(alice), stored, { chunks: [1] }) },
       status: 400,
       code: "invalid_body",
       says: /'1'/,
@@ -888,7 +934,7 @@ Deno.test("tracker process answers bad input with a 4xx JSON error and keeps ser
       what: "an announcement with a bitfield that is not base64",
       method: "POST",
       path: `/payloads/${stored}/have`,
-      opts: { json: { peerId: alice, have: "***" } },
+      opts: { json: await signedHave(identityOf(alice), stored, { have: "***" }) },
       status: 400,
       code: "invalid_body",
     },

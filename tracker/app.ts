@@ -4,6 +4,9 @@
  * wires the rooms and owns what every route shares: request metrics, activity
  * records for queries and errors, and the JSON error answers.
  *
+ * Every request passes `guard.ts` first: the request-rate limit of its address, then
+ * on a protected network the proof of the network key (all routes but `/health`).
+ *
  * Routes: `GET /health`, `GET /metrics`, `GET /activity` (here); `POST|GET /peers`,
  * `GET|DELETE /peers/{id}` (`routes_peers.ts`); `POST /payloads` (`upload.ts`);
  * `GET /payloads`, `GET|PUT /payloads/{id}`, `GET /payloads/{id}/peers`,
@@ -18,7 +21,9 @@ import type { z } from "zod";
 import { ActivityQuery } from "../proto/activity.ts";
 import { IntegrityError, NotFoundError, P2pError } from "../proto/errors.ts";
 import type { HealthResponse } from "../proto/tracker.ts";
+import { isOpenNetwork } from "../proto/network_key.ts";
 import { errorHandler, listingHook } from "../lib/http_api.ts";
+import { rateLimit, requireMembership, TooManyRequestsError } from "./guard.ts";
 import type { TrackerDeps, TrackerEnv } from "./deps.ts";
 import { peerRoutes } from "./routes_peers.ts";
 import { payloadRoutes } from "./routes_payloads.ts";
@@ -48,6 +53,10 @@ export function createTrackerApp(deps: TrackerDeps): Hono<TrackerEnv> {
       activity.record("query", { route, path: c.req.path, status: c.res.status });
     }
   });
+  app.use(rateLimit(deps.rate));
+  if (config.networkKey && !isOpenNetwork(config.networkKey)) {
+    app.use(requireMembership(config.networkKey, deps.replay));
+  }
 
   app.get("/health", (c) => {
     const res: z.infer<typeof HealthResponse> = { status: "ok", version: config.version };
@@ -78,6 +87,8 @@ export function createTrackerApp(deps: TrackerDeps): Hono<TrackerEnv> {
   app.route("/payloads", payloadRoutes(deps));
 
   const answerError = errorHandler((err, mapped, c) => {
+    // A flood of refusals costs one record per run, not one per request.
+    if (err instanceof TooManyRequestsError && !err.report) return;
     if (!mapped.expected) {
       console.error(`tracker: ${c.req.method} ${c.req.path} failed: ${err.stack ?? err}`);
     }
@@ -93,14 +104,18 @@ export function createTrackerApp(deps: TrackerDeps): Hono<TrackerEnv> {
     answerError(new NotFoundError("not_found", `No route for '${c.req.method} ${c.req.path}'`), c)
   );
   // A stored chunk that fails its hash is the tracker's storage failing, not a bad gateway.
-  app.onError((err, c) =>
-    answerError(
+  app.onError(async (err, c) => {
+    const res = await answerError(
       err instanceof IntegrityError
         ? new P2pError("unavailable", err.message, { cause: err })
         : err,
       c,
-    )
-  );
+    );
+    if (err instanceof TooManyRequestsError) {
+      res.headers.set("retry-after", String(err.retryAfterSeconds));
+    }
+    return res;
+  });
 
   return app;
 }

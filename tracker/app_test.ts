@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { testTracker } from "./_test_setup.ts";
+import {
+  removalHeader,
+  signedHave,
+  signedRegistration,
+  type TestIdentity,
+  testIdentity,
+  testTracker,
+} from "./_test_setup.ts";
 import { CHUNK_SIZE, payloadIdOf, sha256Hex } from "../proto/manifest.ts";
 import { toBase64 } from "../proto/ids.ts";
 import { bitfieldFromIndices } from "../proto/bitfield.ts";
@@ -36,8 +43,29 @@ function bytes(n: number, seed = 1): Uint8Array {
   return out;
 }
 
-async function register(t: Awaited<ReturnType<typeof testTracker>>, body: unknown) {
-  const res = await t.json("/peers", body);
+type T = Awaited<ReturnType<typeof testTracker>>;
+const identities = new WeakMap<T, Map<string, TestIdentity>>();
+
+/**
+ * The identity a test means by `name` (a made-up peerId, or a host:port when the
+ * test gives none): one per name and tracker, made on first use.
+ */
+async function idOf(t: T, name: string): Promise<TestIdentity> {
+  let ids = identities.get(t);
+  if (!ids) identities.set(t, ids = new Map());
+  let id = ids.get(name);
+  if (!id) ids.set(name, id = await testIdentity());
+  return id;
+}
+
+/** Registers a peer with a record signed by the identity `body.peerId` or its address names. */
+async function register(
+  t: T,
+  body: { host?: string; port: number; peerId?: string; name?: string },
+) {
+  const { peerId, ...fields } = body;
+  const id = await idOf(t, peerId ?? `${body.host ?? ""}:${body.port}`);
+  const res = await t.json("/peers", await signedRegistration(id, fields));
   assert.ok(res.status === 200 || res.status === 201, await res.clone().text());
   return RegisterPeerResponse.parse(await res.json());
 }
@@ -79,27 +107,45 @@ Deno.test("POST /peers again for the same (host, port) refreshes one entry with 
 
 Deno.test("POST /peers keeps one entry under concurrent registrations of one address", async () => {
   await using t = await testTracker();
-  const answers = await Promise.all(
-    Array.from({ length: 50 }, () => register(t, { host: "127.0.0.3", port: 6000 })),
+  const id = await testIdentity();
+  const bodies = await Promise.all(
+    Array.from({ length: 50 }, () => signedRegistration(id, { host: "127.0.0.3", port: 6000 })),
   );
-  const ids = new Set(answers.map((a) => a.peer.peerId));
-  assert.equal(ids.size, 1);
-  assert.equal(answers.filter((a) => a.created).length, 1);
+  const answers = await Promise.all(bodies.map((b) => t.json("/peers", b)));
+  // Each heartbeat is signed later than the one before: one that arrives after a later
+  // one is stale (409) and changes nothing.
+  const ok = [];
+  for (const res of answers) {
+    if (res.status === 409) await errorOf(res, 409, "stale_record");
+    else ok.push(RegisterPeerResponse.parse(await res.json()));
+  }
+  assert.ok(ok.length >= 1);
+  assert.deepEqual(new Set(ok.map((a) => a.peer.peerId)), new Set([id.peerId]));
+  assert.equal(ok.filter((a) => a.created).length, 1);
   const list = PeerList.parse(await (await t.request("/peers")).json());
   assert.equal(list.peers.length, 1);
 });
 
-Deno.test("POST /peers with another peerId for a taken address replaces the old peer", async () => {
+Deno.test("POST /peers with another peerId for a taken address replaces the old peer only from that host", async () => {
   await using t = await testTracker();
-  const idA = "a".repeat(40);
-  const idB = "b".repeat(40);
-  await register(t, { host: "127.0.0.2", port: 5801, peerId: idA });
-  const b = await register(t, { host: "127.0.0.2", port: 5801, peerId: idB });
-  assert.equal(b.peer.peerId, idB);
-  assert.equal(b.created, true);
+  const [a, b] = [await testIdentity(), await testIdentity()];
+  const at = { host: "127.0.0.2", port: 5801 };
+  const post = async (body: unknown, remote: string) =>
+    await t.request("/peers", {
+      method: "POST",
+      body: JSON.stringify(body),
+      headers: { "content-type": "application/json" },
+    }, remote);
+  assert.equal((await post(await signedRegistration(a, at), "127.0.0.9")).status, 201);
+  // A caller elsewhere cannot push a live peer out of its address.
+  await errorOf(await post(await signedRegistration(b, at), "127.0.0.9"), 403, "address_taken");
+  // A new identity at that host (a peer restarted with a fresh data dir) may.
+  const res = await post(await signedRegistration(b, at), "127.0.0.2");
+  assert.equal(res.status, 201);
+  assert.equal(RegisterPeerResponse.parse(await res.json()).peer.peerId, b.peerId);
   const list = PeerList.parse(await (await t.request("/peers")).json());
-  assert.deepEqual(list.peers.map((p) => p.peerId), [idB]);
-  await errorOf(await t.request(`/peers/${idA}`), 404, "unknown_peer");
+  assert.deepEqual(list.peers.map((p) => p.peerId), [b.peerId]);
+  await errorOf(await t.request(`/peers/${a.peerId}`), 404, "unknown_peer");
 });
 
 Deno.test("POST /peers for a known peerId at a new address moves it", async () => {
@@ -135,14 +181,16 @@ Deno.test("GET /peers drops a peer after its TTL and upkeep records the expiry",
 Deno.test("DELETE /peers/{id} removes a peer and answers 404 the second time", async () => {
   await using t = await testTracker();
   const a = await register(t, { host: "127.0.0.2", port: 5801 });
-  const res = await t.request(`/peers/${a.peer.peerId}`, { method: "DELETE" });
+  const id = await idOf(t, "127.0.0.2:5801");
+  const del = async () =>
+    await t.request(`/peers/${a.peer.peerId}`, {
+      method: "DELETE",
+      headers: await removalHeader(id),
+    });
+  const res = await del();
   assert.equal(res.status, 200);
   assert.deepEqual(await res.json(), { removed: a.peer.peerId });
-  await errorOf(
-    await t.request(`/peers/${a.peer.peerId}`, { method: "DELETE" }),
-    404,
-    "unknown_peer",
-  );
+  await errorOf(await del(), 404, "unknown_peer");
   await errorOf(await t.request(`/peers/nothex`, { method: "DELETE" }), 400, "invalid_id");
 });
 
@@ -316,11 +364,12 @@ Deno.test("POST /payloads/{id}/have records positions and GET …/peers reports 
   await using t = await testTracker();
   const up = await upload(t, bytes(3 * CHUNK_SIZE + 1));
   const a = await register(t, { host: "127.0.0.2", port: 5801, name: "a" });
-  const b = await register(t, { host: "127.0.0.3", port: 5801, name: "b", peerId: "b".repeat(40) });
-  const viaChunks = await t.json(`/payloads/${up.payloadId}/have`, {
-    peerId: a.peer.peerId,
-    chunks: [0, 3],
-  });
+  await register(t, { host: "127.0.0.3", port: 5801, name: "b", peerId: "b".repeat(40) });
+  const [idA, idB] = [await idOf(t, "127.0.0.2:5801"), await idOf(t, "b".repeat(40))];
+  const viaChunks = await t.json(
+    `/payloads/${up.payloadId}/have`,
+    await signedHave(idA, up.payloadId, { chunks: [0, 3] }),
+  );
   assert.equal(viaChunks.status, 200);
   assert.deepEqual(await viaChunks.json(), {
     payloadId: up.payloadId,
@@ -329,7 +378,11 @@ Deno.test("POST /payloads/{id}/have records positions and GET …/peers reports 
   });
   const bits = toBase64(bitfieldFromIndices(4, [1, 2, 3]));
   assert.equal(
-    (await t.json(`/payloads/${up.payloadId}/have`, { peerId: b.peer.peerId, have: bits })).status,
+    (await t.json(
+      `/payloads/${up.payloadId}/have`,
+      await signedHave(idB, up.payloadId, { have: bits }),
+    ))
+      .status,
     200,
   );
   const holders = HolderList.parse(
@@ -351,20 +404,27 @@ Deno.test("POST /payloads/{id}/have records positions and GET …/peers reports 
 Deno.test("POST /payloads/{id}/have rejects unknown peers and malformed positions", async () => {
   await using t = await testTracker();
   const up = await upload(t, bytes(2 * CHUNK_SIZE));
-  const a = await register(t, { host: "127.0.0.2", port: 5801 });
-  const path = `/payloads/${up.payloadId}/have`;
-  await errorOf(await t.json(path, { peerId: "d".repeat(40), chunks: [0] }), 404, "unknown_peer");
-  await errorOf(await t.json(path, { peerId: a.peer.peerId, chunks: [2] }), 400, "invalid_body");
-  await errorOf(await t.json(path, { peerId: a.peer.peerId, have: "AAAA" }), 400, "invalid_body");
-  await errorOf(await t.json(path, { peerId: a.peer.peerId, have: "!!" }), 400, "invalid_body");
+  await register(t, { host: "127.0.0.2", port: 5801 });
+  const a = await idOf(t, "127.0.0.2:5801");
+  const id = up.payloadId;
+  const path = `/payloads/${id}/have`;
+  const stranger = await testIdentity();
   await errorOf(
-    await t.json(path, { peerId: a.peer.peerId, have: toBase64(new Uint8Array([0xff])) }),
+    await t.json(path, await signedHave(stranger, id, { chunks: [0] })),
+    404,
+    "unknown_peer",
+  );
+  await errorOf(await t.json(path, await signedHave(a, id, { chunks: [2] })), 400, "invalid_body");
+  await errorOf(await t.json(path, await signedHave(a, id, { have: "AAAA" })), 400, "invalid_body");
+  await errorOf(await t.json(path, await signedHave(a, id, { have: "!!" })), 400, "invalid_body");
+  await errorOf(
+    await t.json(path, await signedHave(a, id, { have: toBase64(new Uint8Array([0xff])) })),
     400,
     "invalid_body",
   );
-  await errorOf(await t.json(path, { peerId: a.peer.peerId }), 400, "invalid_body");
+  await errorOf(await t.json(path, await signedHave(a, id, {})), 400, "invalid_body");
   await errorOf(
-    await t.json(`/payloads/${"e".repeat(64)}/have`, { peerId: a.peer.peerId, chunks: [0] }),
+    await t.json(`/payloads/${"e".repeat(64)}/have`, await signedHave(a, id, { chunks: [0] })),
     404,
     "unknown_payload",
   );
@@ -431,7 +491,10 @@ Deno.test("GET /metrics counts requests by route and status in Prometheus format
 Deno.test("a storage failure answers 503 JSON and leaves an activity record in the log file", async () => {
   await using t = await testTracker();
   t.kv.close();
-  const res = await t.json("/peers", { host: "127.0.0.2", port: 5801 });
+  const res = await t.json(
+    "/peers",
+    await signedRegistration(await testIdentity(), { host: "127.0.0.2", port: 5801 }),
+  );
   await errorOf(res, 503, "unavailable");
   await t.activity.flush().catch(() => {});
   const lines = (await Deno.readTextFile(`${t.dir}/activity.jsonl`)).trim().split("\n");

@@ -5,6 +5,9 @@
  * @module
  */
 import type { ActivityLog } from "./activity.ts";
+import type { IdentityCheck } from "./identity.ts";
+import type { RequestRate } from "./rate_limit.ts";
+import type { ReplayCache } from "./replay_cache.ts";
 import type { Metrics } from "./metrics.ts";
 import type { TrackerStore } from "./store.ts";
 
@@ -16,6 +19,8 @@ export interface TrackerConfig {
   maxUpload: number;
   /** Software version, reported by `/health`. */
   version: string;
+  /** The network key every request must prove; undefined: an open network. */
+  networkKey?: Uint8Array;
 }
 
 /** What `createTrackerApp()` needs. */
@@ -24,6 +29,12 @@ export interface TrackerDeps {
   activity: ActivityLog;
   metrics: Metrics;
   config: TrackerConfig;
+  /** Checks the signatures of peers on their own records. */
+  identity: IdentityCheck;
+  /** Nonces and signatures taken within the freshness window. */
+  replay: ReplayCache;
+  /** Request-rate limits per address (off when its rate is 0). */
+  rate: RequestRate;
 }
 
 /** Hono environment: Deno.serve's connection info arrives as the bindings. */

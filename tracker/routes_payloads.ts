@@ -2,7 +2,8 @@
  * The tracker's payload routes, to mount at `/payloads` (beside `upload.ts`):
  * `GET /payloads` lists payloads page by page, `GET|PUT /payloads/{id}` reads or
  * publishes a manifest, `GET /payloads/{id}/peers` and `POST /payloads/{id}/have`
- * read and record who holds which chunk, and `GET /payloads/{id}/chunks/{index}` and
+ * read and record who holds which chunk (an announcement is signed by the holder
+ * itself, see `identity.ts`), and `GET /payloads/{id}/chunks/{index}` and
  * `GET /payloads/{id}/content` serve the bytes the tracker stores itself.
  *
  * @module
@@ -30,6 +31,7 @@ import {
   type PayloadInfo,
   PublishManifestRequest,
 } from "../proto/tracker.ts";
+import { haveBytes } from "../proto/tracker_auth.ts";
 import { jsonBody, limitBody, listingHook, param } from "../lib/http_api.ts";
 import type { TrackerDeps, TrackerEnv } from "./deps.ts";
 import { bodyTooLarge, notStored, unknownPayload, unknownPeer } from "./errors.ts";
@@ -50,7 +52,7 @@ const ListQuery = z.object({
 const ChunkIndex = z.string().regex(/^\d+$/, "is not a chunk index").transform(Number);
 
 /** The `/payloads` routes but `POST /payloads` (see `upload.ts`). */
-export function payloadRoutes({ store }: Pick<TrackerDeps, "store">) {
+export function payloadRoutes({ store, identity }: Pick<TrackerDeps, "store" | "identity">) {
   /** The payload named by the `id` path parameter, which must be known. */
   async function knownPayload(c: Context<TrackerEnv>): Promise<PayloadRow> {
     const id = param(c, "id", PayloadId, "Payload id");
@@ -134,7 +136,16 @@ export function payloadRoutes({ store }: Pick<TrackerDeps, "store">) {
     .post("/:id/have", limitBody(HAVE_JSON, () => bodyTooLarge(HAVE_JSON)), async (c) => {
       const row = await knownPayload(c);
       const body = await jsonBody(c, HaveRequest);
-      if (!await store.getPeer(body.peerId)) throw unknownPeer(body.peerId);
+      const peer = await store.getPeer(body.peerId);
+      if (!peer) throw unknownPeer(body.peerId);
+      await identity.check(
+        `announcement of '${body.peerId}'`,
+        body.peerId,
+        peer.publicKey ?? "",
+        haveBytes(row.payloadId, body.peerId, body, body.signedAt),
+        body.signedAt,
+        body.signature,
+      );
       let bits: Uint8Array;
       try {
         if (body.have !== undefined) {
@@ -151,7 +162,7 @@ export function payloadRoutes({ store }: Pick<TrackerDeps, "store">) {
         );
       }
       const count = bitfieldCount(bits, row.chunks);
-      await store.setHave(row.payloadId, body.peerId, bits, count);
+      await store.setHave(row.payloadId, body.peerId, bits, count, body.signedAt);
       const res: z.infer<typeof HaveResponse> = {
         payloadId: row.payloadId,
         peerId: body.peerId,

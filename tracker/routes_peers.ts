@@ -1,14 +1,17 @@
 /**
  * The tracker's peer routes, to mount at `/peers`: `POST /peers` registers or
  * heartbeats a peer (its host defaults to the caller's address), `GET /peers` lists
- * the live ones, `GET|DELETE /peers/{peerId}` reads or removes one.
+ * the live ones, `GET|DELETE /peers/{peerId}` reads or removes one. A registration is
+ * a record signed by the peer it describes, and a removal carries that peer's
+ * signature (`P2P-Signature` header): nobody changes another peer's entry
+ * (`identity.ts`). Answers carry each signed record so others can check it.
  *
  * @module
  */
 import { Hono } from "hono";
 import type { Context } from "hono";
 import type { z } from "zod";
-import { InvalidInputError } from "../proto/errors.ts";
+import { ForbiddenError, InvalidInputError } from "../proto/errors.ts";
 import { PeerId } from "../proto/ids.ts";
 import {
   type PeerInfo,
@@ -16,27 +19,49 @@ import {
   type RegisterPeerResponse,
   type RemovedResponse,
 } from "../proto/tracker.ts";
+import {
+  parsePeerSignature,
+  PEER_SIGNATURE_HEADER,
+  peerRemoveBytes,
+  registrationBytes,
+} from "../proto/tracker_auth.ts";
 import { jsonBody, limitBody, param } from "../lib/http_api.ts";
 import { isWildcard, plainAddress } from "../lib/net_addr.ts";
 import type { TrackerDeps, TrackerEnv } from "./deps.ts";
 import { bodyTooLarge, unknownPeer } from "./errors.ts";
+import { staleRecord } from "./identity.ts";
 import type { PeerRow } from "./store.ts";
 
 /** Largest `POST /peers` body. */
 const REGISTER_JSON = 64 * 1024;
 
 /** The `/peers` routes. */
-export function peerRoutes({ store, config }: Pick<TrackerDeps, "store" | "config">) {
+export function peerRoutes(
+  { store, config, identity }: Pick<TrackerDeps, "store" | "config" | "identity">,
+) {
   return new Hono<TrackerEnv>()
     .post("/", limitBody(REGISTER_JSON, () => bodyTooLarge(REGISTER_JSON)), async (c) => {
       const body = await jsonBody(c, RegisterPeerRequest);
-      const host = body.host && !isWildcard(body.host) ? body.host : remoteHost(c);
+      await identity.check(
+        `registration of '${body.peerId}'`,
+        body.peerId,
+        body.publicKey,
+        registrationBytes(body),
+        body.signedAt,
+        body.signature,
+      );
+      const caller = remoteHost(c);
+      const host = body.host && !isWildcard(body.host) ? body.host : caller;
       if (!host) {
         throw new InvalidInputError("invalid_body", "Cannot register peer: 'host' is missing", {
           issues: [{ path: "host", message: "required when the caller's address is unknown" }],
         });
       }
-      const { row, created } = await store.registerPeer({ ...body, host }, config.peerTtlMs);
+      const { signedAt: _s, signature: _g, ...fields } = body;
+      const { row, created } = await store.registerPeer(
+        { ...fields, host, record: body, mayEvict: caller === undefined || caller === host },
+        config.peerTtlMs,
+      );
       const res: RegisterPeerResponse = {
         peer: peerInfo(row),
         created,
@@ -53,7 +78,30 @@ export function peerRoutes({ store, config }: Pick<TrackerDeps, "store" | "confi
     })
     .delete("/:peerId", async (c) => {
       const peerId = param(c, "peerId", PeerId, "Peer id");
-      if (!await store.removePeer(peerId, "peer.remove")) throw unknownPeer(peerId);
+      const row = await store.getPeer(peerId);
+      if (!row) throw unknownPeer(peerId);
+      const signed = parsePeerSignature(c.req.header(PEER_SIGNATURE_HEADER));
+      if (!signed) {
+        throw new ForbiddenError(
+          "signature_required",
+          `Cannot remove peer '${peerId}': only the peer itself may, with its signature ` +
+            "(P2P-Signature: signedAt=…, signature=…)",
+        );
+      }
+      const what = `removal of '${peerId}'`;
+      await identity.check(
+        what,
+        peerId,
+        row.publicKey ?? "",
+        peerRemoveBytes(peerId, signed.signedAt),
+        signed.signedAt,
+        signed.signature,
+      );
+      const removed = await store.removePeer(peerId, "peer.remove", (now) => {
+        const last = now.record?.signedAt ?? 0;
+        if (signed.signedAt <= last) throw staleRecord(what, signed.signedAt, last);
+      });
+      if (!removed) throw unknownPeer(peerId);
       const res: z.infer<typeof RemovedResponse> = { removed: peerId };
       return c.json(res);
     });
@@ -74,6 +122,7 @@ function peerInfo(row: PeerRow): PeerInfo {
     ...(row.ports !== undefined ? { ports: row.ports } : {}),
     ...(row.publicKey !== undefined ? { publicKey: row.publicKey } : {}),
     ...(row.version !== undefined ? { version: row.version } : {}),
+    ...(row.record !== undefined ? { record: row.record } : {}),
     registeredAt: new Date(row.registeredAt).toISOString(),
     lastSeen: new Date(row.lastSeen).toISOString(),
     expiresAt: new Date(row.expiresAt).toISOString(),

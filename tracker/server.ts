@@ -1,16 +1,42 @@
 /**
- * Runs a tracker: opens its KV database and activity log, serves the Hono app on
- * Deno.serve, expires silent peers in the background and shuts down gracefully.
+ * Runs a tracker: opens its KV database and activity log, serves the Hono app over
+ * HTTP, or HTTPS when given a certificate (`http_server.ts`: connection caps and
+ * slow-client limits), expires silent peers in the background and shuts down
+ * gracefully.
  *
  * @module
  */
 import { ActivityLog } from "./activity.ts";
 import { createTrackerApp } from "./app.ts";
+import {
+  DEFAULT_LISTENER_LIMITS,
+  listen,
+  type Listener,
+  type ListenerLimits,
+} from "./http_server.ts";
+import { IdentityCheck } from "./identity.ts";
 import { Metrics } from "./metrics.ts";
+import { RequestRate } from "./rate_limit.ts";
+import { ReplayCache } from "./replay_cache.ts";
 import { TrackerStore } from "./store.ts";
 import { VERSION } from "../version.ts";
-import { errorBody } from "../lib/http_api.ts";
-import { httpUrl } from "../lib/net_addr.ts";
+import { errorMessage } from "../proto/errors.ts";
+import { hostPort } from "../lib/net_addr.ts";
+
+/** Limits against abuse; see `http_server.ts` and `rate_limit.ts`. */
+export interface TrackerLimits extends ListenerLimits {
+  /** Requests a second per remote address (0: no limit). */
+  requestsPerSecond: number;
+  /** Requests an address may send at once before its rate applies. */
+  requestBurst: number;
+}
+
+/** Defaults of `TrackerLimits`: generous for a LAN of peers, tight for one stranger. */
+export const DEFAULT_TRACKER_LIMITS: TrackerLimits = {
+  ...DEFAULT_LISTENER_LIMITS,
+  requestsPerSecond: 200,
+  requestBurst: 400,
+};
 
 /** Options of `startTracker()`; see `p2p tracker --help`. */
 export interface TrackerOptions {
@@ -34,11 +60,13 @@ export interface TrackerOptions {
   networkKey?: Uint8Array;
   /** PEM certificate chain and private key: serve HTTPS instead of HTTP. */
   tls?: { cert: string; key: string };
+  /** Limits against abuse; each one missing takes its default (`DEFAULT_TRACKER_LIMITS`). */
+  limits?: Partial<TrackerLimits>;
 }
 
 /** A running tracker. */
 export interface RunningTracker {
-  /** Base URL, e.g. `http://127.0.0.1:5700`. */
+  /** Base URL, e.g. `http://127.0.0.1:5700` (`https://…` with TLS). */
   url: string;
   port: number;
   /** Stops accepting, finishes in-flight requests, closes KV and the log (idempotent). */
@@ -61,40 +89,51 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
   await store.load();
   const metrics = new Metrics();
   const peerTtlMs = opts.peerTtl * 1000;
+  const limits: TrackerLimits = { ...DEFAULT_TRACKER_LIMITS, ...opts.limits };
+  const replay = new ReplayCache();
   const app = createTrackerApp({
     store,
     activity,
     metrics,
-    config: { peerTtlMs, maxUpload: opts.maxUpload, version: VERSION },
+    config: { peerTtlMs, maxUpload: opts.maxUpload, version: VERSION, networkKey: opts.networkKey },
+    identity: new IdentityCheck(replay),
+    replay,
+    rate: new RequestRate({ rate: limits.requestsPerSecond, burst: limits.requestBurst }),
   });
 
-  const listening = Promise.withResolvers<Deno.NetAddr>();
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  // What the listener refuses itself is recorded once a second per address at most.
+  const lastRefusal = new Map<string, number>();
+  let server: Listener;
   try {
-    server = Deno.serve({
+    server = await listen({
       hostname: opts.host,
       port: opts.port,
-      onListen: (addr) => listening.resolve(addr),
-      onError: (err) => {
-        console.error(`tracker: ${err}`);
-        return Response.json(errorBody("unavailable", "Tracker cannot serve this now"), {
-          status: 503,
-        });
+      tls: opts.tls,
+      limits,
+      handler: (req, remoteAddr) => app.fetch(req, { remoteAddr }),
+      onRefused: (fields) => {
+        const now = Date.now();
+        if ((lastRefusal.get(fields.remote) ?? 0) > now - 1000) return;
+        if (lastRefusal.size > 10_000) lastRefusal.clear();
+        lastRefusal.set(fields.remote, now);
+        activity.record("error", fields);
       },
-    }, (req, info) => app.fetch(req, info));
+      onError: (err) => console.error(`tracker: ${errorMessage(err)}`),
+    });
   } catch (err) {
     await activity.close();
     kv.close();
     throw err;
   }
-  const addr = await listening.promise;
-  const url = httpUrl(addr.hostname, addr.port);
+  const addr = server.addr;
+  const url = `${opts.tls ? "https" : "http"}://${hostPort(addr.hostname, addr.port)}`;
   activity.record("tracker.start", {
     url,
     db: opts.db,
     version: VERSION,
     peerTtl: opts.peerTtl,
     maxUpload: opts.maxUpload,
+    network: opts.networkKey ? "protected" : "open",
   });
 
   // Background upkeep: expire silent peers and prune old activity.

@@ -7,6 +7,7 @@
  * ["payload", payloadId]      PayloadRow
  * ["manifest", payloadId, p]  page p of the chunk hashes, 1024 × 32 bytes at most
  * ["chunk", sha256, piece]    the bytes of one chunk, in pieces under 64 KiB
+ * ["upload", id, index, piece] chunk bytes of an upload under way (see stageChunk())
  * ["have", payloadId, peerId] HaveRow: the chunk positions a peer announced
  * ["activity", id]            ActivityRecord (see activity.ts)
  * ```
@@ -19,8 +20,9 @@
 import type { ActivityLog } from "./activity.ts";
 import { fromHex, randomPeerId, toHex } from "../proto/ids.ts";
 import { chunkLength, type Manifest, sha256Hex } from "../proto/manifest.ts";
-import type { PeerPorts } from "../proto/tracker.ts";
-import { IntegrityError, P2pError } from "../proto/errors.ts";
+import type { PeerPorts, RegisterPeerRequest } from "../proto/tracker.ts";
+import { ForbiddenError, IntegrityError, P2pError } from "../proto/errors.ts";
+import { staleRecord } from "./identity.ts";
 import { hostPort } from "../lib/net_addr.ts";
 
 /** KV values must stay under 64 KiB: chunk bytes are stored in pieces of this size. */
@@ -40,6 +42,8 @@ export interface PeerRow {
   ports?: PeerPorts;
   publicKey?: string;
   version?: string;
+  /** The record as the peer signed it (rows of older trackers have none). */
+  record?: RegisterPeerRequest;
   registeredAt: number;
   lastSeen: number;
   expiresAt: number;
@@ -62,6 +66,8 @@ export interface HaveRow {
   bits: Uint8Array;
   count: number;
   updatedAt: number;
+  /** When the peer signed this announcement (unix ms). */
+  signedAt?: number;
 }
 
 /** A KV entry as read, or absent (`versionstamp` null): what an atomic check needs. */
@@ -83,6 +89,14 @@ export interface Registration {
   ports?: PeerPorts;
   publicKey?: string;
   version?: string;
+  /** The signed record (its signature already checked); its `signedAt` must be the newest. */
+  record?: RegisterPeerRequest;
+  /**
+   * Whether this registration may take the address over from another live peer: only
+   * a caller at that host may (a peer restarted there with a new identity), so a
+   * stranger cannot push a peer out of the list by claiming its address.
+   */
+  mayEvict?: boolean;
 }
 
 /** Typed access to the tracker's KV database. */
@@ -104,9 +118,10 @@ export class TrackerStore {
   /**
    * Loads the peer index into memory. Reads are served from it; every write still
    * checks the KV versionstamps it read, so a change made behind this process's back
-   * fails the commit, reloads the keys and retries.
+   * fails the commit, reloads the keys and retries. Uploads a stop cut off are dropped.
    */
   async load(): Promise<void> {
+    await this.discardUpload();
     this.#peers.clear();
     this.#addrs.clear();
     for await (const e of this.kv.list<PeerRow>({ prefix: ["peer"] })) {
@@ -154,7 +169,9 @@ export class TrackerStore {
   /**
    * Registers a peer or refreshes it. A (host, port) pair maps to one peerId only:
    * registering it again, however many callers race, refreshes the same entry.
-   * A registration that names another peerId for a taken address takes it over.
+   * A registration that names another peerId for a taken address takes it over when
+   * `mayEvict`, and is refused (`403 address_taken`) otherwise. A signed record must be
+   * later than the one stored (`409 stale_record`) and carry the same key (`403`).
    */
   registerPeer(reg: Registration, ttlMs: number): Promise<{ row: PeerRow; created: boolean }> {
     const addr = addrKey(reg.host, reg.port);
@@ -180,8 +197,29 @@ export class TrackerStore {
       const touched: Deno.KvKey[] = [addrEntry.key, target.key];
       if (holder) touched.push(holder.key);
       const prev = this.#live(target.value) ? target.value : null;
+      const stored = target.value;
+      if (stored?.publicKey !== undefined && reg.publicKey !== stored.publicKey) {
+        throw new ForbiddenError(
+          "key_mismatch",
+          `Cannot register peer '${peerId}': it registered with another public key`,
+        );
+      }
+      if (reg.record && stored?.record && reg.record.signedAt <= stored.record.signedAt) {
+        throw staleRecord(
+          `registration of '${peerId}'`,
+          reg.record.signedAt,
+          stored.record.signedAt,
+        );
+      }
       // The address belonged to another live peer: that entry goes.
       const evicted = holderLive && holder.value!.peerId !== peerId ? holder : null;
+      if (evicted && reg.mayEvict === false) {
+        throw new ForbiddenError(
+          "address_taken",
+          `Cannot register peer '${peerId}' at '${addr}': another live peer holds that ` +
+            "address; only a caller at that host may take it over",
+        );
+      }
       if (evicted) {
         op.check(evicted).delete(evicted.key);
         touched.push(evicted.key);
@@ -204,6 +242,7 @@ export class TrackerStore {
         ...(reg.ports !== undefined ? { ports: reg.ports } : {}),
         ...(reg.publicKey !== undefined ? { publicKey: reg.publicKey } : {}),
         ...(reg.version !== undefined ? { version: reg.version } : {}),
+        ...(reg.record !== undefined ? { record: reg.record } : {}),
         registeredAt: prev?.registeredAt ?? now,
         lastSeen: now,
         expiresAt: now + ttlMs,
@@ -247,13 +286,21 @@ export class TrackerStore {
     return Promise.resolve(out.sort((a, b) => a.registeredAt - b.registeredAt));
   }
 
-  /** Removes a live peer; false when there is none with that id. */
-  async removePeer(peerId: string, reason: "peer.remove" | "peer.expire"): Promise<boolean> {
+  /**
+   * Removes a live peer; false when there is none with that id. `allow` sees the row
+   * first and may throw to refuse (a removal must be signed later than the record).
+   */
+  async removePeer(
+    peerId: string,
+    reason: "peer.remove" | "peer.expire",
+    allow?: (row: PeerRow) => void,
+  ): Promise<boolean> {
     for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
       const e = await this.#peerEntry(peerId);
       if (e.value === null) return false;
       if (reason === "peer.remove" && !this.#live(e.value)) return false;
       if (reason === "peer.expire" && this.#live(e.value)) return false;
+      allow?.(e.value);
       const op = this.kv.atomic().check(e).delete(e.key);
       const addr = await this.#addrEntry(addrKey(e.value.host, e.value.port));
       const ownsAddr = addr.value === peerId;
@@ -287,14 +334,60 @@ export class TrackerStore {
 
   /** Stores one chunk's bytes under its hash (idempotent). */
   async putChunk(hash: string, bytes: Uint8Array): Promise<void> {
+    await this.#putPieces(["chunk", hash], bytes);
+  }
+
+  async #putPieces(prefix: Deno.KvKey, bytes: Uint8Array): Promise<void> {
     for (let off = 0, piece = 0; off < bytes.length || piece === 0;) {
       const op = this.kv.atomic();
       for (let k = 0; k < PIECES_PER_COMMIT && (off < bytes.length || piece === 0); k++) {
-        op.set(["chunk", hash, piece++], bytes.slice(off, off + PIECE_SIZE));
+        op.set([...prefix, piece++], bytes.slice(off, off + PIECE_SIZE));
         off += PIECE_SIZE;
       }
       await op.commit();
     }
+  }
+
+  /**
+   * Keeps chunk `index` of upload `uploadId` aside: an upload's bytes reach the chunk
+   * keys only once it is accepted whole (`promoteUpload()`), and a refused or broken
+   * upload is dropped with `discardUpload()`, so it leaves nothing behind.
+   */
+  async stageChunk(uploadId: string, index: number, bytes: Uint8Array): Promise<void> {
+    await this.#putPieces(["upload", uploadId, index], bytes);
+  }
+
+  /** Moves an accepted upload's chunks to their hashes (a chunk already held is kept). */
+  async promoteUpload(uploadId: string, chunks: string[]): Promise<void> {
+    for (const [index, hash] of chunks.entries()) {
+      if ((await this.kv.get(["chunk", hash, 0])).versionstamp !== null) continue;
+      let op = this.kv.atomic();
+      let n = 0;
+      for await (const e of this.kv.list<Uint8Array>({ prefix: ["upload", uploadId, index] })) {
+        op.set(["chunk", hash, e.key[3] as number], e.value);
+        if (++n % PIECES_PER_COMMIT === 0) {
+          await op.commit();
+          op = this.kv.atomic();
+        }
+      }
+      await op.commit();
+    }
+    await this.discardUpload(uploadId);
+  }
+
+  /** Drops what an upload kept aside (all uploads when `uploadId` is undefined). */
+  async discardUpload(uploadId?: string): Promise<void> {
+    const prefix = uploadId === undefined ? ["upload"] : ["upload", uploadId];
+    let op = this.kv.atomic();
+    let n = 0;
+    for await (const e of this.kv.list({ prefix })) {
+      op.delete(e.key);
+      if (++n % 500 === 0) {
+        await op.commit();
+        op = this.kv.atomic();
+      }
+    }
+    await op.commit();
   }
 
   /**
@@ -403,13 +496,39 @@ export class TrackerStore {
     return { rows, cursor: rows.length === limit && iter.cursor ? iter.cursor : null };
   }
 
-  /** Records the chunk positions a peer holds. */
-  async setHave(payloadId: string, peerId: string, bits: Uint8Array, count: number): Promise<void> {
-    const row: HaveRow = { peerId, bits, count, updatedAt: this.#clock() };
-    const op = this.kv.atomic().set(["have", payloadId, peerId], row);
-    const rec = this.#activity.stage(op, "payload.have", { payloadId, peerId, count });
-    await op.commit();
-    this.#activity.committed(rec);
+  /**
+   * Records the chunk positions a peer holds. A signed announcement must be later
+   * than the one stored (`409 stale_record`), so an old one is never played again.
+   */
+  async setHave(
+    payloadId: string,
+    peerId: string,
+    bits: Uint8Array,
+    count: number,
+    signedAt?: number,
+  ): Promise<void> {
+    const key = ["have", payloadId, peerId];
+    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+      const prev = await this.kv.get<HaveRow>(key);
+      const last = prev.value?.signedAt;
+      if (signedAt !== undefined && last !== undefined && signedAt <= last) {
+        throw staleRecord(`announcement of '${peerId}'`, signedAt, last);
+      }
+      const row: HaveRow = {
+        peerId,
+        bits,
+        count,
+        updatedAt: this.#clock(),
+        ...(signedAt !== undefined ? { signedAt } : {}),
+      };
+      const op = this.kv.atomic().check(prev).set(key, row);
+      const rec = this.#activity.stage(op, "payload.have", { payloadId, peerId, count });
+      if ((await op.commit()).ok) {
+        this.#activity.committed(rec);
+        return;
+      }
+    }
+    throw new ContentionError(`Cannot record announcement of '${peerId}': too many writes`);
   }
 
   /** The announced positions of a payload's live holders. */

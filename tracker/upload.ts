@@ -4,6 +4,9 @@
  * as they stream in, stores each chunk under its hash and answers the payloadId.
  * The `--max-upload` limit is checked while streaming, so no more than one chunk
  * is held in memory and an oversized upload is refused as soon as it is over.
+ * Chunks are kept aside under the upload's own keys while it streams and reach the
+ * chunk keys only once it is whole (and, on a protected network, matched the hash its
+ * proof covers): a refused, broken or mismatched upload leaves nothing in KV.
  *
  * @module
  */
@@ -16,7 +19,6 @@ import { UploadJsonRequest, type UploadResponse } from "../proto/tracker.ts";
 import { jsonBody, limitBody, readBody } from "../lib/http_api.ts";
 import type { TrackerDeps, TrackerEnv } from "./deps.ts";
 import { PayloadTooLargeError, uploadTooLarge } from "./errors.ts";
-import type { TrackerStore } from "./store.ts";
 
 /** A declared body length. */
 const ContentLength = z.coerce.number().int().nonnegative();
@@ -41,6 +43,7 @@ export function uploadRoutes({ store, config }: Pick<TrackerDeps, "store" | "con
       const type = mediaType(c);
       let name = c.req.query("name");
       let source: ReadableStream<Uint8Array> | null;
+      let declared: number | undefined;
       if (type === "application/json") {
         const body = await jsonBody(c, UploadJsonRequest);
         const bytes = new TextEncoder().encode(body.payload);
@@ -48,8 +51,9 @@ export function uploadRoutes({ store, config }: Pick<TrackerDeps, "store" | "con
         name ??= body.name;
         source = new Blob([bytes]).stream();
       } else if (type === "text/plain" || type === "application/octet-stream") {
-        const declared = ContentLength.safeParse(c.req.header("content-length"));
-        if (declared.success && declared.data > max) throw uploadTooLarge(declared.data, max);
+        const length = ContentLength.safeParse(c.req.header("content-length"));
+        if (length.success && length.data > max) throw uploadTooLarge(length.data, max);
+        if (length.success) declared = length.data;
         source = c.req.raw.body;
       } else {
         throw new P2pError(
@@ -62,8 +66,24 @@ export function uploadRoutes({ store, config }: Pick<TrackerDeps, "store" | "con
       if (name !== undefined && (name.length === 0 || name.length > 255)) {
         throw new InvalidInputError("invalid_query", `Payload name must be 1 to 255 characters`);
       }
-      const manifest = await ingest(store, source, max);
-      const payloadId = await payloadIdOf(manifest);
+      const uploadId = crypto.randomUUID();
+      let manifest: Manifest;
+      let payloadId: string;
+      try {
+        manifest = await ingest((i, bytes) => store.stageChunk(uploadId, i, bytes), source, max);
+        if (declared !== undefined && manifest.size !== declared) {
+          throw new InvalidInputError(
+            "incomplete_body",
+            `Request body ended early: ${manifest.size} of ${declared} bytes`,
+          );
+        }
+        payloadId = await payloadIdOf(manifest);
+        await store.promoteUpload(uploadId, manifest.chunks);
+      } catch (err) {
+        // Dropped now; should that fail, the next start drops it (TrackerStore.load()).
+        await store.discardUpload(uploadId).catch(() => {});
+        throw err;
+      }
       const { created } = await store.savePayload(
         payloadId,
         manifest,
@@ -82,17 +102,20 @@ export function uploadRoutes({ store, config }: Pick<TrackerDeps, "store" | "con
   );
 }
 
-/** Reads a stream into chunks stored in KV; returns the manifest. Holds one chunk at most. */
+/**
+ * Reads a stream into chunks handed to `keep` (with their index); returns the
+ * manifest. Holds one chunk at most.
+ */
 export async function ingest(
-  store: Pick<TrackerStore, "putChunk">,
+  keep: (index: number, bytes: Uint8Array) => Promise<void>,
   source: ReadableStream<Uint8Array> | null,
   max: number,
 ): Promise<Manifest> {
   const chunker = new Chunker(CHUNK_SIZE);
   const chunks: string[] = [];
-  const keep = async (bytes: Uint8Array) => {
+  const take = async (bytes: Uint8Array) => {
     const hash = await sha256Hex(bytes);
-    await store.putChunk(hash, bytes);
+    await keep(chunks.length, bytes);
     chunks.push(hash);
   };
   if (source) {
@@ -105,14 +128,14 @@ export async function ingest(
           await reader.cancel();
           throw uploadTooLarge(chunker.total + value.length, max, true);
         }
-        for (const chunk of chunker.push(value)) await keep(chunk);
+        for (const chunk of chunker.push(value)) await take(chunk);
       }
     } finally {
       reader.releaseLock();
     }
   }
   const last = chunker.finish();
-  if (last) await keep(last);
+  if (last) await take(last);
   if (chunker.total === 0) throw new InvalidInputError("empty_payload", "Payload is empty");
   return { size: chunker.total, chunkSize: CHUNK_SIZE, chunks };
 }

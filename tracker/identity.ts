@@ -1,0 +1,86 @@
+/**
+ * The checks that make a peer's record and announcements its own: each change is
+ * signed with the peer's Ed25519 key (`proto/tracker_auth.ts` lists the signed
+ * fields). A signature must verify, its key must be the one the peerId is derived
+ * from, its `signedAt` must be within ±60 s of the tracker's clock, and it must not
+ * have been taken before (a bounded memory of signatures within the window); the
+ * store then requires `signedAt` to be later than the record's last one, so an older
+ * message never overwrites a newer one.
+ *
+ * @module
+ */
+import { ForbiddenError, P2pError } from "../proto/errors.ts";
+import { fromBase64Url } from "../proto/ids.ts";
+import { peerIdFromPublicKey, verifySignature } from "../proto/signature.ts";
+import { REQUEST_WINDOW_MS } from "../proto/tracker_auth.ts";
+import type { ReplayCache } from "./replay_cache.ts";
+
+/** Checks identity signatures against the clock and the replay memory. */
+export class IdentityCheck {
+  readonly #replay: ReplayCache;
+  readonly #clock: () => number;
+
+  constructor(replay: ReplayCache, clock: () => number = Date.now) {
+    this.#replay = replay;
+    this.#clock = clock;
+  }
+
+  /**
+   * Throws `403` unless `signature` (base64url) over `bytes` is `publicKey`'s, the key
+   * is `peerId`'s, `signedAt` is fresh and the signature new. `what` names the message.
+   */
+  async check(
+    what: string,
+    peerId: string,
+    publicKey: string,
+    bytes: Uint8Array,
+    signedAt: number,
+    signature: string,
+  ): Promise<void> {
+    let raw: Uint8Array;
+    try {
+      raw = fromBase64Url(publicKey);
+    } catch {
+      raw = new Uint8Array();
+    }
+    if (raw.byteLength !== 32 || await peerIdFromPublicKey(raw) !== peerId) {
+      throw new ForbiddenError(
+        "peer_id_mismatch",
+        `Cannot take ${what}: peerId '${peerId}' is not derived from the public key given`,
+      );
+    }
+    const now = this.#clock();
+    if (Math.abs(signedAt - now) > REQUEST_WINDOW_MS) {
+      throw new ForbiddenError(
+        "stale_signature",
+        `Cannot take ${what}: signedAt '${signedAt}' is more than ${
+          REQUEST_WINDOW_MS / 1000
+        } s from the tracker's clock (${now})`,
+      );
+    }
+    if (!await verifySignature(publicKey, bytes, fromBase64Url(signature))) {
+      throw new ForbiddenError(
+        "bad_signature",
+        `Cannot take ${what}: the signature is not peer '${peerId}''s`,
+      );
+    }
+    const seen = this.#replay.remember(`s:${signature}`, signedAt + REQUEST_WINDOW_MS + 1);
+    if (seen === "seen") {
+      throw new ForbiddenError("replayed_signature", `Cannot take ${what}: it was taken already`);
+    }
+    if (seen === "full") {
+      throw new P2pError("busy", "Tracker is at its limit of recent requests; retry soon", {
+        status: 503,
+      });
+    }
+  }
+}
+
+/** A signed message older than the last one taken for the same record: `409 stale_record`. */
+export function staleRecord(what: string, signedAt: number, last: number): P2pError {
+  return new P2pError(
+    "stale_record",
+    `Cannot take ${what}: signedAt '${signedAt}' is not later than the last one taken (${last})`,
+    { status: 409 },
+  );
+}

@@ -1,0 +1,69 @@
+/**
+ * Request-rate limits per remote address: a token bucket each (`rate` requests a
+ * second, bursts of up to `burst`), kept for at most `maxAddresses` addresses (the
+ * least recently seen go first). A caller over its rate gets `429` with the seconds
+ * to wait; only the first refusal of a run is reported, so a flood costs one activity
+ * record, not one per request.
+ *
+ * @module
+ */
+
+/** What `RequestRate.take()` decides. */
+export type RateDecision =
+  | { ok: true }
+  | { ok: false; retryAfterSeconds: number; firstRefusal: boolean };
+
+interface Bucket {
+  tokens: number;
+  at: number;
+  refusing: boolean;
+}
+
+/** Token buckets by address. */
+export class RequestRate {
+  readonly #rate: number;
+  readonly #burst: number;
+  readonly #max: number;
+  readonly #clock: () => number;
+  readonly #buckets = new Map<string, Bucket>();
+
+  /** `rate` 0 turns limiting off. */
+  constructor(
+    opts: { rate: number; burst?: number; maxAddresses?: number; clock?: () => number },
+  ) {
+    this.#rate = opts.rate;
+    this.#burst = opts.burst ?? Math.max(1, opts.rate * 2);
+    this.#max = opts.maxAddresses ?? 10_000;
+    this.#clock = opts.clock ?? Date.now;
+  }
+
+  /** Takes one request's token for `address`. */
+  take(address: string): RateDecision {
+    if (this.#rate <= 0) return { ok: true };
+    const now = this.#clock();
+    let b = this.#buckets.get(address);
+    if (b) {
+      this.#buckets.delete(address);
+      b.tokens = Math.min(this.#burst, b.tokens + (now - b.at) * this.#rate / 1000);
+      b.at = now;
+    } else {
+      b = { tokens: this.#burst, at: now, refusing: false };
+      if (this.#buckets.size >= this.#max) {
+        this.#buckets.delete(this.#buckets.keys().next().value!);
+      }
+    }
+    this.#buckets.set(address, b);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      b.refusing = false;
+      return { ok: true };
+    }
+    const firstRefusal = !b.refusing;
+    b.refusing = true;
+    return {
+      ok: false,
+      retryAfterSeconds: Math.max(1, Math.ceil((1 - b.tokens) / this.#rate)),
+      firstRefusal,
+    };
+  }
+}
