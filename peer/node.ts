@@ -126,7 +126,9 @@ export class PeerNode {
       log,
       signal,
     });
-    const tracker = opts.tracker ? new TrackerClient(opts.tracker) : undefined;
+    const tracker = opts.tracker
+      ? new TrackerClient(opts.tracker, { networkKey: opts.networkKey, identity })
+      : undefined;
     this.#sourcing = new Sourcing({
       self: { ...self, address: hostPort(opts.host, chunk) },
       store,
