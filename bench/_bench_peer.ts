@@ -20,6 +20,8 @@ export interface BenchPeerOptions {
   /** Peers given with `--peer HOST:PORT`. */
   seeds: BenchPeer[];
   signal: AbortSignal;
+  /** More `p2p peer` arguments (e.g. `--insecure-plaintext`). */
+  args?: string[];
 }
 
 /** A `p2p peer` child process. `await using` stops it. */
@@ -49,6 +51,7 @@ export async function spawnBenchPeer(opts: BenchPeerOptions): Promise<BenchPeer>
     name: opts.name,
     seeds: opts.seeds.map((s) => hostPort(s.host, s.port)),
     signal: opts.signal,
+    args: opts.args,
   });
   let stopping: Promise<Deno.CommandStatus> | undefined;
   const stop = () => stopping ??= stopGracefully(p);

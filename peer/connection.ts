@@ -514,6 +514,10 @@ export class PeerConnection {
   #dispatch(msg: Message): void {
     if (msg.type === "HELLO") {
       this.#fail(new ProtocolError("unexpected_hello", "Peer sent a second HELLO"));
+    } else if (msg.type === "ERROR" && msg.requestId === 0) {
+      // Request ids start at 1: an ERROR for 0 is the other side's refusal of the link
+      // (a dialer completes its side first) or a notice that it closes.
+      this.#fail(new RemoteError(msg.header.code, msg.header.message));
     } else if (msg.type === "LINK" || msg.type === "AUTH_NONCE" || msg.type === "AUTH_KEY") {
       this.#fail(
         new ProtocolError("bad_handshake", `Peer sent '${msg.type}' after the link handshake`),

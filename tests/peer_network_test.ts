@@ -23,7 +23,7 @@ import {
 import { HolderList, PeerList } from "../proto/tracker.ts";
 import { connectPeer } from "../peer/dial.ts";
 import { encodePreamble } from "../proto/frame.ts";
-import { VERSION } from "../version.ts";
+import { testIdentity } from "../peer/_link_fixtures.ts";
 
 const MiB = 1024 * 1024;
 
@@ -539,7 +539,10 @@ Deno.test("a peer keeps serving after 200 garbage, idle and wrong-magic connecti
   });
   await using cLog = await followLog(c);
   await cLog.waitFor((r) => r.type === "exchange" && r.with === a.peerId, "exchange with a");
-  const errorsBefore = aLog.records.filter((r) => r.type === "conn.error").length;
+  // A bad connection ends as a conn.error, or as a conn.reject over the per-address cap.
+  const refusals = () =>
+    aLog.records.filter((r) => r.type === "conn.error" || r.type === "conn.reject").length;
+  const errorsBefore = refusals();
 
   const idle: Deno.TcpConn[] = [];
   try {
@@ -552,9 +555,12 @@ Deno.test("a peer keeps serving after 200 garbage, idle and wrong-magic connecti
           case 0: // random bytes, then close
             await conn.write(crypto.getRandomValues(new Uint8Array(1 + (i % 300))));
             break;
-          case 1: // connect and stay silent
-            idle.push(conn);
-            return;
+          case 1: // connect and stay silent (up to the per-address cap of 16, less the probe)
+            if (idle.length < 15) {
+              idle.push(conn);
+              return;
+            }
+            break;
           case 2: // another protocol
             await conn.write(new TextEncoder().encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
             break;
@@ -565,11 +571,18 @@ Deno.test("a peer keeps serving after 200 garbage, idle and wrong-magic connecti
         conn.close();
       }));
     }
-    assert.equal(idle.length, 50);
+    assert.equal(idle.length, 15);
+    // The others count against this address until the peer has seen them close.
+    await aLog.waitFor(
+      () => refusals() >= errorsBefore + 185,
+      "a refusal for each of the 185 closed bad connections",
+    );
 
-    // With 50 silent connections still open, a normal client is served.
+    // With 15 silent connections still open, a normal client is served.
+    const probe = await testIdentity("probe");
     await using client = await connectPeer({ hostname: a.host, port: a.port }, {
-      hello: { peerId: "ab".repeat(20), name: "probe", version: VERSION, ports: { chunk: 1 } },
+      hello: probe.hello,
+      link: { sign: probe.sign },
     });
     const pong = await client.request({ type: "PING", header: { ts: 1 } }, { timeoutMs: 5000 });
     assert.equal(pong.type, "PONG");
@@ -587,8 +600,8 @@ Deno.test("a peer keeps serving after 200 garbage, idle and wrong-magic connecti
   }
   // Each bad connection cost a conn.error and nothing more.
   await aLog.waitFor(
-    () => aLog.records.filter((r) => r.type === "conn.error").length >= errorsBefore + 200,
-    "a conn.error for each of the 200 bad connections",
+    () => refusals() >= errorsBefore + 200,
+    "a refusal for each of the 200 bad connections",
   );
   const status = await (await fetch(`${a.http}/_p2p/status`, { headers: a.auth })).json();
   assert.equal(status.peerId, a.peerId);
