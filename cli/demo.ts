@@ -9,19 +9,15 @@
 import { startTracker } from "../tracker/server.ts";
 import { type RunningPeer, startPeer } from "../peer/server.ts";
 import { fromHex } from "../proto/ids.ts";
-import { hasBit } from "../proto/bitfield.ts";
+import { bitfieldFromIndices, hasBit } from "../proto/bitfield.ts";
+import { loadIdentity } from "../peer/identity.ts";
+import { TrackerClient } from "../peer/tracker_client.ts";
 import { sha256Hex } from "../proto/manifest.ts";
 import { ActivityPage } from "../proto/activity.ts";
 import { StatusAnswer } from "../proto/control.ts";
 import { ErrorBody } from "../proto/error_body.ts";
 import { P2pError } from "../proto/errors.ts";
-import {
-  HaveResponse,
-  HolderList,
-  PeerList,
-  RegisterPeerResponse,
-  UploadResponse,
-} from "../proto/tracker.ts";
+import { HolderList, PeerList, UploadResponse } from "../proto/tracker.ts";
 import { hostPort } from "../lib/net_addr.ts";
 import type { z } from "zod";
 
@@ -67,13 +63,12 @@ export async function runDemo(): Promise<void> {
 
     step("two peers register; a (host, port) is never stored twice");
     const peers: Record<string, string> = {};
+    // Each peer signs its own registration and announcements with its identity key.
+    const clients: Record<string, TrackerClient> = {};
     for (const [name, host] of [["alice", "127.0.0.2"], ["bob", "127.0.0.3"]]) {
-      const r = await call(
-        RegisterPeerResponse,
-        "POST",
-        "/peers",
-        JSON.stringify({ host, port: 5801, name }),
-      );
+      const identity = await loadIdentity(`${dir}/${name}-identity`);
+      clients[name] = new TrackerClient(tracker.url, { identity });
+      const r = await clients[name].register({ host, port: 5801, name });
       peers[name] = r.peer.peerId;
       console.log(
         `${name.padEnd(6)} ${
@@ -81,12 +76,7 @@ export async function runDemo(): Promise<void> {
         } -> peerId ${r.peer.peerId} (created: ${r.created})`,
       );
     }
-    const again = await call(
-      RegisterPeerResponse,
-      "POST",
-      "/peers",
-      JSON.stringify({ host: "127.0.0.2", port: 5801, name: "alice" }),
-    );
+    const again = await clients.alice.register({ host: "127.0.0.2", port: 5801, name: "alice" });
     console.log(
       `alice heartbeats -> same peerId: ${
         again.peer.peerId === peers.alice
@@ -119,17 +109,15 @@ export async function runDemo(): Promise<void> {
     );
 
     step("peers announce which chunk positions they hold");
-    await call(
-      HaveResponse,
-      "POST",
-      `/payloads/${big.payloadId}/have`,
-      JSON.stringify({ peerId: peers.alice, chunks: [0, 2] }),
+    await clients.alice.announce(
+      big.payloadId,
+      peers.alice,
+      bitfieldFromIndices(big.chunks, [0, 2]),
     );
-    await call(
-      HaveResponse,
-      "POST",
-      `/payloads/${big.payloadId}/have`,
-      JSON.stringify({ peerId: peers.bob, chunks: [1, 2, 3] }),
+    await clients.bob.announce(
+      big.payloadId,
+      peers.bob,
+      bitfieldFromIndices(big.chunks, [1, 2, 3]),
     );
     const holders = await call(HolderList, "GET", `/payloads/${big.payloadId}/peers`);
     console.log(`tracker holds every chunk: ${holders.tracker.holds}`);
