@@ -10,7 +10,7 @@
  * one of them or a wildcard address; when the peer listens on every address
  * (`0.0.0.0`, `::`), also the addresses of the machine's interfaces
  * (`Deno.networkInterfaces()`, nothing is scanned); always the machine's host name
- * (and `NAME.local`). Each with the server's port (bare too on port 80).
+ * (and `NAME.local`). Each with the server's port (bare too on port 80 or 443).
  *
  * @module
  */
@@ -58,7 +58,7 @@ export function ownHosts(
   const hosts = new Set<string>();
   for (const n of names) {
     hosts.add(hostPort(n, port).toLowerCase());
-    if (port === 80) hosts.add(urlHost(n).toLowerCase());
+    if (port === 80 || port === 443) hosts.add(urlHost(n).toLowerCase());
   }
   return hosts;
 }

@@ -29,7 +29,7 @@ import { httpUrl, isWildcard, reachableHost } from "../lib/net_addr.ts";
 /** A running peer process. */
 export interface RunningPeer {
   node: PeerNode;
-  /** Base URL of the main HTTP server, e.g. `http://127.0.0.2:5805`. */
+  /** Base URL of the main HTTP server, e.g. `http://127.0.0.2:5805` (`https://` with `tls`). */
   httpUrl: string;
   /** Base URL of the application server the main server proxies to, if any. */
   appUrl?: string;
@@ -68,7 +68,7 @@ async function serve(
  * control API's requests wait for the node (only the main server knows its port).
  */
 export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
-  const data = await openPeerData(opts.dataDir, { echo: opts.echo });
+  const data = await openPeerData(opts.dataDir, { echo: opts.echo, maxStore: opts.maxStore });
   const { identity, log, table } = data;
   const servers: Deno.HttpServer[] = [];
   const control = Promise.withResolvers<ReturnType<typeof createControlApp>>();
@@ -120,7 +120,8 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       app: appUrl,
       hosts,
       locate: (peerId) => {
-        const p = table.get(peerId);
+        // Only an address a handshake proved: never one learned from others.
+        const p = table.getProven(peerId);
         return p && { host: p.host, httpPort: p.ports.http };
       },
       onForward: (f) => log.record("proxy.forward", f),
@@ -130,6 +131,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       hostname: opts.host,
       port: opts.httpPort,
       via: viaToken(identity.peerId),
+      ...(opts.tls ? { tls: opts.tls } : {}),
       route,
       onError: (err, req) =>
         log.record("proxy.error", {
@@ -141,7 +143,10 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
     });
     const http = relay.addr.port;
     for (const h of ownHosts(relay.addr.hostname, http)) hosts.add(h);
-    mainUrl = httpUrl(reachableHost(relay.addr.hostname), http);
+    /** A base URL of the main server: `https://` when it serves TLS. */
+    const baseUrl = (host: string) =>
+      httpUrl(host, http).replace(/^http:/, opts.tls ? "https:" : "http:");
+    mainUrl = baseUrl(reachableHost(relay.addr.hostname));
     if (opts.pingbackPort !== undefined) {
       pingback = await startPingback({
         hostname: opts.host,
@@ -161,8 +166,8 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
     control.resolve(createControlApp(node, { auth }));
     const listen = relay.addr.hostname;
     const urls = new Set([mainUrl]);
-    if (isWildcard(listen) || listen === "127.0.0.1") urls.add(httpUrl("localhost", http));
-    if (isWildcard(listen)) urls.add(httpUrl("127.0.0.1", http));
+    if (isWildcard(listen) || listen === "127.0.0.1") urls.add(baseUrl("localhost"));
+    if (isWildcard(listen)) urls.add(baseUrl("127.0.0.1"));
     try {
       unregister = await registerPeer(registryDir(defaultDataDir()), {
         pid: Deno.pid,

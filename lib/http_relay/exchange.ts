@@ -46,6 +46,8 @@ export interface ExchangeContext {
   failed(err: ProxyError, req: RelayRequest): void;
   /** Takes back an upstream connection that can carry another request. */
   release(up: Upstream): void;
+  /** The scheme clients use: `https` when the relay serves TLS. */
+  readonly proto: "http" | "https";
 }
 
 /** What `forward()` ends with: whether the client connection goes on, a failure to answer, or a retry. */
@@ -85,7 +87,7 @@ export class Exchange implements ClientView {
   /** Whether the client connection may carry another request after this one. */
   readonly keep: boolean;
   /** The client's scheme. */
-  readonly proto = "http";
+  readonly proto: "http" | "https";
   /** The client connection. */
   readonly client: Deno.Conn;
   /** The upstream, once aimed. */
@@ -129,6 +131,7 @@ export class Exchange implements ClientView {
     readonly remoteAddr: string,
   ) {
     this.client = inbox.conn;
+    this.proto = ctx.proto;
     this.req = { method: head.method, path, search, headers: head.headers, remoteAddr };
     this.what = `${head.method} ${path}`;
     this.tokens = connectionTokens(head.headers);

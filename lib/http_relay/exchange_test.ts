@@ -23,6 +23,7 @@ function fakeContext(timeoutMs = 2_000) {
     deadlines,
     failed: (err) => failures.push(err),
     release: (up) => released.push(up),
+    proto: "http",
   };
   return { ctx, failures, released, [Symbol.dispose]: () => deadlines.stop() };
 }

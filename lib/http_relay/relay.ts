@@ -64,7 +64,10 @@ export function startRelay(opts: RelayOptions): Relay {
     throw new RangeError(`Relay max hops '${maxHops}' must be a positive integer`);
   }
   const hop = hopOf(opts.via ?? `1.1 p2p-${crypto.randomUUID().slice(0, 8)}`);
-  const listener = Deno.listen({ hostname: opts.hostname, port: opts.port });
+  const { hostname, port, tls } = opts;
+  const listener = tls
+    ? Deno.listenTls({ hostname, port, cert: tls.cert, key: tls.key })
+    : Deno.listen({ hostname, port });
   return new RelayServer(listener, opts, hop, maxHops);
 }
 
@@ -83,7 +86,7 @@ class RelayServer implements Relay {
   #deadlines: Deadlines;
   /** What each exchange is given of the relay. */
   #context: ExchangeContext;
-  #listener: Deno.TcpListener;
+  #listener: Deno.TcpListener | Deno.TlsListener;
   #opts: RelayOptions;
   #maxHops: number;
   #idleMs: number;
@@ -98,7 +101,12 @@ class RelayServer implements Relay {
   #drained = Promise.withResolvers<void>();
   #counts = { requests: 0, forwarded: 0, failures: 0 };
 
-  constructor(listener: Deno.TcpListener, opts: RelayOptions, hop: Hop, maxHops: number) {
+  constructor(
+    listener: Deno.TcpListener | Deno.TlsListener,
+    opts: RelayOptions,
+    hop: Hop,
+    maxHops: number,
+  ) {
     this.#listener = listener;
     this.#opts = opts;
     this.#hop = hop;
@@ -117,9 +125,11 @@ class RelayServer implements Relay {
       deadlines,
       failed: (err, req) => this.#failed(err, req),
       release: (up) => pool.release(up),
+      proto: opts.tls ? "https" : "http",
     };
     this.addr = listener.addr;
-    this.url = httpUrl(this.addr.hostname, this.addr.port);
+    const url = httpUrl(this.addr.hostname, this.addr.port);
+    this.url = opts.tls ? url.replace(/^http:/, "https:") : url;
     this.#accepting = this.#accept();
   }
 
@@ -130,7 +140,7 @@ class RelayServer implements Relay {
           closeQuietly(conn);
           continue;
         }
-        conn.setNoDelay(true);
+        if ("setNoDelay" in conn) conn.setNoDelay(true);
         const state: ClientState = { idle: true };
         this.#clients.set(conn, state);
         this.#serve(conn, state).finally(() => {
@@ -273,7 +283,7 @@ class RelayServer implements Relay {
       return await fail(new ProxyError(502, `Cannot proxy '${x.what}': ${(err as Error).message}`));
     }
     const prefix = route.stripPrefix?.replace(/\/+$/, "") ?? "";
-    x.aim(base, prefix, hops, this.url.slice("http://".length), route);
+    x.aim(base, prefix, hops, this.url.slice(`${this.#context.proto}://`.length), route);
 
     // A reused connection the upstream closed meanwhile fails before any byte of
     // the answer; the request then goes again on a new one. So only requests that

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { startRelay } from "./mod.ts";
+import { testCert } from "./_tls_fixture.ts";
 import {
   GZIPPED,
   KINDS,
@@ -325,4 +326,32 @@ Deno.test("startRelay() drops and adds the header fields a route names, each way
     res.headers.get("content-security-policy"),
     "default-src 'self', sandbox allow-scripts",
   );
+});
+
+Deno.test("startRelay() with a certificate serves HTTPS and tells the upstream so", async () => {
+  using tls = await testCert();
+  const seen = Promise.withResolvers<Headers>();
+  await using up = Deno.serve({ hostname: LOCAL, port: 0, onListen() {} }, (req) => {
+    seen.resolve(req.headers);
+    return new Response("secret", { headers: { location: `http://${LOCAL}:1/x` } });
+  });
+  await using relay = startRelay({
+    hostname: LOCAL,
+    port: 0,
+    via: VIA,
+    tls: { cert: tls.cert, key: tls.key },
+    route: () => ({ upstream: `http://${LOCAL}:${up.addr.port}` }),
+  });
+  assert.equal(relay.url, `https://${LOCAL}:${relay.addr.port}`);
+  const res = await fetch(`${relay.url}/page`, { client: tls.client });
+  assert.equal(await res.text(), "secret");
+  const sent = await seen.promise;
+  assert.equal(sent.get("x-forwarded-proto"), "https");
+  assert.equal(sent.get("x-forwarded-host"), `${LOCAL}:${relay.addr.port}`);
+  // Plain HTTP on the TLS port gets nothing.
+  const plain = await fetch(`http://${LOCAL}:${relay.addr.port}/`).then(
+    (r) => r.body?.cancel().then(() => r.status),
+    () => "refused",
+  );
+  assert.equal(plain, "refused");
 });

@@ -52,6 +52,11 @@ export interface RelayOptions {
   hostname: string;
   /** Port to listen on (0 picks a free one). */
   port: number;
+  /**
+   * A PEM certificate (chain) and private key: clients then speak HTTPS (TLS ends
+   * here; upstreams are still plain HTTP), and `X-Forwarded-Proto` says `https`.
+   */
+  tls?: { cert: string; key: string };
   /** Where each request goes. A throw answers 502. */
   route(req: RelayRequest): RelayRoute;
   /**
@@ -85,7 +90,7 @@ export interface RelayOptions {
 export interface Relay extends AsyncDisposable {
   /** Where it listens. */
   readonly addr: Deno.NetAddr;
-  /** Its base URL, e.g. `http://127.0.0.1:5805`. */
+  /** Its base URL, e.g. `http://127.0.0.1:5805` (`https://…` with TLS). */
   readonly url: string;
   /** Stops listening, ends idle connections, and ends busy ones after `graceMs` (2 s). */
   close(graceMs?: number): Promise<void>;
