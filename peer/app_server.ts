@@ -11,12 +11,23 @@
  * It is reached through the main server's reverse proxy and listens on loopback
  * unless the peer listens on one specific address.
  *
+ * The page runs on the control API's origin, so it holds the owner's power: its
+ * answers carry a `Content-Security-Policy` (`APP_CSP`) that lets it load and call
+ * nothing but its own origin, run no inline script, and be framed by no other page.
+ *
  * @module
  */
 import { Hono } from "hono";
 import { errorMessage, P2pError } from "../proto/errors.ts";
 import { toHex } from "../proto/ids.ts";
 import { errorBody } from "../lib/http_api.ts";
+
+/**
+ * The page's policy: scripts, styles and calls from its own origin only (images may
+ * be `data:`/`blob:`), no plugins, no `<base>`, forms to itself, no framing.
+ */
+export const APP_CSP = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; " +
+  "base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /** The files of the page, by URL path. */
 const ASSETS: Record<string, { file: string; type: string }> = {
@@ -66,6 +77,7 @@ export async function createAppServer(): Promise<Hono> {
       "cache-control": "no-cache",
       etag: a.etag,
       "x-content-type-options": "nosniff",
+      "content-security-policy": APP_CSP,
     });
   });
   app.all(

@@ -94,6 +94,10 @@ Deno.test({
       const errors: string[] = [];
       const pageA = await context.newPage();
       pageA.on("pageerror", (e) => errors.push(`A: ${e.message}`));
+      // The page's own policy (APP_CSP) never gets in its way.
+      context.on("console", (m) => {
+        if (/Content Security Policy/i.test(m.text())) errors.push(`CSP: ${m.text()}`);
+      });
       // No cookie yet: the page asks for the token; a wrong one is refused.
       await pageA.goto(`${a.http}/`);
       const token = pageA.locator("#login-token");
@@ -105,6 +109,9 @@ Deno.test({
       await token.fill(a.token);
       await pageA.locator("#login-submit").click();
       await pageA.getByTestId("this-peer-id").filter({ hasText: a.peerId }).waitFor();
+      const page = await fetch(`${a.http}/`);
+      await page.body?.cancel();
+      assert.match(page.headers.get("content-security-policy") ?? "", /frame-ancestors 'none'/);
       // The cookie holds it, out of reach of scripts.
       assert.equal(await pageA.evaluate("document.cookie"), "");
       const [cookie] = await context.cookies(a.http);
@@ -205,7 +212,7 @@ Deno.test({
 
 /** What the pages below report of their attempt, in their title. */
 const ATTACK_PAGE = (target: string) =>
-  `<!doctype html><html><head><title>…</title></head>
+  `<!doctype html><html><head><title>pending</title></head>
 <body><form id="f" method="POST" action="${target}/_p2p/discover" enctype="text/plain"
  target="sink"><input name='{"range":"127.0.0.250/32","x":"' value='"}'></form>
 <iframe name="sink"></iframe>
@@ -273,7 +280,7 @@ Deno.test({
       // refused with 403 before any work.
       const page = await context.newPage();
       await page.goto(`${evil.url}/`);
-      await page.waitForFunction('document.title !== "…"');
+      await page.waitForFunction('document.title !== "pending"');
       assert.equal(await page.title(), "blocked");
       const refusedOrigin = async () =>
         (await records(a, "control.refused")).filter((r) => r.code === "forbidden_origin");
@@ -304,7 +311,7 @@ Deno.test({
       const other = await context.newPage();
       const answer = await other.goto(`${a.http}/_p2p/peers/${c.peerId}/page.html`);
       assert.match(answer?.headers()["content-security-policy"] ?? "", /^sandbox /);
-      await other.waitForFunction('document.title !== "…"');
+      await other.waitForFunction('document.title !== "pending"');
       assert.equal(await other.title(), "blocked");
       assert.equal(await other.evaluate("self.origin"), "null");
       await other.screenshot({ path: new URL("sandboxed-other-app.png", ARTIFACTS).pathname });
