@@ -9,8 +9,9 @@
  * are signed with the peer's Ed25519 key, `signedAt` growing from one to the next.
  *
  * An `https://` tracker whose certificate is self-signed must be trusted by the
- * process: `DENO_CERT=/path/to/tracker.pem` (or the system's store with
- * `DENO_TLS_CA_STORE=system`).
+ * process: `DENO_CERT=/path/to/tracker.pem` for `p2p peer` (or the system's store with
+ * `DENO_TLS_CA_STORE=system`), or an `httpClient` made with `Deno.createHttpClient({
+ * caCerts })` here.
  *
  * @module
  */
@@ -62,6 +63,8 @@ export interface TrackerClientOptions {
   networkKey?: Uint8Array;
   /** The peer's identity, for the calls that change its record. */
   identity?: TrackerSigner;
+  /** The HTTP client for every call (one trusting a self-signed tracker's certificate, say). */
+  httpClient?: Deno.HttpClient;
 }
 
 /**
@@ -91,6 +94,7 @@ export class TrackerClient {
   readonly #timeoutMs: number;
   readonly #key: Uint8Array | undefined;
   readonly #identity: TrackerSigner | undefined;
+  readonly #client: Deno.HttpClient | undefined;
   #lastSignedAt = 0;
 
   constructor(url: string, opts: TrackerClientOptions = {}) {
@@ -98,6 +102,7 @@ export class TrackerClient {
     this.#timeoutMs = opts.timeoutMs ?? 5000;
     this.#key = opts.networkKey && !isOpenNetwork(opts.networkKey) ? opts.networkKey : undefined;
     this.#identity = opts.identity;
+    this.#client = opts.httpClient;
   }
 
   /**
@@ -155,6 +160,7 @@ export class TrackerClient {
         signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
         headers,
         ...(bytes === undefined ? {} : { body: bytes as Uint8Array<ArrayBuffer> }),
+        ...(this.#client ? { client: this.#client } : {}),
       });
     } catch (cause) {
       const why = timeout.aborted ? `no answer within ${this.#timeoutMs} ms` : String(cause);

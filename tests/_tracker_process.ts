@@ -20,7 +20,7 @@ import { LineStream } from "../proto/lines.ts";
 export const REPO_ROOT: URL = new URL("../", import.meta.url);
 
 /** What a tracker prints on stdout once it listens; group 1 is its base URL. */
-const LISTENING = /^p2p tracker \S+ listening on (http:\/\/127\.0\.0\.1:(\d+)) \(/;
+const LISTENING = /^p2p tracker \S+ listening on (https?:\/\/127\.0\.0\.1:(\d+)) \(/;
 
 /** Options of `spawnTracker()`. */
 export interface SpawnTrackerOptions {
@@ -41,7 +41,7 @@ export interface TrackerExit {
 
 /** A running tracker child process. */
 export interface TrackerProcess extends AsyncDisposable {
-  /** Base URL, `http://127.0.0.1:PORT`. */
+  /** Base URL, `http://127.0.0.1:PORT` (`https://` when started with a certificate). */
   url: string;
   /** The port the tracker listens on. */
   port: number;
