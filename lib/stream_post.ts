@@ -19,6 +19,7 @@
  * @module
  */
 import * as http from "node:http";
+import * as https from "node:https";
 
 /** Options of `postStream()`. */
 export interface PostStreamOptions {
@@ -46,7 +47,9 @@ export function postStream(
   const answered = () => {
     if (!sent) req.destroy();
   };
-  const req = http.request(url, { method: "POST", headers: opts.headers }, (res) => {
+  // An https:// URL (a peer serving TLS) goes through node:https, which works alike.
+  const client = url.startsWith("https:") ? https : http;
+  const req = client.request(url, { method: "POST", headers: opts.headers }, (res) => {
     let open = true;
     const stream = new ReadableStream<Uint8Array>({
       start(ctrl) {

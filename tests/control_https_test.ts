@@ -1,12 +1,34 @@
 /**
  * The peer's main HTTP server with `tls`: HTTPS with the given certificate, the control
- * API behind the token as over HTTP, and the web app's cookie marked Secure.
+ * API behind the token as over HTTP, the web app's cookie marked Secure, and the
+ * client commands (as child processes) working against it.
  */
 import assert from "node:assert/strict";
 import { startPeer } from "../peer/server.ts";
 import { testCert } from "../lib/http_relay/_tls_fixture.ts";
 import { StatusAnswer } from "../proto/control.ts";
-import { tempDir } from "./_tracker_process.ts";
+import { REPO_ROOT, tempDir } from "./_tracker_process.ts";
+
+/** Runs `main.ts` with `args`, `env` added and `stdin` given; its exit and output. */
+async function cli(env: Record<string, string>, stdin: Uint8Array | undefined, ...args: string[]) {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "main.ts", ...args],
+    cwd: REPO_ROOT,
+    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...env },
+    stdin: stdin ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(30_000),
+  }).spawn();
+  if (stdin) {
+    const w = child.stdin.getWriter();
+    await w.write(stdin);
+    await w.close();
+  }
+  const out = await child.output();
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+}
 
 Deno.test("startPeer() with tls serves the control API over HTTPS behind the token, and a Secure cookie", async () => {
   using cert = await testCert();
@@ -58,6 +80,28 @@ Deno.test("startPeer() with tls serves the control API over HTTPS behind the tok
     await login.body?.cancel();
     assert.equal(login.status, 303);
     assert.match(login.headers.get("set-cookie") ?? "", /; HttpOnly; SameSite=Strict; Secure$/);
+    // The client commands, with the certificate trusted (fetch reads DENO_CERT, the
+    // streamed upload of put goes through node:https, which reads NODE_EXTRA_CA_CERTS),
+    // find the token in the registry under P2P_HOME.
+    await Deno.writeTextFile(`${dir.path}/cert.pem`, cert.cert);
+    const env = {
+      P2P_HOME: dir.path,
+      DENO_CERT: `${dir.path}/cert.pem`,
+      NODE_EXTRA_CA_CERTS: `${dir.path}/cert.pem`,
+    };
+    const put = await cli(
+      env,
+      new TextEncoder().encode("over tls"),
+      "put",
+      "-",
+      "--node",
+      peer.httpUrl,
+    );
+    assert.equal(put.code, 0, put.stderr);
+    assert.match(put.stdout, /^[0-9a-f]{64}\n$/);
+    const where = await cli(env, undefined, "status", "--json", "--node", peer.httpUrl);
+    assert.equal(where.code, 0, where.stderr);
+    assert.equal(JSON.parse(where.stdout).payloads, 1);
     // The registry lists the https URLs.
     const entry = JSON.parse(
       await Deno.readTextFile(`${dir.path}/running/${peer.node.identity.peerId}.json`),
