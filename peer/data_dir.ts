@@ -22,10 +22,13 @@ export interface PeerData {
   close(): void;
 }
 
-/** Opens (creating it when needed) a peer's data directory; `echo` prints activity to stderr. */
+/**
+ * Opens (creating it when needed) a peer's data directory; `echo` prints activity to
+ * stderr, `maxStore` caps the chunk store's bytes (default: keep 10 % of the disk free).
+ */
 export async function openPeerData(
   dataDir: string,
-  opts: { echo?: boolean } = {},
+  opts: { echo?: boolean; maxStore?: number } = {},
 ): Promise<PeerData> {
   await Deno.mkdir(dataDir, { recursive: true });
   const identity = await loadIdentity(dataDir);
@@ -33,7 +36,7 @@ export async function openPeerData(
   let store: ChunkStore | undefined;
   let kv: Deno.Kv | undefined;
   try {
-    store = await ChunkStore.open(`${dataDir}/store`);
+    store = await ChunkStore.open(`${dataDir}/store`, { maxBytes: opts.maxStore });
     kv = await Deno.openKv(`${dataDir}/peers.kv`);
     const table = await PeerTable.open(kv, identity.peerId);
     let closed = false;

@@ -20,9 +20,13 @@ import {
   type Ipv4Range,
   MAX_PINGBACK_BYTES,
   numberToIpv4,
+  PINGBACK_ANSWER_LABEL,
+  PINGBACK_PROOF_LABEL,
   PingbackAnswer,
   pingbackSignedBytes,
+  ProtectedAnswer,
 } from "../proto/discovery.ts";
+import { isOpenNetwork, keyProof, verifyKeyProof } from "../proto/network_key.ts";
 import { fromBase64Url, toBase64Url } from "../proto/ids.ts";
 import { PROTOCOL_VERSION } from "../proto/frame.ts";
 import { errorMessage } from "../proto/errors.ts";
@@ -54,6 +58,8 @@ export interface ProbeOptions {
   /** Whole probe (connect, request, answer) must end within this (default 1500 ms). */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /** The network key: proven in the request, and required of the answer. */
+  networkKey?: Uint8Array;
 }
 
 /**
@@ -67,10 +73,14 @@ export async function probePingback(
   opts: ProbeOptions = {},
 ): Promise<ProbeResult> {
   const nonce = toBase64Url(crypto.getRandomValues(new Uint8Array(18)));
+  const key = opts.networkKey && !isOpenNetwork(opts.networkKey) ? opts.networkKey : undefined;
+  const proof = key
+    ? `&proof=${toBase64Url(await keyProof(key, PINGBACK_PROOF_LABEL, [nonce]))}`
+    : "";
   const started = performance.now();
   let res: HttpAnswer;
   try {
-    res = await httpGet(host, port, `/?nonce=${nonce}`, {
+    res = await httpGet(host, port, `/?nonce=${nonce}${proof}`, {
       timeoutMs: opts.timeoutMs ?? 1500,
       maxBytes: MAX_PINGBACK_BYTES,
       signal: opts.signal,
@@ -86,6 +96,9 @@ export async function probePingback(
     json = JSON.parse(new TextDecoder().decode(res.body));
   } catch {
     return no("the pingback port answered something that is not JSON: not a p2p peer");
+  }
+  if (ProtectedAnswer.safeParse(json).success) {
+    return no("a protected p2p network is here, with another key than ours");
   }
   const parsed = PingbackAnswer.safeParse(json);
   if (!parsed.success) {
@@ -112,6 +125,14 @@ export async function probePingback(
     fromBase64Url(answer.signature),
   );
   if (!ok) return no(`the signature of peer ${answer.peerId} does not verify`);
+  if (key) {
+    const fields = [nonce, answer.peerId, answer.publicKey];
+    const member = answer.keyProof !== undefined &&
+      await verifyKeyProof(key, PINGBACK_ANSWER_LABEL, fields, fromBase64Url(answer.keyProof));
+    if (!member) {
+      return no(`peer ${answer.peerId} is not a member of this network (no proof of our key)`);
+    }
+  }
   return { ok: true, host, answer, rttMs };
 }
 
@@ -163,6 +184,8 @@ export interface ScanOptions {
   /** Lists devices; defaults to `listDevices` (npm:local-devices). */
   devices?: (range: Ipv4Range) => Promise<Device[]>;
   signal?: AbortSignal;
+  /** The network key, proven to each device and required of its answer. */
+  networkKey?: Uint8Array;
 }
 
 /** What `scan()` saw. */
@@ -203,7 +226,12 @@ export async function scan(opts: ScanOptions): Promise<ScanResult> {
   const results = await mapLimit(
     all,
     opts.concurrency ?? 32,
-    (c) => probePingback(c.host, c.port, { timeoutMs: opts.timeoutMs, signal: opts.signal }),
+    (c) =>
+      probePingback(c.host, c.port, {
+        timeoutMs: opts.timeoutMs,
+        signal: opts.signal,
+        networkKey: opts.networkKey,
+      }),
   );
   const out: ScanResult = { devices, probed: all.length, found: [], rejected: [], silent: [] };
   if (devicesError) out.devicesError = devicesError;

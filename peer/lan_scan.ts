@@ -33,6 +33,8 @@ export interface LanScanDeps {
   pingbackPort?: number;
   /** Aborts when the peer stops: a running scan ends. */
   signal: AbortSignal;
+  /** The network key: proven to each device's pingback port, required of its answer. */
+  networkKey?: Uint8Array;
   /** Runs one scan; defaults to `discovery.ts`'s `scan()` (tests fake it). */
   scan?: (opts: ScanOptions) => Promise<ScanResult>;
   /** This machine's interfaces; defaults to `Deno.networkInterfaces()` (tests fake it). */
@@ -82,6 +84,7 @@ export class LanScan {
       self: this.#deps.self,
       pingbackPort: this.#deps.pingbackPort ?? DEFAULT_PINGBACK_PORT,
       signal: this.#deps.signal,
+      ...(this.#deps.networkKey ? { networkKey: this.#deps.networkKey } : {}),
     });
     const found: DiscoveredPeer[] = [];
     for (const r of result.found) {

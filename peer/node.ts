@@ -168,6 +168,7 @@ export class PeerNode {
       log,
       pingbackPort: opts.scanPingbackPort ?? pingback,
       signal,
+      networkKey: opts.networkKey,
     });
     this.#catalogue = new NetworkCatalogue({ self, store, table, tracker, pool, signal });
     this.#service = createChunkService({

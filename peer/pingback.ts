@@ -4,19 +4,29 @@
  * key and ports. With `?nonce=N` the answer is signed, so the caller can check it
  * comes from the holder of that peerId (see `proto/discovery.ts`).
  *
+ * With a network key, the identity goes only to a caller whose `proof` proves the key
+ * over its nonce; each nonce is taken once (the last `MAX_NONCES_KEPT` are
+ * remembered), and everyone else gets `{ "p2p": "protected" }`. The answer then
+ * carries this peer's own proof of the key.
+ *
  * Only `GET /` (and `HEAD /`) is served; anything else gets a JSON error. It holds no
  * state and never blocks on the rest of the peer.
  *
  * @module
  */
 import {
+  KeyProofText,
   Nonce,
+  PINGBACK_ANSWER_LABEL,
+  PINGBACK_PROOF_LABEL,
   PINGBACK_SERVICE,
   type PingbackAnswer,
   type PingbackPorts,
   pingbackSignedBytes,
+  type ProtectedAnswer,
 } from "../proto/discovery.ts";
-import { toBase64Url } from "../proto/ids.ts";
+import { fromBase64Url, toBase64Url } from "../proto/ids.ts";
+import { isOpenNetwork, keyProof, verifyKeyProof } from "../proto/network_key.ts";
 import { PROTOCOL_VERSION } from "../proto/frame.ts";
 import { VERSION } from "../version.ts";
 import { errorBody } from "../lib/http_api.ts";
@@ -32,9 +42,16 @@ export interface PingbackOptions {
   name: string;
   /** This peer's other ports (chunk, http, app), read on every request. */
   ports: () => Omit<PingbackPorts, "pingback">;
+  /** The network key: only a caller that proves it learns who this peer is. */
+  networkKey?: Uint8Array;
   /** Called for every request answered: for the activity log. */
-  onRequest?: (fields: { from: string; status: number; signed: boolean }) => void;
+  onRequest?: (
+    fields: { from: string; status: number; signed: boolean; protected?: boolean },
+  ) => void;
 }
+
+/** Nonces of proven requests remembered, so a replayed request gets no identity. */
+export const MAX_NONCES_KEPT = 4096;
 
 /** A running pingback server. */
 export interface PingbackServer extends AsyncDisposable {
@@ -47,12 +64,13 @@ function jsonError(status: number, code: string, message: string): Response {
   return Response.json(errorBody(code, message), { status });
 }
 
-/** Builds the answer to `GET /`; signed when `nonce` is given. */
+/** Builds the answer to `GET /`; signed when `nonce` is given, with a key proof when `networkKey` is. */
 export async function pingbackAnswer(
   identity: Identity,
   name: string,
   ports: PingbackPorts,
   nonce?: string,
+  networkKey?: Uint8Array,
 ): Promise<PingbackAnswer> {
   const answer: PingbackAnswer = {
     service: PINGBACK_SERVICE,
@@ -67,24 +85,56 @@ export async function pingbackAnswer(
     const sig = await identity.sign(pingbackSignedBytes(nonce, identity.peerId, ports));
     answer.nonce = nonce;
     answer.signature = toBase64Url(sig);
+    if (networkKey) {
+      const fields = [nonce, identity.peerId, identity.publicKey];
+      answer.keyProof = toBase64Url(await keyProof(networkKey, PINGBACK_ANSWER_LABEL, fields));
+    }
   }
   return answer;
+}
+
+/**
+ * Whether a request proves the network key: a nonce not seen before and `proof`, the
+ * key's HMAC over it. A proven nonce is remembered (at most `MAX_NONCES_KEPT`).
+ */
+async function proves(
+  key: Uint8Array,
+  nonce: string | undefined,
+  proof: string | null,
+  seen: Set<string>,
+): Promise<boolean> {
+  if (nonce === undefined || proof === null || !KeyProofText.safeParse(proof).success) return false;
+  if (seen.has(nonce)) return false;
+  if (!await verifyKeyProof(key, PINGBACK_PROOF_LABEL, [nonce], fromBase64Url(proof))) return false;
+  seen.add(nonce);
+  if (seen.size > MAX_NONCES_KEPT) seen.delete(seen.values().next().value!);
+  return true;
 }
 
 /** Starts the pingback server; resolves once it listens. */
 export async function startPingback(opts: PingbackOptions): Promise<PingbackServer> {
   const listening = Promise.withResolvers<Deno.NetAddr>();
   let port = 0;
+  const key = opts.networkKey && !isOpenNetwork(opts.networkKey) ? opts.networkKey : undefined;
+  const seen = new Set<string>();
   const handler = async (req: Request, info: Deno.ServeHandlerInfo<Deno.NetAddr>) => {
-    const res = await answer(req);
+    const { res, hidden } = await answer(req);
     opts.onRequest?.({
       from: plainAddress(info.remoteAddr.hostname),
       status: res.status,
-      signed: res.status === 200 && new URL(req.url).searchParams.has("nonce"),
+      signed: res.status === 200 && !hidden && new URL(req.url).searchParams.has("nonce"),
+      ...(hidden ? { protected: true } : {}),
     });
     return res;
   };
-  const answer = async (req: Request): Promise<Response> => {
+  const answer = async (req: Request): Promise<{ res: Response; hidden?: boolean }> => {
+    const res = await reply(req);
+    if (res instanceof Response) return { res };
+    const body: ProtectedAnswer = { p2p: "protected" };
+    return { res: Response.json(body, { headers: { "cache-control": "no-store" } }), hidden: true };
+  };
+  /** The answer, or `"protected"` when this peer has a key the caller did not prove. */
+  const reply = async (req: Request): Promise<Response | "protected"> => {
     const url = new URL(req.url);
     if (url.pathname !== "/") {
       return jsonError(
@@ -105,11 +155,13 @@ export async function startPingback(opts: PingbackOptions): Promise<PingbackServ
       }
       nonce = parsed.data;
     }
+    if (key && !await proves(key, nonce, url.searchParams.get("proof"), seen)) return "protected";
     const body = await pingbackAnswer(
       opts.identity,
       opts.name,
       { pingback: port, ...opts.ports() },
       nonce,
+      key,
     );
     return Response.json(body, { headers: { "cache-control": "no-store" } });
   };

@@ -3,7 +3,9 @@ import { probePingback, scan } from "./discovery.ts";
 import { loadIdentity } from "./identity.ts";
 import { startPingback } from "./pingback.ts";
 import { type FakeMode, fakePingbackHandler } from "../tests/_fake_pingback.ts";
-import { parseRange } from "../proto/discovery.ts";
+import { parseRange, PINGBACK_PROOF_LABEL } from "../proto/discovery.ts";
+import { keyProof, newNetworkKey, OPEN_NETWORK_KEY } from "../proto/network_key.ts";
+import { toBase64Url } from "../proto/ids.ts";
 import { serveLocal } from "../tests/_serve.ts";
 
 const serve = (host: string, port: number, handler: Deno.ServeHandler<Deno.NetAddr>) =>
@@ -260,4 +262,61 @@ Deno.test("probePingback() reads a chunked answer, and calls a malformed head no
   const bad = await probePingback("127.0.0.1", malformed.port);
   assert.ok(!bad.ok && !bad.answered);
   assert.match(!bad.ok ? bad.reason : "", /^not an HTTP answer \(Bad upstream response head/);
+});
+
+Deno.test("keyed pingback: only a caller that proves the key learns the identity; others get 'protected'", async () => {
+  const identity = await tempIdentity();
+  const key = newNetworkKey();
+  const requests: { status: number; signed: boolean; protected?: boolean }[] = [];
+  await using pb = await startPingback({
+    hostname: "127.0.0.1",
+    port: 0,
+    identity,
+    name: "keyed",
+    networkKey: key,
+    ports: () => ({ chunk: 5801 }),
+    onRequest: (f) => requests.push(f),
+  });
+  const port = pb.addr.port;
+  // A member: the key proven both ways.
+  const member = await probePingback("127.0.0.1", port, { networkKey: key });
+  assert.ok(member.ok, JSON.stringify(member));
+  assert.equal(member.answer.peerId, identity.peerId);
+  // A stranger without the key, one with another key, and a plain GET learn nothing.
+  const open = await probePingback("127.0.0.1", port);
+  assert.ok(!open.ok && /protected p2p network/.test(open.reason));
+  const other = await probePingback("127.0.0.1", port, { networkKey: newNetworkKey() });
+  assert.ok(!other.ok && /protected p2p network/.test(other.reason));
+  const plain = await (await fetch(`http://127.0.0.1:${port}/`)).text();
+  assert.deepEqual(JSON.parse(plain), { p2p: "protected" });
+  assert.ok(!plain.includes(identity.peerId) && !plain.includes(identity.publicKey));
+  // A replayed proven request gets nothing either.
+  const nonce = "n".repeat(22);
+  const proof = toBase64Url(await keyProof(key, PINGBACK_PROOF_LABEL, [nonce]));
+  const url = `http://127.0.0.1:${port}/?nonce=${nonce}&proof=${proof}`;
+  assert.equal((await (await fetch(url)).json()).peerId, identity.peerId);
+  assert.deepEqual(await (await fetch(url)).json(), { p2p: "protected" });
+  assert.deepEqual(requests.map((r) => r.protected ?? false), [
+    false,
+    true,
+    true,
+    true,
+    false,
+    true,
+  ]);
+});
+
+Deno.test("keyed probe: an open peer's answer is not a member of the network", async () => {
+  const identity = await tempIdentity();
+  await using pb = await startPingback({
+    hostname: "127.0.0.1",
+    port: 0,
+    identity,
+    name: "open",
+    ports: () => ({ chunk: 5801 }),
+  });
+  const r = await probePingback("127.0.0.1", pb.addr.port, { networkKey: newNetworkKey() });
+  assert.ok(!r.ok && /not a member of this network/.test(r.reason), JSON.stringify(r));
+  // With the open network's key (no key given), it answers as today.
+  assert.ok((await probePingback("127.0.0.1", pb.addr.port, { networkKey: OPEN_NETWORK_KEY })).ok);
 });

@@ -153,6 +153,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
         port: opts.pingbackPort,
         identity,
         name: opts.name,
+        networkKey: opts.networkKey,
         ports: () => ({ chunk, http, ...(app ? { app } : {}) }),
         onRequest: (f) => log.record("pingback", f),
       });

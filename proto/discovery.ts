@@ -9,6 +9,16 @@
  * hashes to the peerId and that the signature verifies, so an answer cannot be
  * replayed (fresh nonce) nor claim someone else's peerId.
  *
+ * **With a network key.** A peer of a protected network tells who it is only to a
+ * caller that proves the key: the request carries
+ * `proof = keyProof(key, "p2p pingback v1", [N])` (base64url) beside the nonce. Without
+ * it, or with a wrong one, the answer is only `{ "p2p": "protected" }`
+ * (`ProtectedAnswer`). With it, the answer is the usual one plus
+ * `keyProof = keyProof(key, "p2p pingback answer v1", [N, peerId, publicKey])`, which
+ * the caller checks, so a stranger cannot pass for a member either. A peer of an open
+ * network ignores `proof` and answers as always, without `keyProof`; a keyed caller
+ * then knows it is not a member of its network.
+ *
  * @module
  */
 import { z } from "zod";
@@ -38,6 +48,22 @@ export const Signature = z.string().regex(
   "must be a base64url Ed25519 signature",
 );
 
+/** The label of a caller's key proof in a pingback request. */
+export const PINGBACK_PROOF_LABEL = "p2p pingback v1";
+/** The label of a keyed peer's key proof in its pingback answer. */
+export const PINGBACK_ANSWER_LABEL = "p2p pingback answer v1";
+
+/** A key proof (HMAC-SHA256, 32 bytes) in base64url: 43 characters. */
+export const KeyProofText = z.string().regex(
+  /^[A-Za-z0-9_-]{43}$/,
+  "must be a base64url key proof",
+);
+
+/** What a peer of a protected network answers a caller that did not prove the key. */
+export const ProtectedAnswer = z.object({ p2p: z.literal("protected") });
+/** What a peer of a protected network answers a caller that did not prove the key. */
+export type ProtectedAnswer = z.infer<typeof ProtectedAnswer>;
+
 /** The ports a peer announces on its pingback port: `pingback` and `chunk` are required. */
 export const PingbackPorts = z.object({
   pingback: Port,
@@ -61,6 +87,8 @@ export const PingbackAnswer = z.looseObject({
   ports: PingbackPorts,
   nonce: Nonce.optional(),
   signature: Signature.optional(),
+  /** A keyed peer's proof of the network key over the nonce, its peerId and its public key. */
+  keyProof: KeyProofText.optional(),
 });
 /** A pingback answer. */
 export type PingbackAnswer = z.infer<typeof PingbackAnswer>;

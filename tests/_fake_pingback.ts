@@ -16,6 +16,7 @@
 import { z } from "zod";
 import { type PingbackPorts, pingbackSignedBytes } from "../proto/discovery.ts";
 import { toBase64Url } from "../proto/ids.ts";
+import { PROTOCOL_VERSION } from "../proto/frame.ts";
 import { peerIdFromPublicKey } from "../peer/identity.ts";
 
 /** What a fake device does. */
@@ -50,7 +51,7 @@ export async function fakePingbackHandler(
     const nonce = new URL(req.url).searchParams.get("nonce") ?? "";
     const answer: Record<string, unknown> = {
       service: "p2p",
-      protocol: 1,
+      protocol: PROTOCOL_VERSION,
       version: "0.1.0",
       peerId,
       name: `fake-${mode}`,
