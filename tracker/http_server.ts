@@ -98,15 +98,16 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
   const server: http.Server = opts.tls
     ? https.createServer({ ...serverOptions, cert: opts.tls.cert, key: opts.tls.key }, onRequest)
     : http.createServer(serverOptions, onRequest);
-  server.maxConnections = limits.maxConnections;
 
   const perAddress = new Map<string, number>();
+  let total = 0;
   server.on("connection", (socket: Socket) => {
     const remote = socket.remoteAddress ?? "";
     const open = perAddress.get(remote) ?? 0;
-    if (open >= limits.connectionsPerAddress) {
-      const message =
-        `Too many connections from '${remote}' (at most ${limits.connectionsPerAddress})`;
+    if (open >= limits.connectionsPerAddress || total >= limits.maxConnections) {
+      const message = open >= limits.connectionsPerAddress
+        ? `Too many connections from '${remote}' (at most ${limits.connectionsPerAddress})`
+        : `Too many connections (at most ${limits.maxConnections})`;
       opts.onRefused?.({ remote, status: 429, code: "too_many_connections", message });
       if (opts.tls) socket.destroy();
       else {
@@ -115,7 +116,9 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
       return;
     }
     perAddress.set(remote, open + 1);
+    total++;
     socket.once("close", () => {
+      total--;
       const n = (perAddress.get(remote) ?? 1) - 1;
       if (n <= 0) perAddress.delete(remote);
       else perAddress.set(remote, n);
