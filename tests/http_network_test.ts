@@ -223,7 +223,8 @@ Deno.test("peer A forwards /_p2p/peers/{C}/… to C's built-in app across three 
   assert.match(page.headers.get("content-type") ?? "", /text\/html/);
   assert.match(await page.text(), /<html/i);
   // The page is sandboxed: it runs in an opaque origin of its own, not A's.
-  assert.match(page.headers.get("content-security-policy") ?? "", /^sandbox /);
+  // (Its own policy stays, the sandbox is added: both hold.)
+  assert.match(page.headers.get("content-security-policy") ?? "", /(^|, )sandbox allow-scripts/);
   // C's control API is C's owner's: A's token never goes on to C, so through A (or B)
   // it answers 401, whatever the client sends to A.
   for (const [via, auth] of [[a, a.auth], [b, b.auth], [a, c.auth]] as const) {
@@ -239,6 +240,10 @@ Deno.test("peer A forwards /_p2p/peers/{C}/… to C's built-in app across three 
   // A request that already passed through A (its Via entry) must not go round again.
   const self = await fetch(`${a.http}/_p2p/peers/${a.peerId}/_p2p/status`, { headers: a.auth });
   assert.equal((await self.json()).peerId, a.peerId);
+  // The own control API under the own prefix needs the token as much.
+  const anonymous = await fetch(`${a.http}/_p2p/peers/${a.peerId}/_p2p/status`);
+  assert.equal(anonymous.status, 401);
+  assert.equal((await anonymous.json()).error.code, "unauthorized");
   const loop = await fetch(`${a.http}/_p2p/peers/${c.peerId}/`, {
     headers: { via: `1.1 p2p-${a.peerId.slice(0, 12)}` },
   });
