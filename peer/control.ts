@@ -268,6 +268,9 @@ export function createControlApp(node: ControlNode, opts: ControlAppOptions): Ho
       );
     }
     c.header("content-type", "application/octet-stream");
+    // Bytes anyone may have shared, on the owner's origin: never sniffed or run as a page.
+    c.header("x-content-type-options", "nosniff");
+    c.header("content-security-policy", "sandbox");
     c.header("content-length", String(p.size));
     if (query(c, ContentQuery).download !== undefined) {
       const base = (p.name ?? "").split(/[\\/]/).pop() || `${id.slice(0, 16)}.bin`;

@@ -229,6 +229,9 @@ Deno.test("GET /_p2p/payloads/:id/content streams the bytes; download=1 names th
   const app = ownerApp(node);
   const plain = await app.request(`/_p2p/payloads/${COMPLETE}/content`);
   assert.equal(plain.headers.get("content-disposition"), null);
+  // Shared bytes on the owner's origin are never sniffed into a page, nor run as one.
+  assert.equal(plain.headers.get("x-content-type-options"), "nosniff");
+  assert.equal(plain.headers.get("content-security-policy"), "sandbox");
   assert.equal(plain.headers.get("content-length"), "5");
   assert.deepEqual(new Uint8Array(await plain.arrayBuffer()), COMPLETE_BYTES);
   const file = await app.request(`/_p2p/payloads/${COMPLETE}/content?download=1`);
