@@ -169,6 +169,8 @@ export function createRequestHandler(deps: RequestHandlerDeps): RequestHandler {
   const put = async (msg: MessageOf<"PUT_CHUNK">, who: string) => {
     const { payloadId, index } = msg.header;
     const fields = { from: who, payloadId, index, bytes: msg.body.length };
+    // Held already (another position with the same bytes, say): nothing to take.
+    if (store.has(payloadId, index)) return;
     const agreed = agreements.get(payloadId);
     if (!agreed || agreed.from !== who || agreed.expires <= now()) {
       refuse(

@@ -235,3 +235,20 @@ Deno.test("request handler: PEERS? passes on its own record and those of live pr
   const pong = await p.b.request({ type: "PING", header: { ts: 5 } });
   assert.deepEqual(pong.header, { ts: 5 });
 });
+
+Deno.test("request handler: a push of a chunk held already is answered PUT_OK, even once the agreement ended", async () => {
+  await using p = await offering();
+  // A payload whose two chunks are the same bytes: storing one holds both.
+  const twin = await p.pusher.importStream(ReadableStream.from([new Uint8Array(2 * MiB).fill(3)]));
+  const offer = { size: 2 * MiB, chunkSize: MiB };
+  await p.b.request({ type: "HAVE_REQ", header: { payloadId: twin.payloadId, offer } });
+  const body = await p.pusher.readChunk(twin.payloadId, 0);
+  await p.b.request({ type: "PUT_CHUNK", header: { payloadId: twin.payloadId, index: 0 }, body });
+  assert.equal(p.store.payload(twin.payloadId)?.complete, true);
+  const ok = await p.b.request({
+    type: "PUT_CHUNK",
+    header: { payloadId: twin.payloadId, index: 1 },
+    body,
+  });
+  assert.equal(ok.type, "PUT_OK");
+});
