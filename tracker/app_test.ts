@@ -103,6 +103,10 @@ Deno.test("POST /peers again for the same (host, port) refreshes one entry with 
   assert.equal(again.peer.name, "a2");
   const list = PeerList.parse(await (await t.request("/peers")).json());
   assert.equal(list.peers.length, 1);
+  // The listing is made once per change: the next heartbeat shows in it at once.
+  await register(t, { host: "127.0.0.2", port: 5801, name: "a3" });
+  const later = PeerList.parse(await (await t.request("/peers")).json());
+  assert.deepEqual(later.peers.map((p) => p.name), ["a3"]);
 });
 
 Deno.test("POST /peers keeps one entry under concurrent registrations of one address", async () => {

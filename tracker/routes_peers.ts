@@ -15,6 +15,7 @@ import { ForbiddenError, InvalidInputError } from "../proto/errors.ts";
 import { PeerId } from "../proto/ids.ts";
 import {
   type PeerInfo,
+  type PeerList,
   RegisterPeerRequest,
   type RegisterPeerResponse,
   type RemovedResponse,
@@ -39,6 +40,7 @@ const REGISTER_JSON = 64 * 1024;
 export function peerRoutes(
   { store, config, identity }: Pick<TrackerDeps, "store" | "config" | "identity">,
 ) {
+  let listing: { version: number; until: number; body: string } | undefined;
   return new Hono<TrackerEnv>()
     .post("/", limitBody(REGISTER_JSON, () => bodyTooLarge(REGISTER_JSON)), async (c) => {
       const body = await jsonBody(c, RegisterPeerRequest);
@@ -69,7 +71,20 @@ export function peerRoutes(
       };
       return c.json(res, created ? 201 : 200);
     })
-    .get("/", async (c) => c.json({ peers: (await store.listPeers()).map(peerInfo) }))
+    .get("/", async (c) => {
+      // Peers poll this: the answer is made once per change of the index (or expiry).
+      const version = store.peersVersion;
+      if (!listing || listing.version !== version || store.now() >= listing.until) {
+        const rows = await store.listPeers();
+        const body: z.infer<typeof PeerList> = { peers: rows.map(peerInfo) };
+        listing = {
+          version,
+          until: rows.reduce((m, r) => Math.min(m, r.expiresAt), Infinity),
+          body: JSON.stringify(body),
+        };
+      }
+      return c.body(listing.body, 200, { "content-type": "application/json" });
+    })
     .get("/:peerId", async (c) => {
       const peerId = param(c, "peerId", PeerId, "Peer id");
       const row = await store.getPeer(peerId);

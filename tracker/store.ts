@@ -107,6 +107,7 @@ export class TrackerStore {
   readonly #locks = new KeyedLock();
   /** The peer index, with the versionstamps last read or written. */
   readonly #peers = new Map<string, Deno.KvEntry<PeerRow>>();
+  #peersVersion = 0;
   readonly #addrs = new Map<string, Deno.KvEntry<string>>();
 
   constructor(kv: Deno.Kv, activity: ActivityLog, clock: () => number = Date.now) {
@@ -123,9 +124,11 @@ export class TrackerStore {
   async load(): Promise<void> {
     await this.discardUpload();
     this.#peers.clear();
+    this.#peersVersion++;
     this.#addrs.clear();
     for await (const e of this.kv.list<PeerRow>({ prefix: ["peer"] })) {
       this.#peers.set(e.key[1] as string, e);
+      this.#peersVersion++;
     }
     for await (const e of this.kv.list<string>({ prefix: ["addr"] })) {
       this.#addrs.set(e.key[1] as string, e);
@@ -141,7 +144,10 @@ export class TrackerStore {
     const hit = this.#peers.get(peerId);
     if (hit) return hit;
     const e = await this.kv.get<PeerRow>(["peer", peerId]);
-    if (e.versionstamp !== null) this.#peers.set(peerId, e as Deno.KvEntry<PeerRow>);
+    if (e.versionstamp !== null) {
+      this.#peers.set(peerId, e as Deno.KvEntry<PeerRow>);
+      this.#peersVersion++;
+    }
     return e;
   }
 
@@ -156,6 +162,7 @@ export class TrackerStore {
 
   /** Re-reads index keys from KV after a commit lost to another writer. */
   async #reload(keys: Deno.KvKey[]): Promise<void> {
+    this.#peersVersion++;
     for (let i = 0; i < keys.length; i += 10) {
       for (const e of await this.kv.getMany<unknown[]>(keys.slice(i, i + 10))) {
         const [kind, id] = e.key as [string, string];
@@ -258,6 +265,7 @@ export class TrackerStore {
       const res = await op.commit();
       if (res.ok) {
         this.#activity.committed(rec);
+        this.#peersVersion++;
         if (evicted) this.#peers.delete(evicted.value!.peerId);
         if (vacated) this.#addrs.delete(vacated.key[1] as string);
         this.#peers.set(peerId, { key: target.key, value: row, versionstamp: res.versionstamp });
@@ -271,6 +279,19 @@ export class TrackerStore {
       await this.#reload(touched);
     }
     throw new ContentionError(`Cannot register peer '${addr}': too many concurrent writes`);
+  }
+
+  /**
+   * Changes whenever the peer index does: with `now()` and the listed rows' `expiresAt`,
+   * what tells a cached listing from a stale one.
+   */
+  get peersVersion(): number {
+    return this.#peersVersion;
+  }
+
+  /** The store's clock (ms since the epoch). */
+  now(): number {
+    return this.#clock();
   }
 
   /** A live peer by id, or null. */
@@ -313,6 +334,7 @@ export class TrackerStore {
       if ((await op.commit()).ok) {
         this.#activity.committed(rec);
         this.#peers.delete(peerId);
+        this.#peersVersion++;
         if (ownsAddr) this.#addrs.delete(addr.key[1] as string);
         return true;
       }
