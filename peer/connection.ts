@@ -77,6 +77,7 @@ import {
   encodeFrame,
   encodeFrameParts,
   encodePreamble,
+  type FrameBudget,
   FrameDecoder,
   MAX_FRAME_LENGTH,
 } from "../proto/frame.ts";
@@ -141,6 +142,11 @@ export interface ConnectionOptions {
   maxFrameLength?: number;
   /** Where large incoming frames are read into, passed to `FrameDecoder` (default none). */
   framePool?: BufferPool;
+  /**
+   * Bound on the bytes of partial incoming frames, shared with other connections
+   * (`FrameDecoder`'s `budget`); what this connection holds is given back when it closes.
+   */
+  frameBudget?: FrameBudget;
   /** Aborting it closes the connection. */
   signal?: AbortSignal;
   /** Told about peer misbehaviour that does not close the connection (e.g. a stray answer). */
@@ -226,6 +232,7 @@ export class PeerConnection {
     this.#decoder = new FrameDecoder({
       maxFrameLength: Math.min(HANDSHAKE_MAX_FRAME, opts.maxFrameLength ?? HANDSHAKE_MAX_FRAME),
       pool: opts.framePool,
+      budget: opts.frameBudget,
     });
     const { role, sign, fingerprint, networkKey, expectPeerId } = opts.link;
     this.#auth = new LinkAuth({
@@ -379,6 +386,7 @@ export class PeerConnection {
     this.#handshake.reject(this.#closeError ?? err);
     this.#slot?.resolve();
     this.#draining?.resolve();
+    this.#decoder.release();
     try {
       this.#conn.close();
     } catch { /* already closed */ }

@@ -249,7 +249,7 @@ function serveTls(conn: Deno.TcpConn, cert: LinkCert): DuplexConn {
 /** A `Deno.TcpConn` as a node:stream Duplex (what node:tls wraps). */
 class TcpDuplex extends Duplex {
   readonly #conn: Deno.TcpConn;
-  #buffer = new Uint8Array(256 * 1024);
+  #buffer = new Uint8Array(64 * 1024);
 
   constructor(conn: Deno.TcpConn) {
     super();

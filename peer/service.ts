@@ -11,7 +11,11 @@
  * as a `conn.error` event (with the refusal's `code`, e.g. `network_key_mismatch`),
  * and the service goes on. Over `maxConnections` (handshakes included), or over
  * `maxPerAddress` from one remote address, a new connection gets a preamble and an
- * ERROR `busy` and is closed at once. `stop()` closes the listener, lets the
+ * ERROR `busy` and is closed at once. Memory is bounded: before its handshake a
+ * connection takes frames of at most 64 KiB; after it, the bytes of partly received
+ * frames of all connections together stay under `maxFrameMemory` (a connection that
+ * would go over is closed with `over_budget`), and a closed connection gives its
+ * share back. `stop()` closes the listener, lets the
  * answers being prepared finish within a grace period, then closes the rest.
  * `onConnection(conn)` gets each connection once its handshake is done, e.g. to
  * note an inbound peer or to send it requests of our own.
@@ -52,7 +56,7 @@
 import { concatBytes } from "../proto/bytes.ts";
 import { errorMessage, P2pError, PeerTimeoutError } from "../proto/errors.ts";
 import { hostPort } from "../lib/net_addr.ts";
-import { encodeFrame, encodePreamble } from "../proto/frame.ts";
+import { encodeFrame, encodePreamble, FrameBudget } from "../proto/frame.ts";
 import type { HelloHeader } from "../proto/messages.ts";
 import { PeerConnection, type RequestHandler } from "./connection.ts";
 import { acceptLink, createLinkCert, type LinkCert } from "./link_tls.ts";
@@ -90,6 +94,11 @@ export interface ChunkServiceOptions {
   maxConnections?: number;
   /** Connections open at once from one remote address (default 16); more are refused. */
   maxPerAddress?: number;
+  /**
+   * Bytes that partly received frames may hold, all connections together (default
+   * 64 MiB): a connection whose frame would go over it is closed (`over_budget`).
+   */
+  maxFrameMemory?: number;
   /** Passed to each `PeerConnection` (default 5000). */
   handshakeTimeoutMs?: number;
   /** Passed to each `PeerConnection` (default 60000). */
@@ -106,6 +115,8 @@ export interface ChunkServiceOptions {
 
 /** Counters of a running chunk service. */
 export interface ChunkServiceStats {
+  /** Bytes that partly received frames hold now, all connections together. */
+  frameMemory: number;
   /** Connections open now, handshakes included. */
   open: number;
   /** Connections accepted under the cap. */
@@ -169,6 +180,7 @@ class TcpChunkService implements ChunkService {
   /** Open connections by remote address (hostname only). */
   readonly #perAddress = new Map<string, number>();
   readonly #cert: Promise<LinkCert>;
+  readonly #frameBudget: FrameBudget;
   readonly #listener: Deno.TcpListener;
   readonly #connections = new Set<PeerConnection>();
   /** One per accepted connection, settled once it is closed. */
@@ -200,6 +212,7 @@ class TcpChunkService implements ChunkService {
     this.#opts = opts;
     this.#maxConnections = max;
     this.#maxPerAddress = perAddress;
+    this.#frameBudget = new FrameBudget(opts.maxFrameMemory ?? 64 * 1024 * 1024);
     this.#cert = opts.link.cert ? Promise.resolve(opts.link.cert) : createLinkCert();
     // A failure shows on each connection's handshake.
     this.#cert.catch(noop);
@@ -219,6 +232,7 @@ class TcpChunkService implements ChunkService {
 
   get stats(): ChunkServiceStats {
     return {
+      frameMemory: this.#frameBudget.used,
       open: this.#open,
       accepted: this.#accepted,
       rejected: this.#rejected,
@@ -332,6 +346,7 @@ class TcpChunkService implements ChunkService {
         hello,
         link: { role: "acceptor", sign, networkKey, fingerprint: link.fingerprint },
         handler: this.#opts.handler,
+        frameBudget: this.#frameBudget,
         handshakeTimeoutMs: this.#opts.handshakeTimeoutMs,
         idleTimeoutMs: this.#opts.idleTimeoutMs,
         maxInFlight: this.#opts.maxInFlight,

@@ -43,6 +43,7 @@
  * | `bad_header`          | the header fails its zod schema (`messages.ts`)         |
  * | `bad_body`            | the body does not fit the header (HAVE, MANIFEST)       |
  * | `truncated`           | `end()` was called inside the preamble or a frame       |
+ * | `over_budget`         | a partial frame would overrun the shared `FrameBudget`  |
  *
  * (A `ProtocolError` `internal` would mean a bug in this file: any other exception is
  * wrapped in one, so callers only ever see `ProtocolError`s.) After it throws, a
@@ -99,6 +100,44 @@ for (const [name, code] of Object.entries(MessageType)) {
 const utf8 = new TextEncoder();
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
+/**
+ * A bound on the bytes that partly received frames hold, shared by the decoders of
+ * many connections (a peer's inbound connections): each decoder takes what its
+ * partial frame grows by, and gives it all back when the frame completes or the
+ * decoder is released. A decoder that cannot take what it needs throws
+ * `ProtocolError` `over_budget`: that connection closes, the others go on.
+ */
+export class FrameBudget {
+  /** Most bytes held at once. */
+  readonly limit: number;
+  #used = 0;
+
+  /** A budget of `limit` bytes; `RangeError` when it is not a positive integer. */
+  constructor(limit: number) {
+    if (!Number.isInteger(limit) || limit < 1) {
+      throw new RangeError(`Cannot create FrameBudget: limit '${limit}' is not a positive integer`);
+    }
+    this.limit = limit;
+  }
+
+  /** Bytes held now. */
+  get used(): number {
+    return this.#used;
+  }
+
+  /** Takes `n` bytes when they fit under the limit; says whether it did. */
+  take(n: number): boolean {
+    if (this.#used + n > this.limit) return false;
+    this.#used += n;
+    return true;
+  }
+
+  /** Gives back `n` bytes taken before. */
+  give(n: number): void {
+    this.#used = Math.max(0, this.#used - n);
+  }
+}
+
 /** What the other side's preamble said. */
 export interface Preamble {
   /** Its protocol version (always `PROTOCOL_VERSION`: another one throws). */
@@ -121,6 +160,8 @@ export interface FrameDecoderOptions {
    * stalled frame then holds `pool.size` bytes whatever arrived.
    */
   pool?: BufferPool;
+  /** Shared bound on the bytes of partial frames (not pooled ones), see `FrameBudget`. */
+  budget?: FrameBudget;
 }
 
 /**
@@ -216,6 +257,9 @@ export class FrameDecoder {
   #frameFill = 0;
   #error: ProtocolError | undefined;
   readonly #pool: BufferPool | undefined;
+  readonly #budget: FrameBudget | undefined;
+  /** Bytes of `#budget` the partial frame holds. */
+  #held = 0;
 
   /** A decoder for one connection; throws `RangeError` for a `maxFrameLength` out of range. */
   constructor(options: FrameDecoderOptions = {}) {
@@ -223,6 +267,19 @@ export class FrameDecoder {
     this.#maxFrameLength = checkMax(max);
     this.#needPreamble = options.expectPreamble ?? true;
     this.#pool = options.pool;
+    this.#budget = options.budget;
+  }
+
+  /**
+   * Drops the partial frame and gives its bytes back to the budget (idempotent): what
+   * a connection calls when it ends. The decoder is spent afterwards.
+   */
+  release(): void {
+    this.#budget?.give(this.#held);
+    this.#held = 0;
+    this.#frame = new Uint8Array(0);
+    this.#frameFill = 0;
+    this.#error ??= new ProtocolError("released", "Frame decoder was released");
   }
 
   /** Largest frame `length` this decoder accepts. */
@@ -266,6 +323,8 @@ export class FrameDecoder {
           if (this.#frameFill === this.#frameLength) {
             const frame = this.#frame;
             this.#frame = new Uint8Array(0);
+            this.#budget?.give(this.#held);
+            this.#held = 0;
             this.#frameFill = 0;
             this.#frameLength = -1;
             out.push(parseFrame(frame));
@@ -358,6 +417,15 @@ export class FrameDecoder {
       // Grow by doubling, never past the declared length: memory follows the bytes
       // that actually arrived, not what the peer claims it will send.
       const size = Math.min(this.#frameLength, Math.max(need, 2 * this.#frame.length, MIN_BUFFER));
+      if (this.#budget) {
+        if (!this.#budget.take(size - this.#frame.length)) {
+          throw new ProtocolError(
+            "over_budget",
+            `Partial frames are over the memory budget of '${this.#budget.limit}' bytes`,
+          );
+        }
+        this.#held += size - this.#frame.length;
+      }
       const grown = new Uint8Array(size);
       grown.set(this.#frame.subarray(0, this.#frameFill));
       this.#frame = grown;

@@ -8,6 +8,7 @@ import {
   encodeFrameParts,
   encodePreamble,
   FIXED_LENGTH,
+  FrameBudget,
   FrameDecoder,
   MAGIC,
   MAX_FRAME_LENGTH,
@@ -156,10 +157,12 @@ const SAMPLE_DECODED = SAMPLES.map(decoded);
 // ---------------------------------------------------------------------------
 // Preamble
 
-Deno.test("encodePreamble() writes the magic, the version and zero flags", () => {
+Deno.test("encodePreamble() writes the magic, the version and the flags (zero by default)", () => {
   assert.deepEqual(MAGIC, enc.encode("P2P!"));
-  assert.deepEqual(encodePreamble(), Uint8Array.of(0x50, 0x32, 0x50, 0x21, 0, 1, 0, 0));
+  assert.deepEqual(encodePreamble(), Uint8Array.of(0x50, 0x32, 0x50, 0x21, 0, 2, 0, 0));
   assert.deepEqual(encodePreamble(0x0203).subarray(4), Uint8Array.of(2, 3, 0, 0));
+  assert.deepEqual(encodePreamble(2, 1).subarray(4), Uint8Array.of(0, 2, 0, 1));
+  assert.throws(() => encodePreamble(2, 0x10000), RangeError);
 });
 
 Deno.test("encodePreamble() rejects a version that is not a u16", () => {
@@ -782,4 +785,43 @@ Deno.test("encodeFrameParts() gives encodeFrame()'s bytes in two parts, the body
     else assert.equal(body.length, 0);
   }
   assert.throws(() => encodeFrameParts({ type: "PING" } as unknown as MessageInit), TypeError);
+});
+
+Deno.test("FrameDecoder with a FrameBudget takes what a partial frame grows by and gives it back when the frame completes", () => {
+  const budget = new FrameBudget(4 * 1024 * 1024);
+  const decoder = new FrameDecoder({ expectPreamble: false, budget });
+  const frame = encodeFrame({
+    type: "CHUNK",
+    requestId: 1,
+    header: { payloadId: "ab".repeat(32), index: 0 },
+    body: new Uint8Array(1024 * 1024),
+  });
+  assert.deepEqual(decoder.push(frame.subarray(0, 300_000)), []);
+  // The bytes after the length field, grown to what arrived (never the declared 1 MiB).
+  assert.ok(budget.used >= 300_000 - 4 && budget.used < 1024 * 1024, `used ${budget.used}`);
+  assert.equal(decoder.push(frame.subarray(300_000)).length, 1);
+  assert.equal(budget.used, 0);
+});
+
+Deno.test("FrameDecoder.release() gives back a partial frame's bytes, and over the budget push() throws over_budget", () => {
+  const budget = new FrameBudget(1024 * 1024);
+  const frame = encodeFrame({
+    type: "CHUNK",
+    requestId: 1,
+    header: { payloadId: "ab".repeat(32), index: 0 },
+    body: new Uint8Array(900 * 1024),
+  });
+  const a = new FrameDecoder({ expectPreamble: false, budget });
+  const b = new FrameDecoder({ expectPreamble: false, budget });
+  a.push(frame.subarray(0, 600 * 1024));
+  const heldByA = budget.used;
+  assert.ok(heldByA >= 600 * 1024 - 4);
+  assertProtocolError(() => b.push(frame.subarray(0, 600 * 1024)), "over_budget");
+  a.release();
+  b.release();
+  assert.equal(budget.used, 0);
+  // Once a has given its share back, a third decoder takes a whole frame.
+  const c = new FrameDecoder({ expectPreamble: false, budget });
+  assert.equal(c.push(frame).length, 1);
+  assert.equal(budget.used, 0);
 });
