@@ -31,9 +31,33 @@ export async function peerIdFromPublicKey(raw: Uint8Array): Promise<string> {
   return toHex(new Uint8Array(digest)).slice(0, 40);
 }
 
+/** Imported public keys, most recently used last; a tracker sees the same keys all day. */
+const keys = new Map<string, Promise<CryptoKey>>();
+const MAX_KEYS = 4096;
+
+function importPublicKey(publicKey: string): Promise<CryptoKey> {
+  let key = keys.get(publicKey);
+  if (key) {
+    keys.delete(publicKey);
+  } else {
+    key = crypto.subtle.importKey(
+      "raw",
+      fromBase64Url(publicKey) as BufferSource,
+      { name: "Ed25519" },
+      false,
+      ["verify"],
+    );
+    key.catch(() => keys.delete(publicKey));
+    if (keys.size >= MAX_KEYS) keys.delete(keys.keys().next().value!);
+  }
+  keys.set(publicKey, key);
+  return key;
+}
+
 /**
  * Whether `signature` over `data` was made by the holder of `publicKey` (raw Ed25519
  * key in base64url). A key or signature that cannot be read is `false`, never a throw.
+ * Imported keys are kept (the last 4,096), as importing costs more than verifying.
  */
 export async function verifySignature(
   publicKey: string,
@@ -41,16 +65,9 @@ export async function verifySignature(
   signature: Uint8Array,
 ): Promise<boolean> {
   try {
-    const key = await crypto.subtle.importKey(
-      "raw",
-      fromBase64Url(publicKey) as BufferSource,
-      { name: "Ed25519" },
-      false,
-      ["verify"],
-    );
     return await crypto.subtle.verify(
       "Ed25519",
-      key,
+      await importPublicKey(publicKey),
       signature as BufferSource,
       data as BufferSource,
     );

@@ -19,10 +19,29 @@ import type { ReplayCache } from "./replay_cache.ts";
 export class IdentityCheck {
   readonly #replay: ReplayCache;
   readonly #clock: () => number;
+  /** peerIds of the public keys seen lately. */
+  readonly #ids = new Map<string, string>();
 
   constructor(replay: ReplayCache, clock: () => number = Date.now) {
     this.#replay = replay;
     this.#clock = clock;
+  }
+
+  /** The peerId of a public key (base64url), or "" when it is not a raw Ed25519 key. */
+  async #peerIdOf(publicKey: string): Promise<string> {
+    let id = this.#ids.get(publicKey);
+    if (id === undefined) {
+      let raw: Uint8Array;
+      try {
+        raw = fromBase64Url(publicKey);
+      } catch {
+        raw = new Uint8Array();
+      }
+      id = raw.byteLength === 32 ? await peerIdFromPublicKey(raw) : "";
+      if (this.#ids.size >= 4096) this.#ids.clear();
+      this.#ids.set(publicKey, id);
+    }
+    return id;
   }
 
   /**
@@ -37,13 +56,7 @@ export class IdentityCheck {
     signedAt: number,
     signature: string,
   ): Promise<void> {
-    let raw: Uint8Array;
-    try {
-      raw = fromBase64Url(publicKey);
-    } catch {
-      raw = new Uint8Array();
-    }
-    if (raw.byteLength !== 32 || await peerIdFromPublicKey(raw) !== peerId) {
+    if (await this.#peerIdOf(publicKey) !== peerId) {
       throw new ForbiddenError(
         "peer_id_mismatch",
         `Cannot take ${what}: peerId '${peerId}' is not derived from the public key given`,
