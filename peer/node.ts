@@ -9,6 +9,10 @@
  * sources, `where()`), `downloads.ts` (`get()`), `lan_scan.ts` (`discover()`) and
  * `catalogue.ts` (`networkPayloads()`, `remoteLog()`).
  *
+ * Every link to another peer, inbound (`service.ts`) or outbound (`pool.ts`), is
+ * TLS with the other side's identity and the network key proven (`link_tls.ts`,
+ * `proto/link_auth.ts`), or plaintext on loopback with `--insecure-plaintext`.
+ *
  * The HTTP control API (`control.ts`) and the CLI drive it; `server.ts` binds the
  * ports and starts it.
  *
