@@ -24,7 +24,7 @@ import { PeerNode, type PeerOptions } from "./node.ts";
 import { type PingbackServer, startPingback } from "./pingback.ts";
 import { type Relay, startRelay } from "../lib/http_relay/mod.ts";
 import { errorBody } from "../lib/http_api.ts";
-import { httpUrl, isWildcard, reachableHost } from "../lib/net_addr.ts";
+import { httpUrl, reachableHost } from "../lib/net_addr.ts";
 
 /** A running peer process. */
 export interface RunningPeer {
@@ -165,10 +165,11 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       httpStats: () => ({ ...running.stats() }),
     });
     control.resolve(createControlApp(node, { auth }));
-    const listen = relay.addr.hostname;
-    const urls = new Set([mainUrl]);
-    if (isWildcard(listen) || listen === "127.0.0.1") urls.add(baseUrl("localhost"));
-    if (isWildcard(listen)) urls.add(baseUrl("127.0.0.1"));
+    // Under every name it answers to, so `--node` finds it however it names it.
+    const urls = new Set([
+      mainUrl,
+      ...[...hosts].map((h) => `${opts.tls ? "https" : "http"}://${h}`),
+    ]);
     try {
       unregister = await registerPeer(registryDir(defaultDataDir()), {
         pid: Deno.pid,

@@ -106,7 +106,8 @@ Deno.test("startPeer() with tls serves the control API over HTTPS behind the tok
     const entry = JSON.parse(
       await Deno.readTextFile(`${dir.path}/running/${peer.node.identity.peerId}.json`),
     );
-    assert.deepEqual(entry.urls, [peer.httpUrl, peer.httpUrl.replace("127.0.0.1", "localhost")]);
+    assert.equal(entry.urls[0], peer.httpUrl);
+    assert.ok(entry.urls.includes(peer.httpUrl.replace("127.0.0.1", "localhost")), entry.urls);
   } finally {
     await peer.stop();
     if (prevHome === undefined) Deno.env.delete("P2P_HOME");
