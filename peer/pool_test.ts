@@ -5,6 +5,7 @@ import { startChunkService } from "./service.ts";
 import type { PeerSource, Sighting } from "./peer_table.ts";
 import { fakeLog, memoryTable } from "./_fakes.ts";
 import { IdentityBook } from "./_link_fixtures.ts";
+import { UnauthorizedError } from "../proto/errors.ts";
 
 const BOOK = await IdentityBook.create(10);
 const hello = (name: string, ports?: { chunk: number; http?: number }) => BOOK.hello(name, ports);
@@ -87,6 +88,25 @@ Deno.test("ConnectionPool.connectKnown() counts and logs a peer that cannot be r
   assert.equal(s.table.get(peerIdOf("gone"))?.failures, 1);
   assert.equal(s.log.of("conn.fail")[0].peerId, peerIdOf("gone"));
   assert.equal(s.pool.size, 0);
+});
+
+Deno.test("ConnectionPool.connectKnown() refuses an address where another peer proves its id", async () => {
+  await using s = await setup();
+  // The table says "moved" listens there; the service proves it is "far".
+  const peer = await s.table.upsert(
+    { peerId: peerIdOf("moved"), host: LOCAL, ports: { chunk: s.service.addr.port } },
+    "exchange",
+  );
+  assert.equal(await s.pool.connectKnown(peer!), undefined);
+  const [fail] = s.log.of("conn.fail");
+  assert.equal(fail.peerId, peerIdOf("moved"));
+  assert.match(String(fail.message), /unexpected_peer|Expected peer/);
+  // A connection already pooled to that address is refused for that id as well.
+  await s.pool.connect(LOCAL, s.service.addr.port);
+  await assert.rejects(
+    s.pool.connect(LOCAL, s.service.addr.port, peerIdOf("moved")),
+    (e) => e instanceof UnauthorizedError && e.code === "unexpected_peer",
+  );
 });
 
 Deno.test("ConnectionPool.noteInbound() notes an inbound peer at its source address", async () => {
