@@ -226,20 +226,16 @@ async function answer(
         { status: 400 },
       );
     } else {
-      const headers = new Headers();
       const raw = req.rawHeaders;
-      for (let i = 0; i < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
+      const pairs: [string, string][] = [];
+      for (let i = 0; i < raw.length; i += 2) pairs.push([raw[i], raw[i + 1]]);
+      const headers = new Headers(pairs);
       const hasBody = req.headers["transfer-encoding"] !== undefined ||
         (req.headers["content-length"] !== undefined && req.headers["content-length"] !== "0");
-      const aborted = new AbortController();
-      res.once("close", () => {
-        if (!res.writableFinished) aborted.abort();
-      });
       const request = new Request(`${scheme}://localhost${url}`, {
         method: req.method,
         headers,
         body: hasBody && req.method !== "GET" && req.method !== "HEAD" ? bodyStream(req) : null,
-        signal: aborted.signal,
         // @ts-ignore: `duplex` is required by fetch's Request for a streamed body.
         duplex: "half",
       });
@@ -319,8 +315,8 @@ async function send(
   }
   const reader = response.body.getReader();
   const gone = () => reader.cancel().catch(() => {});
-  res.once("close", gone);
   try {
+    // Most answers are one piece: written at once, with their length.
     const first = await reader.read();
     if (first.done) {
       res.end();
@@ -332,6 +328,8 @@ async function send(
       res.end(first.value);
       return;
     }
+    // A stream: the client going away stops it.
+    res.once("close", gone);
     let next: ReadableStreamReadResult<Uint8Array> = second;
     if (!res.write(first.value)) await drain(res);
     while (!next.done && !res.destroyed) {

@@ -40,7 +40,7 @@ const REGISTER_JSON = 64 * 1024;
 export function peerRoutes(
   { store, config, identity }: Pick<TrackerDeps, "store" | "config" | "identity">,
 ) {
-  let listing: { version: number; until: number; body: string } | undefined;
+  let listing: { version: number; until: number; body: Uint8Array<ArrayBuffer> } | undefined;
   return new Hono<TrackerEnv>()
     .post("/", limitBody(REGISTER_JSON, () => bodyTooLarge(REGISTER_JSON)), async (c) => {
       const body = await jsonBody(c, RegisterPeerRequest);
@@ -80,7 +80,7 @@ export function peerRoutes(
         listing = {
           version,
           until: rows.reduce((m, r) => Math.min(m, r.expiresAt), Infinity),
-          body: JSON.stringify(body),
+          body: new TextEncoder().encode(JSON.stringify(body)),
         };
       }
       return c.body(listing.body, 200, { "content-type": "application/json" });
