@@ -114,27 +114,31 @@ export class PeerExchange {
   }
 
   /**
-   * One exchange round, all dials at once: three proven peers at random are asked for
-   * theirs, three learned addresses are dialed to prove them; then peers unseen for a
-   * day go.
+   * Dials a peer at the address the table has for it (learned or proven) and, once the
+   * handshake there proved its id, asks it for its peers (its own record among them).
+   * A mismatch (another peer answers there) is recorded; nothing is asked of it.
    */
-  async round(): Promise<void> {
-    const { table, pool, log } = this.#deps;
-    const ask = table.proven().sort(() => Math.random() - 0.5).slice(0, PER_ROUND);
-    const prove = table.unproven().slice(0, PER_ROUND);
-    const mismatch = (p: KnownPeer) => (found: string) =>
+  async meet(p: KnownPeer): Promise<void> {
+    const { pool, log } = this.#deps;
+    const c = await connectAs(pool, p, (found) =>
       log.record("exchange.mismatch", {
         expected: p.peerId,
         found,
         address: hostPort(p.host, p.ports.chunk),
-      });
-    await Promise.all([
-      ...ask.map(async (p) => {
-        const c = await connectAs(pool, p, mismatch(p));
-        if (c) await this.exchangeWith(c).catch(() => undefined);
-      }),
-      ...prove.map((p) => connectAs(pool, p, mismatch(p))),
-    ]);
+      }));
+    if (c) await this.exchangeWith(c).catch(() => undefined);
+  }
+
+  /**
+   * One exchange round, all dials at once: three proven peers at random and three
+   * learned addresses (proven by the dial) are asked for theirs; then peers unseen
+   * for a day go.
+   */
+  async round(): Promise<void> {
+    const { table } = this.#deps;
+    const ask = table.proven().sort(() => Math.random() - 0.5).slice(0, PER_ROUND);
+    const prove = table.unproven().slice(0, PER_ROUND);
+    await Promise.all([...ask, ...prove].map((p) => this.meet(p)));
     await table.ageOut(MAX_AGE_MS);
   }
 }

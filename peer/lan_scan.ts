@@ -5,13 +5,14 @@
  * verified peers are added or updated (source `scan`), known peers that stay silent
  * are marked stale. A scan's answer is signed over our nonce, but it comes from the
  * pingback port: the address it teaches is learned, and used once a handshake on the
- * chunk port there proved the id (`peer_table.ts`). One run at a time; `--scan` runs it at start and every period.
+ * chunk port there proved the id (`peer_table.ts`); `meet` dials each found peer at
+ * once so that it is. One run at a time; `--scan` runs it at start and every period.
  *
  * @module
  */
 import { scan, type ScanOptions, type ScanResult } from "./discovery.ts";
 import type { PeerLog } from "./activity.ts";
-import type { PeerTable } from "./peer_table.ts";
+import type { KnownPeer, PeerTable } from "./peer_table.ts";
 import {
   DEFAULT_PINGBACK_PORT,
   type DiscoveredPeer,
@@ -27,7 +28,7 @@ import { hostPort } from "../lib/net_addr.ts";
 export interface LanScanDeps {
   /** This peer's id: its own answer is dropped. */
   self: string;
-  table: Pick<PeerTable, "list" | "get" | "upsert" | "seen" | "failed">;
+  table: Pick<PeerTable, "list" | "get" | "upsert" | "seen" | "failed" | "unproven">;
   log: Pick<PeerLog, "record">;
   /** Pingback port probed on devices (default 5800). */
   pingbackPort?: number;
@@ -35,6 +36,11 @@ export interface LanScanDeps {
   signal: AbortSignal;
   /** The network key: proven to each device's pingback port, required of its answer. */
   networkKey?: Uint8Array;
+  /**
+   * Dials a peer found at a learned address, so its handshake proves it there (and
+   * asks it for its record): `PeerExchange.meet()`. Awaited for all found at once.
+   */
+  meet?: (peer: KnownPeer) => Promise<void>;
   /** Runs one scan; defaults to `discovery.ts`'s `scan()` (tests fake it). */
   scan?: (opts: ScanOptions) => Promise<ScanResult>;
   /** This machine's interfaces; defaults to `Deno.networkInterfaces()` (tests fake it). */
@@ -114,6 +120,12 @@ export class LanScan {
         change,
         rttMs: r.rttMs,
       });
+    }
+    // Found at an address not proven yet: a handshake there proves it, all at once.
+    const meet = this.#deps.meet;
+    if (meet) {
+      const ids = new Set(found.map((f) => f.peerId));
+      await Promise.all(table.unproven().filter((p) => ids.has(p.peerId)).map(meet));
     }
     for (const r of result.rejected) log.record("discover.reject", r);
     for (const s of result.silent) {

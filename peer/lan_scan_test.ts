@@ -31,10 +31,12 @@ Deno.test("LanScan.discover() records new, moved and silent peers and reports th
   );
   const log = fakeLog();
   const asked: ScanOptions[] = [];
+  const met: string[][] = [];
   const scan = new LanScan({
     self: SELF,
     table,
     log,
+    meet: (p) => (met.push([p.peerId, p.host]), Promise.resolve()),
     pingbackPort: 6000,
     signal: new AbortController().signal,
     scan: (opts): Promise<ScanResult> => {
@@ -74,6 +76,11 @@ Deno.test("LanScan.discover() records new, moved and silent peers and reports th
     [[peerIdOf("moved"), "127.0.0.6"], [peerIdOf("new"), "127.0.0.5"]].sort(),
   );
   assert.equal(table.getProven(peerIdOf("new")), undefined);
+  // Each peer found at an address not proven yet is met there at once.
+  assert.deepEqual(
+    met.sort(),
+    [[peerIdOf("moved"), "127.0.0.6"], [peerIdOf("new"), "127.0.0.5"]].sort(),
+  );
   assert.equal(table.get(peerIdOf("quiet"))?.failures, 1);
   assert.deepEqual(
     log.records.map((r) => r.type),

@@ -173,6 +173,7 @@ export class PeerNode {
       pingbackPort: opts.scanPingbackPort ?? pingback,
       signal,
       networkKey: opts.networkKey,
+      meet: (p) => this.#exchange.meet(p),
     });
     this.#catalogue = new NetworkCatalogue({ self, store, table, tracker, pool, signal });
     this.#service = createChunkService({

@@ -9,17 +9,21 @@ import { createLan, type Lan, type LanHost, netnsUnavailable } from "./_netns.ts
 import { p2pClient, type PeerProcess, spawnPeer } from "./_peer_process.ts";
 import { REPO_ROOT, tempDir } from "./_tracker_process.ts";
 import type { DiscoveryReport } from "../proto/discovery.ts";
+import { formatNetworkKey, newNetworkKey } from "../proto/network_key.ts";
 
 const unavailable = await netnsUnavailable();
 if (unavailable) console.log(`LAN discovery tests skipped: ${unavailable}`);
 
+/** The control token of the peer in each host namespace, by namespace name. */
+const tokens = new Map<string, string>();
+
 /** Starts a peer in `host`'s namespace on the default ports (5800, 5801, 5805). */
-function lanPeer(
+async function lanPeer(
   host: LanHost,
   dataDir: string,
   extra: string[] = [],
 ): Promise<PeerProcess> {
-  return spawnPeer({
+  const peer = await spawnPeer({
     dataDir,
     host: host.ip,
     name: host.name.slice(-2),
@@ -29,12 +33,14 @@ function lanPeer(
       ...extra,
     ],
   });
+  tokens.set(host.name, peer.token);
+  return peer;
 }
 
 /** Runs a client command inside `host`'s namespace against the peer there; parses `--json`. */
 async function client<T>(host: LanHost, args: string[]): Promise<T> {
   const r = await p2pClient(
-    [...args, "--json", "--node", `http://${host.ip}:5805`],
+    [...args, "--json", "--node", `http://${host.ip}:5805`, "--token", tokens.get(host.name)!],
     undefined,
     30_000,
     host.name,
@@ -79,6 +85,11 @@ async function fakeDevice(lan: Lan, host: LanHost, mode: string): Promise<void> 
 
 function rejectedReason(report: DiscoveryReport, address: string): string {
   return report.rejected.find((r) => r.address === address)?.reason ?? "";
+}
+
+/** Why a scan did not count an address: as a device, or as a known peer now stale. */
+function reasonFor(report: DiscoveryReport, address: string): string {
+  return [...report.rejected, ...report.stale].find((r) => r.address === address)?.reason ?? "";
 }
 
 /** Polls `check` (a query of a peer's state) until it holds, at most `ms`. */
@@ -128,6 +139,7 @@ Deno.test({
     await fakeDevice(lan, h6, "other-json");
     await fakeDevice(lan, h7, "bad-signature");
     const others = [p2, p3, p4, p5];
+    let ninth: PeerProcess | undefined;
 
     await t.step(
       "p2p discover finds every other peer of the /28 and rejects the fakes",
@@ -228,7 +240,9 @@ Deno.test({
       const f = report.found.find((x) => x.peerId === p4.peerId);
       assert.ok(f, JSON.stringify(report));
       assert.equal(f.host, moved);
-      assert.equal(f.change, "moved");
+      // "known" when h1 learned the move first: the restarted peer greets it, and its
+      // newer signed record, proven by a handshake at the new address, moved the entry.
+      assert.ok(["moved", "known"].includes(f.change), f.change);
       // The old address is no reason to call it stale.
       assert.equal(report.stale.some((s) => s.peerId === p4.peerId), false);
       const rows = await client<PeerRow[]>(h1, ["peers"]);
@@ -243,6 +257,7 @@ Deno.test({
         "600",
       ]);
       peers.push(p9);
+      ninth = p9;
       const want = [p1, p2, p3, p4].map((p) => p.peerId);
       const rows = await eventually("h9's scan at start", 15_000, async () => {
         const rows = await client<PeerRow[]>(h9, ["peers"]);
@@ -251,6 +266,24 @@ Deno.test({
           : undefined;
       });
       assert.equal(rows.find((r) => r.peerId === p4.peerId)?.host, "10.77.0.12");
+    });
+
+    await t.step("with a network key, a peer tells who it is only to a member", async () => {
+      const keyFile = `${dirs.path}/net.key`;
+      await Deno.writeTextFile(keyFile, formatNetworkKey(newNetworkKey()) + "\n", { mode: 0o600 });
+      const keyed = ["--network-key-file", keyFile];
+      await p3.stop("SIGTERM");
+      peers.push(await lanPeer(h3, `${dirs.path}/h3`, keyed));
+      // An open peer's scan: h3 only says a protected network is there.
+      const open = await client<DiscoveryReport>(h2, ["discover", lan.cidr]);
+      assert.equal(open.found.some((f) => f.peerId === p3.peerId), false);
+      assert.match(reasonFor(open, `${h3.ip}:5800`), /a protected p2p network is here/);
+      // A member's scan: h3 is found, and the open peers are not members.
+      await ninth!.stop("SIGTERM");
+      peers.push(await lanPeer(h9, `${dirs.path}/h9`, keyed));
+      const member = await client<DiscoveryReport>(h9, ["discover", lan.cidr]);
+      assert.deepEqual(member.found.map((f) => f.peerId), [p3.peerId]);
+      assert.match(reasonFor(member, `${h2.ip}:5800`), /not a member of this network/);
     });
 
     await t.step("a restarted peer greets the peers it knew, without scanning", async () => {
@@ -266,7 +299,10 @@ Deno.test({
       });
       assert.ok(rows.length >= 4);
       const log = await p2pClient(
-        ["log", "--type", "discover", "--json", "--node", `http://${h1.ip}:5805`],
+        [
+          ...["log", "--type", "discover", "--json", "--node", `http://${h1.ip}:5805`],
+          ...["--token", tokens.get(h1.name)!],
+        ],
         undefined,
         30_000,
         h1.name,
