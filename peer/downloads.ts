@@ -2,18 +2,23 @@
  * The peer's running downloads: `get()` fetches a payload into the store from every
  * source sourcing finds, one run per payload at a time; a second caller joins the
  * running one and gets its progress too. Each run is logged (`download.start`,
- * `chunk.received`, `download.drop`, `download.done` or `download.fail`).
+ * `chunk.received`, `download.drop`, `download.done` or `download.fail`). A payload
+ * whose missing chunks do not fit in the store's room is refused before a chunk is
+ * fetched (`store_full`, and a `download.refused` record): the tracker's assignments
+ * and the owner's `get` alike.
  *
  * @module
  */
 import { download, type DownloadResult, type DownloadStore, type Progress } from "./downloader.ts";
 import type { PeerLog } from "./activity.ts";
 import type { Sourcing } from "./sourcing.ts";
-import { errorMessage } from "../proto/errors.ts";
+import { errorMessage, TooLargeError } from "../proto/errors.ts";
+import { chunkLength } from "../proto/manifest.ts";
 
 /** What downloads need of their neighbours. */
 export interface DownloadsDeps {
-  store: DownloadStore;
+  /** Where chunks go; `room()` (bytes that still fit) is checked before a download starts. */
+  store: DownloadStore & { room?(): number };
   sourcing: Pick<Sourcing, "manifest" | "sources">;
   log: Pick<PeerLog, "record">;
   /** Aborts when the peer stops: running downloads end. */
@@ -62,6 +67,20 @@ export class Downloads {
   async #run(payloadId: string): Promise<DownloadResult> {
     const { sourcing, log, store } = this.#deps;
     const m = await sourcing.manifest(payloadId);
+    const room = store.room?.();
+    if (room !== undefined) {
+      const need = store.missing(payloadId).reduce(
+        (n, i) => n + chunkLength(m.size, i, m.chunkSize),
+        0,
+      );
+      if (need > room) {
+        log.record("download.refused", { payloadId, code: "store_full", need, room });
+        throw new TooLargeError(
+          "store_full",
+          `Cannot download '${payloadId}': it needs '${need}' more bytes, the store has room for '${room}'`,
+        );
+      }
+    }
     log.record("download.start", { payloadId, size: m.size, chunks: m.chunks.length });
     try {
       const res = await download({

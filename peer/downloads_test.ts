@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Downloads } from "./downloads.ts";
 import type { Progress, Source } from "./downloader.ts";
 import { fakeLog } from "./_fakes.ts";
+import { TooLargeError } from "../proto/errors.ts";
 import { bitfieldFromIndices } from "../proto/bitfield.ts";
 import { type Manifest, sha256Hex, verifyChunk } from "../proto/manifest.ts";
 
@@ -9,7 +10,7 @@ const CS = 1024;
 const ID = "cd".repeat(32);
 
 /** Four chunks, a store in memory and one source that waits for `gate` before it answers. */
-async function setup() {
+async function setup(room?: number) {
   const data = crypto.getRandomValues(new Uint8Array(4 * CS));
   const chunks = Array.from({ length: 4 }, (_, i) => data.subarray(i * CS, (i + 1) * CS));
   const manifest: Manifest = {
@@ -28,6 +29,7 @@ async function setup() {
   const log = fakeLog();
   const downloads = new Downloads({
     store: {
+      ...(room === undefined ? {} : { room: () => room }),
       missing: () => [0, 1, 2, 3].filter((i) => !stored.has(i)),
       async writeChunk(_id, i, bytes) {
         await verifyChunk(manifest, i, bytes);
@@ -83,4 +85,14 @@ Deno.test("Downloads.get() rejects when the manifest cannot be found, and the ne
   await assert.rejects(downloads.get(ID), /Cannot find the manifest/);
   assert.deepEqual(downloads.running(), []);
   await assert.rejects(downloads.get(ID), /Cannot find the manifest/);
+});
+
+Deno.test("Downloads.get() refuses with store_full before fetching a chunk when the store has no room for it", async () => {
+  const s = await setup(3 * CS);
+  await assert.rejects(
+    s.downloads.get(ID),
+    (e) => e instanceof TooLargeError && e.code === "store_full",
+  );
+  assert.equal(s.stored.size, 0);
+  assert.equal(s.log.of("download.refused")[0].need, 4 * CS);
 });
