@@ -316,6 +316,17 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
       await client.discover(await client.peerTarget(opts.node, opts.token), range, opts);
     });
 
+  program.command("login")
+    .description(
+      "Print a new one-time link that opens the local peer's web app logged in (10 minutes).",
+    )
+    .option("--json", "machine-readable output")
+    .addOption(nodeOption())
+    .addOption(tokenOption())
+    .action(async (opts) => {
+      await client.login(await client.peerTarget(opts.node, opts.token), opts);
+    });
+
   program.command("status")
     .description("Show the local peer: id, ports, tracker, payloads, peers.")
     .option("--json", "machine-readable output")

@@ -1,5 +1,6 @@
 /**
- * The client commands (`put`, `get`, `where`, `peers`, `status`, `log`, `discover`): they
+ * The client commands (`put`, `get`, `where`, `peers`, `status`, `log`, `discover`,
+ * `login`): they
  * talk to the running local peer through its control API under `/_p2p/`
  * (`peer/control_client.ts`, every answer parsed with `proto/control.ts`), as a CLI
  * talks to its daemon. When no peer answers they say so in one line.
@@ -285,6 +286,15 @@ export async function discover(
         r.seconds.toFixed(2)
       } s`,
   );
+}
+
+/** `p2p login`: prints a new one-time link that logs a browser in to the peer's web app. */
+export async function login(node: PeerTarget, opts: { json?: boolean }): Promise<void> {
+  const link = await withPeer(node, (client) => client.loginLink());
+  const url = `${node.url}${link.path}`;
+  if (opts.json) return console.log(JSON.stringify({ url, expiresAt: link.expiresAt }));
+  console.log(url);
+  err(`open it in a browser within 10 minutes; it works once\n`);
 }
 
 /** `p2p status`: this peer. */

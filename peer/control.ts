@@ -29,6 +29,7 @@ import {
   type DiscoveryReport,
   type DownloadProgress,
   type DownloadResult,
+  type LoginLinkAnswer,
   LoginQuery,
   LoginRequest,
   LogQuery,
@@ -185,6 +186,12 @@ export function createControlApp(node: ControlNode, opts: ControlAppOptions): Ho
       return c.body(null, 204);
     },
   );
+
+  app.post("/_p2p/login-links", (c) => {
+    const { code, expiresAt } = auth.loginLink();
+    const answer: LoginLinkAnswer = { path: `/_p2p/login?once=${code}`, expiresAt };
+    return c.json(answer);
+  });
 
   app.post("/_p2p/logout", (c) => {
     setTokenCookie(c, "", 0);

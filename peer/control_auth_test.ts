@@ -3,6 +3,7 @@ import { createControlApp } from "./control.ts";
 import { ControlAuth, cookieValue, LOGIN_CODE_TTL_MS, randomToken } from "./control_token.ts";
 import { COMPLETE, fakeNode, OWNER_TOKEN, ownerAuth } from "./_control_fake.ts";
 import { ErrorBody } from "../proto/error_body.ts";
+import { LoginLinkAnswer } from "../proto/control.ts";
 
 /** Every route of the control API, as a request. */
 const ROUTES: [string, string][] = [
@@ -19,6 +20,7 @@ const ROUTES: [string, string][] = [
   ["GET", "/_p2p/log"],
   ["GET", "/_p2p/log?follow=1"],
   ["POST", "/_p2p/logout"],
+  ["POST", "/_p2p/login-links"],
   ["GET", "/_p2p/no-such-route"],
 ];
 
@@ -203,6 +205,22 @@ Deno.test("POST /_p2p/login takes the token itself (the web app's form); logout 
   });
   assert.equal(out.status, 204);
   assert.match(out.headers.get("set-cookie") ?? "", /^p2p_token=; Path=\/; Max-Age=0;/);
+});
+
+Deno.test("POST /_p2p/login-links makes a new one-time link for the owner", async () => {
+  await using node = await fakeNode();
+  const app = createControlApp(node, { auth: ownerAuth() });
+  const res = await app.request("/_p2p/login-links", {
+    method: "POST",
+    headers: { authorization: `Bearer ${OWNER_TOKEN}` },
+  });
+  assert.equal(res.status, 200);
+  const link = LoginLinkAnswer.parse(await res.json());
+  assert.ok(link.expiresAt > Date.now() + LOGIN_CODE_TTL_MS - 60_000);
+  const used = await app.request(link.path);
+  assert.equal(used.status, 303);
+  assert.equal(cookieValue(used.headers.get("set-cookie"), "p2p_token"), OWNER_TOKEN);
+  assert.deepEqual(await refusal(await app.request(link.path)), [401, "login_expired"]);
 });
 
 Deno.test("ControlAuth keeps at most 16 login codes, the oldest going first", () => {

@@ -28,6 +28,7 @@ import {
   type DownloadDoneEvent,
   DownloadEvent,
   type ErrorEvent,
+  LoginLinkAnswer,
   type LogQuery,
   NetworkPayloadsAnswer,
   PayloadsAnswer,
@@ -179,6 +180,11 @@ export class ControlClient {
       headers: { "content-type": "application/json" },
       body: JSON.stringify(range === undefined ? {} : { range }),
     });
+  }
+
+  /** `POST /_p2p/login-links`: a new one-time link that logs a browser in to the web app. */
+  loginLink(opts?: CallOptions): Promise<LoginLinkAnswer> {
+    return this.#json("/_p2p/login-links", LoginLinkAnswer, opts, { method: "POST" });
   }
 
   /** `GET /_p2p/log`: a page of the peer's activity, or of another peer's (`peer`). */

@@ -105,13 +105,19 @@ export class ControlAuth {
 
   /** A new one-time login code, valid for `LOGIN_CODE_TTL_MS`. */
   loginCode(): string {
+    return this.loginLink().code;
+  }
+
+  /** A new one-time login code and when it expires (ms since the epoch). */
+  loginLink(): { code: string; expiresAt: number } {
     this.#prune();
     while (this.#codes.size >= MAX_LOGIN_CODES) {
       this.#codes.delete(this.#codes.keys().next().value!);
     }
     const code = randomToken();
-    this.#codes.set(code, this.#now() + LOGIN_CODE_TTL_MS);
-    return code;
+    const expiresAt = this.#now() + LOGIN_CODE_TTL_MS;
+    this.#codes.set(code, expiresAt);
+    return { code, expiresAt };
   }
 
   /**

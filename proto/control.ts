@@ -21,6 +21,7 @@
  * | `GET /_p2p/login?once=` (`LoginQuery`)  | 303 to `/`, with the `p2p_token` cookie |
  * | `POST /_p2p/login` (`LoginRequest`)     | 204, with the `p2p_token` cookie        |
  * | `POST /_p2p/logout`                     | 204, the cookie cleared                 |
+ * | `POST /_p2p/login-links`                | `LoginLinkAnswer` (a new one-time link) |
  *
  * Every route needs the owner's token (`Authorization: Bearer <token>` or the
  * `p2p_token` cookie; see `peer/control_token.ts`), but the two login routes, which
@@ -61,6 +62,16 @@ export type LoginQuery = z.infer<typeof LoginQuery>;
 export const LoginRequest = z.object({ token: z.string().max(200) });
 /** `POST /_p2p/login`'s body. */
 export type LoginRequest = z.infer<typeof LoginRequest>;
+
+/** `POST /_p2p/login-links`: a new one-time login link, as a path on the peer's origin. */
+export const LoginLinkAnswer = z.object({
+  /** `/_p2p/login?once=CODE`. */
+  path: z.string().startsWith("/_p2p/login?once="),
+  /** When the code expires, ms since the epoch. */
+  expiresAt: z.number().nonnegative(),
+});
+/** `POST /_p2p/login-links`. */
+export type LoginLinkAnswer = z.infer<typeof LoginLinkAnswer>;
 
 const Count = z.number().int().nonnegative();
 /** Milliseconds since the epoch. */

@@ -158,6 +158,15 @@ Deno.test("client commands find the token of a peer this user runs, whatever its
   assert.deepEqual(JSON.parse(peers.stdout), []);
   const log = await p2p("log", "--limit", "1", "--json", ...node);
   assert.equal(log.code, 0, log.stderr);
+  // A new one-time link for the web app, when the printed one is gone.
+  const login = await p2p("login", ...node);
+  assert.equal(login.code, 0, login.stderr);
+  const link = login.stdout.trim();
+  assert.ok(link.startsWith(`${peer.http}/_p2p/login?once=`), link);
+  const opened = await fetch(link, { redirect: "manual" });
+  await opened.body?.cancel();
+  assert.equal(opened.status, 303);
+  assert.match(opened.headers.get("set-cookie") ?? "", /^p2p_token=/);
   // --token and P2P_TOKEN win over the registry: the right one works.
   const given = await p2pWith(
     { P2P_HOME: `${dir.path}/nobody` },
