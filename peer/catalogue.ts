@@ -1,26 +1,26 @@
 /**
  * The network catalogue: what other peers hold. `networkPayloads()` merges the
- * payloads held here, those each live known peer lists on its control API (read with
- * the typed `ControlClient`, all asked at once, 1.5 s each) and those the tracker lists; `remoteLog()` reads another
- * peer's activity log over the wire (LOG?).
+ * payloads held here, those each live proven peer lists over the peer link
+ * (PAYLOADS?, all asked at once, 1.5 s each; a peer's control API needs its owner's
+ * token) and those the tracker lists; `remoteLog()` reads another peer's activity log
+ * over the wire (LOG?). Both talk only to a link that proved the peer's id.
  *
  * @module
  */
 import type { PeerConnection } from "./connection.ts";
 import type { ChunkStore } from "./chunk_store.ts";
-import type { KnownPeer, PeerTable } from "./peer_table.ts";
+import { connectAs, type KnownDialer, type KnownPeer, type PeerTable } from "./peer_table.ts";
 import type { TrackerClient } from "./tracker_client.ts";
 import type { ActivityRecord } from "../proto/activity.ts";
-import { ControlClient } from "./control_client.ts";
 import type {
   NetworkPayload,
   NetworkPayloadsAnswer,
   PayloadHolder,
-  PayloadsAnswer,
   SourceError,
 } from "../proto/control.ts";
-import { errorMessage, ForbiddenError, NotFoundError } from "../proto/errors.ts";
-import { hostPort, httpUrl } from "../lib/net_addr.ts";
+import { errorMessage, ForbiddenError, NotFoundError, P2pError } from "../proto/errors.ts";
+import type { WirePayload } from "../proto/messages.ts";
+import { hostPort } from "../lib/net_addr.ts";
 
 /** Known peers asked at once for their payloads. */
 const MAX_PEERS_ASKED = 32;
@@ -34,11 +34,11 @@ export interface CatalogueDeps {
   store: Pick<ChunkStore, "list">;
   table: Pick<PeerTable, "proven" | "get">;
   tracker?: Pick<TrackerClient, "payloads">;
-  pool: { connect(host: string, port: number): Promise<PeerConnection> };
+  pool: KnownDialer & { connect(host: string, port: number): Promise<PeerConnection> };
   /** Aborts when the peer stops. */
   signal: AbortSignal;
-  /** Lists a peer's payloads (default: `GET /_p2p/payloads` on its control API). */
-  listPayloads?: (peer: KnownPeer, signal: AbortSignal) => Promise<PayloadsAnswer>;
+  /** Lists a peer's payloads (default: PAYLOADS? over a link that proved its id). */
+  listPayloads?: (peer: KnownPeer, signal: AbortSignal) => Promise<WirePayload[]>;
 }
 
 /** Reads what other peers hold and log. */
@@ -73,15 +73,13 @@ export class NetworkCatalogue {
     for (const p of store.list()) {
       add(p, { peerId: self.peerId, name: self.name, held: p.held, complete: p.complete });
     }
-    const list = this.#deps.listPayloads ?? listPayloads;
-    // HTTP goes only to addresses a handshake proved.
-    const peers = table.proven().filter((p) => p.failures === 0 && p.ports.http)
-      .slice(0, MAX_PEERS_ASKED);
+    const list = this.#deps.listPayloads ?? ((peer, signal) => this.#list(peer, signal));
+    const peers = table.proven().filter((p) => p.failures === 0).slice(0, MAX_PEERS_ASKED);
     await Promise.all([
       ...peers.map(async (peer) => {
         try {
           const signal = AbortSignal.any([AbortSignal.timeout(LIST_TIMEOUT_MS), this.#deps.signal]);
-          for (const p of (await list(peer, signal)).payloads) {
+          for (const p of await list(peer, signal)) {
             const { held, complete } = p;
             add(p, {
               peerId: peer.peerId,
@@ -140,9 +138,17 @@ export class NetworkCatalogue {
     const res = await c.request({ type: "LOG_REQ", header }, { timeoutMs: 5000 });
     return res.header.records;
   }
-}
 
-/** A peer's payloads, read from its control API (`GET /_p2p/payloads`) with the typed client. */
-function listPayloads(peer: KnownPeer, signal: AbortSignal): Promise<PayloadsAnswer> {
-  return new ControlClient(httpUrl(peer.host, peer.ports.http!)).payloads({ signal });
+  /** A peer's payloads, asked with PAYLOADS? over a link that proved its id. */
+  async #list(peer: KnownPeer, signal: AbortSignal): Promise<WirePayload[]> {
+    const c = await connectAs(this.#deps.pool, peer);
+    if (!c) {
+      throw new P2pError(
+        "unreachable",
+        `Peer '${peer.peerId}' cannot be reached at ${hostPort(peer.host, peer.ports.chunk)}`,
+      );
+    }
+    const res = await c.request({ type: "PAYLOADS_REQ", header: {} }, { signal });
+    return res.header.payloads;
+  }
 }

@@ -3,7 +3,12 @@ import { NetworkCatalogue } from "./catalogue.ts";
 import type { KnownPeer } from "./peer_table.ts";
 import { bytesStream, memoryTable, peerIdOf, scriptedConn, tempStore } from "./_fakes.ts";
 import { NotFoundError } from "../proto/errors.ts";
-import type { PayloadsAnswer } from "../proto/control.ts";
+import type { WirePayload } from "../proto/messages.ts";
+
+const unusedPool = {
+  connect: () => Promise.reject(new Error("unused")),
+  connectKnown: () => Promise.reject(new Error("unused")),
+};
 
 const MiB = 1024 * 1024;
 const SELF = peerIdOf("self");
@@ -13,24 +18,25 @@ Deno.test("NetworkCatalogue.networkPayloads() merges this peer's, live peers' an
   await using store = await tempStore();
   await using table = await memoryTable(SELF);
   const { payloadId } = await store.importStream(bytesStream(MiB), { name: "mine.bin" });
-  for (const name of ["p", "down", "nohttp", "stale"]) {
-    await table.upsert({
-      peerId: peerIdOf(name),
-      host: "127.0.0.2",
-      ports: name === "nohttp" ? { chunk: 1 } : { chunk: 1, http: 2 },
-      name,
-    }, "seed");
+  for (const name of ["p", "down", "stale"]) {
+    await table.upsert(
+      { peerId: peerIdOf(name), host: "127.0.0.2", ports: { chunk: 1 }, name },
+      "seed",
+    );
   }
+  // Learned only (no handshake at its address yet): not asked.
+  await table.upsert(
+    { peerId: peerIdOf("learned"), host: "127.0.0.9", ports: { chunk: 1 }, name: "learned" },
+    "tracker",
+  );
   await table.failed(peerIdOf("stale"));
   const asked: string[] = [];
-  const listed = (id: string, held: number): PayloadsAnswer["payloads"][number] => ({
+  const listed = (id: string, held: number): WirePayload => ({
     payloadId: id,
     size: MiB,
-    chunkSize: MiB,
     chunks: 1,
     held,
     complete: held === 1,
-    addedAt: 0,
   });
   const catalogue = new NetworkCatalogue({
     self: { peerId: SELF, name: "self" },
@@ -51,17 +57,17 @@ Deno.test("NetworkCatalogue.networkPayloads() merges this peer's, live peers' an
           cursor: null,
         }),
     },
-    pool: { connect: () => Promise.reject(new Error("unused")) },
+    pool: unusedPool,
     signal: new AbortController().signal,
     listPayloads: (peer: KnownPeer) => {
       asked.push(peer.name!);
       return peer.name === "down"
         ? Promise.reject(new Error("The peer at http://127.0.0.2:2 cannot be reached"))
-        : Promise.resolve({ payloads: [listed(payloadId, 1), listed(OTHER, 0)] });
+        : Promise.resolve([listed(payloadId, 1), listed(OTHER, 0)]);
     },
   });
   const net = await catalogue.networkPayloads();
-  assert.deepEqual(asked.sort(), ["down", "p"], "only live peers with a control port are asked");
+  assert.deepEqual(asked.sort(), ["down", "p"], "only live proven peers are asked");
   assert.deepEqual(net.errors, [{
     source: peerIdOf("down"),
     message: "The peer at http://127.0.0.2:2 cannot be reached",
@@ -90,6 +96,7 @@ Deno.test("NetworkCatalogue.remoteLog() asks a known peer with LOG? and refuses 
     table,
     pool: {
       connect: (host, port) => (connected.push(`${host}:${port}`), Promise.resolve(conn)),
+      connectKnown: () => Promise.reject(new Error("unused")),
     },
     signal: new AbortController().signal,
   });
@@ -103,43 +110,41 @@ Deno.test("NetworkCatalogue.remoteLog() asks a known peer with LOG? and refuses 
   );
 });
 
-Deno.test("NetworkCatalogue reads a peer's payloads from its control API over HTTP, parsed by the contract", async () => {
+Deno.test("NetworkCatalogue reads a peer's payloads over a link that proved its id (PAYLOADS?)", async () => {
   await using table = await memoryTable(SELF);
-  const listening = Promise.withResolvers<Deno.NetAddr>();
-  await using _server = Deno.serve({
-    hostname: "127.0.0.1",
-    port: 0,
-    onListen: listening.resolve,
-  }, (req) =>
-    new URL(req.url).pathname === "/_p2p/payloads"
-      ? Response.json({
-        payloads: [{
-          payloadId: OTHER,
-          size: 5,
-          chunkSize: 5,
-          chunks: 1,
-          held: 1,
-          complete: true,
-          addedAt: 1,
-        }],
-      })
-      : new Response("no", { status: 404 }));
-  const { port } = await listening.promise;
-  await table.upsert(
-    { peerId: peerIdOf("p"), host: "127.0.0.1", ports: { chunk: 1, http: port }, name: "p" },
-    "seed",
-  );
+  for (const name of ["p", "moved"]) {
+    await table.upsert(
+      { peerId: peerIdOf(name), host: "127.0.0.1", ports: { chunk: 1 }, name },
+      "seed",
+    );
+  }
+  const payload = { payloadId: OTHER, size: 5, chunks: 1, held: 1, complete: true };
+  const conns = new Map([
+    [
+      peerIdOf("p"),
+      scriptedConn("p", () => ({ type: "PAYLOADS", header: { payloads: [payload] } })),
+    ],
+    // Another peer answers at "moved"'s address: nothing is asked of it.
+    [
+      peerIdOf("moved"),
+      scriptedConn("other", () => ({ type: "PAYLOADS", header: { payloads: [] } })),
+    ],
+  ]);
   const catalogue = new NetworkCatalogue({
     self: { peerId: SELF, name: "self" },
     store: { list: () => [] },
     table,
-    pool: { connect: () => Promise.reject(new Error("unused")) },
+    pool: {
+      connect: () => Promise.reject(new Error("unused")),
+      connectKnown: (p) => Promise.resolve(conns.get(p.peerId)),
+    },
     signal: new AbortController().signal,
   });
   const net = await catalogue.networkPayloads();
-  assert.deepEqual(net.errors, []);
-  assert.deepEqual(net.payloads.map((p) => [p.payloadId, p.holders[0].peerId]), [[
+  assert.deepEqual(net.payloads.map((p) => [p.payloadId, p.holders.map((h) => h.peerId)]), [[
     OTHER,
-    peerIdOf("p"),
+    [peerIdOf("p")],
   ]]);
+  assert.deepEqual(net.errors.map((e) => e.source), [peerIdOf("moved")]);
+  assert.deepEqual(conns.get(peerIdOf("moved"))!.sent, []);
 });

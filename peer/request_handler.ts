@@ -3,7 +3,7 @@
  * payload; with an offer, first the decision to hold it), GET_CHUNK (a held chunk,
  * paced by the upload limit), PUT_CHUNK (a pushed chunk of an agreed payload,
  * verified and stored), MANIFEST? , PEERS? (signed records: this peer's own and those
- * of live proven peers), LOG? and PING. Each
+ * of live proven peers), PAYLOADS? (what is held here), LOG? and PING. Each
  * answer is logged; a request that cannot be served throws a `P2pError`, which the
  * connection sends back as ERROR with its code, and every refusal is an activity
  * record too.
@@ -41,7 +41,7 @@ import {
 } from "../proto/errors.ts";
 import { manifestFrom, manifestMessage } from "../proto/manifest_body.ts";
 import { assertManifestLimits, chunkLength, type Manifest } from "../proto/manifest.ts";
-import type { Message, MessageOf, Offer, WirePeer } from "../proto/messages.ts";
+import type { Message, MessageOf, Offer, WirePayload, WirePeer } from "../proto/messages.ts";
 
 /** Agreements to hold offered payloads open at once; one more offer gets `busy`. */
 export const MAX_AGREEMENTS = 64;
@@ -70,6 +70,7 @@ export interface RequestHandlerDeps {
     | "writeChunk"
     | "addManifest"
     | "room"
+    | "list"
   >;
   table: Pick<PeerTable, "proven" | "record">;
   /** This peer's own signed record, when it has one (it listens on one address). */
@@ -253,6 +254,20 @@ export function createRequestHandler(deps: RequestHandlerDeps): RequestHandler {
         peers.length = Math.min(peers.length, limit);
         log.record("query.peers", { from: who, count: peers.length });
         return { type: "PEERS", header: { peers } };
+      }
+      case "PAYLOADS_REQ": {
+        const payloads: WirePayload[] = store.list().slice(0, msg.header.limit ?? 1000).map((
+          p,
+        ) => ({
+          payloadId: p.payloadId,
+          size: p.size,
+          chunks: p.chunks,
+          held: p.held,
+          complete: p.complete,
+          ...(p.name ? { name: p.name } : {}),
+        }));
+        log.record("query.payloads", { from: who, count: payloads.length });
+        return { type: "PAYLOADS", header: { payloads } };
       }
       case "LOG_REQ": {
         const { since, limit, type } = msg.header;

@@ -48,7 +48,7 @@ async function closeAll(abort: AbortController, ...parts: AsyncDisposable[]): Pr
   for (const part of parts) await part[Symbol.asyncDispose]();
 }
 
-Deno.test("request handler: HAVE? answers the bitfield, MANIFEST? the manifest and its name", async () => {
+Deno.test("request handler: HAVE? answers the bitfield, MANIFEST? the manifest and its name, PAYLOADS? the list", async () => {
   await using p = await serving();
   const have = await p.b.request({ type: "HAVE_REQ", header: { payloadId: p.payloadId } });
   assert.equal(have.header.chunkCount, 3);
@@ -57,6 +57,16 @@ Deno.test("request handler: HAVE? answers the bitfield, MANIFEST? the manifest a
   assert.deepEqual(manifestFrom(res), { manifest: p.manifest, name: "a.bin" });
   assert.equal(p.log.of("query.have")[0].from, p.ids.b.peerId);
   assert.equal(p.log.of("query.manifest").length, 1);
+  const list = await p.b.request({ type: "PAYLOADS_REQ", header: {} });
+  assert.deepEqual(list.header.payloads, [{
+    payloadId: p.payloadId,
+    size: 2.5 * MiB,
+    chunks: 3,
+    held: 3,
+    complete: true,
+    name: "a.bin",
+  }]);
+  assert.equal(p.log.of("query.payloads")[0].from, p.ids.b.peerId);
 });
 
 Deno.test("request handler: GET_CHUNK sends a held chunk through the upload limit", async () => {

@@ -37,6 +37,7 @@ export const ANSWER_OF = {
   PEERS_REQ: "PEERS",
   LOG_REQ: "LOG",
   PING: "PONG",
+  PAYLOADS_REQ: "PAYLOADS",
 } as const satisfies Partial<Record<MessageTypeName, MessageTypeName>>;
 /** A message type that asks for an answer: `"GET_CHUNK"`, `"PING"`, … */
 export type RequestTypeName = keyof typeof ANSWER_OF;

@@ -132,6 +132,21 @@ const SAMPLES: MessageInit[] = [
     },
   },
   { type: "LOG_REQ", requestId: 6, header: { since: 5, limit: 10 } },
+  { type: "PAYLOADS_REQ", requestId: 8, header: { limit: 20 } },
+  {
+    type: "PAYLOADS",
+    requestId: 8,
+    header: {
+      payloads: [{
+        payloadId: PAYLOAD_ID,
+        size: 100,
+        chunks: 1,
+        held: 1,
+        complete: true,
+        name: "a.txt",
+      }],
+    },
+  },
   {
     type: "LOG",
     requestId: 6,
@@ -418,7 +433,7 @@ Deno.test("FrameDecoder.push() rejects a body over MAX_BODY from the fixed field
 // Bad content
 
 Deno.test("FrameDecoder.push() rejects an unknown message type", () => {
-  for (const type of [0, 17, 255]) {
+  for (const type of [0, 19, 255]) {
     assertProtocolError(() => decodeFrames(rawFrame({ type, header: "{}" })), "unknown_type");
   }
   // Rejected from the fixed fields, before the rest of a long frame arrives.

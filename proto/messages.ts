@@ -29,9 +29,9 @@ export const MAX_BODY = MAX_CHUNK_SIZE;
 export const MAX_HEADER = 64 * 1024 - 1;
 
 /**
- * The u8 type code of every message on the wire. Codes are never reused; 17 and up
- * are reserved for later messages (an AUTH exchange among them), and a peer that
- * receives a code it does not know drops the connection.
+ * The u8 type code of every message on the wire. Codes are never reused; 19 to 31 and
+ * 35 and up are reserved for later messages, and a peer that receives a code it does
+ * not know drops the connection.
  */
 export const MessageType = {
   HELLO: 1,
@@ -50,6 +50,8 @@ export const MessageType = {
   PING: 14,
   PONG: 15,
   ERROR: 16,
+  PAYLOADS_REQ: 17,
+  PAYLOADS: 18,
   // 32-47: the link handshake (proto/link_auth.ts), before HELLO.
   LINK: 32,
   AUTH_NONCE: 33,
@@ -191,6 +193,30 @@ export const PeersHeader = z.looseObject({ peers: z.array(WirePeer).max(1000) })
 /** PEERS header. */
 export type PeersHeader = z.infer<typeof PeersHeader>;
 
+/** PAYLOADS_REQ (17): ask which payloads the receiver holds, at most `limit` of them. */
+export const PayloadsReqHeader = z.looseObject({
+  limit: z.number().int().min(1).max(1000).optional(),
+});
+/** PAYLOADS_REQ header. */
+export type PayloadsReqHeader = z.infer<typeof PayloadsReqHeader>;
+
+/** One payload in a PAYLOADS answer: its size, chunk count, how many are held, its name. */
+export const WirePayload = z.looseObject({
+  payloadId: PayloadId,
+  size: z.number().int().nonnegative(),
+  chunks: z.number().int().nonnegative(),
+  held: z.number().int().nonnegative(),
+  complete: z.boolean(),
+  name: z.string().max(255).optional(),
+});
+/** One payload in a PAYLOADS answer. */
+export type WirePayload = z.infer<typeof WirePayload>;
+
+/** PAYLOADS (18): the payloads the sender holds, newest first (over the peer link, not HTTP). */
+export const PayloadsHeader = z.looseObject({ payloads: z.array(WirePayload).max(1000) });
+/** PAYLOADS header. */
+export type PayloadsHeader = z.infer<typeof PayloadsHeader>;
+
 /** LOG_REQ (12): activity records with `id > since`, at most `limit` of them. */
 export const LogReqHeader = z.looseObject({
   since: z.number().int().nonnegative().optional(),
@@ -288,6 +314,8 @@ export const MessageSchemas = {
   PING: message("PING", PingHeader),
   PONG: message("PONG", PingHeader),
   ERROR: message("ERROR", ErrorHeader),
+  PAYLOADS_REQ: message("PAYLOADS_REQ", PayloadsReqHeader),
+  PAYLOADS: message("PAYLOADS", PayloadsHeader),
   LINK: message("LINK", LinkHeader),
   AUTH_NONCE: message("AUTH_NONCE", AuthNonceHeader),
   AUTH_KEY: message("AUTH_KEY", AuthKeyHeader),
@@ -311,6 +339,8 @@ export const Message = z.discriminatedUnion("type", [
   MessageSchemas.PING,
   MessageSchemas.PONG,
   MessageSchemas.ERROR,
+  MessageSchemas.PAYLOADS_REQ,
+  MessageSchemas.PAYLOADS,
   MessageSchemas.LINK,
   MessageSchemas.AUTH_NONCE,
   MessageSchemas.AUTH_KEY,
