@@ -284,7 +284,7 @@ async function readEvents(res: Response, count: number) {
   return events;
 }
 
-Deno.test("the control API streams activity as server-sent events, reports what it cannot list of the network, and downloads chunks", async () => {
+Deno.test("the control API streams activity as server-sent events, lists the network over the peer link, and downloads chunks", async () => {
   await using dir = await tempDir();
   await using a = await spawnPeer({ dataDir: `${dir.path}/a`, host: "127.0.0.2", name: "alice" });
   await using b = await spawnPeer({
@@ -341,15 +341,14 @@ Deno.test("the control API streams activity as server-sent events, reports what 
   const after = await readEvents(resumed, 1);
   assert.ok(Number(after[0].data.id) > Number(first[0].id), JSON.stringify(after));
 
-  // Bob's catalogue cannot read alice's list from her control API: that is her
-  // owner's now (401), so it reports the failure instead. Listing another peer's
-  // payloads must move to the authenticated peer link (issue 11).
+  // Bob's catalogue reads alice's list over the authenticated peer link (PAYLOADS?),
+  // not from her control API, which is her owner's.
   const net = NetworkPayloadsAnswer.parse(
     await (await fetch(`${b.http}/_p2p/network/payloads`, { headers: b.auth })).json(),
   );
-  assert.equal(net.payloads.find((p) => p.payloadId === id), undefined, JSON.stringify(net));
-  const refused = net.errors.find((e) => e.source === a.peerId);
-  assert.match(refused?.message ?? "", /needs the owner's token/, JSON.stringify(net));
+  const listed = net.payloads.find((p) => p.payloadId === id);
+  assert.deepEqual(listed?.holders.map((h) => h.peerId), [a.peerId], JSON.stringify(net));
+  assert.deepEqual(net.errors, []);
 
   // Bob downloads it: one `chunk` event per position, from alice (chunks 0 and 1 have the
   // same bytes, so one transfer fills both), and the name comes along.
