@@ -35,8 +35,8 @@ import {
   errorMessage,
   ForbiddenError,
   IntegrityError,
+  P2pError,
   ProtocolError,
-  RateLimitedError,
   TooLargeError,
 } from "../proto/errors.ts";
 import { manifestFrom, manifestMessage } from "../proto/manifest_body.ts";
@@ -82,6 +82,8 @@ export interface RequestHandlerDeps {
   signal: AbortSignal;
   /** The clock, in ms (tests fake it). */
   now?: () => number;
+  /** Agreements open at once (default `MAX_AGREEMENTS`). */
+  maxAgreements?: number;
 }
 
 /** Builds the handler that answers every request another peer sends on a connection. */
@@ -141,8 +143,11 @@ export function createRequestHandler(deps: RequestHandlerDeps): RequestHandler {
           `Cannot hold '${bytes}' more bytes: '${Math.max(0, room)}' bytes of room left here`,
         );
       }
-      if (agreements.size >= MAX_AGREEMENTS && !agreements.has(payloadId)) {
-        throw new RateLimitedError(`Too many offers open here ('${MAX_AGREEMENTS}'): try later`);
+      const max = deps.maxAgreements ?? MAX_AGREEMENTS;
+      if (agreements.size >= max && !agreements.has(payloadId)) {
+        throw new P2pError("busy", `Too many offers open here ('${max}'): try later`, {
+          status: 429,
+        });
       }
       if (!store.getManifest(payloadId)) await fetchManifest(payloadId, offer, conn);
       agreements.set(payloadId, { from, bytes, expires: now() + AGREEMENT_IDLE_MS });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createRequestHandler } from "./request_handler.ts";
+import { AGREEMENT_IDLE_MS, createRequestHandler } from "./request_handler.ts";
 import { RemoteError } from "./connection.ts";
 import {
   bytesStream,
@@ -98,7 +98,9 @@ Deno.test("request handler: unknown payloads and chunks not held are refused wit
 });
 
 /** A receiver `a` (its own store, the handler under test) and an offerer `b` holding a payload. */
-async function offering(opts: { size?: number; maxBytes?: number } = {}) {
+async function offering(
+  opts: { size?: number; maxBytes?: number; maxAgreements?: number; now?: () => number } = {},
+) {
   const pusher = await tempStore();
   const { payloadId, manifest } = await pusher.importStream(
     bytesStream(opts.size ?? 1.5 * MiB, 9),
@@ -111,7 +113,14 @@ async function offering(opts: { size?: number; maxBytes?: number } = {}) {
   const table = await memoryTable();
   const abort = new AbortController();
   const asked: string[] = [];
-  const receiver = createRequestHandler({ store, table, log, signal: abort.signal });
+  const receiver = createRequestHandler({
+    store,
+    table,
+    log,
+    signal: abort.signal,
+    ...(opts.maxAgreements ? { maxAgreements: opts.maxAgreements } : {}),
+    ...(opts.now ? { now: opts.now } : {}),
+  });
   const serves = createRequestHandler({
     store: pusher,
     table,
@@ -261,4 +270,28 @@ Deno.test("request handler: a push of a chunk held already is answered PUT_OK, e
     body,
   });
   assert.equal(ok.type, "PUT_OK");
+});
+
+Deno.test("request handler: an offer past the open agreements' cap is refused with busy, and taken once one ends", async () => {
+  let now = 1000;
+  await using p = await offering({ maxAgreements: 1, now: () => now });
+  const second = await p.pusher.importStream(bytesStream(MiB, 4));
+  const offerOf = (size: number) => ({ size, chunkSize: MiB });
+  const first = { payloadId: p.payloadId, offer: offerOf(p.manifest.size) };
+  await p.b.request({ type: "HAVE_REQ", header: first });
+  const again = { payloadId: second.payloadId, offer: offerOf(MiB) };
+  await assert.rejects(
+    p.b.request({ type: "HAVE_REQ", header: again }),
+    (err) => err instanceof RemoteError && err.code === "busy",
+  );
+  assert.equal(p.log.of("offer.refused")[0].code, "busy");
+  // The first agreement lapses after its idle time: its room and slot are free again,
+  // and a late push under it is not taken.
+  now += AGREEMENT_IDLE_MS;
+  await p.b.request({ type: "HAVE_REQ", header: again });
+  const body = await p.pusher.readChunk(p.payloadId, 0);
+  await assert.rejects(
+    p.b.request({ type: "PUT_CHUNK", header: { payloadId: p.payloadId, index: 0 }, body }),
+    (err) => err instanceof RemoteError && err.code === "not_agreed",
+  );
 });
