@@ -70,7 +70,7 @@ export interface ListenOptions {
 /** A listening server. */
 export interface Listener {
   addr: Deno.NetAddr;
-  /** Stops accepting, lets requests under way finish, then closes every connection. */
+  /** Stops accepting, lets requests under way finish (10 s at most), then closes every connection. */
   shutdown(): Promise<void>;
 }
 
@@ -169,14 +169,21 @@ export async function listen(opts: ListenOptions): Promise<Listener> {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       if (inflight > 0) {
+        // Requests under way may finish, for up to STOP_GRACE_MS (a body that trickles
+        // does not hold the stop for the whole request timeout).
         drained = Promise.withResolvers<void>();
+        const grace = setTimeout(() => drained?.resolve(), STOP_GRACE_MS);
         await drained.promise;
+        clearTimeout(grace);
       }
       server.closeAllConnections();
       await closed;
     })();
   return { addr, shutdown };
 }
+
+/** How long a stop waits for the requests under way. */
+const STOP_GRACE_MS = 10_000;
 
 const REASONS: Record<number, string> = {
   400: "Bad Request",
