@@ -86,6 +86,8 @@ interface CallExtra {
   headers?: Record<string, string>;
   raw?: Uint8Array;
   type?: string;
+  /** A streamed body whose SHA-256 was computed beforehand (no per-call time limit). */
+  stream?: { body: ReadableStream<Uint8Array>; sha256: string };
 }
 
 /** Talks to one tracker. */
@@ -141,29 +143,30 @@ export class TrackerClient {
     signal?: AbortSignal,
     extra: CallExtra = {},
   ): Promise<Response> {
-    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    // A streamed upload may take long: only the caller's signal ends it.
+    const timeout = extra.stream ? undefined : AbortSignal.timeout(this.#timeoutMs);
     const bytes = extra.raw ??
       (body === undefined ? undefined : new TextEncoder().encode(JSON.stringify(body)));
+    const sha256 = extra.stream?.sha256 ??
+      (bytes === undefined ? EMPTY_SHA256 : createHash("sha256").update(bytes).digest("hex"));
+    const sent = extra.stream?.body ?? bytes as Uint8Array<ArrayBuffer> | undefined;
     const headers: Record<string, string> = {
       ...extra.headers,
-      ...(bytes === undefined ? {} : { "content-type": extra.type ?? "application/json" }),
-      ...await this.authHeaders(
-        method,
-        path,
-        bytes === undefined ? EMPTY_SHA256 : createHash("sha256").update(bytes).digest("hex"),
-      ),
+      ...(sent === undefined ? {} : { "content-type": extra.type ?? "application/json" }),
+      ...await this.authHeaders(method, path, sha256),
     };
+    const signals = [signal, timeout].filter((x) => x !== undefined);
     let res: Response;
     try {
       res = await fetch(this.url + path, {
         method,
-        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+        ...(signals.length > 0 ? { signal: AbortSignal.any(signals) } : {}),
         headers,
-        ...(bytes === undefined ? {} : { body: bytes as Uint8Array<ArrayBuffer> }),
+        ...(sent === undefined ? {} : { body: sent }),
         ...(this.#client ? { client: this.#client } : {}),
       });
     } catch (cause) {
-      const why = timeout.aborted ? `no answer within ${this.#timeoutMs} ms` : String(cause);
+      const why = timeout?.aborted ? `no answer within ${this.#timeoutMs} ms` : String(cause);
       throw new TrackerError(
         "tracker_unreachable",
         `Tracker ${this.url} unreachable: ${why}`,
@@ -191,7 +194,20 @@ export class TrackerClient {
     body?: unknown,
     extra?: CallExtra,
   ): Promise<z.infer<S>> {
-    const res = await this.#call(method, path, body, undefined, extra);
+    return await this.#parse(
+      schema,
+      method,
+      path,
+      await this.#call(method, path, body, undefined, extra),
+    );
+  }
+
+  async #parse<S extends z.ZodType>(
+    schema: S,
+    method: string,
+    path: string,
+    res: Response,
+  ): Promise<z.infer<S>> {
     const parsed = schema.safeParse(await res.json().catch(() => undefined));
     if (!parsed.success) {
       throw new TrackerError(
@@ -271,6 +287,41 @@ export class TrackerClient {
       signedAt,
       signature,
     });
+  }
+
+  /**
+   * Uploads a file to the tracker (`POST /payloads`) without holding it in memory: a
+   * first pass hashes it (the membership proof covers the body's SHA-256), a second
+   * streams it. A file that changes in between is refused (`401 body_mismatch`) and
+   * leaves nothing on the tracker.
+   */
+  async uploadFile(
+    path: string,
+    name?: string,
+    signal?: AbortSignal,
+  ): Promise<z.infer<typeof UploadResponse>> {
+    const hash = createHash("sha256");
+    {
+      const file = await Deno.open(path);
+      for await (const chunk of file.readable) hash.update(chunk);
+    }
+    const file = await Deno.open(path);
+    const q = name === undefined ? "" : `?name=${encodeURIComponent(name)}`;
+    let res: Response;
+    try {
+      res = await this.#call("POST", `/payloads${q}`, undefined, signal, {
+        type: "application/octet-stream",
+        stream: { body: file.readable, sha256: hash.digest("hex") },
+      });
+    } catch (err) {
+      try {
+        file.close();
+      } catch {
+        // The stream closed it already.
+      }
+      throw err;
+    }
+    return await this.#parse(UploadResponse, "POST", "/payloads", res);
   }
 
   /** Uploads a payload's bytes to the tracker (`POST /payloads`), which keeps and spreads them. */

@@ -145,6 +145,12 @@ Deno.test("a keyed tracker process serves only holders of its key: no key or ano
     (await m.client.announce(up.payloadId, m.identity.peerId, Uint8Array.of(0x80))).count,
     1,
   );
+  // A file is hashed, then streamed: the proof covers a body never held whole.
+  const big = new Uint8Array(3 * 1024 * 1024 + 7).map((_, i) => (i * 31) & 0xff);
+  await Deno.writeFile(`${dir.path}/big.bin`, big);
+  const file = await m.client.uploadFile(`${dir.path}/big.bin`, "big.bin");
+  assert.equal(file.size, big.length);
+  assert.equal(file.chunks, 4);
   const peers = await m.client.peers();
   assert.deepEqual(peers.map((p) => p.peerId), [m.identity.peerId]);
   assert.ok(await verifyRegistration(peers[0].record!), "the listing carries the signed record");
