@@ -55,8 +55,10 @@ export async function connectPeer(
     }
     throw err;
   }
+  // One deadline for the clear-text start, TLS and the link handshake together.
   const handshakeMs = opts.handshakeTimeoutMs ?? 5000;
   const handshakeTimeout = AbortSignal.timeout(handshakeMs);
+  const started = performance.now();
   try {
     const link = await dialLink(conn, {
       plaintext: opts.link.plaintext,
@@ -65,6 +67,7 @@ export async function connectPeer(
     const { plaintext: _, ...proof } = opts.link;
     return await PeerConnection.open(link.conn, {
       ...opts,
+      handshakeTimeoutMs: Math.max(1, handshakeMs - (performance.now() - started)),
       link: { ...proof, role: "dialer", fingerprint: link.fingerprint },
     });
   } catch (err) {

@@ -99,7 +99,7 @@ export interface ChunkServiceOptions {
    * 64 MiB): a connection whose frame would go over it is closed (`over_budget`).
    */
   maxFrameMemory?: number;
-  /** Passed to each `PeerConnection` (default 5000). */
+  /** Each connection's whole handshake (clear text, TLS, proofs) has this many ms (default 5000). */
   handshakeTimeoutMs?: number;
   /** Passed to each `PeerConnection` (default 60000). */
   idleTimeoutMs?: number;
@@ -328,7 +328,9 @@ class TcpChunkService implements ChunkService {
     }
     let pc: PeerConnection;
     const { sign, networkKey, plaintextLoopback } = this.#opts.link;
+    // One deadline for the clear-text start, TLS and the link handshake together.
     const timeoutMs = this.#opts.handshakeTimeoutMs ?? 5000;
+    const started = performance.now();
     const deadline = new AbortController();
     const timer = setTimeout(() => {
       deadline.abort(
@@ -347,7 +349,7 @@ class TcpChunkService implements ChunkService {
         link: { role: "acceptor", sign, networkKey, fingerprint: link.fingerprint },
         handler: this.#opts.handler,
         frameBudget: this.#frameBudget,
-        handshakeTimeoutMs: this.#opts.handshakeTimeoutMs,
+        handshakeTimeoutMs: Math.max(1, timeoutMs - (performance.now() - started)),
         idleTimeoutMs: this.#opts.idleTimeoutMs,
         maxInFlight: this.#opts.maxInFlight,
         maxFrameLength: this.#opts.maxFrameLength,
