@@ -106,7 +106,8 @@ export interface DialLinkOptions {
  * The dialer's start of a link over a fresh TCP connection: sends the preamble,
  * reads the acceptor's preamble and LINK, and starts TLS pinned to the certificate
  * it sent. Rejects, after closing `conn`, with `RemoteError` (the acceptor sent
- * ERROR: `busy`, `plaintext_refused`), `UnauthorizedError` `plaintext_refused`,
+ * ERROR: `busy`, `plaintext_refused`), `UnauthorizedError` `plaintext_refused` or
+ * `tls_failed` (TLS did not complete with exactly that certificate),
  * `ProtocolError` (bad magic, version, frame), or the signal's reason.
  */
 export async function dialLink(
@@ -144,6 +145,17 @@ export async function dialLink(
     }
     const certPem = pem("CERTIFICATE", msg.body);
     const secured = await Deno.startTls(conn, { hostname: LINK_CERT_NAME, caCerts: [certPem] });
+    try {
+      // Now, so that a certificate other than the one LINK carried fails here.
+      await secured.handshake();
+    } catch (err) {
+      closeQuietly(secured);
+      throw new UnauthorizedError(
+        "tls_failed",
+        `Peer at ${addr}: TLS with the certificate it sent failed: ${String(err)}`,
+        { cause: err },
+      );
+    }
     return { conn: secured, fingerprint: await certFingerprint(msg.body), mode: "tls" };
   });
 }
