@@ -9,19 +9,16 @@
  * sources, `where()`), `downloads.ts` (`get()`), `lan_scan.ts` (`discover()`) and
  * `catalogue.ts` (`networkPayloads()`, `remoteLog()`).
  *
- * Every link to another peer, inbound (`service.ts`) or outbound (`pool.ts`), is
- * TLS with the other side's identity and the network key proven (`link_tls.ts`,
- * `proto/link_auth.ts`), or plaintext on loopback with `--insecure-plaintext`.
- *
- * The HTTP control API (`control.ts`) and the CLI drive it; `server.ts` binds the
- * ports and starts it.
+ * Every link, inbound (`service.ts`) or outbound (`pool.ts`), is TLS with the other
+ * side's identity and the network key proven (`link_tls.ts`, `proto/link_auth.ts`),
+ * or plaintext on loopback with `--insecure-plaintext`. The control API (`control.ts`)
+ * and the CLI drive the node; `server.ts` binds the ports and starts it.
  *
  * @module
  */
 import type { PeerLog } from "./activity.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import { type ChunkService, createChunkService } from "./service.ts";
-import type { PeerData } from "./data_dir.ts";
 import type { DownloadResult, Progress } from "./downloader.ts";
 import type { Identity } from "./identity.ts";
 import type { PeerTable } from "./peer_table.ts";
@@ -39,7 +36,6 @@ import { LanScan } from "./lan_scan.ts";
 import { NetworkCatalogue } from "./catalogue.ts";
 import type { ActivityRecord } from "../proto/activity.ts";
 import type {
-  HttpStats,
   NetworkPayloadsAnswer,
   PutProgress,
   PutResult,
@@ -52,21 +48,9 @@ import { CHUNK_SIZE } from "../proto/manifest.ts";
 import type { HelloHeader, WirePorts } from "../proto/messages.ts";
 import { hostPort, isWildcard } from "../lib/net_addr.ts";
 import { VERSION } from "../version.ts";
-import type { PeerOptions } from "./options.ts";
+import type { PeerOptions, PeerWiring } from "./options.ts";
 
-export type { PeerOptions };
-
-/** What a node is built from besides its options: its open data and its bound ports. */
-export interface PeerWiring {
-  /** The opened data directory; the node closes it when it stops. */
-  data: PeerData;
-  /** The chunk port's listener, bound already; the node serves it. */
-  chunkListener: Deno.TcpListener;
-  /** The ports of the peer's other servers, bound already. */
-  ports: { http?: number; pingback?: number; app?: number };
-  /** Counters of the main HTTP server. */
-  httpStats?: () => HttpStats;
-}
+export type { PeerOptions, PeerWiring };
 
 /** A running peer. Create with `PeerNode.start()`. */
 export class PeerNode {
@@ -105,12 +89,13 @@ export class PeerNode {
     const signal = this.#abort.signal;
     const self = { peerId: identity.peerId, name: opts.name };
     const host = isWildcard(opts.host) ? {} : { host: opts.host };
+    const { publicKey } = identity;
     const hello: HelloHeader = {
       ...self,
       version: VERSION,
       ports: this.#ports,
       ...host,
-      publicKey: identity.publicKey,
+      publicKey,
     };
     this.#scheduler = new Scheduler((err) => log.record("error", { message: errorMessage(err) }));
     const handler = createRequestHandler({
@@ -158,22 +143,19 @@ export class PeerNode {
     }
     const announce = (payloadId: string) => this.#tracker?.queue(payloadId);
     this.#exchange = new PeerExchange({ seeds: opts.seeds, table, log, pool });
-    this.#replication = new Replication({
-      store,
-      table,
-      log,
-      pool,
-      replicas: opts.replicas,
-      announce,
-    });
+    const replicas = opts.replicas;
+    this.#replication = new Replication({ store, table, log, pool, replicas, announce });
+    const { networkKey } = opts;
+    const pingbackPort = opts.scanPingbackPort ?? pingback;
+    const meet = (p: Parameters<PeerExchange["meet"]>[0]) => this.#exchange.meet(p);
     this.#scan = new LanScan({
       self: identity.peerId,
       table,
       log,
-      pingbackPort: opts.scanPingbackPort ?? pingback,
+      pingbackPort,
       signal,
-      networkKey: opts.networkKey,
-      meet: (p) => this.#exchange.meet(p),
+      networkKey,
+      meet,
     });
     this.#catalogue = new NetworkCatalogue({ self, store, table, tracker, pool, signal });
     this.#service = createChunkService({

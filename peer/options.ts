@@ -1,9 +1,25 @@
 /**
  * The options of a peer (`p2p peer --help`): where it listens, its data directory,
- * its tracker and seeds, replication and the periods of its background work.
+ * its tracker and seeds, replication and the periods of its background work; and
+ * what `PeerNode.start()` is wired with (`PeerWiring`).
  *
  * @module
  */
+
+import type { PeerData } from "./data_dir.ts";
+import type { HttpStats } from "../proto/control.ts";
+
+/** What a node is built from besides its options: its open data and its bound ports. */
+export interface PeerWiring {
+  /** The opened data directory; the node closes it when it stops. */
+  data: PeerData;
+  /** The chunk port's listener, bound already; the node serves it. */
+  chunkListener: Deno.TcpListener;
+  /** The ports of the peer's other servers, bound already. */
+  ports: { http?: number; pingback?: number; app?: number };
+  /** Counters of the main HTTP server. */
+  httpStats?: () => HttpStats;
+}
 
 /** Options of a peer; see `p2p peer --help`. */
 export interface PeerOptions {
