@@ -27,19 +27,14 @@
  *
  * One directory belongs to one store in one process.
  *
- * **Capacity.** The store holds at most `maxBytes` of chunk files (`--max-store`);
- * without it, it keeps 10 % of its disk free (`DISK_FREE_SHARE`), reading the disk's
- * size and free space with node:fs `statfs` (Deno has no `statfs` of its own) at most
- * once every 2 s. A write that would go over is refused with `TooLargeError`
- * `store_full` (413) before anything is written; `room()` says how much more fits,
- * which is what a peer checks before it agrees to hold a payload another peer offers.
- * The bytes counted are those of the chunk files the store knows of (referenced by a
- * manifest, or written by this process).
+ * The chunk files themselves (their paths, atomic and once-only writes, reads and
+ * removal) and the store's capacity (`maxBytes`, i.e. `--max-store`, or 10 % of the
+ * disk kept free; `store_full` past it) are `ChunkFiles`, in `chunk_files.ts`; this
+ * module keeps the manifests and which chunks of each payload are held.
  *
  * @module
  */
-import { statfsSync } from "node:fs";
-import { IntegrityError, TooLargeError } from "../proto/errors.ts";
+import { IntegrityError } from "../proto/errors.ts";
 import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
 import { SHA256_HEX } from "../proto/ids.ts";
 import {
@@ -53,6 +48,9 @@ import {
   verifyChunk,
   verifyManifest,
 } from "../proto/manifest.ts";
+import { ChunkFiles, type ChunkFilesOptions } from "./chunk_files.ts";
+
+export { DISK_FREE_SHARE, type DiskSpace, diskSpace } from "./chunk_files.ts";
 
 /** What the store knows about one payload, as `payload()` and `list()` report it. */
 export interface StoredPayload {
@@ -69,34 +67,14 @@ export interface StoredPayload {
   addedAt: number;
 }
 
-/** Share of its disk the store leaves free when it has no `maxBytes`: 10 %. */
-export const DISK_FREE_SHARE = 0.1;
-/** How long a reading of the disk's free space is used before it is read again. */
-const DISK_READ_MS = 2000;
-
-/** The size and free space of a disk, in bytes. */
-export interface DiskSpace {
-  total: number;
-  available: number;
-}
-
-/** Options of `ChunkStore.open()`; by default warnings go to `console.warn`. */
-export interface ChunkStoreOptions {
+/**
+ * Options of `ChunkStore.open()`: the capacity (`maxBytes`, `disk`, see `ChunkFiles`)
+ * and where warnings go (by default `console.warn`).
+ */
+export interface ChunkStoreOptions extends Pick<ChunkFilesOptions, "maxBytes" | "disk"> {
   /** Called with a message for every damaged file skipped or removed. */
   warn?: (message: string) => void;
-  /** Most bytes of chunk files held; default: what keeps `DISK_FREE_SHARE` of the disk free. */
-  maxBytes?: number;
-  /** Reads the disk's size and free space (default: node:fs `statfs` of the store's directory). */
-  disk?: (dir: string) => DiskSpace;
 }
-
-/** The disk that holds `dir`, by node:fs `statfs`. */
-export function diskSpace(dir: string): DiskSpace {
-  const s = statfsSync(dir);
-  return { total: s.blocks * s.bsize, available: s.bavail * s.bsize };
-}
-
-const STAT_BATCH = 64;
 
 interface Entry {
   readonly payloadId: string;
@@ -128,37 +106,21 @@ export class ChunkStore {
   /** The store's directory. */
   readonly dir: string;
   readonly #warn: (message: string) => void;
-  readonly #maxBytes: number | undefined;
-  readonly #disk: (dir: string) => DiskSpace;
-  /** The last reading of the disk, and the bytes the store held (or was writing) then. */
-  #diskRead: { at: number; space: DiskSpace; used: number } | undefined;
-  /** Bytes of the chunk files in `#onDisk`. */
-  #used = 0;
-  /** Bytes of the chunk files being written now (counted against the capacity too). */
-  #writing = 0;
+  /** The chunk files, their sizes and the capacity. */
+  readonly #files: ChunkFiles;
   readonly #payloads = new Map<string, Entry>();
   /** Chunk hash → every payload position that has it. */
   readonly #refs = new Map<string, Ref[]>();
-  /** Chunk hash → byte size of its file, for the files known to be in place. */
-  readonly #onDisk = new Map<string, number>();
-  /** Chunk hash → the write or removal of its file under way. */
-  readonly #busy = new Map<string, Promise<void>>();
   /** payloadId → the `addManifest()` under way. */
   readonly #adding = new Map<string, Promise<boolean>>();
-  readonly #prefixes = new Set<string>();
   readonly #listeners = new Set<(payloadId: string, index: number) => void>();
   #seq = 0;
-  #tmpSeq = 0;
   #closed = false;
 
   private constructor(dir: string, opts: ChunkStoreOptions) {
     this.dir = dir;
     this.#warn = opts.warn ?? ((m) => console.warn(m));
-    if (opts.maxBytes !== undefined && !(opts.maxBytes >= 0)) {
-      throw new RangeError(`Cannot open chunk store: maxBytes '${opts.maxBytes}' is not >= 0`);
-    }
-    this.#maxBytes = opts.maxBytes;
-    this.#disk = opts.disk ?? diskSpace;
+    this.#files = new ChunkFiles(dir, { maxBytes: opts.maxBytes, disk: opts.disk });
   }
 
   /**
@@ -175,7 +137,7 @@ export class ChunkStore {
 
   /** Bytes of the chunk files held. */
   get usedBytes(): number {
-    return this.#used;
+    return this.#files.usedBytes;
   }
 
   /**
@@ -183,18 +145,12 @@ export class ChunkStore {
    * plus the disk's free space beyond `DISK_FREE_SHARE` of its size.
    */
   capacity(): number {
-    if (this.#maxBytes !== undefined) return this.#maxBytes;
-    const now = Date.now();
-    if (!this.#diskRead || now - this.#diskRead.at >= DISK_READ_MS) {
-      this.#diskRead = { at: now, space: this.#disk(this.dir), used: this.#used + this.#writing };
-    }
-    const { space: { total, available }, used } = this.#diskRead;
-    return used + Math.max(0, available - Math.ceil(total * DISK_FREE_SHARE));
+    return this.#files.capacity();
   }
 
   /** Bytes that still fit: `capacity()` less the bytes held and being written, never below 0. */
   room(): number {
-    return Math.max(0, this.capacity() - this.#used - this.#writing);
+    return this.#files.room();
   }
 
   /** The payload's manifest, or `undefined` when unknown; only verified manifests are held. */
@@ -289,7 +245,7 @@ export class ChunkStore {
     await verifyChunk(e.manifest, index, bytes);
     if (hasBit(e.bits, index)) return false;
     const hash = e.manifest.chunks[index];
-    await this.#storeFile(hash, bytes);
+    await this.#files.store(hash, bytes);
     return this.#mark(hash, e, index);
   }
 
@@ -308,7 +264,7 @@ export class ChunkStore {
     const chunks: string[] = [];
     const store = async (chunk: Uint8Array) => {
       const hash = await sha256Hex(chunk);
-      await this.#storeFile(hash, chunk);
+      await this.#files.store(hash, chunk);
       chunks.push(hash);
     };
     for await (const part of source) {
@@ -390,64 +346,12 @@ export class ChunkStore {
     return e;
   }
 
-  #chunkPath(hash: string): string {
-    return `${this.dir}/chunks/${hash.slice(0, 2)}/${hash}`;
-  }
-
-  #tmpPath(): string {
-    return `${this.dir}/tmp/${Deno.pid}-${++this.#tmpSeq}-${crypto.randomUUID()}`;
-  }
-
-  /** Writes `bytes` to a fresh temporary and renames it to `path`. */
-  async #writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
-    const tmp = this.#tmpPath();
-    try {
-      await Deno.writeFile(tmp, bytes, { createNew: true });
-      await Deno.rename(tmp, path);
-    } catch (err) {
-      await Deno.remove(tmp).catch(() => {});
-      throw err;
-    }
-  }
-
-  /** Puts a verified chunk's file in place, once even when several calls race. */
-  async #storeFile(hash: string, bytes: Uint8Array): Promise<void> {
-    for (;;) {
-      if (this.#onDisk.get(hash) === bytes.length) return;
-      const busy = this.#busy.get(hash);
-      if (!busy) break;
-      await busy.catch(() => {});
-    }
-    const capacity = this.capacity();
-    if (this.#used + this.#writing + bytes.length > capacity) {
-      throw new TooLargeError(
-        "store_full",
-        `Cannot store a chunk of '${bytes.length}' bytes: the store holds '${this.#used}' of at most '${capacity}' bytes`,
-      );
-    }
-    this.#writing += bytes.length;
-    const op = (async () => {
-      const prefix = hash.slice(0, 2);
-      if (!this.#prefixes.has(prefix)) {
-        await Deno.mkdir(`${this.dir}/chunks/${prefix}`, { recursive: true });
-        this.#prefixes.add(prefix);
-      }
-      await this.#writeAtomic(this.#chunkPath(hash), bytes);
-      this.#setOnDisk(hash, bytes.length);
-    })().finally(() => {
-      this.#writing -= bytes.length;
-      this.#busy.delete(hash);
-    });
-    this.#busy.set(hash, op);
-    await op;
-  }
-
   /**
    * Marks held every position whose chunk is `hash` and whose length matches its file,
    * tells listeners, and returns whether position `index` of `mine` was among them.
    */
   #mark(hash: string, mine: Entry, index: number): boolean {
-    const size = this.#onDisk.get(hash);
+    const size = this.#files.size(hash);
     if (size === undefined) return false;
     const fresh: Ref[] = [];
     for (const ref of this.#refs.get(hash) ?? []) {
@@ -460,26 +364,14 @@ export class ChunkStore {
     return fresh.some((ref) => ref.entry === mine && ref.index === index);
   }
 
-  /** Records the size of a chunk file in place, keeping `#used` in step. */
-  #setOnDisk(hash: string, size: number): void {
-    this.#used += size - (this.#onDisk.get(hash) ?? 0);
-    this.#onDisk.set(hash, size);
-  }
-
   /** Un-holds every position whose chunk is `hash` and removes its file. */
   async #forget(hash: string): Promise<void> {
-    this.#used -= this.#onDisk.get(hash) ?? 0;
-    this.#onDisk.delete(hash);
     for (const ref of this.#refs.get(hash) ?? []) {
       if (!hasBit(ref.entry.bits, ref.index)) continue;
       ref.entry.bits[ref.index >> 3] &= ~(0x80 >> (ref.index & 7));
       ref.entry.held--;
     }
-    if (this.#busy.has(hash)) return; // a fresh copy is being written over it
-    const op = Deno.remove(this.#chunkPath(hash)).catch(() => {})
-      .finally(() => this.#busy.delete(hash));
-    this.#busy.set(hash, op);
-    await op;
+    await this.#files.remove(hash);
   }
 
   /** Reads chunk `index` of a payload, checking only its length. */
@@ -488,7 +380,7 @@ export class ChunkStore {
     const want = chunkLength(e.manifest.size, index, e.manifest.chunkSize);
     let bytes: Uint8Array;
     try {
-      bytes = await readExact(this.#chunkPath(hash), want);
+      bytes = await this.#files.read(hash, want);
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
       await this.#forget(hash);
@@ -540,12 +432,12 @@ export class ChunkStore {
         ...(name === undefined ? {} : { name }),
         addedAt,
       });
-      await this.#writeAtomic(
+      await this.#files.writeAtomic(
         `${this.dir}/manifests/${payloadId}.json`,
         new TextEncoder().encode(json),
       );
     }
-    await this.#statChunks(new Set(manifest.chunks));
+    await this.#files.stat(manifest.chunks);
     const entry: Entry = {
       payloadId,
       manifest,
@@ -566,33 +458,9 @@ export class ChunkStore {
     return true;
   }
 
-  /** Records in `#onDisk` the size of each of `hashes`' files that exists (not re-hashed). */
-  async #statChunks(hashes: Set<string>): Promise<void> {
-    const todo = [...hashes].filter((h) => !this.#onDisk.has(h) && !this.#busy.has(h));
-    for (let i = 0; i < todo.length; i += STAT_BATCH) {
-      await Promise.all(
-        todo.slice(i, i + STAT_BATCH).map(async (hash) => {
-          try {
-            const st = await Deno.stat(this.#chunkPath(hash));
-            if (st.isFile && !this.#busy.has(hash)) this.#setOnDisk(hash, st.size);
-          } catch (err) {
-            if (!(err instanceof Deno.errors.NotFound)) throw err;
-          }
-        }),
-      );
-    }
-  }
-
   async #load(): Promise<void> {
-    for (const sub of ["manifests", "chunks", "tmp"]) {
-      await Deno.mkdir(`${this.dir}/${sub}`, { recursive: true });
-    }
-    for await (const stale of Deno.readDir(`${this.dir}/tmp`)) {
-      await Deno.remove(`${this.dir}/tmp/${stale.name}`, { recursive: true });
-    }
-    for await (const d of Deno.readDir(`${this.dir}/chunks`)) {
-      if (d.isDirectory) this.#prefixes.add(d.name);
-    }
+    await Deno.mkdir(`${this.dir}/manifests`, { recursive: true });
+    await this.#files.prepare();
     const found: { payloadId: string; manifest: Manifest; name?: string; addedAt: number }[] = [];
     for await (const f of Deno.readDir(`${this.dir}/manifests`)) {
       const path = `${this.dir}/manifests/${f.name}`;
@@ -640,21 +508,4 @@ async function readManifestFile(
   await verifyManifest(payloadId, manifest);
   const addedAt = Number.isFinite(raw.addedAt) ? raw.addedAt : 0;
   return { manifest, addedAt, ...(typeof raw.name === "string" ? { name: raw.name } : {}) };
-}
-
-/**
- * Reads a file into a fresh buffer of the expected length (plus one byte, to notice
- * a longer file). A `Uint8Array` made here is accounted by V8, unlike the buffers of
- * `Deno.readFile`, so streaming many chunks keeps memory flat.
- */
-async function readExact(path: string, want: number): Promise<Uint8Array> {
-  using file = await Deno.open(path);
-  const buf = new Uint8Array(want + 1);
-  let fill = 0;
-  while (fill < buf.length) {
-    const n = await file.read(buf.subarray(fill));
-    if (n === null) break;
-    fill += n;
-  }
-  return fill === want ? buf.subarray(0, want) : buf.subarray(0, fill);
 }
