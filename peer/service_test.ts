@@ -393,8 +393,19 @@ Deno.test({
       const failed = await until("accept.error");
       assert.match(String(failed.error), /open files|descriptor/i);
       for (const raw of raws.splice(0)) raw.close();
-      // Once they are gone, the service accepts and serves again.
-      await using client = await connectPeer({ hostname: LOCAL, port }, dial("after"));
+      // Once they are gone, the service accepts and serves again. It notices each
+      // closed connection on its next read, and until then still counts it against
+      // the per-address cap (a refusal resets): a few attempts, a bounded wait.
+      let client: Awaited<ReturnType<typeof connectPeer>> | undefined;
+      for (let attempt = 0; !client; attempt++) {
+        try {
+          client = await connectPeer({ hostname: LOCAL, port }, dial("after"));
+        } catch (err) {
+          if (attempt >= 50) throw err;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      await using _closer = client;
       assert.equal((await client.request({ type: "PING", header: {} })).type, "PONG");
     } finally {
       for (const raw of raws) raw.close();
