@@ -1,16 +1,16 @@
 /**
  * One peer-to-peer connection speaking the wire protocol of `proto/frame.ts` over
  * any duplex byte stream (the TLS stream of `link_tls.ts`, a plaintext loopback
- * link, or two linked in-memory streams in tests). Both sides send the preamble and
- * their AUTH_NONCE at once, then run the link handshake of `proto/link_auth.ts`
- * (proofs of the network key, then HELLOs signed by the identity keys); only a
- * proven peer's HELLO completes `open()`. After that either side may send requests,
- * pipelined, and answers come back in any order, matched by `requestId`. Until the
- * handshake is done, frames are capped at `HANDSHAKE_MAX_FRAME` bytes, so a stranger
- * cannot make a connection hold a large partial frame.
+ * link, or two linked in-memory streams in tests). It opens with the link handshake
+ * that `link_handshake.ts` drives (preambles and nonces, proofs of the network key,
+ * HELLOs signed by the identity keys, frames capped at `HANDSHAKE_MAX_FRAME` until
+ * then); only a proven peer's HELLO completes `open()`. After that either side may
+ * send requests, pipelined, and answers come back in any order, matched by `requestId`;
+ * theirs go to our handler, and what it returns or throws becomes the answer as
+ * `request_answers.ts` says.
  *
  * ```text
- * handshake: reader ─► FrameDecoder ─► LinkAuth.receive() ─► its answers written
+ * handshake: reader ─► FrameDecoder ─► LinkHandshake.receive() ─► its answers written
  * reader ─► FrameDecoder.push() ─► answer type?  ─► settles our pending request
  *                                └► request type? ─► handler (≤ maxInFlight at once;
  *                                                    at the cap, stop reading)
@@ -73,56 +73,33 @@ import {
   PeerTimeoutError,
   ProtocolError,
 } from "../proto/errors.ts";
+import { encodeFrame, encodeFrameParts, type FrameBudget, FrameDecoder } from "../proto/frame.ts";
+import type { HelloHeader, Message, MessageInit } from "../proto/messages.ts";
 import {
-  encodeFrame,
-  encodeFrameParts,
-  encodePreamble,
-  type FrameBudget,
-  FrameDecoder,
-  MAX_FRAME_LENGTH,
-} from "../proto/frame.ts";
-import { LinkAuth, type LinkRole } from "../proto/link_auth.ts";
-import { type HelloHeader, MAX_HEADER, type Message, type MessageInit } from "../proto/messages.ts";
+  afterLinkError,
+  HANDSHAKE_MAX_FRAME,
+  LinkHandshake,
+  type LinkOptions,
+} from "./link_handshake.ts";
+import {
+  answerRequest,
+  errorMessage,
+  type HandlerResult,
+  type RequestHandler,
+} from "./request_answers.ts";
 
 export {
   ANSWER_OF,
   type AnswerTypeName,
+  type HandlerResult,
+  HANDSHAKE_MAX_FRAME,
+  type LinkOptions,
   type OutgoingMessage,
   RemoteError,
+  type RequestHandler,
   type RequestInit,
   type RequestTypeName,
 };
-
-/** What a handler returns: the answer (its `requestId` is replaced by the request's). */
-export type HandlerResult = OutgoingMessage & { requestId?: number };
-
-/**
- * Answers one request from the other side. The returned message goes back with the
- * request's `requestId`; `undefined` sends nothing (except for PING, which is then
- * answered with PONG). A thrown error is sent as ERROR with the error's `code` when
- * it is a string, else `"internal"`; the connection stays open.
- */
-export type RequestHandler = (
-  msg: Message,
-  conn: PeerConnection,
-) => Promise<HandlerResult | undefined> | HandlerResult | undefined;
-
-/** Largest frame taken before the handshake is done: a header's worth (64 KiB). */
-export const HANDSHAKE_MAX_FRAME = 7 + MAX_HEADER;
-
-/** How this side proves itself on the link (`proto/link_auth.ts`). */
-export interface LinkOptions {
-  /** Our end of the TCP connection. */
-  role: LinkRole;
-  /** Signs with our identity key. */
-  sign: (data: Uint8Array) => Promise<Uint8Array>;
-  /** SHA-256 of the link's TLS certificate (`link_tls.ts`); empty or left out: none. */
-  fingerprint?: Uint8Array;
-  /** The network key; left out: an open network. */
-  networkKey?: Uint8Array;
-  /** Refuse a proven peer with another id (we dialed a known peer). */
-  expectPeerId?: string;
-}
 
 /** Options of `PeerConnection.open()`. */
 export interface ConnectionOptions {
@@ -171,8 +148,6 @@ export interface DuplexConn {
   setNoDelay?(noDelay?: boolean): void;
 }
 
-/** Longest error message put into an ERROR frame. */
-const MAX_ERROR_MESSAGE = 1024;
 const noop = () => {};
 
 /**
@@ -197,21 +172,18 @@ export class PeerConnection {
 
   readonly #conn: DuplexConn;
   readonly #handler: RequestHandler | undefined;
-  readonly #handshakeTimeoutMs: number;
   readonly #idleTimeoutMs: number;
   readonly #maxInFlight: number;
   readonly #onWarning: (message: string) => void;
   readonly #signal: AbortSignal | undefined;
   readonly #decoder: FrameDecoder;
-  readonly #maxFrameLength: number | undefined;
-  readonly #auth: LinkAuth;
+  readonly #link: LinkHandshake;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
   #reader: ByteReader | undefined;
   #remote: HelloHeader | undefined;
   readonly #pending = new PendingRequests();
   readonly #handshake = Promise.withResolvers<void>();
   readonly #readDone = Promise.withResolvers<void>();
-  #gotHello = false;
   #inFlight = 0;
   #slot: PromiseWithResolvers<void> | undefined;
   #draining: PromiseWithResolvers<void> | undefined;
@@ -223,25 +195,25 @@ export class PeerConnection {
   private constructor(conn: DuplexConn, opts: ConnectionOptions) {
     this.#conn = conn;
     this.#handler = opts.handler;
-    this.#handshakeTimeoutMs = positive("handshakeTimeoutMs", opts.handshakeTimeoutMs, 5000);
+    const handshakeTimeoutMs = positive("handshakeTimeoutMs", opts.handshakeTimeoutMs, 5000);
     this.#idleTimeoutMs = positive("idleTimeoutMs", opts.idleTimeoutMs, 60_000);
     this.#maxInFlight = positive("maxInFlight", opts.maxInFlight, 32);
     this.#onWarning = opts.onWarning ?? noop;
     this.#signal = opts.signal;
-    this.#maxFrameLength = opts.maxFrameLength;
     this.#decoder = new FrameDecoder({
-      maxFrameLength: Math.min(HANDSHAKE_MAX_FRAME, opts.maxFrameLength ?? HANDSHAKE_MAX_FRAME),
+      maxFrameLength: HANDSHAKE_MAX_FRAME,
       pool: opts.framePool,
       budget: opts.frameBudget,
     });
-    const { role, sign, fingerprint, networkKey, expectPeerId } = opts.link;
-    this.#auth = new LinkAuth({
-      role,
-      sign,
-      fingerprint: fingerprint ?? new Uint8Array(0),
-      networkKey,
-      expectPeerId,
+    this.#link = new LinkHandshake({
+      link: opts.link,
       hello: opts.hello,
+      decoder: this.#decoder,
+      maxFrameLength: opts.maxFrameLength,
+      timeoutMs: handshakeTimeoutMs,
+      send: (msg) => this.#write(framed(msg)),
+      endWrites: () => this.#writer.close(),
+      fail: (err) => this.#fail(err),
     });
     if (conn.remoteAddr?.transport === "tcp") this.remoteAddr = conn.remoteAddr;
     this.#writer = conn.writable.getWriter();
@@ -266,7 +238,7 @@ export class PeerConnection {
     try {
       encodeFrame({ type: "HELLO", requestId: 0, header: opts.hello }); // throws when invalid
       pc = new PeerConnection(conn, opts);
-      greeting = concatBytes(encodePreamble(), encodeFrame(pc.#auth.start()));
+      greeting = pc.#link.greeting();
       // Nagle's algorithm holds a small frame back until the previous one is acked,
       // and a delayed ack takes 40 ms: pipelined requests and answers would stall.
       conn.setNoDelay?.(true);
@@ -380,6 +352,7 @@ export class PeerConnection {
     if (this.#closeReason !== undefined) return;
     this.#closeReason = reason;
     clearTimeout(this.#timer);
+    this.#link.stop();
     this.#signal?.removeEventListener("abort", this.#onAbort);
     const err = this.#closedError();
     this.#pending.rejectAll(err);
@@ -409,13 +382,7 @@ export class PeerConnection {
       return;
     }
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
-    this.#timer = setTimeout(() => {
-      this.#fail(
-        new PeerTimeoutError(
-          `Peer did not complete the handshake within '${this.#handshakeTimeoutMs}' ms`,
-        ),
-      );
-    }, this.#handshakeTimeoutMs);
+    this.#link.start();
     // Read before the greeting is written: over streams without buffering, each
     // side's write only completes once the other side reads.
     this.#readLoop().finally(() => this.#readDone.resolve());
@@ -446,11 +413,12 @@ export class PeerConnection {
         for (const msg of messages) {
           if (this.#closeReason !== undefined) break;
           this.#lastActivity = performance.now();
-          if (!this.#gotHello) {
-            await this.#handshakeStep(msg);
+          if (!this.#remote) {
+            const remote = await this.#link.receive(msg);
+            if (remote) this.#linked(remote);
             continue;
           }
-          if (this.#gotHello && !isAnswerType(msg.type) && msg.type !== "HELLO") {
+          if (!isAnswerType(msg.type) && msg.type !== "HELLO") {
             // Backpressure: at the cap, stop reading until a handler finishes.
             while (this.#inFlight >= this.#maxInFlight && this.#closeReason === undefined) {
               this.#slot = Promise.withResolvers<void>();
@@ -477,7 +445,7 @@ export class PeerConnection {
       this.#fail(err as Error);
       return;
     }
-    if (!this.#gotHello) {
+    if (!this.#remote) {
       this.#fail(
         new ProtocolError("closed", "Connection closed before the link handshake was done"),
       );
@@ -486,50 +454,18 @@ export class PeerConnection {
     }
   }
 
-  /** One message of the link handshake: through the machine, its answers written. */
-  async #handshakeStep(msg: Message): Promise<void> {
-    const step = await this.#auth.receive(msg);
-    // Not awaited: over unbuffered streams a write completes only once the other
-    // side reads, and it may be writing to us at the same time.
-    const written = Promise.all(step.send.map((out) => this.#write(framed(out)))).catch(noop);
-    if (step.error) {
-      if (step.send.length > 0) await this.#flush(written);
-      this.#fail(step.error);
-      return;
-    }
-    if (!step.remote) return;
-    this.#gotHello = true;
-    this.#remote = step.remote;
-    if (this.#maxFrameLength !== HANDSHAKE_MAX_FRAME) {
-      this.#decoder.maxFrameLength = this.#maxFrameLength ?? MAX_FRAME_LENGTH;
-    }
-    clearTimeout(this.#timer);
+  /** The other side is proven: requests may flow, watched by the idle timer. */
+  #linked(remote: HelloHeader): void {
+    this.#remote = remote;
     this.#lastActivity = performance.now();
     this.#timer = setTimeout(this.#onIdleTimer, this.#idleTimeoutMs);
     this.#handshake.resolve();
   }
 
-  /** Ends our side of the stream so a last ERROR reaches the other side (at most 1 s). */
-  async #flush(written: Promise<unknown>): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      written.then(() => this.#writer.close()).catch(noop),
-      new Promise<void>((resolve) => timer = setTimeout(resolve, 1000)),
-    ]);
-    clearTimeout(timer);
-  }
-
   #dispatch(msg: Message): void {
-    if (msg.type === "HELLO") {
-      this.#fail(new ProtocolError("unexpected_hello", "Peer sent a second HELLO"));
-    } else if (msg.type === "ERROR" && msg.requestId === 0) {
-      // Request ids start at 1: an ERROR for 0 is the other side's refusal of the link
-      // (a dialer completes its side first) or a notice that it closes.
-      this.#fail(new RemoteError(msg.header.code, msg.header.message));
-    } else if (msg.type === "LINK" || msg.type === "AUTH_NONCE" || msg.type === "AUTH_KEY") {
-      this.#fail(
-        new ProtocolError("bad_handshake", `Peer sent '${msg.type}' after the link handshake`),
-      );
+    const linkError = afterLinkError(msg);
+    if (linkError) {
+      this.#fail(linkError);
     } else if (isAnswerType(msg.type)) {
       this.#settle(msg);
     } else if (this.#draining) {
@@ -559,23 +495,8 @@ export class PeerConnection {
 
   /** Runs the handler on one request and sends what it returns; never rejects. */
   async #serve(msg: Message): Promise<void> {
-    let out: HandlerResult | undefined;
-    if (this.#handler) {
-      try {
-        out = await this.#handler(msg, this);
-      } catch (err) {
-        out = errorMessage(
-          err instanceof P2pError && err.code.length > 0 ? err.code : "internal",
-          textOf(err),
-        );
-      }
-    }
-    if (out === undefined) {
-      if (msg.type === "PING") out = { type: "PONG", header: msg.header };
-      else if (!this.#handler) {
-        out = errorMessage("unsupported", `This peer does not serve '${msg.type}' requests`);
-      } else return;
-    }
+    const out = await answerRequest(this.#handler, msg, this);
+    if (out === undefined) return;
     try {
       await this.#answer(msg, out);
     } catch (err) {
@@ -638,13 +559,6 @@ function framed(msg: MessageInit): Uint8Array[] {
   const [head, body] = encodeFrameParts(msg);
   if (body.length === 0) return [head];
   return body.length >= COPY_BODY_UNDER ? [head, body] : [concatBytes(head, body)];
-}
-
-function errorMessage(code: string, message: string): HandlerResult {
-  return {
-    type: "ERROR",
-    header: { code: code.slice(0, 64), message: message.slice(0, MAX_ERROR_MESSAGE) },
-  };
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
