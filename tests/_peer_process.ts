@@ -43,6 +43,8 @@ export interface SpawnPeerOptions {
   args?: string[];
   /** Run inside this network namespace. */
   netns?: string;
+  /** More environment variables (P2P_HOME, say). */
+  env?: Record<string, string>;
   /** Gives up when it aborts before the peer listens (default: after 15 s). */
   signal?: AbortSignal;
 }
@@ -75,6 +77,7 @@ export async function spawnPeer(opts: SpawnPeerOptions): Promise<PeerProcess> {
   const p = await spawnP2p(args, LISTENING, `peer on ${host}`, {
     netns: opts.netns,
     signal: opts.signal,
+    env: opts.env,
   });
   const token = (await Deno.readTextFile(`${opts.dataDir}/control.token`)).trim();
   return {

@@ -88,6 +88,8 @@ export function p2pCommand(
 
 /** Options of `spawnP2p()`. */
 export interface SpawnP2pOptions {
+  /** More environment variables for the process (P2P_HOME, say). */
+  env?: Record<string, string>;
   /** Gives up (killing the process) when it aborts first; default: after 15 s. */
   signal?: AbortSignal;
   /** Run inside this network namespace. */
@@ -112,7 +114,7 @@ export async function spawnP2p(
   const child = new Deno.Command(command.cmd, {
     args: command.args,
     cwd: REPO_ROOT,
-    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...opts.env },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

@@ -7,7 +7,6 @@
  */
 import assert from "node:assert/strict";
 import { REPO_ROOT, stopGracefully, tempDir } from "./_tracker_process.ts";
-import { defaultDataDir } from "../cli/options.ts";
 import { spawnPeer } from "./_peer_process.ts";
 import { VERSION } from "../version.ts";
 
@@ -147,9 +146,17 @@ Deno.test("p2p tracker on a port in use exits 1 with one line saying so", async 
 
 Deno.test("client commands find the token of a peer this user runs, whatever its --data-dir; a missing or wrong token is one clear line", async () => {
   await using dir = await tempDir();
-  // A data directory of its own, not under the user's p2p folder: the registry finds it.
-  await using peer = await spawnPeer({ dataDir: `${dir.path}/elsewhere/a`, host: "127.0.0.2" });
+  // A p2p folder of the test's own (P2P_HOME), so that other tests' peers and client
+  // commands never touch this registry; and a data directory outside it, which the
+  // registry finds all the same.
+  const home = { P2P_HOME: `${dir.path}/home` };
+  await using peer = await spawnPeer({
+    dataDir: `${dir.path}/elsewhere/a`,
+    host: "127.0.0.2",
+    env: home,
+  });
   const node = ["--node", peer.http];
+  const p2p = (...args: string[]) => p2pWith(home, ...args);
   const status = await p2p("status", "--json", ...node);
   assert.equal(status.code, 0, status.stderr);
   assert.equal(JSON.parse(status.stdout).peerId, peer.peerId);
@@ -197,7 +204,7 @@ Deno.test("client commands find the token of a peer this user runs, whatever its
   const wrong = await p2p("status", ...node, "--token", "not-the-token");
   assert.equal(wrong.code, 1);
   assertOneLineError(wrong, `The peer at ${peer.http} refused the token from --token`, "--token");
-  const wrongEnv = await p2pWith({ P2P_TOKEN: "nope" }, "put", "-", ...node);
+  const wrongEnv = await p2pWith({ ...home, P2P_TOKEN: "nope" }, "put", "-", ...node);
   assert.equal(wrongEnv.code, 1);
   assertOneLineError(wrongEnv, "refused the token from P2P_TOKEN", "P2P_TOKEN");
   // Each refusal is in the peer's activity log.
@@ -209,8 +216,14 @@ Deno.test("client commands find the token of a peer this user runs, whatever its
 
 Deno.test("a peer prints a one-time login link, lists itself in the registry while it runs, and leaves it when stopped", async () => {
   await using dir = await tempDir();
-  await using peer = await spawnPeer({ dataDir: `${dir.path}/a`, host: "127.0.0.2" });
-  const entry = `${defaultDataDir()}/running/${peer.peerId}.json`;
+  // The registry under a P2P_HOME of the test's own, which no other test touches.
+  const home = `${dir.path}/home`;
+  await using peer = await spawnPeer({
+    dataDir: `${dir.path}/a`,
+    host: "127.0.0.2",
+    env: { P2P_HOME: home },
+  });
+  const entry = `${home}/running/${peer.peerId}.json`;
   const listed = JSON.parse(await Deno.readTextFile(entry));
   assert.equal(listed.pid, peer.child.pid);
   // Its URL first, then one per name it answers to (the host name, say).

