@@ -79,14 +79,22 @@ export async function registerPeer(dir: string, entry: RegistryEntry): Promise<(
   return () => {
     if (removed) return;
     removed = true;
-    try {
-      // Only our own entry: a later start of the same peer may have replaced it.
-      const now = RegistryEntry.parse(JSON.parse(Deno.readTextFileSync(path)));
-      if (now.pid === entry.pid && now.started === entry.started) Deno.removeSync(path);
-    } catch {
-      // Gone already, or not ours.
-    }
+    // Only our own entry: a later start of the same peer may have replaced it.
+    removeIfUnchanged(path, entry);
   };
+}
+
+/**
+ * Removes the entry at `path` if it is still `entry`: a peer that started again
+ * meanwhile has written a new one there, which must stay.
+ */
+function removeIfUnchanged(path: string, entry: RegistryEntry): void {
+  try {
+    const now = RegistryEntry.parse(JSON.parse(Deno.readTextFileSync(path)));
+    if (now.pid === entry.pid && now.started === entry.started) Deno.removeSync(path);
+  } catch {
+    // Gone already, or replaced by a file that is not an entry.
+  }
 }
 
 /** The live entries of the registry in `dir`, newest first; dead ones are removed. */
@@ -103,7 +111,7 @@ export async function liveEntries(dir: string): Promise<RegistryEntry[]> {
         continue;
       }
       if (processAlive(entry.pid)) found.push(entry);
-      else await Deno.remove(path).catch(() => undefined);
+      else removeIfUnchanged(path, entry);
     }
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return [];
