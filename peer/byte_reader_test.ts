@@ -49,3 +49,40 @@ Deno.test("ByteReader.cancel() ends a pending read", async () => {
   await reader.cancel(new Error("closed"));
   assert.equal(await pending, undefined);
 });
+
+Deno.test("ByteReader with a direct reader reads into one buffer, grows it when a read fills it, and ends at null", async () => {
+  const data = new Uint8Array(3 * MIN_READ_BUFFER).map((_, i) => i % 251);
+  let at = 0;
+  const sizes: number[] = [];
+  const readInto = (p: Uint8Array) => {
+    if (at === data.length) return Promise.resolve(null);
+    const n = Math.min(p.length, data.length - at);
+    p.set(data.subarray(at, at + n));
+    at += n;
+    sizes.push(p.length);
+    return Promise.resolve(n);
+  };
+  const unused = new ReadableStream<Uint8Array>({ type: "bytes" });
+  const reader = new ByteReader(unused, readInto);
+  const got = new Uint8Array(data.length);
+  let filled = 0;
+  for (let b = await reader.read(); b; b = await reader.read()) {
+    got.set(b, filled);
+    filled += b.length;
+  }
+  assert.equal(filled, data.length);
+  assert.deepEqual(got, data);
+  // Filled at 64 KiB, so the next buffer was 128 KiB.
+  assert.deepEqual(sizes, [MIN_READ_BUFFER, 2 * MIN_READ_BUFFER]);
+  assert.ok(!unused.locked, "the stream was left alone");
+});
+
+Deno.test("ByteReader.cancel() with a direct reader ends a read that the closed connection breaks", async () => {
+  const broken = Promise.withResolvers<number | null>();
+  const reader = new ByteReader(new ReadableStream({ type: "bytes" }), () => broken.promise);
+  const pending = reader.read();
+  await reader.cancel();
+  broken.reject(new Deno.errors.BadResource("closed"));
+  assert.equal(await pending, undefined);
+  assert.equal(await reader.read(), undefined);
+});
