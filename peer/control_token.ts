@@ -10,6 +10,7 @@
  */
 import { Buffer } from "node:buffer";
 import { timingSafeEqual } from "node:crypto";
+import { toBase64Url } from "../proto/ids.ts";
 
 /** The token file's name in a peer's data directory. */
 export const TOKEN_FILE = "control.token";
@@ -24,7 +25,7 @@ const TOKEN_SHAPE = /^[A-Za-z0-9_-]{43}$/;
 
 /** 32 random bytes in base64url. */
 export function randomToken(): string {
-  return Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64url");
+  return toBase64Url(crypto.getRandomValues(new Uint8Array(32)));
 }
 
 /** Whether `value` has the shape of a token (it says nothing of which peer's). */

@@ -25,6 +25,7 @@
  * @module
  */
 import { InvalidInputError } from "./errors.ts";
+import { concatBytes } from "./bytes.ts";
 import { fromBase64Url, toBase64Url, toHex } from "./ids.ts";
 
 /** Bytes of a network key. */
@@ -91,7 +92,7 @@ const encoder = new TextEncoder();
  */
 export async function networkName(key: Uint8Array): Promise<string> {
   if (isOpenNetwork(key)) return "open";
-  const data = concat([encoder.encode("p2p network name v1\0"), key]);
+  const data = concatBytes(encoder.encode("p2p network name v1\0"), key);
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", data as BufferSource));
   return toHex(digest).slice(0, 12);
 }
@@ -112,7 +113,7 @@ export function transcript(label: string, fields: ProofField[]): Uint8Array {
     new DataView(len.buffer).setUint32(0, bytes.byteLength);
     parts.push(len, bytes);
   }
-  return concat(parts);
+  return concatBytes(...parts);
 }
 
 const keyCache = new WeakMap<Uint8Array, Promise<CryptoKey>>();
@@ -160,14 +161,4 @@ export async function verifyKeyProof(
     proof as BufferSource,
     transcript(label, fields) as BufferSource,
   );
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
