@@ -92,6 +92,9 @@ class RelayServer implements Relay {
   #idleMs: number;
   #headMs: number;
   #maxConns: number;
+  #maxPerAddress: number;
+  /** Client connections per remote address. */
+  #perAddress = new Map<string, number>();
   #pool: UpstreamPool;
   /** Client connections: whether each is between requests, and its upstream. */
   #clients = new Map<Deno.Conn, ClientState>();
@@ -116,6 +119,7 @@ class RelayServer implements Relay {
     this.#headMs = opts.headTimeoutMs ?? 30_000;
     const upstreamIdleMs = opts.upstreamIdleMs ?? IDLE_REUSE_MS;
     this.#maxConns = opts.maxConnections ?? 1024;
+    this.#maxPerAddress = opts.maxConnectionsPerAddress ?? 64;
     const shortest = Math.min(timeoutMs, this.#idleMs, this.#headMs, upstreamIdleMs);
     const deadlines = this.#deadlines = new Deadlines(Math.min(250, Math.max(5, shortest / 10)));
     const pool = this.#pool = new UpstreamPool(deadlines, upstreamIdleMs);
@@ -140,10 +144,23 @@ class RelayServer implements Relay {
           closeQuietly(conn);
           continue;
         }
+        const from = (conn.remoteAddr as Deno.NetAddr).hostname;
+        const held = this.#perAddress.get(from) ?? 0;
+        if (held >= this.#maxPerAddress) {
+          const message =
+            `Too many connections from '${from}' (at most ${this.#maxPerAddress} at once)`;
+          const answer = localAnswer(429, { code: "too_many_connections", message }, true);
+          writeAll(conn, answer).catch(() => {}).finally(() => closeQuietly(conn));
+          continue;
+        }
+        this.#perAddress.set(from, held + 1);
         if ("setNoDelay" in conn) conn.setNoDelay(true);
         const state: ClientState = { idle: true };
         this.#clients.set(conn, state);
         this.#serve(conn, state).finally(() => {
+          const left = (this.#perAddress.get(from) ?? 1) - 1;
+          if (left > 0) this.#perAddress.set(from, left);
+          else this.#perAddress.delete(from);
           this.#clients.delete(conn);
           closeQuietly(conn);
           if (this.#closing && this.#clients.size === 0) this.#drained.resolve();

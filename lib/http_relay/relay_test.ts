@@ -355,3 +355,31 @@ Deno.test("startRelay() with a certificate serves HTTPS and tells the upstream s
   );
   assert.equal(plain, "refused");
 });
+
+Deno.test("startRelay() answers 429 to a connection over the per-address cap, and serves again once one closes", async () => {
+  await using up = startUpstream();
+  await using px = startProxy({ upstream: up.url, via: VIA, maxConnectionsPerAddress: 2 });
+  const held = [
+    await Deno.connect({ hostname: LOCAL, port: px.addr.port }),
+    await Deno.connect({ hostname: LOCAL, port: px.addr.port }),
+  ];
+  try {
+    const third = await Deno.connect({ hostname: LOCAL, port: px.addr.port });
+    const answer = new TextDecoder().decode(await new Response(third.readable).arrayBuffer());
+    assert.match(answer, /^HTTP\/1\.1 429 /);
+    assert.match(answer, /"code":"too_many_connections"/);
+    assert.match(answer, /at most 2 at once/);
+  } finally {
+    for (const c of held.splice(0)) c.close();
+  }
+  // The relay notices the two closes on its next read of each: then it serves again.
+  let res: Response | undefined;
+  for (let attempt = 0; !res || res.status === 429; attempt++) {
+    await res?.body?.cancel();
+    if (attempt > 50) throw new Error("Still refused after the held connections closed");
+    if (attempt > 0) await new Promise((r) => setTimeout(r, 50));
+    res = await fetch(`${px.url}/x`);
+  }
+  assert.equal(res.status, 200);
+  await res.body?.cancel();
+});

@@ -82,6 +82,11 @@ export interface RelayOptions {
   upstreamIdleMs?: number;
   /** Client connections served at once; more are closed at once (1024). */
   maxConnections?: number;
+  /**
+   * Client connections served at once from one address (64); more are answered 429
+   * `too_many_connections` and closed, so that one host cannot take all the others'.
+   */
+  maxConnectionsPerAddress?: number;
   /** Called with each failure answered with (or cutting short) a 502, 504 or 508. */
   onError?: (err: ProxyError, req: RelayRequest) => void;
 }
