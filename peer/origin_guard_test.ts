@@ -4,7 +4,7 @@ import { hostProblem, originProblem, ownHosts, requestOrigin } from "./origin_gu
 const machine = (addresses: string[]) => ({ hostname: () => "Box", addresses: () => addresses });
 
 Deno.test("ownHosts() names the listen address, loopback names, the host name, and interfaces only when listening everywhere", () => {
-  const lan = machine(["127.0.0.1", "192.168.1.20", "fe80::1%eth0"]);
+  const lan = machine(["127.0.0.1", "198.51.100.20", "fe80::1%eth0"]);
   assert.deepEqual(
     [...ownHosts("127.0.0.2", 5805, lan)].sort(),
     ["127.0.0.2:5805", "box.local:5805", "box:5805"],
@@ -14,7 +14,7 @@ Deno.test("ownHosts() names the listen address, loopback names, the host name, a
     [
       "0.0.0.0:5805",
       "127.0.0.1:5805",
-      "192.168.1.20:5805",
+      "198.51.100.20:5805",
       "[::1]:5805",
       "[fe80::1]:5805",
       "box.local:5805",
