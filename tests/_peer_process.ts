@@ -97,8 +97,8 @@ export async function spawnPeer(opts: SpawnPeerOptions): Promise<PeerProcess> {
 }
 
 /**
- * Runs a client command (`put`, `get`, …) against a peer, inside `netns` when given;
- * returns its exit and output.
+ * Runs a client command (`put`, `get`, …) against a peer, inside `netns` when given,
+ * with `env` added to its environment; returns its exit and output.
  * The command is killed after `timeoutMs` (default 30 s), so a hang fails the test.
  */
 export async function p2pClient(
@@ -106,12 +106,13 @@ export async function p2pClient(
   stdin?: Uint8Array,
   timeoutMs = 30_000,
   netns?: string,
+  env: Record<string, string> = {},
 ): Promise<{ code: number; stdout: string; stderr: string; bytes: Uint8Array }> {
   const command = p2pCommand(args, netns);
   const child = new Deno.Command(command.cmd, {
     args: command.args,
     cwd: new URL("../", import.meta.url),
-    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...env },
     stdin: stdin ? "piped" : "null",
     stdout: "piped",
     stderr: "piped",

@@ -7,27 +7,12 @@ import assert from "node:assert/strict";
 import { startPeer } from "../peer/server.ts";
 import { testCert } from "../lib/http_relay/_tls_fixture.ts";
 import { StatusAnswer } from "../proto/control.ts";
-import { REPO_ROOT, tempDir } from "./_tracker_process.ts";
+import { tempDir } from "./_tracker_process.ts";
+import { p2pClient } from "./_peer_process.ts";
 
 /** Runs `main.ts` with `args`, `env` added and `stdin` given; its exit and output. */
-async function cli(env: Record<string, string>, stdin: Uint8Array | undefined, ...args: string[]) {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts", ...args],
-    cwd: REPO_ROOT,
-    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...env },
-    stdin: stdin ? "piped" : "null",
-    stdout: "piped",
-    stderr: "piped",
-    signal: AbortSignal.timeout(30_000),
-  }).spawn();
-  if (stdin) {
-    const w = child.stdin.getWriter();
-    await w.write(stdin);
-    await w.close();
-  }
-  const out = await child.output();
-  const text = (b: Uint8Array) => new TextDecoder().decode(b);
-  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+function cli(env: Record<string, string>, stdin: Uint8Array | undefined, ...args: string[]) {
+  return p2pClient(args, stdin, 30_000, undefined, env);
 }
 
 Deno.test("startPeer() with tls serves the control API over HTTPS behind the token, and a Secure cookie", async () => {
