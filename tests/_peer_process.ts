@@ -256,3 +256,42 @@ export async function controlDownload(
   }
   return last;
 }
+
+/** A peer's chunk address as `--peer` takes it. */
+export function peerAddress(p: PeerProcess): string {
+  return `${p.host}:${p.port}`;
+}
+
+/** Two linked peers from `spawnPair()`; disposing stops both and a's log follower. */
+export interface PeerPair extends AsyncDisposable {
+  a: PeerProcess;
+  /** a's activity log, followed from before b started. */
+  aLog: LogFollower;
+  b: PeerProcess;
+}
+
+/**
+ * Peer a on 127.0.0.2 and peer b on 127.0.0.3, which knows only a (`--peer`), in
+ * `dir/a` and `dir/b`; resolves once a recorded b's link (`conn.open`). `aOpts` and
+ * `bOpts` add to each one's options.
+ */
+export async function spawnPair(
+  dir: string,
+  aOpts: Partial<SpawnPeerOptions> = {},
+  bOpts: Partial<SpawnPeerOptions> = {},
+): Promise<PeerPair> {
+  await using stack = new AsyncDisposableStack();
+  const a = stack.use(await spawnPeer({ dataDir: `${dir}/a`, host: "127.0.0.2", ...aOpts }));
+  const aLog = stack.use(await followLog(a));
+  const b = stack.use(
+    await spawnPeer({
+      dataDir: `${dir}/b`,
+      host: "127.0.0.3",
+      seeds: [peerAddress(a)],
+      ...bOpts,
+    }),
+  );
+  await aLog.waitFor((r) => r.type === "conn.open" && r.peerId === b.peerId, "b to connect");
+  const owned = stack.move();
+  return { a, aLog, b, [Symbol.asyncDispose]: () => owned.disposeAsync() };
+}

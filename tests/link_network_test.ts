@@ -5,7 +5,7 @@
  * with `--insecure-plaintext`, which proves the capture sees the bytes).
  */
 import assert from "node:assert/strict";
-import { followLog, p2pClient, type PeerProcess, spawnPeer } from "./_peer_process.ts";
+import { followLog, p2pClient, peerAddress, type PeerProcess, spawnPeer } from "./_peer_process.ts";
 import { tempDir } from "./_tracker_process.ts";
 import { connectPeer } from "../peer/dial.ts";
 import { formatNetworkKey, newNetworkKey } from "../proto/network_key.ts";
@@ -13,7 +13,6 @@ import { P2pError, UnauthorizedError } from "../proto/errors.ts";
 import { fromBase64Url } from "../proto/ids.ts";
 
 const MiB = 1024 * 1024;
-const addr = (p: PeerProcess) => `${p.host}:${p.port}`;
 
 /** A payload of `size` bytes: a marker text repeated, easy to find on the wire. */
 function markedPayload(size: number): { bytes: Uint8Array; needle: Uint8Array } {
@@ -65,20 +64,20 @@ Deno.test("two networks with different keys: a payload put in one cannot be fetc
   await using a2 = await spawnPeer({
     dataDir: `${dir.path}/a2`,
     host: "127.0.0.3",
-    seeds: [addr(a1)],
+    seeds: [peerAddress(a1)],
     args: keyed(key1),
   });
   // b1 of the other network is given a1 as a seed: its link must be refused.
   await using b1 = await spawnPeer({
     dataDir: `${dir.path}/b1`,
     host: "127.0.0.4",
-    seeds: [addr(a1)],
+    seeds: [peerAddress(a1)],
     args: keyed(key2),
   });
   await using b2 = await spawnPeer({
     dataDir: `${dir.path}/b2`,
     host: "127.0.0.5",
-    seeds: [addr(b1)],
+    seeds: [peerAddress(b1)],
     args: keyed(key2),
   });
   await a1Log.waitFor((r) => r.type === "conn.open" && r.peerId === a2.peerId, "a2 to connect");
@@ -121,7 +120,10 @@ Deno.test("two networks with different keys: a payload put in one cannot be fetc
   }).then(() => undefined, (e) => e);
   assert.ok(err instanceof UnauthorizedError, String(err));
   assert.equal(err.code, "network_key_mismatch");
-  assert.equal(err.message, `Peer at ${addr(a1)} is not in this network (network key differs)`);
+  assert.equal(
+    err.message,
+    `Peer at ${peerAddress(a1)} is not in this network (network key differs)`,
+  );
 });
 
 Deno.test("a client claiming another peer's id and public key without its private key is refused at the link", async () => {
@@ -255,7 +257,7 @@ Deno.test("a plaintext link is refused when only one end runs with --insecure-pl
   await using b = await spawnPeer({
     dataDir: `${dir.path}/b`,
     host: "127.0.0.3",
-    seeds: [addr(a)],
+    seeds: [peerAddress(a)],
   });
   const refused = await aLog.waitFor(
     (r) => r.type === "conn.error" && r.code === "plaintext_refused",

@@ -17,7 +17,9 @@ import {
   type ControlEvent,
   followLog,
   p2pClient,
+  peerAddress,
   type PeerProcess,
+  spawnPair,
   spawnPeer,
 } from "./_peer_process.ts";
 import { HolderList, PeerList } from "../proto/tracker.ts";
@@ -28,7 +30,6 @@ import { testIdentity } from "../peer/_link_fixtures.ts";
 const MiB = 1024 * 1024;
 
 /** `host:port` of a peer's chunk service, as `--peer` takes it. */
-const addr = (p: PeerProcess) => `${p.host}:${p.port}`;
 
 /** `size` pseudo-random bytes (xorshift32 from `seed`), so each test has its own payload. */
 function pseudoRandom(size: number, seed: number): Uint8Array<ArrayBuffer> {
@@ -105,10 +106,10 @@ async function threePeers(dir: string, args: string[] = []) {
   );
   const aLog = stack.use(await followLog(a));
   const b = stack.use(
-    await spawnPeer({ dataDir: `${dir}/b`, host: "127.0.0.3", seeds: [addr(a)], args }),
+    await spawnPeer({ dataDir: `${dir}/b`, host: "127.0.0.3", seeds: [peerAddress(a)], args }),
   );
   const d = stack.use(
-    await spawnPeer({ dataDir: `${dir}/d`, host: "127.0.0.4", seeds: [addr(a)], args }),
+    await spawnPeer({ dataDir: `${dir}/d`, host: "127.0.0.4", seeds: [peerAddress(a)], args }),
   );
   for (const p of [b, d]) {
     await aLog.waitFor(
@@ -122,7 +123,7 @@ async function threePeers(dir: string, args: string[] = []) {
 
 /** Peer c on 127.0.0.5 that knows only `seed`, once it has exchanged peers with it. */
 async function lateJoiner(dir: string, seed: PeerProcess): Promise<PeerProcess> {
-  const c = await spawnPeer({ dataDir: `${dir}/c`, host: "127.0.0.5", seeds: [addr(seed)] });
+  const c = await spawnPeer({ dataDir: `${dir}/c`, host: "127.0.0.5", seeds: [peerAddress(seed)] });
   try {
     await using cLog = await followLog(c);
     await cLog.waitFor(
@@ -171,7 +172,7 @@ Deno.test("get on a peer that knows one seed downloads from several peers found 
     const row = map.rows.find((r) => r.peerId === p.peerId);
     assert.ok(row, `where lists ${p.host}: ${where.stdout}`);
     assert.equal(row.count, input.chunks, `${p.host} holds every chunk`);
-    assert.equal(row.address, addr(p));
+    assert.equal(row.address, peerAddress(p));
   }
 });
 
@@ -245,7 +246,7 @@ Deno.test("a source serving corrupted chunks is dropped for failing verification
   await using c = await spawnPeer({
     dataDir: `${dir.path}/c`,
     host: "127.0.0.4",
-    seeds: [addr(a), addr(b)],
+    seeds: [peerAddress(a), peerAddress(b)],
   });
   await using cLog = await followLog(c);
   for (const p of [a, b]) {
@@ -273,7 +274,11 @@ Deno.test("a download interrupted by SIGKILL resumes from the chunks already sto
   const id = String((await put(a, input.path)).payloadId);
   assert.equal((await put(b, input.path)).payloadId, id);
 
-  const cOpts = { dataDir: `${dir.path}/c`, host: "127.0.0.4", seeds: [addr(a), addr(b)] };
+  const cOpts = {
+    dataDir: `${dir.path}/c`,
+    host: "127.0.0.4",
+    seeds: [peerAddress(a), peerAddress(b)],
+  };
   {
     await using c = await spawnPeer(cOpts);
     {
@@ -361,14 +366,8 @@ Deno.test("peers that know only the tracker find a payload's holders through it,
 Deno.test("p2p log --peer reads another peer's activity over TCP, and p2p peers lists that peer with its address", async () => {
   await using dir = await tempDir();
   const input = await writePayload(dir.path, 2 * MiB, 6);
-  await using a = await spawnPeer({ dataDir: `${dir.path}/a`, host: "127.0.0.2", replicas: 1 });
-  await using aLog = await followLog(a);
-  await using b = await spawnPeer({
-    dataDir: `${dir.path}/b`,
-    host: "127.0.0.3",
-    seeds: [addr(a)],
-  });
-  await aLog.waitFor((r) => r.type === "conn.open" && r.peerId === b.peerId, "b to connect");
+  await using pair = await spawnPair(dir.path, { replicas: 1 });
+  const { a, b } = pair;
   const stored = await put(a, input.path);
   assert.deepEqual(stored.replicas, { [b.peerId]: input.chunks });
 
@@ -400,14 +399,8 @@ Deno.test("p2p log --peer reads another peer's activity over TCP, and p2p peers 
 
 Deno.test("p2p log --peer --type prints only the records of that type", async () => {
   await using dir = await tempDir();
-  await using a = await spawnPeer({ dataDir: `${dir.path}/a`, host: "127.0.0.2" });
-  await using aLog = await followLog(a);
-  await using b = await spawnPeer({
-    dataDir: `${dir.path}/b`,
-    host: "127.0.0.3",
-    seeds: [addr(a)],
-  });
-  await aLog.waitFor((r) => r.type === "conn.open" && r.peerId === b.peerId, "b to connect");
+  await using pair = await spawnPair(dir.path);
+  const { a, b } = pair;
   const run = await p2pClient([
     "log",
     "--peer",
@@ -436,7 +429,7 @@ Deno.test("GET /_p2p/log?follow=1&type=T streams only new records of that type",
   await using b = await spawnPeer({
     dataDir: `${dir.path}/b`,
     host: "127.0.0.3",
-    seeds: [addr(a)],
+    seeds: [peerAddress(a)],
   });
   await queries.waitFor((r) => r.type === "query.peers" && r.from === b.peerId, "b's PEERS?");
   assert.deepEqual(
@@ -535,7 +528,7 @@ Deno.test("a peer keeps serving after 200 garbage, idle and wrong-magic connecti
   await using c = await spawnPeer({
     dataDir: `${dir.path}/c`,
     host: "127.0.0.3",
-    seeds: [addr(a)],
+    seeds: [peerAddress(a)],
   });
   await using cLog = await followLog(c);
   await cLog.waitFor((r) => r.type === "exchange" && r.with === a.peerId, "exchange with a");

@@ -9,14 +9,12 @@
  * one per `put`.
  */
 import assert from "node:assert/strict";
-import { followLog, p2pClient, type PeerProcess, spawnPeer } from "./_peer_process.ts";
+import { p2pClient, spawnPair } from "./_peer_process.ts";
 import { tempDir } from "./_tracker_process.ts";
 import { connectPeer } from "../peer/dial.ts";
 import { testIdentity } from "../peer/_fakes.ts";
 import type { WirePeer } from "../proto/messages.ts";
 import { PeersAnswer } from "../proto/control.ts";
-
-const addr = (p: PeerProcess) => `${p.host}:${p.port}`;
 
 /** A TCP listener that takes connections and never says a word; counts them. */
 function silentListener(hostname: string) {
@@ -40,14 +38,8 @@ function silentListener(hostname: string) {
 
 Deno.test("forged peer records are dropped, the gateway never forwards to a stranger's address, and silent addresses cost one wait", async () => {
   await using dir = await tempDir();
-  await using a = await spawnPeer({ dataDir: `${dir.path}/a`, host: "127.0.0.2", replicas: 2 });
-  await using aLog = await followLog(a);
-  await using b = await spawnPeer({
-    dataDir: `${dir.path}/b`,
-    host: "127.0.0.3",
-    seeds: [addr(a)],
-  });
-  await aLog.waitFor((r) => r.type === "conn.open" && r.peerId === b.peerId, "b to connect");
+  await using pair = await spawnPair(dir.path, { replicas: 2 });
+  const { a, aLog, b } = pair;
 
   // The stranger's HTTP server: every request it gets is a forwarding that must not happen.
   let forwarded = 0;
