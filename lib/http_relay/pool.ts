@@ -8,6 +8,7 @@
  */
 import type { Deadline, Deadlines } from "./deadlines.ts";
 import { closeQuietly, Inbox } from "./inbox.ts";
+import type { Connector } from "./types.ts";
 
 /** Idle upstream connections kept per upstream. */
 export const MAX_IDLE = 256;
@@ -23,7 +24,7 @@ export interface UpstreamAddress {
 
 /** An upstream connection, with what it has sent. */
 export interface Upstream {
-  conn: Deno.TcpConn;
+  conn: Deno.Conn;
   inbox: Inbox;
   key: string;
   /** Taken from the idle ones (so it may have been closed meanwhile). */
@@ -58,9 +59,12 @@ export class UpstreamPool {
     return n;
   }
 
-  /** An idle connection to `to` that may still be open, if there is one. */
-  take(to: UpstreamAddress): Upstream | undefined {
-    const list = this.#idle.get(to.key);
+  /**
+   * An idle connection to `to` (or of `connector`, when the upstream is reached
+   * through one) that may still be open, if there is one.
+   */
+  take(to: UpstreamAddress, connector?: Connector): Upstream | undefined {
+    const list = this.#idle.get(connector?.key ?? to.key);
     const now = performance.now();
     while (list && list.length > 0) {
       const u = list.pop()!;
@@ -74,11 +78,20 @@ export class UpstreamPool {
     return undefined;
   }
 
-  /** A new connection to `to`. Rejects as `Deno.connect` does. */
-  async dial(to: UpstreamAddress): Promise<Upstream> {
-    const conn = await Deno.connect({ hostname: to.hostname, port: to.port });
-    conn.setNoDelay(true);
-    return { conn, inbox: new Inbox(conn), key: to.key, reused: false, idleSince: 0 };
+  /**
+   * A new connection to `to`, or from `connector` when given. Rejects as
+   * `Deno.connect` (or the connector) does.
+   */
+  async dial(to: UpstreamAddress, connector?: Connector): Promise<Upstream> {
+    let conn: Deno.Conn;
+    if (connector) conn = await connector.connect();
+    else {
+      const tcp = await Deno.connect({ hostname: to.hostname, port: to.port });
+      tcp.setNoDelay(true);
+      conn = tcp;
+    }
+    const key = connector?.key ?? to.key;
+    return { conn, inbox: new Inbox(conn), key, reused: false, idleSince: 0 };
   }
 
   /** Keeps `up` idle for the next request (or closes it when the pool is full or closed). */

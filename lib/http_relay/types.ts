@@ -35,8 +35,25 @@ export type RelayRoute =
      * `Content-Security-Policy` that sandboxes what an untrusted upstream serves.
      */
     answerHeaders?: Record<string, string>;
+    /**
+     * How to reach the upstream instead of a TCP connection to its host and port (a
+     * stream tunnelled over another protocol, say); `upstream` still gives the `Host`
+     * and the base path.
+     */
+    connector?: Connector;
   }
   | { answer: LocalAnswer };
+
+/** Opens connections to an upstream that is not reached by TCP to its host and port. */
+export interface Connector {
+  /** What the idle connections it opened are kept under (not the upstream's `host:port`). */
+  key: string;
+  /**
+   * A new connection: anything shaped like a `Deno.Conn` (`read`, `write`, `close`).
+   * A rejection answers 502, with its message.
+   */
+  connect(): Promise<Deno.Conn>;
+}
 
 /** An answer made by the relay itself. */
 export interface LocalAnswer {
@@ -97,6 +114,12 @@ export interface Relay extends AsyncDisposable {
   readonly addr: Deno.NetAddr;
   /** Its base URL, e.g. `http://127.0.0.1:5805` (`https://…` with TLS). */
   readonly url: string;
+  /**
+   * Serves a client connection that did not come through the listener (a stream
+   * tunnelled over another protocol, say) as if it had: same limits, its `remoteAddr`
+   * (a `Deno.NetAddr`) names the client. Closed at once when the relay is closing.
+   */
+  serve(conn: Deno.Conn): void;
   /** Stops listening, ends idle connections, and ends busy ones after `graceMs` (2 s). */
   close(graceMs?: number): Promise<void>;
   /** What it has done so far, and what it holds now. */
