@@ -139,36 +139,35 @@ class RelayServer implements Relay {
 
   async #accept(): Promise<void> {
     try {
-      for await (const conn of this.#listener) {
-        if (this.#clients.size >= this.#maxConns) {
-          closeQuietly(conn);
-          continue;
-        }
-        const from = (conn.remoteAddr as Deno.NetAddr).hostname;
-        const held = this.#perAddress.get(from) ?? 0;
-        if (held >= this.#maxPerAddress) {
-          const message =
-            `Too many connections from '${from}' (at most ${this.#maxPerAddress} at once)`;
-          const answer = localAnswer(429, { code: "too_many_connections", message }, true);
-          writeAll(conn, answer).catch(() => {}).finally(() => closeQuietly(conn));
-          continue;
-        }
-        this.#perAddress.set(from, held + 1);
-        if ("setNoDelay" in conn) conn.setNoDelay(true);
-        const state: ClientState = { idle: true };
-        this.#clients.set(conn, state);
-        this.#serve(conn, state).finally(() => {
-          const left = (this.#perAddress.get(from) ?? 1) - 1;
-          if (left > 0) this.#perAddress.set(from, left);
-          else this.#perAddress.delete(from);
-          this.#clients.delete(conn);
-          closeQuietly(conn);
-          if (this.#closing && this.#clients.size === 0) this.#drained.resolve();
-        });
-      }
+      for await (const conn of this.#listener) this.serve(conn);
     } catch {
       // The listener was closed.
     }
+  }
+
+  serve(conn: Deno.Conn): void {
+    if (this.#closing || this.#clients.size >= this.#maxConns) return closeQuietly(conn);
+    const from = (conn.remoteAddr as Deno.NetAddr).hostname;
+    const held = this.#perAddress.get(from) ?? 0;
+    if (held >= this.#maxPerAddress) {
+      const message =
+        `Too many connections from '${from}' (at most ${this.#maxPerAddress} at once)`;
+      const answer = localAnswer(429, { code: "too_many_connections", message }, true);
+      writeAll(conn, answer).catch(() => {}).finally(() => closeQuietly(conn));
+      return;
+    }
+    this.#perAddress.set(from, held + 1);
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+    const state: ClientState = { idle: true };
+    this.#clients.set(conn, state);
+    this.#serve(conn, state).finally(() => {
+      const left = (this.#perAddress.get(from) ?? 1) - 1;
+      if (left > 0) this.#perAddress.set(from, left);
+      else this.#perAddress.delete(from);
+      this.#clients.delete(conn);
+      closeQuietly(conn);
+      if (this.#closing && this.#clients.size === 0) this.#drained.resolve();
+    });
   }
 
   close(graceMs = 2_000): Promise<void> {
@@ -310,8 +309,8 @@ class RelayServer implements Relay {
     for (let attempt = 0;; attempt++) {
       let up: Upstream;
       try {
-        up = (reusable && attempt === 0 && this.#pool.take(x.base)) ||
-          await this.#pool.dial(x.base);
+        up = (reusable && attempt === 0 && this.#pool.take(x.base, route.connector)) ||
+          await this.#pool.dial(x.base, route.connector);
       } catch (err) {
         return await fail(
           new ProxyError(
