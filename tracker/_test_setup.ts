@@ -10,7 +10,7 @@ import { ActivityLog } from "./activity.ts";
 import { createTrackerApp } from "./app.ts";
 import { IdentityCheck } from "./identity.ts";
 import { Metrics } from "./metrics.ts";
-import { RequestRate } from "./rate_limit.ts";
+import { RequestRate } from "../lib/request_rate.ts";
 import { ReplayCache } from "./replay_cache.ts";
 import { TrackerStore } from "./store.ts";
 import { toBase64Url } from "../proto/ids.ts";

@@ -6,7 +6,7 @@
  */
 import type { ActivityLog } from "./activity.ts";
 import type { IdentityCheck } from "./identity.ts";
-import type { RequestRate } from "./rate_limit.ts";
+import type { RequestRate } from "../lib/request_rate.ts";
 import type { ReplayCache } from "./replay_cache.ts";
 import type { Metrics } from "./metrics.ts";
 import type { TrackerStore } from "./store.ts";

@@ -22,7 +22,7 @@ import {
   verifyRequestAuth,
 } from "../proto/tracker_auth.ts";
 import type { TrackerEnv } from "./deps.ts";
-import type { RequestRate } from "./rate_limit.ts";
+import type { RequestRate } from "../lib/request_rate.ts";
 import type { ReplayCache } from "./replay_cache.ts";
 
 /** Paths any caller may ask without a proof. */

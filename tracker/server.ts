@@ -16,14 +16,14 @@ import {
 } from "./http_server.ts";
 import { IdentityCheck } from "./identity.ts";
 import { Metrics } from "./metrics.ts";
-import { RequestRate } from "./rate_limit.ts";
+import { RequestRate } from "../lib/request_rate.ts";
 import { ReplayCache } from "./replay_cache.ts";
 import { TrackerStore } from "./store.ts";
 import { VERSION } from "../version.ts";
 import { errorMessage } from "../proto/errors.ts";
 import { hostPort } from "../lib/net_addr.ts";
 
-/** Limits against abuse; see `http_server.ts` and `rate_limit.ts`. */
+/** Limits against abuse; see `http_server.ts` and `lib/request_rate.ts`. */
 export interface TrackerLimits extends ListenerLimits {
   /** Requests a second per remote address (0: no limit). */
   requestsPerSecond: number;

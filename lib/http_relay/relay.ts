@@ -15,9 +15,16 @@
  * closes the client connection, so the client sees a truncated answer, never a
  * wrong one.
  *
+ * Limits per client address: at most `maxConnectionsPerAddress` connections (one
+ * more is answered 429 `too_many_connections` and closed), and with
+ * `requestsPerSecond` a token bucket of requests (`lib/request_rate.ts`): a request
+ * over it is answered 429 `rate_limited` with `Retry-After`, and a connection whose
+ * request had no body goes on serving. Both refusals are told to `onRefused`.
+ *
  * @module
  */
 import { httpUrl } from "../net_addr.ts";
+import { RequestRate } from "../request_rate.ts";
 import { Deadlines } from "./deadlines.ts";
 import { HttpParseError, ProxyError } from "./errors.ts";
 import { Exchange, type ExchangeContext } from "./exchange.ts";
@@ -46,7 +53,7 @@ const IDLE_REUSE_MS = 4_000;
  * Starts a relay: it listens once this returns. Throws `RangeError`/`TypeError`
  * for bad options, and `Deno.errors.AddrInUse` when the port is taken.
  */
-export function startRelay(opts: RelayOptions): Relay {
+export function startRelay(opts: RelayOptions & RelayLimitOptions): Relay {
   for (
     const [what, v] of [
       ["timeout", opts.timeoutMs ?? 30_000],
@@ -59,6 +66,10 @@ export function startRelay(opts: RelayOptions): Relay {
       throw new RangeError(`Relay ${what} '${v}' must be a positive number of ms`);
     }
   }
+  const rate = opts.requestsPerSecond ?? 0;
+  if (!(rate >= 0) || !Number.isFinite(rate)) {
+    throw new RangeError(`Relay request rate '${rate}' must be a number of requests a second`);
+  }
   const maxHops = opts.maxHops ?? 8;
   if (!Number.isInteger(maxHops) || maxHops < 1) {
     throw new RangeError(`Relay max hops '${maxHops}' must be a positive integer`);
@@ -69,6 +80,34 @@ export function startRelay(opts: RelayOptions): Relay {
     ? Deno.listenTls({ hostname, port, cert: tls.cert, key: tls.key })
     : Deno.listen({ hostname, port });
   return new RelayServer(listener, opts, hop, maxHops);
+}
+
+/**
+ * The relay's request-rate limit and its report of refusals. (They belong with
+ * `RelayOptions` in `types.ts`, which another change owns today.)
+ */
+export interface RelayLimitOptions {
+  /**
+   * Requests a second per client address (left out or 0: no limit); over it, 429
+   * `rate_limited` with `Retry-After`. Loopback clients are counted too.
+   */
+  requestsPerSecond?: number;
+  /** Requests an address may send at once before its rate applies (twice the rate). */
+  requestBurst?: number;
+  /** Told of each refusal for a limit: a connection over the per-address cap, a request over the rate. */
+  onRefused?: (refusal: RelayRefusal) => void;
+}
+
+/** A request or connection the relay refused for one of its limits. */
+export interface RelayRefusal {
+  status: 429;
+  code: "too_many_connections" | "rate_limited";
+  /** The client's address. */
+  from: string;
+  message: string;
+  /** The request refused, for `rate_limited`. */
+  method?: string;
+  path?: string;
 }
 
 /** What the relay knows of one client connection. */
@@ -87,7 +126,9 @@ class RelayServer implements Relay {
   /** What each exchange is given of the relay. */
   #context: ExchangeContext;
   #listener: Deno.TcpListener | Deno.TlsListener;
-  #opts: RelayOptions;
+  #opts: RelayOptions & RelayLimitOptions;
+  /** Request tokens per client address, when a rate is set. */
+  #rate: RequestRate | undefined;
   #maxHops: number;
   #idleMs: number;
   #headMs: number;
@@ -106,7 +147,7 @@ class RelayServer implements Relay {
 
   constructor(
     listener: Deno.TcpListener | Deno.TlsListener,
-    opts: RelayOptions,
+    opts: RelayOptions & RelayLimitOptions,
     hop: Hop,
     maxHops: number,
   ) {
@@ -120,6 +161,10 @@ class RelayServer implements Relay {
     const upstreamIdleMs = opts.upstreamIdleMs ?? IDLE_REUSE_MS;
     this.#maxConns = opts.maxConnections ?? 1024;
     this.#maxPerAddress = opts.maxConnectionsPerAddress ?? 64;
+    const rate = opts.requestsPerSecond ?? 0;
+    if (rate > 0) {
+      this.#rate = new RequestRate({ rate, burst: opts.requestBurst ?? Math.max(1, rate * 2) });
+    }
     const shortest = Math.min(timeoutMs, this.#idleMs, this.#headMs, upstreamIdleMs);
     const deadlines = this.#deadlines = new Deadlines(Math.min(250, Math.max(5, shortest / 10)));
     const pool = this.#pool = new UpstreamPool(deadlines, upstreamIdleMs);
@@ -154,6 +199,7 @@ class RelayServer implements Relay {
         `Too many connections from '${from}' (at most ${this.#maxPerAddress} at once)`;
       const answer = localAnswer(429, { code: "too_many_connections", message }, true);
       writeAll(conn, answer).catch(() => {}).finally(() => closeQuietly(conn));
+      this.#refused({ status: 429, code: "too_many_connections", from, message });
       return;
     }
     this.#perAddress.set(from, held + 1);
@@ -261,12 +307,54 @@ class RelayServer implements Relay {
       await answerError(client, err, true);
       return false;
     }
+    const wait = this.#rate?.take(remoteAddr);
+    if (wait && !wait.ok) {
+      return await this.#overRate(client, head, framing, path, remoteAddr, wait);
+    }
     const x = new Exchange(this.#context, inbox, head, framing, path, search, remoteAddr);
     try {
       return await this.#answer(x, state);
     } finally {
       x.dispose();
     }
+  }
+
+  /**
+   * Answers a request over its address's rate with 429 `rate_limited` and
+   * `Retry-After`; the connection goes on when the request had no body to skip.
+   */
+  async #overRate(
+    client: Deno.Conn,
+    head: RequestHead,
+    framing: BodyFraming,
+    path: string,
+    from: string,
+    wait: { retryAfterSeconds: number },
+  ): Promise<boolean> {
+    const connection = headerValue(head.headers, "connection")?.toLowerCase() ?? "";
+    const keep = framing.kind === "none" && head.version === "HTTP/1.1" &&
+      !connection.split(",").some((t) => t.trim() === "close");
+    const message = `Too many requests from '${from}': retry in ${wait.retryAfterSeconds} s`;
+    const retryAfter = { "retry-after": String(wait.retryAfterSeconds) };
+    await writeAll(
+      client,
+      localAnswer(429, { code: "rate_limited", message }, !keep, retryAfter),
+    );
+    this.#refused({
+      status: 429,
+      code: "rate_limited",
+      from,
+      message,
+      method: head.method,
+      path: path.slice(0, 200),
+    });
+    return keep;
+  }
+
+  #refused(refusal: RelayRefusal): void {
+    try {
+      this.#opts.onRefused?.(refusal);
+    } catch { /* a failing listener must not stop the relay */ }
   }
 
   /** Routes the exchange `x` and answers it here or forwards it (see `#dispatch`). */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { RequestRate } from "./rate_limit.ts";
+import { RequestRate } from "./request_rate.ts";
 
 Deno.test("RequestRate.take() lets a burst through, then the rate, per address", () => {
   let now = 0;

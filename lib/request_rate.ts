@@ -1,9 +1,11 @@
 /**
- * Request-rate limits per remote address: a token bucket each (`rate` requests a
- * second, bursts of up to `burst`), kept for at most `maxAddresses` addresses (the
- * least recently seen go first). A caller over its rate gets `429` with the seconds
- * to wait; only the first refusal of a run is reported, so a flood costs one activity
- * record, not one per request.
+ * Rate limits per remote address: a token bucket each (`rate` tokens a second,
+ * bursts of up to `burst`), kept for at most `maxAddresses` addresses (the least
+ * recently seen go first). A caller over its rate is told the seconds to wait (an
+ * HTTP server answers `429` with `Retry-After`); `firstRefusal` marks the first
+ * refusal of a run, so that a flood can cost one activity record, not one per
+ * request. Used by the tracker (requests), the peer's main HTTP server (requests)
+ * and its chunk service (new connections).
  *
  * @module
  */
