@@ -34,6 +34,9 @@ import {
   type PeerAddress,
 } from "./cli/options.ts";
 import * as client from "./cli/client.ts";
+import { get, InterruptedError } from "./cli/get.ts";
+import { ls, rm } from "./cli/payloads.ts";
+import { errorLine } from "./cli/errors.ts";
 import { startPeer } from "./peer/server.ts";
 import { runDemo } from "./cli/demo.ts";
 import { keygen } from "./cli/keygen.ts";
@@ -267,22 +270,53 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
       await client.put(await client.peerTarget(opts.node, opts.token), file, opts);
     });
 
+  const payloadArgument = "its id, 6 or more of the id's first hex digits, or its name";
   program.command("get")
     .description(
-      "Download a payload from many peers at once, verified; write it to FILE or stdout.",
+      "Download a payload from many peers at once, verified; save it under its name here, " +
+        "or where -o says.",
     )
-    .argument("<payloadId>", "64 hex digits")
-    .option("-o, --output <file>", "write here (default: standard output)")
-    .option("--json", "print a JSON summary (bytes, seconds, chunks per source); needs -o")
+    .argument("<payload>", payloadArgument)
+    .option(
+      "-o, --output <path>",
+      "a file, a folder to save in, or - for standard output (default: the payload's name " +
+        "in this folder; standard output when it is piped)",
+    )
+    .option("--force", "replace the file if it exists")
+    .option("--drop", "remove the local peer's copy once saved (kept if it is a last copy)")
+    .option("--json", "print a JSON summary (bytes, seconds, chunks per source)")
     .addOption(nodeOption())
     .addOption(tokenOption())
     .action(async (id, opts) => {
-      await client.get(await client.peerTarget(opts.node, opts.token), id, opts);
+      await get(await client.peerTarget(opts.node, opts.token), id, opts);
+    });
+
+  program.command("ls")
+    .description("List the payloads the local peer holds: yours, and replicas kept for others.")
+    .option("--json", "machine-readable output")
+    .addOption(nodeOption())
+    .addOption(tokenOption())
+    .action(async (opts) => {
+      await ls(await client.peerTarget(opts.node, opts.token), opts);
+    });
+
+  program.command("rm")
+    .description(
+      "Remove a payload's copy from the local peer (refused when it is the last known copy " +
+        "of a chunk, unless --force).",
+    )
+    .argument("<payload>", payloadArgument)
+    .option("--force", "remove it even if no other known peer holds some of its chunks")
+    .option("--json", "machine-readable output")
+    .addOption(nodeOption())
+    .addOption(tokenOption())
+    .action(async (id, opts) => {
+      await rm(await client.peerTarget(opts.node, opts.token), id, opts);
     });
 
   program.command("where")
     .description("Show which peer holds which chunk positions of a payload.")
-    .argument("<payloadId>", "64 hex digits")
+    .argument("<payload>", payloadArgument)
     .option("--json", "machine-readable output")
     .addOption(nodeOption())
     .addOption(tokenOption())
@@ -338,7 +372,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
 
   program.command("log")
     .description("Print the local peer's activity, or another peer's (--peer PEER_ID, over TCP).")
-    .option("--peer <peerId>", "read this peer's log instead")
+    .option("--peer <peer>", "read this peer's log instead (its id, 6+ hex digits of it, or name)")
     .option("-f, --follow", "keep printing new records")
     .option("--type <type>", "only records of this type (dotted prefix, e.g. chunk)")
     .addOption(
@@ -510,16 +544,35 @@ class RunError extends P2pError {}
 
 /** Runs the CLI with `args`; returns the exit status. */
 export async function main(args: string[]): Promise<number> {
+  // With --json, errors are JSON too (on stdout, where the answer would have been).
+  const json = args.includes("--json");
   try {
     keepLanOffProxies();
-    await buildProgram().parseAsync(args, { from: "user" });
+    const program = buildProgram();
+    if (json) jsonUsageErrors(program);
+    await program.parseAsync(args, { from: "user" });
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
     // One line: a message that spans lines (a server's answer, say) is joined.
-    console.error(`p2p: ${errorMessage(err).trim().replace(/\s*\n\s*/g, " ")}`);
-    return 1;
+    if (json) console.log(errorLine(err, true));
+    else console.error(errorLine(err, false));
+    return err instanceof InterruptedError ? 130 : 1;
   }
+}
+
+/** Usage errors as `{"error":{"code":"usage",…}}` lines on stdout, for `--json`. */
+function jsonUsageErrors(program: CommandUnknownOpts): void {
+  const configure = (cmd: CommandUnknownOpts) => {
+    cmd.configureOutput({
+      outputError: (text) => {
+        const message = text.trim().replace(/\s*\n\s*/g, " ").replace(/^error: /, "");
+        console.log(JSON.stringify({ error: { code: "usage", message } }));
+      },
+    });
+    for (const sub of cmd.commands) configure(sub as CommandUnknownOpts);
+  };
+  configure(program);
 }
 
 if (import.meta.main) {

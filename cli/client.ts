@@ -13,7 +13,6 @@
  * @module
  */
 import type { ActivityRecord } from "../proto/control.ts";
-import { PayloadId } from "../proto/ids.ts";
 import {
   P2pError,
   type P2pErrorOptions,
@@ -24,7 +23,7 @@ import { ControlClient, ControlError, PeerUnreachableError } from "../peer/contr
 import { findPeer, registryDir } from "../lib/peer_registry.ts";
 import { defaultDataDir } from "./options.ts";
 import { ago, chunkMap, mib, tableLines } from "./format.ts";
-import { downloadProgress, putProgress } from "./progress.ts";
+import { putProgress } from "./progress.ts";
 
 /** A failure worth one line, not a stack trace (exit status 1). */
 export class ClientError extends P2pError {
@@ -74,12 +73,15 @@ export async function peerTarget(
   return { url };
 }
 
+/** Codes of a control answer that broke off: the local peer went away mid-answer. */
+const LOST = new Set(["stream_broken", "ended_early"]);
+
 /**
  * Runs `f` with a client of the peer at `node`; what goes wrong becomes a
- * `ClientError` of one line: no peer there, no token or a wrong one, or the peer's
- * own error (with its HTTP status when it answered with one).
+ * `ClientError` of one line: no peer there, no token or a wrong one, the connection
+ * lost mid-answer, or the peer's own error.
  */
-async function withPeer<T>(
+export async function withPeer<T>(
   node: PeerTarget,
   f: (client: ControlClient) => Promise<T>,
 ): Promise<T> {
@@ -100,9 +102,15 @@ async function withPeer<T>(
         { code: err.code, cause: err, status: 401 },
       );
     }
+    if (err instanceof ControlError && LOST.has(err.code)) {
+      throw new ClientError(
+        `Lost the connection to the local peer at ${node.url} (did it stop?); start it ` +
+          "again, then run the same command to resume",
+        { code: "peer_lost", cause: err },
+      );
+    }
     if (err instanceof ControlError) {
-      const status = err.httpStatus === undefined ? "" : ` (HTTP ${err.httpStatus})`;
-      throw new ClientError(err.message + status, {
+      throw new ClientError(err.message, {
         code: err.code,
         cause: err,
         ...(err.status === undefined ? {} : { status: err.status }),
@@ -160,59 +168,6 @@ export async function put(
       `warning: ${done.underReplicated} chunks have fewer than the asked copies on other peers\n`,
     );
   }
-}
-
-/** `p2p get ID [-o FILE]`: downloads through the peer, then writes verified bytes. */
-export async function get(
-  node: PeerTarget,
-  payloadId: string,
-  opts: { output?: string; json?: boolean },
-): Promise<void> {
-  const id = PayloadId.safeParse(payloadId);
-  if (!id.success) {
-    throw new ClientError(`Payload id '${payloadId}' ${id.error.issues[0]?.message}`, {
-      code: "invalid_id",
-    });
-  }
-  if (opts.json && !opts.output) {
-    throw new ClientError("--json needs -o FILE (stdout carries the bytes)");
-  }
-  const started = performance.now();
-  const progress = downloadProgress();
-  await withPeer(node, async (client) => {
-    const done = await client.download(id.data, {
-      onEvent: (e) => {
-        if (e.type === "progress") progress.update(e);
-      },
-    }).finally(() => progress.stop());
-    const content = await client.content(id.data);
-    if (opts.output) {
-      const tmp = `${opts.output}.p2p-partial`;
-      try {
-        await Deno.writeFile(tmp, content);
-        await Deno.rename(tmp, opts.output);
-      } catch (e) {
-        await Deno.remove(tmp).catch(() => undefined);
-        throw new ClientError(
-          `Cannot write '${opts.output}': ${e instanceof Error ? e.message : e}`,
-        );
-      }
-    } else {
-      await content.pipeTo(Deno.stdout.writable, { preventClose: true });
-    }
-    if (opts.json) {
-      console.log(JSON.stringify({
-        payloadId: id.data,
-        bytes: done.size,
-        fetchedBytes: done.bytes,
-        seconds: Math.round(performance.now() - started) / 1000,
-        downloadSeconds: done.seconds,
-        resumedChunks: done.resumed,
-        chunksBySource: done.chunksBySource,
-        dropped: done.dropped,
-      }));
-    }
-  });
 }
 
 /** `p2p where ID`: a compact map of who holds which chunk positions. */

@@ -3,9 +3,10 @@
  * tables, and the chunk map of `p2p where`. Pure: strings in, strings out.
  *
  * ```ts
- * import { ago, mib, tableLines } from "./format.ts";
+ * import { ago, mib, size, tableLines } from "./format.ts";
  *
  * console.assert(mib(3 * 1048576) === "3.0 MiB");
+ * console.assert(size(200 * 1048576) === "200 MiB" && size(39) === "39 B");
  * console.assert(ago(Date.now() - 90_000) === "2m ago");
  * console.assert(tableLines(["A", "BB"], [["x", "y"]]).join("\n") === "A  BB\nx  y");
  * ```
@@ -18,6 +19,19 @@ import { fromHex } from "../proto/ids.ts";
 /** A byte count in MiB with one decimal: `1.5 MiB`. */
 export function mib(bytes: number): string {
   return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+/** A byte count for people: `39 B`, `1.5 KiB`, `200 MiB`, `1.2 GiB` (one decimal below 10). */
+export function size(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = bytes;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  const digits = u === 0 || v >= 10 ? 0 : 1;
+  return `${v.toFixed(digits)} ${units[u]}`;
 }
 
 /** How long ago a time (ms since the epoch) was: `12s ago`, `5m ago`, `1.5h ago`. */

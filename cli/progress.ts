@@ -49,13 +49,15 @@ export function downloadProgress(enabled = drawn()): ProgressDisplay<DownloadPro
   let started = false;
   return {
     update(p) {
+      // Held already: nothing to draw (no "0.0 MiB/s ETA ?" for what took no time).
+      if (!started && p.done === p.chunks) return;
       const rate = p.fetchedBytes / Math.max(0.001, p.seconds);
       const left = rate > 0 ? (p.size - p.bytes) / rate : Infinity;
       const payload = {
         held: mib(p.bytes),
         size: mib(p.size),
         rate: mib(rate),
-        left: Number.isFinite(left) ? `${left.toFixed(0)}s` : "?",
+        left: Number.isFinite(left) ? `${left.toFixed(0)}s` : "…",
         sources: p.sources,
       };
       if (!started) {

@@ -113,6 +113,14 @@ export async function fakeNode(): Promise<FakeNode> {
         return () => chunkListeners.delete(listener);
       },
       exportStream: () => new Blob([COMPLETE_BYTES]).stream(),
+      pin: (id) => {
+        const p = payloads.get(id);
+        if (p) p.pinned = true;
+        return Promise.resolve();
+      },
+      remove: (id) => Promise.resolve(payloads.delete(id) ? 4 : 0),
+      usedBytes: 9,
+      capacity: () => 1000,
     },
     table: { list: () => known },
     status: (): StatusAnswer => ({

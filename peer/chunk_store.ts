@@ -2,7 +2,7 @@
  * The peer's verified, content-addressed chunk store on disk.
  *
  * ```text
- * <dir>/manifests/<payloadId>.json   { size, chunkSize, chunks: [hex…], name?, addedAt }
+ * <dir>/manifests/<payloadId>.json   { size, chunkSize, chunks: [hex…], name?, addedAt, pinned? }
  * <dir>/chunks/<hh>/<sha256 hex>     one file per distinct chunk, <hh> = first 2 hex digits
  * <dir>/tmp/                         temporaries; emptied by `ChunkStore.open()`
  * ```
@@ -24,6 +24,10 @@
  *
  * An import that fails part-way leaves the chunks it stored as unreferenced files;
  * a later import or download of the same bytes reuses them.
+ *
+ * A payload is `pinned` when the owner put it or got it here (`pin()`); the others are
+ * replicas held for other peers. `remove()` drops a payload's manifest and the chunk
+ * files no other payload shares.
  *
  * One directory belongs to one store in one process.
  *
@@ -65,6 +69,8 @@ export interface StoredPayload {
   name?: string;
   /** When the manifest was added, in ms since the epoch. */
   addedAt: number;
+  /** Put or got by the owner here; false for a replica held for other peers. */
+  pinned: boolean;
 }
 
 /**
@@ -83,6 +89,7 @@ interface Entry {
   held: number;
   readonly name?: string;
   readonly addedAt: number;
+  pinned: boolean;
   /** Insertion order, to break `addedAt` ties in `list()`. */
   readonly seq: number;
 }
@@ -181,7 +188,7 @@ export class ChunkStore {
   async addManifest(
     payloadId: string,
     manifest: Manifest,
-    meta: { name?: string } = {},
+    meta: { name?: string; pinned?: boolean } = {},
   ): Promise<boolean> {
     this.#assertOpen("add manifest");
     assertManifestShape(payloadId, manifest);
@@ -192,7 +199,7 @@ export class ChunkStore {
       if (!pending) break;
       await pending.catch(() => {});
     }
-    const op = this.#addVerified(payloadId, manifest, meta.name, Date.now(), true)
+    const op = this.#addVerified(payloadId, manifest, meta, Date.now(), true)
       .finally(() => this.#adding.delete(payloadId));
     this.#adding.set(payloadId, op);
     return await op;
@@ -257,7 +264,7 @@ export class ChunkStore {
    */
   async importStream(
     source: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
-    meta: { name?: string } = {},
+    meta: { name?: string; pinned?: boolean } = {},
   ): Promise<{ payloadId: string; manifest: Manifest; created: boolean }> {
     this.#assertOpen("import");
     const chunker = new Chunker(CHUNK_SIZE);
@@ -276,6 +283,7 @@ export class ChunkStore {
     const manifest: Manifest = { size: chunker.total, chunkSize: CHUNK_SIZE, chunks };
     const payloadId = await payloadIdOf(manifest);
     const created = await this.addManifest(payloadId, manifest, meta);
+    if (!created && meta.pinned) await this.pin(payloadId);
     // Already known: the chunks just stored may fill positions it lacked.
     const e = this.#payloads.get(payloadId)!;
     for (const hash of new Set(chunks)) this.#mark(hash, e, -1);
@@ -311,6 +319,44 @@ export class ChunkStore {
         if (index === n) controller.close();
       },
     }, { highWaterMark: 0 });
+  }
+
+  /**
+   * Marks a payload as the owner's (put or got here), on disk too; `RangeError` for an
+   * unknown payload. Does nothing when it is pinned already.
+   */
+  async pin(payloadId: string): Promise<void> {
+    this.#assertOpen("pin");
+    const e = this.#entry(payloadId, "pin");
+    if (e.pinned) return;
+    e.pinned = true;
+    await this.#writeManifest(e.payloadId, e.manifest, e);
+  }
+
+  /**
+   * Removes a payload: its manifest, and the chunk files no other payload shares.
+   * Resolves with the bytes of the chunk files removed. `RangeError` for an unknown
+   * payload. The caller checks that no download of it runs.
+   */
+  async remove(payloadId: string): Promise<number> {
+    this.#assertOpen("remove");
+    const e = this.#entry(payloadId, "remove");
+    this.#payloads.delete(payloadId);
+    await Deno.remove(`${this.dir}/manifests/${payloadId}.json`).catch((err) => {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    });
+    let freed = 0;
+    for (const hash of new Set(e.manifest.chunks)) {
+      const refs = (this.#refs.get(hash) ?? []).filter((r) => r.entry !== e);
+      if (refs.length > 0) {
+        this.#refs.set(hash, refs);
+        continue;
+      }
+      this.#refs.delete(hash);
+      freed += this.#files.size(hash) ?? 0;
+      await this.#files.remove(hash);
+    }
+    return freed;
   }
 
   /**
@@ -417,26 +463,18 @@ export class ChunkStore {
   async #addVerified(
     payloadId: string,
     m: Manifest,
-    name: string | undefined,
+    meta: { name?: string; pinned?: boolean },
     addedAt: number,
     persist: boolean,
   ): Promise<boolean> {
+    const { name } = meta;
+    const pinned = meta.pinned ?? false;
     const manifest: Manifest = Object.freeze({
       size: m.size,
       chunkSize: m.chunkSize,
       chunks: Object.freeze([...m.chunks]) as string[],
     });
-    if (persist) {
-      const json = JSON.stringify({
-        ...manifest,
-        ...(name === undefined ? {} : { name }),
-        addedAt,
-      });
-      await this.#files.writeAtomic(
-        `${this.dir}/manifests/${payloadId}.json`,
-        new TextEncoder().encode(json),
-      );
-    }
+    if (persist) await this.#writeManifest(payloadId, manifest, { name, addedAt, pinned });
     await this.#files.stat(manifest.chunks);
     const entry: Entry = {
       payloadId,
@@ -444,6 +482,7 @@ export class ChunkStore {
       bits: new Uint8Array(bitfieldLength(manifest.chunks.length)),
       held: 0,
       addedAt,
+      pinned,
       seq: ++this.#seq,
       ...(name === undefined ? {} : { name }),
     };
@@ -458,10 +497,36 @@ export class ChunkStore {
     return true;
   }
 
+  /** Writes a manifest file atomically, with its name, time and pin. */
+  async #writeManifest(
+    payloadId: string,
+    manifest: Manifest,
+    meta: { name?: string; addedAt: number; pinned: boolean },
+  ): Promise<void> {
+    const json = JSON.stringify({
+      size: manifest.size,
+      chunkSize: manifest.chunkSize,
+      chunks: manifest.chunks,
+      ...(meta.name === undefined ? {} : { name: meta.name }),
+      addedAt: meta.addedAt,
+      ...(meta.pinned ? { pinned: true } : {}),
+    });
+    await this.#files.writeAtomic(
+      `${this.dir}/manifests/${payloadId}.json`,
+      new TextEncoder().encode(json),
+    );
+  }
+
   async #load(): Promise<void> {
     await Deno.mkdir(`${this.dir}/manifests`, { recursive: true });
     await this.#files.prepare();
-    const found: { payloadId: string; manifest: Manifest; name?: string; addedAt: number }[] = [];
+    const found: {
+      payloadId: string;
+      manifest: Manifest;
+      name?: string;
+      addedAt: number;
+      pinned: boolean;
+    }[] = [];
     for await (const f of Deno.readDir(`${this.dir}/manifests`)) {
       const path = `${this.dir}/manifests/${f.name}`;
       const payloadId = f.name.endsWith(".json") ? f.name.slice(0, -5) : "";
@@ -478,7 +543,7 @@ export class ChunkStore {
     }
     found.sort((a, b) => a.addedAt - b.addedAt);
     for (const p of found) {
-      await this.#addVerified(p.payloadId, p.manifest, p.name, p.addedAt, false);
+      await this.#addVerified(p.payloadId, p.manifest, p, p.addedAt, false);
     }
   }
 }
@@ -494,6 +559,7 @@ function describe(e: Entry): StoredPayload {
     complete: e.held === n,
     ...(e.name === undefined ? {} : { name: e.name }),
     addedAt: e.addedAt,
+    pinned: e.pinned,
   };
 }
 
@@ -501,11 +567,17 @@ function describe(e: Entry): StoredPayload {
 async function readManifestFile(
   path: string,
   payloadId: string,
-): Promise<{ manifest: Manifest; name?: string; addedAt: number }> {
+): Promise<{ manifest: Manifest; name?: string; addedAt: number; pinned: boolean }> {
   const raw = JSON.parse(await Deno.readTextFile(path));
   const manifest: Manifest = { size: raw?.size, chunkSize: raw?.chunkSize, chunks: raw?.chunks };
   assertManifestShape(payloadId, manifest);
   await verifyManifest(payloadId, manifest);
   const addedAt = Number.isFinite(raw.addedAt) ? raw.addedAt : 0;
-  return { manifest, addedAt, ...(typeof raw.name === "string" ? { name: raw.name } : {}) };
+  const pinned = raw.pinned === true;
+  return {
+    manifest,
+    addedAt,
+    pinned,
+    ...(typeof raw.name === "string" ? { name: raw.name } : {}),
+  };
 }

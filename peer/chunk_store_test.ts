@@ -97,6 +97,7 @@ Deno.test("importStream() gives the payloadId of an independently computed manif
       complete: true,
       name: "a.bin",
       addedAt: store.payload(payloadId)!.addedAt,
+      pinned: false,
     });
     assert.deepEqual(store.missing(payloadId), []);
     assert.deepEqual(await collect(store.exportStream(payloadId)), bytes);

@@ -24,6 +24,7 @@ import { typeMatches } from "../proto/activity.ts";
 import {
   type ActivityPage,
   ActivityRecord,
+  type CancelAnswer,
   ContentQuery,
   DiscoverRequest,
   type DiscoveryReport,
@@ -34,13 +35,15 @@ import {
   LoginRequest,
   LogQuery,
   type NetworkPayloadsAnswer,
-  PayloadIdParam,
+  type PayloadInfo,
+  PayloadRef,
   type PayloadsAnswer,
   type PeersAnswer,
   type PutEvent,
   type PutProgress,
   PutQuery,
   type PutResult,
+  RemoveQuery,
   type StatusAnswer,
   type StoredPayload,
   type WhereAnswer,
@@ -64,7 +67,15 @@ import {
   readBody,
   validate,
 } from "../lib/http_api.ts";
-import { activityEvents, download, ndjson, untilAborted } from "./control_stream.ts";
+import {
+  activityEvents,
+  download,
+  DownloadWatchers,
+  ndjson,
+  untilAborted,
+} from "./control_stream.ts";
+import { resolvePayload, resolvePeer } from "./control_ids.ts";
+import { payloadInfo, removePayload } from "./control_payloads.ts";
 import { ControlAuth, TOKEN_COOKIE } from "./control_token.ts";
 import { originProblem, requestOrigin } from "./origin_guard.ts";
 
@@ -85,6 +96,14 @@ export interface ControlNode {
     getManifest(payloadId: string): { chunks: string[] } | undefined;
     onChunk(listener: (payloadId: string, index: number) => void): () => void;
     exportStream(payloadId: string): ReadableStream<Uint8Array>;
+    /** Marks a payload as the owner's (put or got here). */
+    pin(payloadId: string): Promise<void>;
+    /** Removes a payload's manifest and unshared chunk files; resolves with the bytes freed. */
+    remove(payloadId: string): Promise<number>;
+    /** Bytes of the chunk files held. */
+    readonly usedBytes: number;
+    /** Most bytes the store may hold. */
+    capacity(): number;
   };
   readonly log: {
     query(q: { since?: number; limit?: number; type?: string }): ActivityPage;
@@ -98,7 +117,14 @@ export interface ControlNode {
     name?: string,
     onProgress?: (e: PutProgress) => void,
   ): Promise<PutResult>;
-  get(payloadId: string, onProgress?: (p: DownloadProgress) => void): Promise<DownloadResult>;
+  /**
+   * Downloads a payload; a listener with a `signal` stops watching when it aborts, which
+   * cancels the download when nobody else waits for it (`peer/downloads.ts`).
+   */
+  get(
+    payloadId: string,
+    onProgress?: ((p: DownloadProgress) => void) & { signal?: AbortSignal },
+  ): Promise<DownloadResult>;
   where(payloadId: string): Promise<WhereAnswer>;
   /** Another peer's records; checked here, as anything another peer sends. */
   remoteLog(peerId: string, since?: number, limit?: number, type?: string): Promise<unknown[]>;
@@ -118,6 +144,7 @@ export interface ControlAppOptions {
 export function createControlApp(node: ControlNode, opts: ControlAppOptions): Hono {
   const app = new Hono();
   const { auth } = opts;
+  const watchers = new DownloadWatchers();
   const refuse = (c: Context, err: P2pError) => {
     node.log.record("control.refused", {
       status: err.status,
@@ -198,7 +225,10 @@ export function createControlApp(node: ControlNode, opts: ControlAppOptions): Ho
     return c.body(null, 204);
   });
 
-  app.get("/_p2p/status", (c) => c.json(node.status() satisfies StatusAnswer));
+  app.get("/_p2p/status", (c) => {
+    const store = { usedBytes: node.store.usedBytes, capacityBytes: node.store.capacity() };
+    return c.json({ ...node.status(), store } satisfies StatusAnswer);
+  });
 
   app.get("/_p2p/peers", (c) => {
     const answer: PeersAnswer = {
@@ -257,20 +287,37 @@ export function createControlApp(node: ControlNode, opts: ControlAppOptions): Ho
     if (!body) throw new InvalidInputError("empty_payload", "Payload is empty");
     return ndjson<PutEvent>(c, async (send) => {
       const res = await node.put(body, name, send);
+      await node.store.pin(res.payloadId);
       send({ type: "done", ...res });
     });
   });
 
-  app.post("/_p2p/downloads/:id", (c) => download(c, node, payloadId(c)));
+  app.get("/_p2p/payloads/:id", async (c) => {
+    return c.json(await payloadInfo(node, payloadRef(c)) satisfies PayloadInfo);
+  });
 
-  app.get("/_p2p/payloads/:id/content", (c) => {
-    const id = payloadId(c);
+  app.delete("/_p2p/payloads/:id", async (c) => {
+    const { force } = query(c, RemoveQuery);
+    return c.json(await removePayload(node, payloadRef(c), force === "1" || force === "true"));
+  });
+
+  app.post("/_p2p/downloads/:id", async (c) => {
+    return download(c, node, await resolvePayload(node, payloadRef(c)), watchers);
+  });
+
+  app.delete("/_p2p/downloads/:id", async (c) => {
+    const payloadId = await resolvePayload(node, payloadRef(c));
+    return c.json({ payloadId, cancelled: watchers.cancel(payloadId) } satisfies CancelAnswer);
+  });
+
+  app.get("/_p2p/payloads/:id/content", async (c) => {
+    const id = await resolvePayload(node, payloadRef(c), false);
     const p = node.store.payload(id);
     if (!p) throw new NotFoundError("unknown_payload", `No payload '${id}' here; get it first`);
     if (!p.complete) {
       throw new P2pError(
         "incomplete",
-        `Payload '${id}' is incomplete here (${p.held}/${p.chunks} chunks)`,
+        `The payload is incomplete here (${p.held} of ${p.chunks} chunks); get it first`,
         { status: 409 },
       );
     }
@@ -288,15 +335,17 @@ export function createControlApp(node: ControlNode, opts: ControlAppOptions): Ho
 
   app.get("/_p2p/payloads/:id/where", async (c) => {
     // An unknown payload is the node's NotFoundError (404); the rest as errorHandler maps it.
-    return c.json(await node.where(payloadId(c)) satisfies WhereAnswer);
+    const payloadId = await resolvePayload(node, payloadRef(c));
+    return c.json({ payloadId, ...await node.where(payloadId) } satisfies WhereAnswer);
   });
 
   app.get("/_p2p/log", async (c) => {
     const q = query(c, LogQuery);
-    if (q.peer) {
+    const peer = q.peer === undefined ? undefined : resolvePeer(node, q.peer);
+    if (peer !== undefined && peer !== node.status().peerId) {
       let raw: unknown[];
       try {
-        raw = await node.remoteLog(q.peer, q.since, q.limit, q.type);
+        raw = await node.remoteLog(peer, q.since, q.limit, q.type);
       } catch (err) {
         throw remoteLogError(err);
       }
@@ -341,9 +390,9 @@ function setTokenCookie(c: Context, token: string, maxAge = COOKIE_MAX_AGE_S): v
   );
 }
 
-/** The `:id` of a payload route. */
-function payloadId(c: Context): string {
-  return param(c, "id", PayloadIdParam, "Payload id");
+/** The `:id` of a payload route: an id, a prefix of one, or a name (`control_ids.ts`). */
+function payloadRef(c: Context): string {
+  return param(c, "id", PayloadRef, "Payload");
 }
 
 /**

@@ -23,6 +23,7 @@ import type { z } from "zod";
 import {
   ActivityPage,
   ActivityRecord,
+  CancelAnswer,
   type ChunkEvent,
   DiscoveryReport,
   type DownloadDoneEvent,
@@ -31,12 +32,14 @@ import {
   LoginLinkAnswer,
   type LogQuery,
   NetworkPayloadsAnswer,
+  PayloadInfo,
   PayloadsAnswer,
   PeersAnswer,
   type ProgressEvent,
   type PutDoneEvent,
   PutEvent,
   type PutProgress,
+  RemoveAnswer,
   StatusAnswer,
   WhereAnswer,
 } from "../proto/control.ts";
@@ -161,6 +164,26 @@ export class ControlClient {
   /** `GET /_p2p/payloads`: the payloads in the peer's store. */
   payloads(opts?: CallOptions): Promise<PayloadsAnswer> {
     return this.#json("/_p2p/payloads", PayloadsAnswer, opts);
+  }
+
+  /** `GET /_p2p/payloads/:ref`: the payload an id, a prefix of one or a name names. */
+  payload(ref: string, opts?: CallOptions): Promise<PayloadInfo> {
+    return this.#json(`/_p2p/payloads/${encodeURIComponent(ref)}`, PayloadInfo, opts);
+  }
+
+  /** `DELETE /_p2p/payloads/:ref`: removes the local copy (`force`: even a last copy). */
+  remove(ref: string, force = false, opts?: CallOptions): Promise<RemoveAnswer> {
+    const q = force ? "?force=1" : "";
+    return this.#json(`/_p2p/payloads/${encodeURIComponent(ref)}${q}`, RemoveAnswer, opts, {
+      method: "DELETE",
+    });
+  }
+
+  /** `DELETE /_p2p/downloads/:ref`: cancels the peer's download of a payload. */
+  cancelDownload(ref: string, opts?: CallOptions): Promise<CancelAnswer> {
+    return this.#json(`/_p2p/downloads/${encodeURIComponent(ref)}`, CancelAnswer, opts, {
+      method: "DELETE",
+    });
   }
 
   /** `GET /_p2p/network/payloads`: the payloads the peer knows on the network. */

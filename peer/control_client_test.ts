@@ -46,10 +46,10 @@ Deno.test("ControlClient turns error answers into ControlError with the answer's
   const app = createControlApp(node, { auth: ownerAuth() });
   await using server = serve((req) => app.fetch(req));
   const client = new ControlClient(server.url, { token: OWNER_TOKEN });
-  await assert.rejects(client.where("xyz"), (err) => {
+  await assert.rejects(client.where("abc"), (err) => {
     assert.ok(err instanceof ControlError && err instanceof P2pError);
     assert.deepEqual([err.code, err.status, err.httpStatus], ["invalid_id", 400, 400]);
-    assert.match(err.message, /Payload id 'xyz'/);
+    assert.match(err.message, /'abc' is too short/);
     return true;
   });
   await assert.rejects(client.content(PARTIAL), (err) => {

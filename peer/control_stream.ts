@@ -13,6 +13,7 @@ import { z } from "zod";
 import { type ActivityRecord, typeMatches } from "../proto/activity.ts";
 import {
   type DownloadEvent,
+  type DownloadProgress,
   type ErrorEvent,
   EventsQuery,
   LastEventId,
@@ -22,6 +23,7 @@ import {
 import { P2pError } from "../proto/errors.ts";
 import { query } from "../lib/http_api.ts";
 import type { ControlNode } from "./control.ts";
+import { CancelledError } from "./downloads.ts";
 
 /** Records a new `/_p2p/events` client gets first, and most after a `Last-Event-ID`. */
 const EVENTS_BACKLOG = 50;
@@ -39,12 +41,54 @@ const DownloadChunkRecord = z.looseObject({
 });
 
 /**
+ * The open download answers of each payload, so that `DELETE /_p2p/downloads/:id`
+ * can close them, which cancels the download when nobody else waits for it.
+ */
+export class DownloadWatchers {
+  readonly #open = new Map<string, Set<AbortController>>();
+
+  /** A watch of `payloadId` that `cancel()` aborts; `close()` when the answer ends. */
+  watch(payloadId: string): { signal: AbortSignal; close(): void } {
+    const ctrl = new AbortController();
+    let set = this.#open.get(payloadId);
+    if (!set) this.#open.set(payloadId, set = new Set());
+    set.add(ctrl);
+    return {
+      signal: ctrl.signal,
+      close: () => {
+        set.delete(ctrl);
+        if (set.size === 0 && this.#open.get(payloadId) === set) this.#open.delete(payloadId);
+      },
+    };
+  }
+
+  /** Aborts every watch of `payloadId`; returns how many there were. */
+  cancel(payloadId: string): number {
+    const set = this.#open.get(payloadId);
+    this.#open.delete(payloadId);
+    for (const ctrl of set ?? []) {
+      ctrl.abort(new CancelledError(`The download was cancelled by its owner`));
+    }
+    return set?.size ?? 0;
+  }
+}
+
+/**
  * `POST /_p2p/downloads/:id`: runs (or joins) the download, streaming `progress`
  * (every 100 ms at most, and at the end), one `chunk` event per position that becomes
- * held with the source of its bytes, then `done`.
+ * held with the source of its bytes, then `done`; the payload is then pinned (the
+ * owner's). The answer watches the download: when its client goes away or
+ * `watchers.cancel()` closes it, the download is cancelled unless someone else waits.
  */
-export function download(c: Context, node: ControlNode, id: string): Response {
-  return ndjson<DownloadEvent>(c, async (send, signal) => {
+export function download(
+  c: Context,
+  node: ControlNode,
+  id: string,
+  watchers: DownloadWatchers,
+): Response {
+  return ndjson<DownloadEvent>(c, async (send, closed) => {
+    const watch = watchers.watch(id);
+    const signal = AbortSignal.any([closed, watch.signal]);
     let last = 0;
     // Every position that becomes held, with the source of its bytes: a chunk
     // received fills each position of the payload that has the same hash.
@@ -72,18 +116,21 @@ export function download(c: Context, node: ControlNode, id: string): Response {
       offLog();
     };
     signal.addEventListener("abort", stop);
+    const onProgress = (p: DownloadProgress) => {
+      const now = performance.now();
+      if (now - last >= PROGRESS_EVERY_MS || p.done === p.chunks) {
+        last = now;
+        send({ type: "progress", ...p });
+      }
+    };
     try {
-      const res = await node.get(id, (p) => {
-        const now = performance.now();
-        if (now - last >= PROGRESS_EVERY_MS || p.done === p.chunks) {
-          last = now;
-          send({ type: "progress", ...p });
-        }
-      });
+      const res = await node.get(id, Object.assign(onProgress, { signal }));
+      await node.store.pin(id);
       // Positions filled by chunks this peer already held for other payloads.
       flush(undefined, "local");
       send({ type: "done", ...res });
     } finally {
+      watch.close();
       stop();
     }
   });

@@ -105,9 +105,10 @@ Deno.test("createControlApp() answers bad input with 400, 404, 409 and 413 error
   const app = ownerApp(node);
   const post = (body: string): RequestInit => ({ method: "POST", body });
   const cases: [string, RequestInit | undefined, number, string, RegExp][] = [
-    ["/_p2p/payloads/xyz/content", undefined, 400, "invalid_id", /Payload id 'xyz'/],
+    ["/_p2p/payloads/abc/content", undefined, 400, "invalid_id", /'abc' is too short/],
+    ["/_p2p/payloads/xyz/content", undefined, 404, "unknown_payload", /No payload 'xyz'/],
     [`/_p2p/payloads/${"0".repeat(64)}/content`, undefined, 404, "unknown_payload", /get it/],
-    [`/_p2p/payloads/${PARTIAL}/content`, undefined, 409, "incomplete", /1\/3 chunks/],
+    [`/_p2p/payloads/${PARTIAL}/content`, undefined, 409, "incomplete", /1 of 3 chunks/],
     ["/_p2p/discover", post("{"), 400, "invalid_json", /not JSON/],
     ["/_p2p/discover", post('{"range": 5}'), 400, "invalid_body", /range/],
     ["/_p2p/discover", post('{"range": "lan"}'), 400, "invalid_range", /Invalid range 'lan'/],
@@ -116,7 +117,7 @@ Deno.test("createControlApp() answers bad input with 400, 404, 409 and 413 error
     [`/_p2p/payloads?name=${"n".repeat(256)}`, post("x"), 400, "invalid_query", /255/],
     ["/_p2p/payloads", { method: "POST" }, 400, "empty_payload", /empty/],
     ["/_p2p/log?limit=0", undefined, 400, "invalid_query", /limit/],
-    ["/_p2p/log?peer=xyz", undefined, 400, "invalid_query", /peer/],
+    ["/_p2p/log?peer=xyz", undefined, 404, "unknown_peer", /No peer 'xyz'/],
     ["/_p2p/nothing", undefined, 404, "not_found", /GET \/_p2p\/nothing/],
   ];
   for (const [path, init, status, code, message] of cases) {

@@ -11,9 +11,12 @@
  * | `GET /_p2p/peers`                       | `PeersAnswer`                           |
  * | `POST /_p2p/discover` (`DiscoverRequest`) | `DiscoveryReport`                     |
  * | `GET /_p2p/payloads`                    | `PayloadsAnswer`                        |
+ * | `GET /_p2p/payloads/:ref`               | `PayloadInfo` (held here or not)        |
+ * | `DELETE /_p2p/payloads/:ref` (`RemoveQuery`) | `RemoveAnswer`                     |
  * | `GET /_p2p/network/payloads`            | `NetworkPayloadsAnswer`                 |
  * | `POST /_p2p/payloads?name=` (`PutQuery`) | NDJSON of `PutEvent`                   |
- * | `POST /_p2p/downloads/:id`              | NDJSON of `DownloadEvent`               |
+ * | `POST /_p2p/downloads/:ref`             | NDJSON of `DownloadEvent`               |
+ * | `DELETE /_p2p/downloads/:ref`           | `CancelAnswer`                          |
  * | `GET /_p2p/payloads/:id/content`        | the bytes (`ContentQuery`)              |
  * | `GET /_p2p/payloads/:id/where`          | `WhereAnswer`                           |
  * | `GET /_p2p/log` (`LogQuery`)            | `ActivityPage`, or NDJSON of `ActivityRecord` with `follow=1` |
@@ -22,6 +25,13 @@
  * | `POST /_p2p/login` (`LoginRequest`)     | 204, with the `p2p_token` cookie        |
  * | `POST /_p2p/logout`                     | 204, the cookie cleared                 |
  * | `POST /_p2p/login-links`                | `LoginLinkAnswer` (a new one-time link) |
+ *
+ * Wherever a route takes a payload or a peer (`:ref`, `peer=`), it takes its whole id,
+ * a unique prefix of at least 6 hex digits, or its unique name (`peer/control_ids.ts`);
+ * several matches are 409 `ambiguous_id`, none 404 `unknown_payload`/`unknown_peer`.
+ * Closing a download's answer before it ends, or `DELETE /_p2p/downloads/:ref`,
+ * cancels the download when no one else waits for it (its chunks stay: a new one
+ * resumes). Ids are printed in their short form, `shortId()`: 12 hex digits.
  *
  * Every route needs the owner's token (`Authorization: Bearer <token>` or the
  * `p2p_token` cookie; see `peer/control_token.ts`), but the two login routes, which
@@ -50,6 +60,14 @@ export { ActivityPage, ActivityRecord, DiscoverRequest, DiscoveryReport };
 
 /** The path prefix of every control route. */
 export const CONTROL_PREFIX = "/_p2p";
+
+/** Hex digits of an id's short form, as tables and messages print it. */
+export const SHORT_ID = 12;
+
+/** The short form of an id (its first 12 hex digits), as tables and messages print it. */
+export function shortId(id: string): string {
+  return id.slice(0, SHORT_ID);
+}
 
 // ---- login ----
 
@@ -115,6 +133,16 @@ export const MemoryStats = z.object({
 /** Memory of the peer's process. */
 export type MemoryStats = z.infer<typeof MemoryStats>;
 
+/** The chunk store's disk use, in bytes. */
+export const StoreUsage = z.object({
+  /** Bytes of the chunk files held (a chunk shared by payloads counts once). */
+  usedBytes: Count,
+  /** Most bytes the store may hold (`--max-store`, or what keeps 10 % of the disk free). */
+  capacityBytes: Count,
+});
+/** The chunk store's disk use. */
+export type StoreUsage = z.infer<typeof StoreUsage>;
+
 /** `GET /_p2p/status`: a summary of the peer, what `p2p status` prints. */
 export const StatusAnswer = z.object({
   peerId: PeerId,
@@ -138,6 +166,8 @@ export const StatusAnswer = z.object({
   /** Absent until the main HTTP server runs. */
   http: HttpStats.optional(),
   memory: MemoryStats,
+  /** The chunk store's disk use (absent from peers of older versions). */
+  store: StoreUsage.optional(),
 });
 /** `GET /_p2p/status`. */
 export type StatusAnswer = z.infer<typeof StatusAnswer>;
@@ -191,6 +221,8 @@ export const StoredPayload = z.object({
   name: z.string().max(255).optional(),
   /** When the manifest was added, ms since the epoch. */
   addedAt: EpochMs,
+  /** Put or got by the owner here; false for a replica held for other peers. */
+  pinned: z.boolean().optional(),
 });
 /** A payload in a peer's store. */
 export type StoredPayload = z.infer<typeof StoredPayload>;
@@ -214,6 +246,47 @@ export const PayloadHolder = z.object({
 });
 /** A peer holding some chunks of a payload. */
 export type PayloadHolder = z.infer<typeof PayloadHolder>;
+
+/**
+ * `GET /_p2p/payloads/:ref`: the payload a reference names, held here (`here`, with
+ * what is held) or known on the network.
+ */
+export const PayloadInfo = z.object({
+  payloadId: PayloadId,
+  name: z.string().max(255).optional(),
+  /** Absent when only its id is known (not here, not in the network catalogue). */
+  size: Count.optional(),
+  chunks: Count.optional(),
+  /** Whether this peer's store has its manifest. */
+  here: z.boolean(),
+  held: Count,
+  complete: z.boolean(),
+  pinned: z.boolean(),
+});
+/** `GET /_p2p/payloads/:ref`. */
+export type PayloadInfo = z.infer<typeof PayloadInfo>;
+
+/** `DELETE /_p2p/payloads/:ref` query: `force=1` removes even a last known copy. */
+export const RemoveQuery = z.object({ force: z.enum(["0", "1", "true", "false"]).optional() });
+/** `DELETE /_p2p/payloads/:ref` query. */
+export type RemoveQuery = z.infer<typeof RemoveQuery>;
+
+/** `DELETE /_p2p/payloads/:ref`: what was removed from this peer's store. */
+export const RemoveAnswer = z.object({
+  payloadId: PayloadId,
+  name: z.string().max(255).optional(),
+  /** Bytes of chunk files removed (chunks shared with other payloads stay). */
+  freedBytes: Count,
+  /** Chunks of which this peer held the last known copy (removed with `force`). */
+  lastCopies: Count,
+});
+/** `DELETE /_p2p/payloads/:ref`. */
+export type RemoveAnswer = z.infer<typeof RemoveAnswer>;
+
+/** `DELETE /_p2p/downloads/:ref`: the download's open answers that were closed. */
+export const CancelAnswer = z.object({ payloadId: PayloadId, cancelled: Count });
+/** `DELETE /_p2p/downloads/:ref`. */
+export type CancelAnswer = z.infer<typeof CancelAnswer>;
 
 /** A payload somewhere on the network. */
 export const NetworkPayload = z.object({
@@ -257,7 +330,12 @@ export const WhereRow = z.object({
 export type WhereRow = z.infer<typeof WhereRow>;
 
 /** `GET /_p2p/payloads/:id/where`: who holds which chunk positions. */
-export const WhereAnswer = z.object({ chunks: Count, rows: z.array(WhereRow) });
+export const WhereAnswer = z.object({
+  /** The payload the reference named (absent from peers of older versions). */
+  payloadId: PayloadId.optional(),
+  chunks: Count,
+  rows: z.array(WhereRow),
+});
 /** `GET /_p2p/payloads/:id/where`. */
 export type WhereAnswer = z.infer<typeof WhereAnswer>;
 
@@ -413,7 +491,10 @@ export const SSE_PING_MS = 15_000;
 
 // ---- requests ----
 
-/** The `:id` of payload routes. */
+/** The `:id` of payload routes: a payload's id, a prefix of it or its name (a reference). */
+export const PayloadRef = z.string().trim().min(1, "is empty").max(255, "is too long");
+
+/** The `:id` of payload routes, when the whole id is needed. */
 export const PayloadIdParam = PayloadId;
 
 /** `POST /_p2p/payloads` query: the payload's name, if any. The body is the bytes. */
@@ -449,7 +530,8 @@ export const LogQuery = z.object({
   since: z.coerce.number().int().nonnegative().optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   type: z.string().min(1).max(64).optional(),
-  peer: PeerId.optional(),
+  /** Another peer: its id, a prefix of it or its name. */
+  peer: z.string().trim().min(1).max(255).optional(),
   follow: z.enum(["0", "1", "true", "false"]).optional(),
 });
 /** `GET /_p2p/log` query. */
