@@ -229,6 +229,10 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     .option("--tls-cert <path>", "PEM certificate (chain): the HTTP server serves HTTPS")
     .option("--tls-key <path>", "PEM private key of --tls-cert")
     .addOption(
+      new Option("--rate-limit <n>", "HTTP requests a second per client address (0: no limit)")
+        .default(200).argParser(parseCount(0, 1_000_000)),
+    )
+    .addOption(
       new Option(
         "--max-store <bytes>",
         "most bytes the chunk store holds (e.g. 20GiB; default: keep 10% of the disk free)",
@@ -478,6 +482,7 @@ interface PeerCliOptions {
   tlsKey?: string;
   maxStore?: number;
   insecurePlaintext?: boolean;
+  rateLimit: number;
 }
 
 async function runPeer(opts: PeerCliOptions): Promise<void> {
@@ -508,6 +513,7 @@ async function runPeer(opts: PeerCliOptions): Promise<void> {
       tls,
       maxStore: opts.maxStore,
       plaintextLoopback: opts.insecurePlaintext,
+      rateLimit: opts.rateLimit,
     });
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) {
