@@ -5,9 +5,14 @@
  * the newest records are also kept in memory to answer `p2p log`, LOG? requests
  * from other peers, and followers.
  *
+ * Refusals go through `refused()`, which folds a flood: per type, address and code,
+ * the first few of a minute are records of their own and the rest one record with
+ * their `count` when the minute ends (`lib/repeat_fold.ts`).
+ *
  * @module
  */
 import { type ActivityPage, ActivityRecord, typeMatches } from "../proto/activity.ts";
+import { OVERFLOW_KEY, RepeatFold, type RepeatFoldOptions } from "../lib/repeat_fold.ts";
 import { rotatedPath, RotatingFile } from "../lib/rotating_file.ts";
 
 /** Options of `PeerLog.open()`. */
@@ -20,7 +25,12 @@ export interface PeerLogOptions {
   memory?: number;
   /** Also print each record to stderr as one line. */
   echo?: boolean;
+  /** How `refused()` folds repeats (a minute; 5 records of a key, then a count). */
+  fold?: RepeatFoldOptions;
 }
+
+/** The type of the record that counts refusals from more addresses than are followed. */
+export const FOLDED_OVERFLOW_TYPE = "refused.overflow";
 
 /** The activity log of one peer. */
 export class PeerLog {
@@ -32,6 +42,7 @@ export class PeerLog {
   readonly #ring: ActivityRecord[];
   readonly #followers = new Set<(rec: ActivityRecord) => void>();
   readonly #encoder = new TextEncoder();
+  readonly #fold: RepeatFold;
 
   private constructor(
     path: string,
@@ -45,6 +56,12 @@ export class PeerLog {
     this.#lastId = ring.at(-1)?.id ?? 0;
     this.#memory = opts.memory ?? 10_000;
     this.#echo = opts.echo ?? false;
+    this.#fold = new RepeatFold((s) => {
+      const span = { count: s.count, first: iso(s.first), last: iso(s.last), folded: true };
+      if (s.key === OVERFLOW_KEY) return void this.record(FOLDED_OVERFLOW_TYPE, span);
+      const [type, from, code, status] = JSON.parse(s.key);
+      this.record(type, { from, code, ...(status === "" ? {} : { status }), ...span });
+    }, opts.fold);
   }
 
   /** Opens (or creates) the log at `path`, reloading its newest records into memory. */
@@ -101,6 +118,22 @@ export class PeerLog {
   }
 
   /**
+   * Records a refusal (`type`, with `from`, `code` and `status` in `fields`), unless
+   * that address had that refusal five times already this minute: then it is counted,
+   * and when the minute ends one record of the same type says how many there were
+   * (`count`, `first`, `last`, `folded: true`). Returns the record, if one was made.
+   */
+  refused(type: string, fields: Record<string, unknown> = {}): ActivityRecord | undefined {
+    const key = JSON.stringify([
+      type,
+      String(fields.from ?? ""),
+      String(fields.code ?? ""),
+      fields.status ?? "",
+    ]);
+    return this.#fold.note(key).pass ? this.record(type, fields) : undefined;
+  }
+
+  /**
    * Records with `id > since`, oldest first, at most `limit`, of a type (dotted
    * prefix). Without `since`, the newest `limit` records (the tail).
    */
@@ -135,10 +168,16 @@ export class PeerLog {
 
   /** Closes the file; later records stay in memory only. Idempotent. */
   close(): void {
+    // What was counted is written before the file closes.
+    this.#fold.close();
     this.#file?.close();
     this.#file = undefined;
     this.#followers.clear();
   }
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
 }
 
 /** The records of the newest rotated file, so ids keep increasing after a rotation. */

@@ -57,3 +57,37 @@ Deno.test("PeerLog.follow() sees new records until unsubscribed", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("PeerLog.refused() folds a flood of one refusal from one address into a count, written at close at the latest", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "p2p-log-" });
+  try {
+    const path = `${dir}/activity.jsonl`;
+    const log = await PeerLog.open(path);
+    const refusal = { status: 401, code: "unauthorized", method: "GET", path: "/_p2p/status" };
+    let made = 0;
+    for (let i = 0; i < 1000; i++) {
+      if (log.refused("control.refused", { ...refusal, from: "127.0.0.9" })) made++;
+    }
+    assert.ok(log.refused("control.refused", { ...refusal, from: "127.0.0.8" }), "another address");
+    assert.ok(log.refused("control.refused", { ...refusal, from: "127.0.0.9", code: "x" }));
+    assert.equal(made, 5, "the first five of the minute are records of their own");
+    log.close();
+    const records = (await Deno.readTextFile(path)).trim().split("\n").map((l) => JSON.parse(l));
+    assert.equal(records.length, 8);
+    const summary = records.find((r) => r.folded);
+    assert.deepEqual({ ...summary, id: 0, ts: "", first: "", last: "" }, {
+      id: 0,
+      ts: "",
+      type: "control.refused",
+      from: "127.0.0.9",
+      code: "unauthorized",
+      status: 401,
+      count: 995,
+      first: "",
+      last: "",
+      folded: true,
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -9,6 +9,9 @@
 import type { PeerData } from "./data_dir.ts";
 import type { HttpStats } from "../proto/control.ts";
 
+/** Requests a second per client address on the main HTTP server, by default. */
+export const DEFAULT_RATE_LIMIT = 200;
+
 /** What a node is built from besides its options: its open data and its bound ports. */
 export interface PeerWiring {
   /** The opened data directory; the node closes it when it stops. */
@@ -67,6 +70,12 @@ export interface PeerOptions {
   networkKey?: Uint8Array;
   /** PEM certificate chain and private key: the main HTTP server serves HTTPS. */
   tls?: { cert: string; key: string };
+  /**
+   * Requests a second per client address on the main HTTP server (default
+   * `DEFAULT_RATE_LIMIT`), in bursts of up to twice that; 0: no limit. Loopback
+   * clients count too.
+   */
+  rateLimit?: number;
   /** Most bytes the chunk store holds (default: keep 10 % of its disk free). */
   maxStore?: number;
   /**

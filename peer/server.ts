@@ -10,10 +10,15 @@
  * login link for the web app (`RunningPeer.loginUrl`). The main server answers only
  * to its own names (`peer/origin_guard.ts`).
  *
+ * The main server takes at most `rateLimit` requests a second from one address
+ * (429 `rate_limited` with `Retry-After`). Its refusals (429, 421) and the control
+ * API's (401, 403) are activity records folded per address and code
+ * (`PeerLog.refused()`), so that a flood cannot fill the log.
+ *
  * @module
  */
 import { createAppServer } from "./app_server.ts";
-import { createControlApp } from "./control.ts";
+import { type ControlNode, createControlApp } from "./control.ts";
 import { ControlAuth, loadControlToken } from "./control_token.ts";
 import { ownHosts } from "./origin_guard.ts";
 import { registerPeer, registryDir } from "../lib/peer_registry.ts";
@@ -21,6 +26,8 @@ import { defaultDataDir } from "../cli/options.ts";
 import { openPeerData } from "./data_dir.ts";
 import { createGateway, viaToken } from "./gateway.ts";
 import { PeerNode, type PeerOptions } from "./node.ts";
+import { DEFAULT_RATE_LIMIT } from "./options.ts";
+import type { PeerLog } from "./activity.ts";
 import { type PingbackServer, startPingback } from "./pingback.ts";
 import { type Relay, startRelay } from "../lib/http_relay/mod.ts";
 import { errorBody } from "../lib/http_api.ts";
@@ -125,14 +132,18 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
         return p && { host: p.host, httpPort: p.ports.http };
       },
       onForward: (f) => log.record("proxy.forward", f),
-      onRefused: (f) => log.record("http.refused", f),
+      onRefused: (f) => log.refused("http.refused", f),
     });
+    const rate = opts.rateLimit ?? DEFAULT_RATE_LIMIT;
     const running = relay = startRelay({
       hostname: opts.host,
       port: opts.httpPort,
       via: viaToken(identity.peerId),
       ...(opts.tls ? { tls: opts.tls } : {}),
       route,
+      requestsPerSecond: rate,
+      requestBurst: rate * 2,
+      onRefused: (r) => log.refused("http.refused", { ...r }),
       onError: (err, req) =>
         log.record("proxy.error", {
           status: err.status,
@@ -164,7 +175,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       ports: { http, pingback: pingback?.addr.port, app },
       httpStats: () => ({ ...running.stats() }),
     });
-    control.resolve(createControlApp(node, { auth }));
+    control.resolve(createControlApp(foldingRefusals(node), { auth }));
     // Under every name it answers to, so `--node` finds it however it names it.
     const urls = new Set([
       mainUrl,
@@ -218,4 +229,27 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
     stop,
     finished: done.promise,
   };
+}
+
+/**
+ * The node as the control API sees it, with its `control.refused` records going
+ * through `PeerLog.refused()`, so that a flood of requests without the token costs
+ * a few records a minute. (For as long as `control.ts` calls `log.record()` for its
+ * refusals: once it calls `log.refused()` itself, this goes.)
+ */
+function foldingRefusals(node: PeerNode): ControlNode {
+  const log: PeerLog = node.log;
+  const folding: ControlNode["log"] = {
+    query: (q) => log.query(q),
+    follow: (listener) => log.follow(listener),
+    record: (type, fields) =>
+      type === "control.refused" ? log.refused(type, fields) : log.record(type, fields),
+  };
+  return new Proxy(node, {
+    get(target, prop) {
+      if (prop === "log") return folding;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
 }

@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import { startPeer } from "./server.ts";
+import { ErrorBody } from "../proto/error_body.ts";
+
+Deno.test("startPeer(): a flood of 1,000 requests without the token costs a bounded number of activity records, and each is counted", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "p2p-flood-" });
+  try {
+    const peer = await startPeer({
+      host: "127.0.0.4",
+      port: 0,
+      httpPort: 0,
+      dataDir: dir,
+      name: "flooded",
+      seeds: [],
+      replicas: 0,
+    });
+    const statuses = new Map<number, number>();
+    let limited: Response | undefined;
+    try {
+      for (let i = 0; i < 1000; i++) {
+        const res = await fetch(`${peer.httpUrl}/_p2p/status`);
+        statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+        if (res.status === 429 && !limited) limited = res;
+        else await res.body?.cancel();
+      }
+      assert.deepEqual([...statuses.keys()].sort(), [401, 429], "unauthorized, then over the rate");
+      assert.ok(limited);
+      assert.ok(Number(limited.headers.get("retry-after")) >= 1);
+      assert.equal(ErrorBody.parse(await limited.json()).error.code, "rate_limited");
+      const refusals = peer.node.log.query({ limit: 1000 }).records.filter((r) =>
+        r.type === "control.refused" || r.type === "http.refused"
+      );
+      assert.ok(refusals.length <= 10, `${refusals.length} records for 1,000 refusals`);
+    } finally {
+      await peer.stop();
+      await peer.finished;
+    }
+    // At the stop the counted refusals are written, so the file accounts for all 1,000.
+    const lines = (await Deno.readTextFile(`${dir}/activity.jsonl`)).trim().split("\n");
+    const records = lines.map((l) => JSON.parse(l)).filter((r) =>
+      r.type === "control.refused" || r.type === "http.refused"
+    );
+    assert.ok(records.length <= 12, `${records.length} records in the file`);
+    const counted = records.reduce((n, r) => n + (r.folded ? r.count : 1), 0);
+    assert.equal(counted, 1000);
+    const byCode = (code: string) =>
+      records.filter((r) => r.code === code).reduce((n, r) => n + (r.folded ? r.count : 1), 0);
+    assert.equal(byCode("unauthorized"), statuses.get(401));
+    assert.equal(byCode("rate_limited"), statuses.get(429));
+    assert.ok(records.every((r) => r.from === "127.0.0.1"), "each names the address");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
