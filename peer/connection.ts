@@ -17,9 +17,10 @@
  * request() / send() / answers ─► encodeFrameParts() ─► one writer, frames in order
  * ```
  *
- * Requests are HAVE_REQ, GET_CHUNK, PUT_CHUNK, MANIFEST_REQ, PEERS_REQ, LOG_REQ
- * and PING; answers are HAVE, CHUNK, PUT_OK, MANIFEST, PEERS, LOG, PONG and
- * ERROR. A bad frame, a second HELLO, a failed proof (the refusing side sends ERROR
+ * Requests are HAVE_REQ, GET_CHUNK, PUT_CHUNK, MANIFEST_REQ, PEERS_REQ, LOG_REQ,
+ * PING and HTTP_OPEN; answers are HAVE, CHUNK, PUT_OK, MANIFEST, PEERS, LOG, PONG and
+ * ERROR. The frames of open HTTP tunnel streams go to `tunnels` (`tunnel_mux.ts`),
+ * outside the request slots. A bad frame, a second HELLO, a failed proof (the refusing side sends ERROR
  * `network_key_mismatch`, `unauthorized`, `unexpected_peer` or `bad_handshake`
  * first), a silent peer (no proven HELLO within the handshake timeout, or no frame
  * either way within the idle timeout) closes the connection; `closeReason` and
@@ -87,6 +88,7 @@ import {
   type HandlerResult,
   type RequestHandler,
 } from "./request_answers.ts";
+import { isStreamFrame, TunnelMux } from "./tunnel_mux.ts";
 
 export {
   ANSWER_OF,
@@ -174,6 +176,8 @@ export class PeerConnection {
   readonly remoteAddr?: Deno.NetAddr;
   /** Resolves once the connection is fully closed; never rejects. */
   readonly closed: Promise<void>;
+  /** The HTTP tunnel streams over this link, both ways. */
+  readonly tunnels: TunnelMux;
 
   readonly #conn: DuplexConn;
   readonly #handler: RequestHandler | undefined;
@@ -221,6 +225,7 @@ export class PeerConnection {
       fail: (err) => this.#fail(err),
     });
     if (conn.remoteAddr?.transport === "tcp") this.remoteAddr = conn.remoteAddr;
+    this.tunnels = new TunnelMux({ send: (m) => this.send(m), odd: opts.link.role === "dialer" });
     this.#writer = conn.writable.getWriter();
     this.closed = this.#readDone.promise;
     // Failures surface through open(); nobody else awaits the handshake promise.
@@ -361,6 +366,7 @@ export class PeerConnection {
     this.#signal?.removeEventListener("abort", this.#onAbort);
     const err = this.#closedError();
     this.#pending.rejectAll(err);
+    this.tunnels.close(err);
     this.#handshake.reject(this.#closeError ?? err);
     this.#slot?.resolve();
     this.#draining?.resolve();
@@ -426,7 +432,7 @@ export class PeerConnection {
             if (remote) this.#linked(remote);
             continue;
           }
-          if (!isAnswerType(msg.type) && msg.type !== "HELLO") {
+          if (!isAnswerType(msg.type) && msg.type !== "HELLO" && !isStreamFrame(msg.type)) {
             // Backpressure: at the cap, stop reading until a handler finishes.
             while (this.#inFlight >= this.#maxInFlight && this.#closeReason === undefined) {
               this.#slot = Promise.withResolvers<void>();
@@ -474,6 +480,8 @@ export class PeerConnection {
     const linkError = afterLinkError(msg);
     if (linkError) {
       this.#fail(linkError);
+    } else if (this.tunnels.receive(msg)) {
+      // A frame of an open tunnel stream.
     } else if (isAnswerType(msg.type)) {
       this.#settle(msg);
     } else if (this.#draining) {
@@ -494,7 +502,7 @@ export class PeerConnection {
   };
 
   #settle(msg: Message): void {
-    if (!this.#pending.settle(msg)) {
+    if (!this.#pending.settle(msg) && !this.tunnels.refused(msg)) {
       this.#onWarning(
         `Ignored '${msg.type}' answer for unknown request '${msg.requestId}' (late or never sent)`,
       );

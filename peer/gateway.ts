@@ -8,8 +8,10 @@
  *   the rest of the path is routed again here: `/_p2p/…` to the control API (so a
  *   page of the app, reached through any peer, calls its own peer with relative
  *   URLs), anything else to the application server; for another id, the whole
- *   request goes to that peer's main server, at the address the peer table knows
- *   now, which does the same. It goes without this origin's credentials (`Cookie`,
+ *   request goes to that peer's main server, which does the same: inside the
+ *   encrypted, authenticated peer link (`tunnel`, see `http_tunnel.ts`) to the
+ *   peer whose address a handshake proved (without `tunnel`, over plain HTTP to
+ *   that address). It goes without this origin's credentials (`Cookie`,
  *   `Authorization` are dropped), and its answer comes back sandboxed
  *   (`Content-Security-Policy: sandbox …` without `allow-same-origin`, and no
  *   `Set-Cookie`): another peer's page runs in an opaque origin, so it can neither
@@ -21,12 +23,19 @@
  * - Anything else: reverse-proxied to the application server (`--app URL`, or the
  *   built-in app on `--app-port`), streaming both ways.
  *
+ * A request that came over a peer link (its client address is `_p2p-{peerId}`, see
+ * `http_tunnel.ts`) reaches only this peer's app, as `/_p2p/peers/{own id}/…`: the
+ * control API and forwarding on to a third peer answer 403 JSON `forbidden_over_link`,
+ * so a linked peer can never act as this peer's owner, whatever headers it sends.
+ * Its `Host` is not checked (it comes from a peer, not a browser of this origin).
+ *
  * @module
  */
 import { httpUrl } from "../lib/net_addr.ts";
 import { headerValue, type RelayRequest, type RelayRoute } from "../lib/http_relay/mod.ts";
 import { PeerId } from "../proto/ids.ts";
 import { hostProblem } from "./origin_guard.ts";
+import { tunnelPeer } from "./http_tunnel.ts";
 
 /** The prefix under which any peer's app is reachable by peerId. */
 export const PEERS_PREFIX = "/_p2p/peers/";
@@ -45,6 +54,12 @@ export interface GatewayOptions {
   control: string;
   /** Base URL of the application server, or undefined when there is none. */
   app?: string;
+  /**
+   * Opens a stream to another peer's main server inside the link to it (see
+   * `openHttpTunnel()`); forwarding then never opens a plain HTTP connection to a
+   * peer. Without it, forwarded requests go over plain HTTP to `locate()`'s address.
+   */
+  tunnel?: (peerId: string) => Promise<Deno.Conn>;
   /** Where another peer's main server is now, or undefined when it is unknown. */
   locate(peerId: string): { host: string; httpPort?: number } | undefined;
   /**
@@ -52,8 +67,10 @@ export interface GatewayOptions {
    * `ownHosts()`); a request naming another is refused.
    */
   hosts: ReadonlySet<string>;
-  /** Called for every request forwarded to another peer. */
-  onForward?: (fields: { peerId: string; upstream: string; method: string; path: string }) => void;
+  /** Called for every request forwarded to another peer (`via`: `link` or `http`). */
+  onForward?: (
+    fields: { peerId: string; upstream: string; via: string; method: string; path: string },
+  ) => void;
   /** Called for every request refused for its `Host`. */
   onRefused?: (
     fields: { status: number; code: string; method: string; path: string; host: string },
@@ -76,8 +93,25 @@ export function createGateway(opts: GatewayOptions): (req: RelayRequest) => Rela
   const noApp = () =>
     jsonError(404, "no_app", "This peer runs no application server (see p2p peer --app)");
 
+  const overLink = (req: RelayRequest): RelayRoute => {
+    const { path } = req;
+    if (path === selfPrefix) {
+      return { answer: { status: 308, headers: { location: `${path}/${req.search}` } } };
+    }
+    if (!path.startsWith(`${selfPrefix}/`) || isControl(path.slice(selfPrefix.length))) {
+      return jsonError(
+        403,
+        "forbidden_over_link",
+        "Over the peer link only this peer's app is served, at /_p2p/peers/{its id}/",
+      );
+    }
+    if (!opts.app) return noApp();
+    return { upstream: opts.app, stripPrefix: selfPrefix };
+  };
+
   return (req) => {
     const { path } = req;
+    if (tunnelPeer(req.remoteAddr) !== undefined) return overLink(req);
     const host = headerValue(req.headers, "host");
     const problem = hostProblem(host, opts.hosts);
     if (problem) {
@@ -119,9 +153,13 @@ export function createGateway(opts: GatewayOptions): (req: RelayRequest) => Rela
         );
       }
       const upstream = httpUrl(where.host, where.httpPort);
-      opts.onForward?.({ peerId: id, upstream, method: req.method, path });
+      const { tunnel } = opts;
+      const via = tunnel ? "link" : "http";
+      opts.onForward?.({ peerId: id, upstream, via, method: req.method, path });
       return {
         upstream,
+        // The Host and base path still come from `upstream`: the peer's own name.
+        ...(tunnel ? { connector: { key: `_p2p-${id}`, connect: () => tunnel(id) } } : {}),
         dropRequestHeaders: ["cookie", "authorization"],
         dropAnswerHeaders: ["set-cookie"],
         answerHeaders: { "content-security-policy": FORWARDED_CSP },

@@ -3,7 +3,9 @@
  * `RequestHandler` (`connection.ts` hands each request to one) and how its outcome
  * becomes the answer. What the handler returns goes back as is; what it throws goes
  * back as ERROR, with the error's code when it is a `P2pError`; a PING nobody
- * answered gets PONG, and a connection without a handler says ERROR `unsupported`.
+ * answered gets PONG, an HTTP_OPEN nobody took gets HTTP_RESET `unsupported` (so
+ * the opener need not wait for its timeout), and a connection without a handler says
+ * ERROR `unsupported`.
  * Sending the answer, with the request's `requestId`, is the connection's part.
  *
  * @example
@@ -60,8 +62,9 @@ export function errorMessage(code: string, message: string): HandlerResult {
 /**
  * The answer to `msg`, a request that came over `conn`: what `handler` returns, or
  * ERROR for what it throws (the code of a `P2pError` with one, else `internal`).
- * When there is nothing to send (undefined), a PING gets PONG, and without a handler
- * any request gets ERROR `unsupported`; else undefined: send nothing. Never rejects.
+ * When there is nothing to send (undefined), a PING gets PONG, an HTTP_OPEN gets
+ * HTTP_RESET `unsupported`, and without a handler any other request gets ERROR
+ * `unsupported`; else undefined: send nothing. Never rejects.
  */
 export async function answerRequest(
   handler: RequestHandler | undefined,
@@ -81,6 +84,12 @@ export async function answerRequest(
   }
   if (out !== undefined) return out;
   if (msg.type === "PING") return { type: "PONG", header: msg.header };
+  if (msg.type === "HTTP_OPEN") {
+    return {
+      type: "HTTP_RESET",
+      header: { code: "unsupported", message: "This peer serves no HTTP over the link" },
+    };
+  }
   if (!handler) {
     return errorMessage("unsupported", `This peer does not serve '${msg.type}' requests`);
   }

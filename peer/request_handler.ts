@@ -3,7 +3,8 @@
  * payload; with an offer, first the decision to hold it), GET_CHUNK (a held chunk,
  * paced by the upload limit), PUT_CHUNK (a pushed chunk of an agreed payload,
  * verified and stored), MANIFEST? , PEERS? (signed records: this peer's own and those
- * of live proven peers), PAYLOADS? (what is held here), LOG? and PING. Each
+ * of live proven peers), PAYLOADS? (what is held here), LOG?, PING and HTTP_OPEN (a
+ * tunnel stream to this peer's main HTTP server, `http_tunnel.ts`). Each
  * answer is logged; a request that cannot be served throws a `P2pError`, which the
  * connection sends back as ERROR with its code, and every refusal is an activity
  * record too.
@@ -30,6 +31,7 @@ import type { ChunkStore } from "./chunk_store.ts";
 import type { PeerLog } from "./activity.ts";
 import type { PeerTable } from "./peer_table.ts";
 import type { RateLimiter } from "./rate_limit.ts";
+import type { HttpTunnels } from "./http_tunnel.ts";
 import {
   errorCode,
   errorMessage,
@@ -84,6 +86,8 @@ export interface RequestHandlerDeps {
   now?: () => number;
   /** Agreements open at once (default `MAX_AGREEMENTS`). */
   maxAgreements?: number;
+  /** Takes the HTTP tunnels other peers open; without it HTTP_OPEN gets `unsupported`. */
+  tunnels?: Pick<HttpTunnels, "accept">;
 }
 
 /** Builds the handler that answers every request another peer sends on a connection. */
@@ -282,6 +286,9 @@ export function createRequestHandler(deps: RequestHandlerDeps): RequestHandler {
       }
       case "PING":
         return { type: "PONG", header: { ts: msg.header.ts } };
+      case "HTTP_OPEN":
+        // Without tunnels, undefined: answered HTTP_RESET `unsupported`.
+        return deps.tunnels?.accept(msg, conn);
       default:
         throw new ProtocolError("unsupported", `Cannot answer '${msg.type}'`);
     }

@@ -164,6 +164,12 @@ const SAMPLES: MessageInit[] = [
   { type: "LINK", requestId: 0, header: { mode: "tls" }, body: Uint8Array.of(0x30, 0x82) },
   { type: "AUTH_NONCE", requestId: 0, header: { nonce: "A".repeat(43) } },
   { type: "AUTH_KEY", requestId: 0, header: { proof: "_".repeat(43) } },
+  { type: "HTTP_OPEN", requestId: 3, header: {} },
+  { type: "HTTP_OPENED", requestId: 3, header: {} },
+  { type: "HTTP_DATA", requestId: 3, header: {}, body: Uint8Array.of(0x47, 0x45, 0x54) },
+  { type: "HTTP_WINDOW", requestId: 3, header: { credit: 65536 } },
+  { type: "HTTP_END", requestId: 3, header: {} },
+  { type: "HTTP_RESET", requestId: 3, header: { code: "closed", message: "bye" } },
 ];
 
 const SAMPLE_STREAM = concatBytes(encodePreamble(), ...SAMPLES.map(encodeFrame));

@@ -56,6 +56,13 @@ export const MessageType = {
   LINK: 32,
   AUTH_NONCE: 33,
   AUTH_KEY: 34,
+  // 48-63: HTTP tunnelled over the link (peer/tunnel_mux.ts), after HELLO.
+  HTTP_OPEN: 48,
+  HTTP_OPENED: 49,
+  HTTP_DATA: 50,
+  HTTP_WINDOW: 51,
+  HTTP_END: 52,
+  HTTP_RESET: 53,
 } as const;
 /** The name of a message type: `"HELLO"`, `"CHUNK"`, … */
 export type MessageTypeName = keyof typeof MessageType;
@@ -267,6 +274,48 @@ export const AuthKeyHeader = z.looseObject({ proof: Bytes32 });
 /** AUTH_KEY header. */
 export type AuthKeyHeader = z.infer<typeof AuthKeyHeader>;
 
+/**
+ * Bytes a side may send on one tunnel stream beyond what the other side has read
+ * (per direction): 256 KiB. Each side starts with this much credit and gets more
+ * with HTTP_WINDOW as the receiver's reader takes the bytes, so a stream whose
+ * reader stalls holds at most this much at the receiver.
+ */
+export const TUNNEL_WINDOW = 256 * 1024;
+/**
+ * Largest HTTP_DATA body: 60 KiB. Small frames interleave with chunk frames on the
+ * link, and stay under the 64 KiB from which the frame decoder reads a frame into
+ * a pooled 1 MiB buffer.
+ */
+export const MAX_TUNNEL_DATA = 60 * 1024;
+/** Tunnel streams one side may have open on one link at once; one more is refused. */
+export const MAX_TUNNELS_PER_LINK = 32;
+
+/**
+ * HTTP_OPEN (48): opens a tunnel stream to the receiver's own main HTTP server; the
+ * `requestId` is the stream's id (odd when the link's dialer opens it, even for the
+ * acceptor, so both sides may open streams), used by every frame of the stream. The
+ * receiver answers HTTP_OPENED, or HTTP_RESET with a code (`too_many_tunnels`,
+ * `bad_stream`, `unsupported`). Only a linked (proven) peer can send it.
+ */
+export const HttpOpenHeader = z.looseObject({});
+/** HTTP_OPEN and HTTP_OPENED header. */
+export type HttpOpenHeader = z.infer<typeof HttpOpenHeader>;
+
+/** HTTP_WINDOW (51): the sender's reader took `credit` more bytes: the other side may send them. */
+export const HttpWindowHeader = z.looseObject({
+  credit: z.number().int().min(1).max(TUNNEL_WINDOW),
+});
+/** HTTP_WINDOW header. */
+export type HttpWindowHeader = z.infer<typeof HttpWindowHeader>;
+
+/**
+ * HTTP_RESET (53): the stream ends both ways (a refused open, a flow-control breach,
+ * a side that closed before reading all): `code` says why (`closed` for a plain close).
+ */
+export const HttpResetHeader = ErrorHeader;
+/** HTTP_RESET header. */
+export type HttpResetHeader = z.infer<typeof HttpResetHeader>;
+
 /** A body: raw bytes, empty when left out. */
 const Body = z.custom<Uint8Array>((v) => v instanceof Uint8Array, "must be a Uint8Array")
   .default(() => new Uint8Array(0));
@@ -296,6 +345,17 @@ const ManifestMessage = message("MANIFEST", ManifestHeader).superRefine((m, ctx)
   }
 });
 
+/** HTTP_DATA (50): 1 to `MAX_TUNNEL_DATA` bytes of the stream; the header is empty. */
+const HttpDataMessage = message("HTTP_DATA", HttpOpenHeader).superRefine((m, ctx) => {
+  if (m.body.length === 0 || m.body.length > MAX_TUNNEL_DATA) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["body"],
+      message: `HTTP_DATA body of '${m.body.length}' bytes is not in 1..${MAX_TUNNEL_DATA}`,
+    });
+  }
+});
+
 /** One schema per message type, keyed by type name: what the decoder validates with. */
 export const MessageSchemas = {
   HELLO: message("HELLO", HelloHeader),
@@ -319,6 +379,12 @@ export const MessageSchemas = {
   LINK: message("LINK", LinkHeader),
   AUTH_NONCE: message("AUTH_NONCE", AuthNonceHeader),
   AUTH_KEY: message("AUTH_KEY", AuthKeyHeader),
+  HTTP_OPEN: message("HTTP_OPEN", HttpOpenHeader),
+  HTTP_OPENED: message("HTTP_OPENED", HttpOpenHeader),
+  HTTP_DATA: HttpDataMessage,
+  HTTP_WINDOW: message("HTTP_WINDOW", HttpWindowHeader),
+  HTTP_END: message("HTTP_END", HttpOpenHeader),
+  HTTP_RESET: message("HTTP_RESET", HttpResetHeader),
 } as const satisfies { [K in MessageTypeName]: z.ZodType };
 
 /** Any wire message: the discriminated union of every `MessageSchemas` entry on `type`. */
@@ -344,6 +410,12 @@ export const Message = z.discriminatedUnion("type", [
   MessageSchemas.LINK,
   MessageSchemas.AUTH_NONCE,
   MessageSchemas.AUTH_KEY,
+  MessageSchemas.HTTP_OPEN,
+  MessageSchemas.HTTP_OPENED,
+  MessageSchemas.HTTP_DATA,
+  MessageSchemas.HTTP_WINDOW,
+  MessageSchemas.HTTP_END,
+  MessageSchemas.HTTP_RESET,
 ]);
 /** A message as decoded: `body` is always present. */
 export type Message = z.output<typeof Message>;
