@@ -11,7 +11,13 @@
  * as a `conn.error` event (with the refusal's `code`, e.g. `network_key_mismatch`),
  * and the service goes on. Over `maxConnections` (handshakes included), or over
  * `maxPerAddress` from one remote address, a new connection gets a preamble and an
- * ERROR `busy` and is closed at once. Memory is bounded: before its handshake a
+ * ERROR `busy` and is closed at once. New connections from one address are also
+ * rate-limited before any TLS work is spent on them (`connectionRate`, by default
+ * 20 per 10 s; loopback addresses `loopbackConnectionRate`, 2,000 then 100 a second,
+ * since every peer on this machine dials from 127.0.0.1): one over it gets a
+ * preamble and an ERROR `rate_limited`, and is closed; its `conn.reject` events are
+ * folded per address (`lib/repeat_fold.ts`: five a minute, then one with `count`).
+ * Memory is bounded: before its handshake a
  * connection takes frames of at most 64 KiB; after it, the bytes of partly received
  * frames of all connections together stay under `maxFrameMemory` (a connection that
  * would go over is closed with `over_budget`), and a closed connection gives its
@@ -26,7 +32,7 @@
  * | -------------- | ---------------------------------------------- |
  * | `conn.open`    | `peerId`, `remote`                             |
  * | `conn.close`   | `peerId`, `remote`, `reason`, `code?`          |
- * | `conn.reject`  | `remote`, `reason` (over `maxConnections` or `maxPerAddress`) |
+ * | `conn.reject`  | `remote`, `from`, `code`, `reason` (`busy`: over `maxConnections` or `maxPerAddress`; `rate_limited`, with `count` and `folded` for a minute's repeats) |
  * | `conn.error`   | `remote`, `reason`, `code?` (failed handshake) |
  * | `conn.warning` | `peerId`, `remote`, `message` (e.g. a stray answer) |
  * | `accept.error` | `error` (the service backs off 100 ms and goes on) |
@@ -55,7 +61,9 @@
  */
 import { concatBytes } from "../proto/bytes.ts";
 import { errorMessage, P2pError, PeerTimeoutError } from "../proto/errors.ts";
-import { hostPort } from "../lib/net_addr.ts";
+import { hostPort, isLoopback } from "../lib/net_addr.ts";
+import { RepeatFold } from "../lib/repeat_fold.ts";
+import { RequestRate } from "../lib/request_rate.ts";
 import { encodeFrame, encodePreamble, FrameBudget } from "../proto/frame.ts";
 import type { HelloHeader } from "../proto/messages.ts";
 import { PeerConnection, type RequestHandler } from "./connection.ts";
@@ -95,6 +103,13 @@ export interface ChunkServiceOptions {
   /** Connections open at once from one remote address (default 16); more are refused. */
   maxPerAddress?: number;
   /**
+   * New connections from one remote address: `burst` at once, then `perSecond`
+   * (default 20, then 2 a second: 20 per 10 s); more are refused with `rate_limited`.
+   */
+  connectionRate?: ConnectionRate;
+  /** The same for loopback addresses (default 2,000, then 100 a second). */
+  loopbackConnectionRate?: ConnectionRate;
+  /**
    * Bytes that partly received frames may hold, all connections together (default
    * 64 MiB): a connection whose frame would go over it is closed (`over_budget`).
    */
@@ -113,6 +128,12 @@ export interface ChunkServiceOptions {
   onEvent?: (type: string, fields: Record<string, unknown>) => void;
 }
 
+/** A rate of new connections per address. */
+export interface ConnectionRate {
+  perSecond: number;
+  burst: number;
+}
+
 /** Counters of a running chunk service. */
 export interface ChunkServiceStats {
   /** Bytes that partly received frames hold now, all connections together. */
@@ -121,7 +142,7 @@ export interface ChunkServiceStats {
   open: number;
   /** Connections accepted under the cap. */
   accepted: number;
-  /** Connections refused over `maxConnections`. */
+  /** Connections refused over `maxConnections`, `maxPerAddress` or the connection rate. */
   rejected: number;
   /** Accepted connections whose handshake failed. */
   failed: number;
@@ -146,8 +167,12 @@ export interface ChunkService extends AsyncDisposable {
 /** Wait after an accept error (such as running out of file descriptors). */
 const ACCEPT_BACKOFF_MS = 100;
 /** What a connection over the cap gets before it is closed. */
-const BUSY = busy("Peer has too many connections");
-const BUSY_ADDRESS = busy("Peer has too many connections from your address");
+const BUSY = refusal("busy", "Peer has too many connections");
+const BUSY_ADDRESS = refusal("busy", "Peer has too many connections from your address");
+const RATE_LIMITED = refusal(
+  "rate_limited",
+  "Peer has had too many new connections from your address: retry in a few seconds",
+);
 const noop = () => {};
 
 /**
@@ -179,6 +204,10 @@ class TcpChunkService implements ChunkService {
   readonly #maxPerAddress: number;
   /** Open connections by remote address (hostname only). */
   readonly #perAddress = new Map<string, number>();
+  readonly #rate: RequestRate;
+  readonly #loopbackRate: RequestRate;
+  /** Folds the `rate_limited` events of a flood. */
+  readonly #rateRejects: RepeatFold;
   readonly #cert: Promise<LinkCert>;
   readonly #frameBudget: FrameBudget;
   readonly #listener: Deno.TcpListener;
@@ -209,6 +238,19 @@ class TcpChunkService implements ChunkService {
         `Cannot start chunk service: maxPerAddress '${perAddress}' is not a positive integer`,
       );
     }
+    const rate = checkRate(opts.connectionRate ?? { perSecond: 2, burst: 20 });
+    const loopback = checkRate(opts.loopbackConnectionRate ?? { perSecond: 100, burst: 2000 });
+    this.#rate = new RequestRate({ rate: rate.perSecond, burst: rate.burst });
+    this.#loopbackRate = new RequestRate({ rate: loopback.perSecond, burst: loopback.burst });
+    this.#rateRejects = new RepeatFold((s) =>
+      this.#emit("conn.reject", {
+        from: s.key,
+        code: "rate_limited",
+        reason: "too many new connections from this address",
+        count: s.count,
+        folded: true,
+      })
+    );
     this.#opts = opts;
     this.#maxConnections = max;
     this.#maxPerAddress = perAddress;
@@ -263,6 +305,7 @@ class TcpChunkService implements ChunkService {
     for (const conn of this.#connections) conn.close("service stopped");
     this.#closeAll.abort(new Error("Service stopped"));
     while (this.#tasks.size > 0) await Promise.all(this.#tasks);
+    this.#rateRejects.close();
   }
 
   async #acceptAll(): Promise<void> {
@@ -287,11 +330,26 @@ class TcpChunkService implements ChunkService {
     const host = conn.remoteAddr.hostname;
     const fromHost = this.#perAddress.get(host) ?? 0;
     let task: Promise<void>;
-    if (this.#open >= this.#maxConnections || fromHost >= this.#maxPerAddress) {
+    // Before anything else, and before any TLS work: the rate of new connections.
+    const rate = isLoopback(host) ? this.#loopbackRate : this.#rate;
+    if (!rate.take(host).ok) {
+      this.#rejected++;
+      if (this.#rateRejects.note(host).pass) {
+        this.#emit("conn.reject", {
+          remote,
+          from: host,
+          code: "rate_limited",
+          reason: "too many new connections from this address",
+        });
+      }
+      task = conn.write(RATE_LIMITED).then(noop, noop).finally(() => closeQuietly(conn));
+    } else if (this.#open >= this.#maxConnections || fromHost >= this.#maxPerAddress) {
       const overall = this.#open >= this.#maxConnections;
       this.#rejected++;
       this.#emit("conn.reject", {
         remote,
+        from: host,
+        code: "busy",
         reason: overall ? "too many connections" : "too many connections from this address",
       });
       // Tell it why (a fresh socket's send buffer takes 80 bytes at once), then close.
@@ -402,11 +460,22 @@ class TcpChunkService implements ChunkService {
   }
 }
 
-function busy(message: string): Uint8Array {
+/** What a refused connection gets: our preamble, then an ERROR with `code`. */
+function refusal(code: string, message: string): Uint8Array {
   return concatBytes(
     encodePreamble(),
-    encodeFrame({ type: "ERROR", requestId: 0, header: { code: "busy", message } }),
+    encodeFrame({ type: "ERROR", requestId: 0, header: { code, message } }),
   );
+}
+
+function checkRate(rate: ConnectionRate): ConnectionRate {
+  if (!(rate.perSecond > 0) || !Number.isInteger(rate.burst) || rate.burst < 1) {
+    throw new RangeError(
+      `Cannot start chunk service: connection rate '${rate.perSecond}' a second, burst ` +
+        `'${rate.burst}' must be positive`,
+    );
+  }
+  return rate;
 }
 
 function describe(err: unknown): { reason: string; code?: string } {
