@@ -26,36 +26,79 @@ import { errorBody } from "../lib/http_api.ts";
  * The page's policy: scripts, styles and calls from its own origin only (images may
  * be `data:`/`blob:`), no plugins, no `<base>`, forms to itself, no framing.
  */
-export const APP_CSP = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; " +
+export const APP_CSP =
+  "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; " +
   "base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/** The page's modules (`text/javascript`), as files of `peer/app/static/`. */
+const MODULES = [
+  "app.js",
+  "api.js",
+  "state.js",
+  "actions.js",
+  "format.js",
+  "html.js",
+  "types.js",
+  "ui.js",
+  "view_upload.js",
+  "view_payloads.js",
+  "view_downloads.js",
+  "view_chunkmap.js",
+  "view_peers.js",
+  "view_activity.js",
+  "view_this_peer.js",
+  "view_login.js",
+  // Preact, htm, signals and a QR code encoder, vendored (see vendor/README.md).
+  "vendor/preact/preact.mjs",
+  "vendor/preact/hooks.mjs",
+  "vendor/htm/htm.mjs",
+  "vendor/signals/signals.mjs",
+  "vendor/signals-core/signals-core.mjs",
+  "vendor/qrcode-generator/qrcode.mjs",
+];
 
 /** The files of the page, by URL path. */
 const ASSETS: Record<string, { file: string; type: string }> = {
   "/": { file: "index.html", type: "text/html; charset=utf-8" },
   "/index.html": { file: "index.html", type: "text/html; charset=utf-8" },
-  "/app.js": { file: "app.js", type: "text/javascript; charset=utf-8" },
   "/app.css": { file: "app.css", type: "text/css; charset=utf-8" },
+  "/views.css": { file: "views.css", type: "text/css; charset=utf-8" },
+  "/layout.css": { file: "layout.css", type: "text/css; charset=utf-8" },
   "/favicon.svg": { file: "favicon.svg", type: "image/svg+xml" },
+  ...Object.fromEntries(
+    MODULES.map((
+      file,
+    ) => [`/${file}`, { file, type: "text/javascript; charset=utf-8" }]),
+  ),
 };
 
 /** Reads the page's assets; a missing optional one (the icon) is left out. */
 async function loadAssets(): Promise<
   Map<string, { body: Uint8Array; type: string; etag: string }>
 > {
-  const out = new Map<string, { body: Uint8Array; type: string; etag: string }>();
+  const out = new Map<
+    string,
+    { body: Uint8Array; type: string; etag: string }
+  >();
   for (const [path, a] of Object.entries(ASSETS)) {
     let body: Uint8Array;
     try {
-      body = await Deno.readFile(new URL(`./app/static/${a.file}`, import.meta.url));
+      body = await Deno.readFile(
+        new URL(`./app/static/${a.file}`, import.meta.url),
+      );
     } catch (err) {
-      if (a.file === "favicon.svg" && err instanceof Deno.errors.NotFound) continue;
+      if (a.file === "favicon.svg" && err instanceof Deno.errors.NotFound) {
+        continue;
+      }
       throw new P2pError(
         "app_unreadable",
         `Cannot read the web app's '${a.file}': ${errorMessage(err)}`,
         { cause: err },
       );
     }
-    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", body as BufferSource));
+    const digest = new Uint8Array(
+      await crypto.subtle.digest("SHA-256", body as BufferSource),
+    );
     const etag = `"${toHex(digest.subarray(0, 8))}"`;
     out.set(path, { body, type: a.type, etag });
   }
@@ -71,7 +114,9 @@ export async function createAppServer(): Promise<Hono> {
     if (!a) {
       return c.json(errorBody("not_found", `Nothing at '${c.req.path}'`), 404);
     }
-    if (c.req.header("if-none-match") === a.etag) return c.body(null, 304, { etag: a.etag });
+    if (c.req.header("if-none-match") === a.etag) {
+      return c.body(null, 304, { etag: a.etag });
+    }
     return c.body(a.body as Uint8Array<ArrayBuffer>, 200, {
       "content-type": a.type,
       "cache-control": "no-cache",
@@ -82,7 +127,14 @@ export async function createAppServer(): Promise<Hono> {
   });
   app.all(
     "*",
-    (c) => c.json(errorBody("method_not_allowed", `Method '${c.req.method}' is not allowed`), 405),
+    (c) =>
+      c.json(
+        errorBody(
+          "method_not_allowed",
+          `Method '${c.req.method}' is not allowed`,
+        ),
+        405,
+      ),
   );
   return app;
 }

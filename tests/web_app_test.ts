@@ -1,67 +1,29 @@
 /**
  * The built-in web app in a real browser: Debian's chromium, headless, driven by
  * playwright-core, against two real peer processes on 127.0.0.2 and 127.0.0.3. Text
- * uploaded on peer A's page shows up on peer B's page, is downloaded there with the
- * page's progress, saved, and its bytes checked; each page first logs in, with the
- * token form or the one-time link the peer printed. Then the attacks on the control
- * API from a browser: a page of another origin, a name pointed at the peer (DNS
- * rebinding) and another peer's app served through this peer all fail. Screenshots
- * are kept in `.test-artifacts/web/`.
+ * uploaded on peer A's page shows up on peer B's page, where one click downloads it
+ * to this peer and saves it in the browser under its name; each page first logs in,
+ * with the token form or the one-time link the peer printed. Then the attacks on the
+ * control API from a browser: a page of another origin, a name pointed at the peer
+ * (DNS rebinding) and another peer's app served through this peer all fail.
+ * Screenshots are kept in `.test-artifacts/web/`. The phone and laptop layouts, share
+ * links and pushed copies are `web_app_layout_test.ts`'s.
  */
 import assert from "node:assert/strict";
-import { chromium } from "playwright-core";
-import { REPO_ROOT, tempDir } from "./_tracker_process.ts";
+import { tempDir } from "./_tracker_process.ts";
 import { type PeerProcess, spawnPeer } from "./_peer_process.ts";
 import { serveLocal } from "./_serve.ts";
-import type { BrowserContext } from "playwright-core";
-
-const CHROMIUM = "/usr/bin/chromium";
-const ARTIFACTS = new URL(".test-artifacts/web/", REPO_ROOT);
-
-async function chromiumMissing(): Promise<string | undefined> {
-  try {
-    await Deno.stat(CHROMIUM);
-    return undefined;
-  } catch {
-    return `no browser at ${CHROMIUM} (apt-get install chromium)`;
-  }
-}
+import {
+  ARTIFACTS,
+  chromiumMissing,
+  launchPersistent,
+  loginLink,
+  shot,
+  watchErrors,
+} from "./_web_app.ts";
 
 const missing = await chromiumMissing();
 if (missing) console.log(`web app browser test skipped: ${missing}`);
-
-/** A headless Chromium with a profile in `dir`; `evil.test` resolves to 127.0.0.2. */
-function launch(dir: string): Promise<BrowserContext> {
-  return chromium.launchPersistentContext(`${dir}/chromium-profile`, {
-    executablePath: CHROMIUM,
-    headless: true,
-    acceptDownloads: true,
-    viewport: { width: 1280, height: 900 },
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--no-first-run",
-      // A name an attacker points at the peer, as DNS rebinding does.
-      "--host-resolver-rules=MAP evil.test 127.0.0.2",
-    ],
-  });
-}
-
-/**
- * The one-time login link a peer prints just after its listening line. The line
- * comes at once; this waits for it in short steps, for at most 10 s.
- */
-async function loginLink(peer: PeerProcess): Promise<string> {
-  const re = /^p2p peer: log in to the web app: (\S+) /m;
-  for (let i = 0; i < 200; i++) {
-    const m = re.exec(peer.stdout());
-    if (m) return m[1];
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`No login link in the output of ${peer.http}: ${peer.stdout()}`);
-}
 
 /** The activity records of `type` on `peer`, read with its token. */
 async function records(peer: PeerProcess, type: string): Promise<Record<string, unknown>[]> {
@@ -73,13 +35,12 @@ async function records(peer: PeerProcess, type: string): Promise<Record<string, 
 
 Deno.test({
   name:
-    "web app: text uploaded on peer A's page is listed, downloaded and saved on peer B's page; errors are shown",
+    "web app: text uploaded on peer A's page is listed on it, and one click on peer B's page downloads it and saves it under its name; errors are shown",
   ignore: missing !== undefined,
   // playwright-core keeps timers and pipes of its own past browser.close().
   sanitizeOps: false,
   sanitizeResources: false,
   async fn() {
-    await Deno.mkdir(ARTIFACTS, { recursive: true });
     await using dir = await tempDir("p2p-web-");
     await using a = await spawnPeer({ dataDir: `${dir.path}/a`, host: "127.0.0.2", name: "alice" });
     await using b = await spawnPeer({
@@ -88,16 +49,12 @@ Deno.test({
       name: "bob",
       seeds: [`${a.host}:${a.port}`],
     });
-    const context = await launch(dir.path);
+    const context = await launchPersistent(dir.path);
     try {
       context.setDefaultTimeout(20_000);
-      const errors: string[] = [];
-      const pageA = await context.newPage();
-      pageA.on("pageerror", (e) => errors.push(`A: ${e.message}`));
       // The page's own policy (APP_CSP) never gets in its way.
-      context.on("console", (m) => {
-        if (/Content Security Policy/i.test(m.text())) errors.push(`CSP: ${m.text()}`);
-      });
+      const errors = watchErrors(context);
+      const pageA = await context.newPage();
       // No cookie yet: the page asks for the token; a wrong one is refused.
       await pageA.goto(`${a.http}/`);
       const token = pageA.locator("#login-token");
@@ -105,13 +62,18 @@ Deno.test({
       await token.fill("not-the-token");
       await pageA.locator("#login-submit").click();
       await pageA.locator("#login-error").filter({ hasText: "not the peer's token" }).waitFor();
-      await pageA.screenshot({ path: new URL("a-login.png", ARTIFACTS).pathname });
+      await shot(pageA, "a-login", false);
       await token.fill(a.token);
       await pageA.locator("#login-submit").click();
-      await pageA.getByTestId("this-peer-id").filter({ hasText: a.peerId }).waitFor();
+      await pageA.locator(`[data-testid=peer-name][data-peer-id="${a.peerId}"]`).waitFor();
+      await pageA.locator("#login").waitFor({ state: "hidden" });
       const page = await fetch(`${a.http}/`);
       await page.body?.cancel();
       assert.match(page.headers.get("content-security-policy") ?? "", /frame-ancestors 'none'/);
+      // Every module of the page is served, under the same policy.
+      const mod = await fetch(`${a.http}/vendor/preact/preact.mjs`);
+      assert.match(mod.headers.get("content-type") ?? "", /^text\/javascript/);
+      assert.match(await mod.text(), /createElement/);
       // The cookie holds it, out of reach of scripts.
       assert.equal(await pageA.evaluate("document.cookie"), "");
       const [cookie] = await context.cookies(a.http);
@@ -130,47 +92,49 @@ Deno.test({
       await result.waitFor();
       const payloadId = (await result.getAttribute("data-payload-id"))!;
       assert.match(payloadId, /^[0-9a-f]{64}$/);
-      assert.ok((await result.textContent())?.includes(payloadId));
+      const said = (await result.textContent()) ?? "";
+      assert.ok(said.includes(payloadId), said);
+      assert.match(said, /greeting\.txt .*100%/);
+      // The form is ready for the next one: no name or text left over.
+      assert.equal(await pageA.getByTestId("upload-name").inputValue(), "");
+      assert.equal(await pageA.getByTestId("upload-text").inputValue(), "");
       await pageA.locator(`[data-testid=payload-row][data-payload-id="${payloadId}"]`).waitFor();
-      await pageA.screenshot({
-        path: new URL("a-uploaded.png", ARTIFACTS).pathname,
-        fullPage: true,
-      });
+      await shot(pageA, "a-uploaded");
 
       const pageB = await context.newPage();
-      pageB.on("pageerror", (e) => errors.push(`B: ${e.message}`));
       // B's page logs in with the one-time link B printed; the link works once.
       const link = await loginLink(b);
       await pageB.goto(link);
       assert.equal(pageB.url(), `${b.http}/`);
-      await pageB.getByTestId("this-peer-id").filter({ hasText: b.peerId }).waitFor();
+      await pageB.locator(`[data-testid=peer-name][data-peer-id="${b.peerId}"]`).waitFor();
       const spent = await fetch(link, { redirect: "manual" });
       assert.equal(spent.status, 401);
       assert.equal((await spent.json()).error.code, "login_expired");
-      // B holds none of it (no replicas in tests), and cannot list what A holds (that
-      // needs the peer link): it downloads it by id.
+      // B holds none of it (no replicas in this test) and cannot list what A holds
+      // (that needs the peer link): it gets it by id, and one click saves it.
       await pageB.locator("#get-id").fill(payloadId);
-      await pageB.locator("#get-form button[type=submit]").click();
+      const [download] = await Promise.all([
+        pageB.waitForEvent("download"),
+        pageB.locator("#get-form button[type=submit]").click(),
+      ]);
+      assert.equal(download.suggestedFilename(), "greeting.txt");
+      assert.equal(await Deno.readTextFile((await download.path())!), text);
       const done = pageB.locator(
         `li[data-payload-id="${payloadId}"] [data-testid=download-result]`,
       );
       await done.waitFor();
       assert.doesNotMatch((await done.textContent()) ?? "", /error|fail/i);
+      assert.match(
+        (await pageB.locator(`li[data-payload-id="${payloadId}"] progress`).getAttribute(
+          "value",
+        )) ?? "",
+        /^100$/,
+      );
       const row = pageB.locator(`[data-testid=payload-row][data-payload-id="${payloadId}"]`);
       await row.waitFor();
       assert.ok((await row.textContent())?.includes("greeting.txt"));
-      const save = row.getByTestId("payload-save");
-      await save.waitFor();
-      await pageB.getByTestId("chunk-map").waitFor();
-      await pageB.screenshot({
-        path: new URL("b-downloaded.png", ARTIFACTS).pathname,
-        fullPage: true,
-      });
-
-      const [download] = await Promise.all([pageB.waitForEvent("download"), save.click()]);
-      assert.equal(download.suggestedFilename(), "greeting.txt");
-      const saved = await Deno.readTextFile((await download.path())!);
-      assert.equal(saved, text);
+      await row.getByTestId("payload-save").waitFor();
+      await shot(pageB, "b-downloaded");
 
       // B's own store has it now, verified.
       const stored = await (await fetch(`${b.http}/_p2p/payloads/${payloadId}/content`, {
@@ -192,17 +156,22 @@ Deno.test({
       await failed.waitFor();
       assert.match((await failed.textContent()) ?? "", /Cannot find the manifest/);
 
-      // A's own page under its own peerId prefix, on a phone-sized screen.
-      const phone = await context.newPage();
-      await phone.setViewportSize({ width: 390, height: 844 });
-      await phone.goto(`${a.http}/_p2p/peers/${a.peerId}/`);
-      await phone.getByTestId("this-peer-id").filter({ hasText: a.peerId }).waitFor();
-      await phone.locator(`[data-testid=payload-row][data-payload-id="${payloadId}"]`).waitFor();
-      await phone.getByTestId("activity-row").first().waitFor();
-      await phone.screenshot({
-        path: new URL("a-own-prefix-phone.png", ARTIFACTS).pathname,
-        fullPage: true,
-      });
+      // A's own page under its own peerId prefix, on a phone-sized screen: the files
+      // first, the activity and this peer's diagnostics on their tabs.
+      const small = await context.newPage();
+      await small.setViewportSize({ width: 390, height: 844 });
+      await small.goto(`${a.http}/_p2p/peers/${a.peerId}/`);
+      await small.locator(`[data-testid=payload-row][data-payload-id="${payloadId}"]`).waitFor();
+      await shot(small, "a-own-prefix-phone");
+      await small.getByTestId("tab-activity").click();
+      // In words, with the routine traffic (the peers' questions) folded away.
+      const put = small.locator("[data-testid=activity-row][data-type='payload.put']");
+      await put.waitFor();
+      assert.match((await put.textContent()) ?? "", /Shared greeting\.txt/);
+      await small.getByTestId("activity-routine").first().waitFor();
+      await shot(small, "a-own-prefix-phone-activity");
+      await small.getByTestId("tab-peer").click();
+      await small.getByTestId("this-peer-id").filter({ hasText: a.peerId }).waitFor();
       assert.deepEqual(errors, []);
     } finally {
       await context.close();
@@ -267,14 +236,14 @@ Deno.test({
       seeds: [`${a.host}:${a.port}`],
       args: ["--app", carolApp.url],
     });
-    const context = await launch(dir.path);
+    const context = await launchPersistent(dir.path);
     try {
       context.setDefaultTimeout(20_000);
       // The owner is logged in to alice: the cookie is there for any request that
       // the browser lets it go with.
       const own = await context.newPage();
       await own.goto(await loginLink(a));
-      await own.getByTestId("this-peer-id").filter({ hasText: a.peerId }).waitFor();
+      await own.locator(`[data-testid=peer-name][data-peer-id="${a.peerId}"]`).waitFor();
 
       // 1. Another origin: nothing read; the GET and both POSTs (fetch and form) are
       // refused with 403 before any work.
@@ -314,10 +283,10 @@ Deno.test({
       await other.waitForFunction('document.title !== "pending"');
       assert.equal(await other.title(), "blocked");
       assert.equal(await other.evaluate("self.origin"), "null");
-      await other.screenshot({ path: new URL("sandboxed-other-app.png", ARTIFACTS).pathname });
+      await shot(other, "sandboxed-other-app", false);
       // The owner's own page still works.
       await own.reload();
-      await own.getByTestId("this-peer-id").filter({ hasText: a.peerId }).waitFor();
+      await own.locator(`[data-testid=peer-name][data-peer-id="${a.peerId}"]`).waitFor();
     } finally {
       await context.close();
     }
