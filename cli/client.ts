@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { ActivityRecord } from "../proto/control.ts";
+import { type ActivityRecord, shortId } from "../proto/control.ts";
 import {
   P2pError,
   type P2pErrorOptions,
@@ -170,24 +170,29 @@ export async function put(
   }
 }
 
-/** `p2p where ID`: a compact map of who holds which chunk positions. */
+/** How a holder in `where` was learnt, in words. */
+const VIA: Record<string, string> = { self: "this peer", "HAVE?": "asked", tracker: "tracker" };
+
+/** `p2p where REF`: a compact map of who holds which chunk positions. */
 export async function where(
   node: PeerTarget,
-  payloadId: string,
+  ref: string,
   opts: { json?: boolean },
 ): Promise<void> {
-  const w = await withPeer(node, (client) => client.where(payloadId));
+  const w = await withPeer(node, (client) => client.where(ref));
   if (opts.json) return console.log(JSON.stringify(w));
   const width = Math.min(64, w.chunks);
+  const per = Math.ceil(w.chunks / Math.max(1, width));
   console.log(
-    `payload ${payloadId}: ${w.chunks} chunks (each mark = ${
-      Math.ceil(w.chunks / width)
-    } chunk(s))`,
+    `payload ${shortId(w.payloadId ?? ref)}: ${w.chunks} chunk${w.chunks === 1 ? "" : "s"}` +
+      (per > 1 ? ` (each mark = ${per} chunks)` : ""),
   );
   for (const r of w.rows) {
-    const who = `${r.peerId.slice(0, 12)} ${(r.name ?? "").slice(0, 12)}`.padEnd(26);
+    const who = `${shortId(r.peerId)} ${(r.name ?? "").slice(0, 12)}`.padEnd(26);
     console.log(
-      `${who} ${chunkMap(r.have, w.chunks, width)} ${r.count}/${w.chunks} (${r.via}, ${r.address})`,
+      `${who} ${chunkMap(r.have, w.chunks, width)} ${r.count}/${w.chunks} (${
+        VIA[r.via] ?? r.via
+      }, ${r.address})`,
     );
   }
 }

@@ -492,3 +492,29 @@ Deno.test("capacity() without maxBytes keeps 10 % of the disk free, read with th
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("pin() marks a payload the owner's across a reopen, and remove() drops its manifest and the chunk files no other payload shares", async () => {
+  await withStore(async (store, dir) => {
+    const shared = pseudoRandom(MiB, 21);
+    const a = concatBytes(shared, pseudoRandom(MiB, 22));
+    const b = concatBytes(shared, pseudoRandom(10, 23));
+    const { payloadId: aId } = await store.importStream(streamOf(a), { name: "a" });
+    const { payloadId: bId } = await store.importStream(streamOf(b), { pinned: true });
+    assert.equal(store.payload(aId)?.pinned, false);
+    assert.equal(store.payload(bId)?.pinned, true);
+    await store.pin(aId);
+    const reopened = await ChunkStore.open(dir);
+    assert.equal(reopened.payload(aId)?.pinned, true);
+    assert.equal(reopened.payload(aId)?.name, "a");
+    reopened.close();
+
+    assert.equal(await store.remove(aId), MiB, "only the chunk a does not share");
+    assert.equal(store.payload(aId), undefined);
+    assert.equal((await filesUnder(`${dir}/chunks`)).length, 2);
+    assert.deepEqual(await collect(store.exportStream(bId)), b);
+    await assert.rejects(Deno.stat(`${dir}/manifests/${aId}.json`), Deno.errors.NotFound);
+    assert.equal(await store.remove(bId), MiB + 10);
+    assert.deepEqual(await filesUnder(`${dir}/chunks`), []);
+    await assert.rejects(store.remove(bId), RangeError);
+  });
+});

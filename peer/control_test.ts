@@ -13,12 +13,15 @@ import {
 import {
   ActivityPage,
   ActivityRecord,
+  CancelAnswer,
   DiscoveryReport,
   DownloadEvent,
   NetworkPayloadsAnswer,
+  PayloadInfo,
   PayloadsAnswer,
   PeersAnswer,
   PutEvent,
+  RemoveAnswer,
   StatusAnswer,
   WhereAnswer,
 } from "../proto/control.ts";
@@ -325,4 +328,46 @@ Deno.test("a download stream stops following the log and the store when its clie
   for (let i = 0; i < 50 && node.listeners() > 0; i++) await new Promise((r) => setTimeout(r, 5));
   assert.equal(node.listeners(), 0, "while the download itself goes on");
   gate.resolve();
+});
+
+Deno.test("createControlApp() describes a payload by prefix or name, removes it unless it holds a last copy, and cancels a download's answers", async () => {
+  await using node = await fakeNode();
+  const app = ownerApp(node);
+  const info = await answer(app, `/_p2p/payloads/${COMPLETE.slice(0, 6)}`, PayloadInfo);
+  assert.deepEqual([info.payloadId, info.here, info.complete], [COMPLETE, true, true]);
+  // A name the network catalogue knows (the fake's: two.bin, held here too).
+  assert.equal((await answer(app, "/_p2p/payloads/two.bin", PayloadInfo)).payloadId, COMPLETE);
+
+  // An open download answer is closed by DELETE /_p2p/downloads/:ref.
+  const gate = Promise.withResolvers<void>();
+  node.downloadGate = gate.promise;
+  const res = await app.request(`/_p2p/downloads/${PARTIAL.slice(0, 8)}`, { method: "POST" });
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  assert.match((await reader.read()).value ?? "", /"type":"progress"/);
+  assert.deepEqual(
+    await answer(app, `/_p2p/downloads/${PARTIAL}`, CancelAnswer, { method: "DELETE" }),
+    { payloadId: PARTIAL, cancelled: 1 },
+  );
+  gate.resolve();
+  await reader.cancel();
+
+  // The fake's where(): this peer holds position 0, bob 0-2: no last copy.
+  const removed = await answer(app, `/_p2p/payloads/${COMPLETE}`, RemoveAnswer, {
+    method: "DELETE",
+  });
+  assert.deepEqual([removed.freedBytes, removed.lastCopies], [4, 0]);
+  assert.equal(node.log.query({ type: "payload.remove" }).records.length, 1);
+  // Only this peer holds position 0 of PARTIAL: refused, then forced.
+  node.where = () =>
+    Promise.resolve({
+      chunks: 3,
+      rows: [{ peerId: "a1".repeat(20), address: "x", have: "80", count: 1, via: "self" }],
+    });
+  const refused = await failure(app, `/_p2p/payloads/${PARTIAL}`, { method: "DELETE" });
+  assert.deepEqual([refused.status, refused.code], [409, "last_copy"]);
+  assert.match(refused.message, /only known copy of 1 of the 3 chunks/);
+  const forced = await answer(app, `/_p2p/payloads/${PARTIAL}?force=1`, RemoveAnswer, {
+    method: "DELETE",
+  });
+  assert.equal(forced.lastCopies, 1);
 });

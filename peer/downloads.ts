@@ -140,6 +140,7 @@ export class Downloads {
   async #run(payloadId: string, cancel: AbortSignal): Promise<DownloadResult> {
     const { sourcing, log, store } = this.#deps;
     const m = await sourcing.manifest(payloadId);
+    cancel.throwIfAborted();
     const room = store.room?.();
     if (room !== undefined) {
       const need = store.missing(payloadId).reduce(

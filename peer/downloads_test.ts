@@ -96,3 +96,27 @@ Deno.test("Downloads.get() refuses with store_full before fetching a chunk when 
   assert.equal(s.stored.size, 0);
   assert.equal(s.log.of("download.refused")[0].need, 4 * CS);
 });
+
+Deno.test("Downloads.get() cancels a run when its only watcher's signal aborts, but not while a caller without a signal waits", async () => {
+  const s = await setup();
+  const gone = new AbortController();
+  const watched = s.downloads.get(ID, Object.assign(() => {}, { signal: gone.signal }));
+  gone.abort(new Error("the client went away"));
+  await assert.rejects(watched, /the client went away/);
+  s.gate.resolve();
+  await s.downloads.settled();
+  assert.deepEqual(s.downloads.running(), []);
+  assert.deepEqual(s.log.records.map((r) => r.type).filter((t) => t.startsWith("download")), [
+    "download.cancel",
+  ]);
+
+  const k = await setup();
+  const kept = k.downloads.get(ID);
+  const leaving = new AbortController();
+  const watcher = k.downloads.get(ID, Object.assign(() => {}, { signal: leaving.signal }));
+  leaving.abort(new Error("gone"));
+  await assert.rejects(watcher, /gone/);
+  k.gate.resolve();
+  assert.equal((await kept).bytes, 4 * CS);
+  assert.equal(k.log.of("download.cancel").length, 0);
+});
