@@ -1,8 +1,9 @@
 /**
  * Tracker HTTP throughput: a real tracker child process on 127.0.0.1 with 50
- * registered peers, loaded by `wrk` with `GET /peers` (the listing every peer
- * polls) and `POST /peers` (the heartbeat every peer sends), plus the tracker's
- * peak resident memory over the whole run.
+ * registered peers, loaded by `wrk` with `GET /health` (the listener and the app's
+ * fixed cost), `GET /peers` (the listing every peer polls) and `POST /peers` (the
+ * heartbeat every peer sends), plus the tracker's peak resident memory over the
+ * whole run.
  *
  * Each load phase gets a short warm-up that is not counted, so the JIT and the
  * first registrations of the heartbeat set are out of the figures. Registrations are
@@ -96,6 +97,13 @@ async function measure(ctx: BenchContext, dir: string): Promise<BenchOutput> {
       signal: ctx.signal,
     });
   let requests = REGISTERED + 1;
+
+  // GET /health: what every request costs before any route does work.
+  ctx.log(`GET /health: ${WARMUP}s warm-up, then ${load}`);
+  requests += (await wrk(`${tracker.url}/health`, WARMUP)).report.requests;
+  const health = (await wrk(`${tracker.url}/health`, ctx.duration)).report;
+  requests += health.requests;
+  figures.push(...loadFigures("GET /health", health, load));
 
   // GET /peers: the listing of 50 peers.
   ctx.log(`GET /peers: ${WARMUP}s warm-up, then ${load}`);
