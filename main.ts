@@ -21,7 +21,6 @@ import {
 } from "@commander-js/extra-typings";
 import {
   defaultDataDir,
-  dirname,
   keepLanOffProxies,
   parseBytes,
   parseCount,
@@ -33,35 +32,15 @@ import {
   parseUrl,
   type PeerAddress,
 } from "./cli/options.ts";
+import { runPeer, runTracker } from "./cli/roles.ts";
 import * as client from "./cli/client.ts";
 import { get, InterruptedError } from "./cli/get.ts";
 import { ls, rm } from "./cli/payloads.ts";
 import { errorLine } from "./cli/errors.ts";
-import { startPeer } from "./peer/server.ts";
 import { runDemo } from "./cli/demo.ts";
 import { keygen } from "./cli/keygen.ts";
-import { NETWORK_KEY_ENV, resolveNetworkKey } from "./lib/network_key_file.ts";
-import { networkName } from "./proto/network_key.ts";
-import { startTracker } from "./tracker/server.ts";
+import { NETWORK_KEY_ENV } from "./lib/network_key_file.ts";
 import { VERSION } from "./version.ts";
-import { errorMessage, P2pError } from "./proto/errors.ts";
-import { hostPort } from "./lib/net_addr.ts";
-
-/** Options of `p2p tracker`, as parsed. */
-interface TrackerCliOptions {
-  host: string;
-  port: number;
-  db?: string;
-  log?: string;
-  peerTtl: number;
-  maxUpload: number;
-  networkKeyFile?: string;
-  tlsCert?: string;
-  tlsKey?: string;
-  rateLimit: number;
-  maxConnsPerAddress: number;
-  headTimeout: number;
-}
 
 /** `--network-key-file`, shared by the tracker and the peer. */
 function networkKeyOption() {
@@ -70,39 +49,6 @@ function networkKeyOption() {
     `the network key (from p2p keygen); only its holders may join. Default: $${NETWORK_KEY_ENV}, ` +
       "else an open network that anyone on the LAN may join",
   );
-}
-
-/** Reads `--tls-cert` and `--tls-key` (both or neither). */
-async function readTls(
-  cert: string | undefined,
-  key: string | undefined,
-): Promise<{ cert: string; key: string } | undefined> {
-  if (cert === undefined && key === undefined) return undefined;
-  if (cert === undefined || key === undefined) {
-    throw new RunError("tls_options", "--tls-cert and --tls-key go together: give both or neither");
-  }
-  const read = async (path: string, what: string) => {
-    try {
-      return await Deno.readTextFile(path);
-    } catch (err) {
-      throw new RunError(
-        "tls_options",
-        `cannot read the TLS ${what} '${path}': ${errorMessage(err)}`,
-      );
-    }
-  };
-  return { cert: await read(cert, "certificate"), key: await read(key, "key") };
-}
-
-/** The start-up line's words on membership. */
-async function membershipLine(key: Uint8Array | undefined, source: string): Promise<string> {
-  if (!key) {
-    return "network: OPEN, any device on the LAN may join (make a key with p2p keygen, " +
-      "then use --network-key-file)";
-  }
-  return `network: protected, key ${await networkName(key)} (from ${
-    source === "file" ? "--network-key-file" : NETWORK_KEY_ENV
-  })`;
 }
 
 /** Builds the command tree; `main()` runs it. Exported for tests. */
@@ -409,144 +355,6 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
 
   return program;
 }
-
-async function runTracker(opts: TrackerCliOptions): Promise<void> {
-  const db = opts.db ?? `${defaultDataDir()}/tracker.kv`;
-  const log = opts.log ?? `${dirname(db)}/tracker-activity.jsonl`;
-  await Deno.mkdir(dirname(db), { recursive: true });
-  await Deno.mkdir(dirname(log), { recursive: true });
-  const warn = (m: string) => console.error(`p2p tracker: warning: ${m}`);
-  const network = await resolveNetworkKey(opts.networkKeyFile, undefined, warn);
-  const tls = await readTls(opts.tlsCert, opts.tlsKey);
-  let tracker;
-  try {
-    tracker = await startTracker({
-      host: opts.host,
-      port: opts.port,
-      db,
-      log,
-      peerTtl: opts.peerTtl,
-      maxUpload: opts.maxUpload,
-      networkKey: network.key,
-      tls,
-      limits: {
-        requestsPerSecond: opts.rateLimit,
-        requestBurst: opts.rateLimit * 2,
-        connectionsPerAddress: opts.maxConnsPerAddress,
-        headTimeoutMs: opts.headTimeout * 1000,
-      },
-    });
-  } catch (err) {
-    if (err instanceof Deno.errors.AddrInUse) {
-      throw new RunError(
-        "address_in_use",
-        `cannot listen on ${hostPort(opts.host, opts.port)}: the address is in use`,
-        { cause: err },
-      );
-    }
-    throw err;
-  }
-  console.log(`p2p tracker ${VERSION} listening on ${tracker.url} (db ${db}, log ${log})`);
-  console.log(`p2p tracker: ${await membershipLine(network.key, network.source)}`);
-  const onSignal = () => {
-    console.log("p2p tracker: stopping");
-    tracker.stop();
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
-  await tracker.finished;
-  Deno.removeSignalListener("SIGINT", onSignal);
-  Deno.removeSignalListener("SIGTERM", onSignal);
-  console.log("p2p tracker: stopped");
-}
-
-/** Options of `p2p peer`, as parsed. */
-interface PeerCliOptions {
-  host: string;
-  port: number;
-  tracker?: string;
-  peer?: PeerAddress[];
-  dataDir?: string;
-  name?: string;
-  replicas: number;
-  httpPort: number;
-  pingbackPort: number;
-  appPort: number;
-  app?: string;
-  verbose?: boolean;
-  maxUploadRate?: number;
-  scan?: string | true;
-  scanInterval: number;
-  networkKeyFile?: string;
-  tlsCert?: string;
-  tlsKey?: string;
-  maxStore?: number;
-  insecurePlaintext?: boolean;
-  rateLimit: number;
-}
-
-async function runPeer(opts: PeerCliOptions): Promise<void> {
-  const dataDir = opts.dataDir ??
-    `${defaultDataDir()}/peer-${opts.host.replace(/[^\w.-]/g, "_")}-${opts.port}`;
-  const warn = (m: string) => console.error(`p2p peer: warning: ${m}`);
-  const network = await resolveNetworkKey(opts.networkKeyFile, undefined, warn);
-  const tls = await readTls(opts.tlsCert, opts.tlsKey);
-  let peer;
-  try {
-    peer = await startPeer({
-      host: opts.host,
-      port: opts.port,
-      httpPort: opts.httpPort,
-      pingbackPort: opts.pingbackPort,
-      appPort: opts.appPort,
-      app: opts.app,
-      scan: opts.scan === true ? "" : opts.scan,
-      scanIntervalMs: opts.scanInterval * 1000,
-      dataDir,
-      name: opts.name ?? Deno.hostname(),
-      tracker: opts.tracker,
-      seeds: opts.peer ?? [],
-      replicas: opts.replicas,
-      echo: opts.verbose,
-      maxUploadRate: opts.maxUploadRate,
-      networkKey: network.key,
-      tls,
-      maxStore: opts.maxStore,
-      plaintextLoopback: opts.insecurePlaintext,
-      rateLimit: opts.rateLimit,
-    });
-  } catch (err) {
-    if (err instanceof Deno.errors.AddrInUse) {
-      throw new RunError(
-        "address_in_use",
-        `cannot listen on ${opts.host}: port ${opts.port}, ${opts.httpPort}, ${opts.pingbackPort} or ${opts.appPort} is in use (see --port, --http-port, --pingback-port, --app-port)`,
-      );
-    }
-    throw err;
-  }
-  const { node } = peer;
-  console.log(
-    `p2p peer ${node.identity.peerId} "${node.opts.name}" listening: chunks tcp://${
-      hostPort(opts.host, node.chunkPort)
-    }, ` +
-      `http ${peer.httpUrl}, pingback ${node.pingbackPort}, app ${peer.appUrl} (data ${dataDir})`,
-  );
-  console.log(`p2p peer: ${await membershipLine(network.key, network.source)}`);
-  console.log(`p2p peer: log in to the web app: ${peer.loginUrl} (works once, for 10 minutes)`);
-  const onSignal = () => {
-    console.log("p2p peer: stopping");
-    peer.stop();
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
-  await peer.finished;
-  Deno.removeSignalListener("SIGINT", onSignal);
-  Deno.removeSignalListener("SIGTERM", onSignal);
-  console.log("p2p peer: stopped");
-}
-
-/** A failure at run time that deserves one line, not a stack trace. */
-class RunError extends P2pError {}
 
 /** Runs the CLI with `args`; returns the exit status. */
 export async function main(args: string[]): Promise<number> {

@@ -12,7 +12,8 @@
  *
  * @module
  */
-import { type ActivityRecord, shortId } from "../proto/control.ts";
+import { type ActivityRecord, type PeerSource, shortId } from "../proto/control.ts";
+import { humanMessage } from "./errors.ts";
 import {
   P2pError,
   type P2pErrorOptions,
@@ -22,7 +23,7 @@ import {
 import { ControlClient, ControlError, PeerUnreachableError } from "../peer/control_client.ts";
 import { findPeer, registryDir } from "../lib/peer_registry.ts";
 import { defaultDataDir } from "./options.ts";
-import { ago, chunkMap, mib, tableLines } from "./format.ts";
+import { ago, chunkMap, isoTimes, logLine, mib, size, tableLines } from "./format.ts";
 import { putProgress } from "./progress.ts";
 
 /** A failure worth one line, not a stack trace (exit status 1). */
@@ -123,6 +124,9 @@ export async function withPeer<T>(
   }
 }
 
+/** Records `p2p log` prints when no `--limit` is given (the control API's default). */
+const DEFAULT_LOG_LIMIT = 100;
+
 const encoder = new TextEncoder();
 const err = (s: string) => Deno.stderr.writeSync(encoder.encode(s));
 
@@ -197,21 +201,34 @@ export async function where(
   }
 }
 
+/** How a peer came to be known, in words. */
+const FOUND: Record<PeerSource, string> = {
+  seed: "--peer",
+  tracker: "tracker",
+  exchange: "told by a peer",
+  inbound: "connected here",
+  scan: "LAN scan",
+};
+
 /** `p2p peers`: the peers this peer knows. */
 export async function peers(node: PeerTarget, opts: { json?: boolean }): Promise<void> {
   const { peers } = await withPeer(node, (client) => client.peers());
-  if (opts.json) return console.log(JSON.stringify(peers));
-  if (peers.length === 0) return console.log("no known peers");
+  if (opts.json) {
+    return console.log(JSON.stringify(peers.map((p) => isoTimes(p, ["firstSeen", "lastSeen"]))));
+  }
+  if (peers.length === 0) {
+    return console.log("no known peers (find some with p2p discover, or start with --peer)");
+  }
   const rows = peers.map((p) => [
-    p.peerId.slice(0, 12),
+    shortId(p.peerId),
     p.name ?? "",
     `${p.host}:${p.ports.chunk}`,
-    p.sources.join(","),
+    p.sources.map((s) => FOUND[s]).join(", "),
     ago(p.lastSeen),
     p.rttMs === undefined ? "-" : `${p.rttMs} ms`,
     p.stale ? `stale (${p.failures} failed)` : "live",
   ]);
-  table(["PEER", "NAME", "ADDRESS", "FOUND BY", "LAST SEEN", "RTT", "STATE"], rows);
+  table(["PEER", "NAME", "ADDRESS", "HOW FOUND", "LAST SEEN", "RTT", "STATE"], rows);
 }
 
 /** `p2p discover`: the local peer scans a LAN range and reports the peers it identified. */
@@ -227,7 +244,7 @@ export async function discover(
     table(
       ["PEER", "NAME", "ADDRESS", "PORTS", "RTT", "CHANGE"],
       r.found.map((p) => [
-        p.peerId.slice(0, 12),
+        shortId(p.peerId),
         p.name,
         p.host,
         Object.entries(p.ports).map(([k, v]) => `${k} ${v}`).join(", "),
@@ -238,7 +255,7 @@ export async function discover(
   }
   for (const x of r.rejected) console.log(`not a peer: ${x.address}: ${x.reason}`);
   for (const x of r.stale) {
-    console.log(`stale: ${x.peerId.slice(0, 12)} at ${x.address}: ${x.reason}`);
+    console.log(`stale: ${shortId(x.peerId)} at ${x.address}: ${x.reason}`);
   }
   console.log(
     `${r.found.length} peer${r.found.length === 1 ? "" : "s"} identified among ${r.devices} ` +
@@ -252,7 +269,9 @@ export async function discover(
 export async function login(node: PeerTarget, opts: { json?: boolean }): Promise<void> {
   const link = await withPeer(node, (client) => client.loginLink());
   const url = `${node.url}${link.path}`;
-  if (opts.json) return console.log(JSON.stringify({ url, expiresAt: link.expiresAt }));
+  if (opts.json) {
+    return console.log(JSON.stringify({ url, expiresAt: new Date(link.expiresAt).toISOString() }));
+  }
   console.log(url);
   err(`open it in a browser within 10 minutes; it works once\n`);
 }
@@ -260,17 +279,25 @@ export async function login(node: PeerTarget, opts: { json?: boolean }): Promise
 /** `p2p status`: this peer. */
 export async function status(node: PeerTarget, opts: { json?: boolean }): Promise<void> {
   const s = await withPeer(node, (client) => client.status());
-  if (opts.json) return console.log(JSON.stringify(s));
+  if (opts.json) {
+    const tracker = s.tracker && isoTimes(s.tracker, ["lastContact"]);
+    return console.log(JSON.stringify({ ...s, tracker }));
+  }
   const t = s.tracker;
-  console.log(`peer      ${s.peerId} (${s.name}) p2p ${s.version}`);
-  console.log(`ports     ${JSON.stringify(s.ports)} on ${s.host}`);
+  const ports = Object.entries(s.ports).map(([k, v]) => `${k} ${v}`).join(", ");
+  console.log(`peer      ${shortId(s.peerId)} (${s.name}) p2p ${s.version}`);
+  console.log(`ports     ${ports} on ${s.host}`);
   console.log(`data      ${s.dataDir}`);
-  console.log(
-    `tracker   ${
-      t ? `${t.url} ${t.ok ? "ok" : `unreachable: ${t.lastError ?? "not yet contacted"}`}` : "none"
-    }`,
-  );
-  console.log(`payloads  ${s.payloads} (${s.completePayloads} complete, ${mib(s.storedBytes)})`);
+  const lost = t?.lastError ? humanMessage(t.lastError) : "not yet contacted";
+  console.log(`tracker   ${t ? `${t.url} ${t.ok ? "ok" : `unreachable: ${lost}`}` : "none"}`);
+  console.log(`payloads  ${s.payloads} (${s.completePayloads} complete, ${size(s.storedBytes)})`);
+  if (s.store) {
+    console.log(
+      `store     ${size(s.store.usedBytes)} on disk, room for ${
+        size(Math.max(0, s.store.capacityBytes - s.store.usedBytes))
+      } more`,
+    );
+  }
   console.log(`peers     ${s.knownPeers} known, ${s.connections} connections`);
   const h = s.http;
   if (h) {
@@ -296,12 +323,7 @@ export async function log(
     ...(opts.limit ? { limit: opts.limit } : {}),
   };
   const print = (r: ActivityRecord) => {
-    if (opts.json) return console.log(JSON.stringify(r));
-    const { id, ts, type, ...rest } = r;
-    const fields = Object.entries(rest).map(([k, v]) =>
-      `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`
-    );
-    console.log(`${String(id).padStart(6)} ${ts} ${type.padEnd(16)} ${fields.join(" ")}`);
+    console.log(opts.json ? JSON.stringify(r) : logLine(r));
   };
   if (opts.follow) {
     if (opts.peer) throw new ClientError("--follow works for this peer's log only");
@@ -312,6 +334,13 @@ export async function log(
   }
   const page = await withPeer(node, (client) => client.log(query));
   for (const r of page.records) print(r);
+  const limit = opts.limit ?? DEFAULT_LOG_LIMIT;
+  if (page.records.length >= limit && !opts.json) {
+    err(
+      `(the newest ${limit === 1 ? "record" : `${limit} records`}; --limit takes up to 1000, ` +
+        "--follow keeps printing new ones)\n",
+    );
+  }
 }
 
 function table(head: string[], rows: string[][]): void {

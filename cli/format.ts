@@ -15,6 +15,7 @@
  */
 import { hasBit } from "../proto/bitfield.ts";
 import { fromHex } from "../proto/ids.ts";
+import { type ActivityRecord, shortId } from "../proto/control.ts";
 
 /** A byte count in MiB with one decimal: `1.5 MiB`. */
 export function mib(bytes: number): string {
@@ -64,4 +65,35 @@ export function chunkMap(have: string, chunks: number, width: number): string {
     map += held === to - from ? "█" : held > 0 ? "▒" : "·";
   }
   return map;
+}
+
+/** A copy of `value` with the epoch-ms fields `keys` as ISO 8601 strings (JSON output). */
+export function isoTimes<T extends object, K extends keyof T>(
+  value: T,
+  keys: K[],
+): Omit<T, K> & Record<K, string | undefined> {
+  const out: Record<string, unknown> = { ...value as Record<string, unknown> };
+  for (const k of keys) {
+    const ms = value[k];
+    out[k as string] = typeof ms === "number" ? new Date(ms).toISOString() : undefined;
+  }
+  return out as Omit<T, K> & Record<K, string | undefined>;
+}
+
+/** Every 40- or 64-hex id in a text in its short form. */
+function shortIds(text: string): string {
+  return text.replace(/\b([0-9a-f]{64}|[0-9a-f]{40})\b/g, (id) => shortId(id));
+}
+
+/**
+ * One readable line of an activity record: its time (`2026-01-01 10:00:01`), type and
+ * fields as `key=value`, ids in their short form.
+ */
+export function logLine(r: ActivityRecord): string {
+  const { id: _id, ts, type, ...rest } = r;
+  const fields = Object.entries(rest).map(([k, v]) =>
+    `${k}=${shortIds(typeof v === "string" ? v : JSON.stringify(v))}`
+  );
+  const time = ts.replace("T", " ").replace(/\.\d+Z$/, "");
+  return `${time} ${type.padEnd(18)} ${fields.join(" ")}`.trimEnd();
 }

@@ -107,6 +107,11 @@ Deno.test("p2p ls lists what is held, rm refuses the last known copy unless --fo
   assert.equal(forced.code, 0, forced.stderr);
   assert.match(forced.stdout, /2 chunks had no other known copy/);
 
+  // peers --json: times in ISO 8601.
+  const known = JSON.parse((await cli(a, "peers", "--json")).stdout);
+  assert.equal(known[0].peerId, b.peerId);
+  assert.match(known[0].lastSeen, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+
   // Another peer's log by a prefix of its id or by its name.
   for (const ref of [b.peerId.slice(0, 8), "bob"]) {
     const log = await cli(a, "log", "--peer", ref, "--limit", "2", "--json");

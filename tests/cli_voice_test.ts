@@ -1,0 +1,59 @@
+/**
+ * The client commands' and the peer's words as a child process shows them: a busy
+ * port named with its option, Ctrl-C on a peer answered once, readable status and log
+ * lines (short ids, ports in words, the store's disk use, a note at the log's limit).
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { tempDir } from "./_tracker_process.ts";
+import { spawnPeer } from "./_peer_process.ts";
+import { runCli } from "./_cli_run.ts";
+
+Deno.test("p2p peer on a busy --http-port exits 1 with one line naming that port and option", async () => {
+  await using dir = await tempDir();
+  using taken = Deno.listen({ hostname: "127.0.0.2", port: 0 });
+  const port = taken.addr.port;
+  const run = await runCli([
+    "peer",
+    ...["--host", "127.0.0.2", "--port", "0", "--pingback-port", "0", "--app-port", "0"],
+    ...["--http-port", String(port), "--data-dir", `${dir.path}/peer`],
+  ], { cwd: dir.path, env: { P2P_HOME: `${dir.path}/home` } });
+  assert.equal(run.code, 1, run.stderr);
+  const lines = run.stderr.trim().split("\n");
+  assert.equal(lines.length, 1, run.stderr);
+  assert.match(
+    lines[0],
+    new RegExp(
+      `^p2p: Cannot listen on 127\\.0\\.0\\.2: port ${port} \\(--http-port\\) is in use; `,
+    ),
+  );
+});
+
+Deno.test("status and log print ports in words, the store's disk use and short ids, log notes its limit, and a peer says 'stopping' once", async () => {
+  await using dir = await tempDir();
+  const home = { P2P_HOME: `${dir.path}/home` };
+  const peer = await spawnPeer({ dataDir: `${dir.path}/peer`, host: "127.0.0.2", env: home });
+  try {
+    const cli = (...args: string[]) => runCli(args, { cwd: dir.path, peer, env: home });
+    const status = await cli("status");
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(
+      status.stdout,
+      new RegExp(`^peer      ${peer.peerId.slice(0, 12)} \\(test\\)`, "m"),
+    );
+    assert.match(
+      status.stdout,
+      /^ports     chunk \d+, pingback \d+, http \d+, app \d+ on 127\.0\.0\.2$/m,
+    );
+    assert.match(status.stdout, /^store     0 B on disk, room for [\d.]+ [KMGT]?i?B more$/m);
+    const log = await cli("log", "--limit", "1");
+    assert.equal(log.code, 0, log.stderr);
+    assert.match(log.stdout, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [a-z.]+\s/);
+    assert.doesNotMatch(log.stdout, /[0-9a-f]{13}/, "ids in their short form");
+    assert.match(log.stderr, /^\(the newest record; --limit takes up to 1000/);
+  } finally {
+    const exit = await peer.stop("SIGINT");
+    assert.equal(exit.stdout.match(/stopping/g)?.length, 1, exit.stdout);
+  }
+});
