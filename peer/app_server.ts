@@ -26,14 +26,14 @@ import { errorBody } from "../lib/http_api.ts";
  * The page's policy: scripts, styles and calls from its own origin only (images may
  * be `data:`/`blob:`), no plugins, no `<base>`, forms to itself, no framing.
  */
-export const APP_CSP =
-  "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; " +
+export const APP_CSP = "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; " +
   "base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /** The page's modules (`text/javascript`), as files of `peer/app/static/`. */
 const MODULES = [
   "app.js",
   "api.js",
+  "answers.js",
   "state.js",
   "actions.js",
   "format.js",

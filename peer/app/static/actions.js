@@ -108,9 +108,7 @@ export async function startDownload(
     d = { ...d, running: false, error: messageOf(err) };
     putDownload(d);
     showError(
-      `Download of ${payloadInfo(id).name || id.slice(0, 12)} failed: ${
-        messageOf(err)
-      }`,
+      `Download of ${payloadInfo(id).name || id.slice(0, 12)} failed: ${messageOf(err)}`,
       "download",
     );
   } finally {
@@ -127,8 +125,7 @@ export function resolvePayloadId(/** @type {string} */ raw) {
   const v = raw.trim();
   if (v === "") {
     return {
-      error:
-        "Enter a payloadId (64 hex digits), its first 6 or more, or a name",
+      error: "Enter a payloadId (64 hex digits), its first 6 or more, or a name",
     };
   }
   const lower = v.toLowerCase();
@@ -136,9 +133,7 @@ export function resolvePayloadId(/** @type {string} */ raw) {
   const known = [
     ...new Set([...network.value.keys(), ...downloads.value.keys()]),
   ];
-  const byPrefix = /^[0-9a-f]{6,63}$/.test(lower)
-    ? known.filter((id) => id.startsWith(lower))
-    : [];
+  const byPrefix = /^[0-9a-f]{6,63}$/.test(lower) ? known.filter((id) => id.startsWith(lower)) : [];
   const byName = known.filter((id) => payloadInfo(id).name === v);
   const matches = byPrefix.length ? byPrefix : byName;
   if (matches.length === 1) return { id: matches[0] };
@@ -155,8 +150,7 @@ export function resolvePayloadId(/** @type {string} */ raw) {
     };
   }
   return {
-    error:
-      `No payload known here is named '${v}', and it is not an id (hex digits)`,
+    error: `No payload known here is named '${v}', and it is not an id (hex digits)`,
   };
 }
 
@@ -203,9 +197,7 @@ export async function uploadBody(
       },
       onEvent: (e) => {
         const step = e.type === "stored"
-          ? `Stored ${fmtBytes(e.size)} in ${
-            plural(e.chunks, "piece")
-          }; pushing copies…`
+          ? `Stored ${fmtBytes(e.size)} in ${plural(e.chunks, "piece")}; pushing copies…`
           : e.type === "replicated"
           ? `Pushing copies to other peers: ${e.done} of ${e.chunks} pieces`
           : "";

@@ -72,17 +72,13 @@ function Header() {
             <path d="M12.5 14 20 9.5M12.5 18 20 22.5M24 12v8" />
           </svg>
           <h1><span class="muted">p2p ·</span> <span data-testid="peer-name"
-              data-peer-id=${s?.peerId}>${s
-                ? s.name || s.peerId.slice(0, 8)
-                : "…"}</span></h1>
+              data-peer-id=${s?.peerId}>${s ? s.name || s.peerId.slice(0, 8) : "…"}</span></h1>
         </div>
         <div class="topbar-status">
             ${via
               ? html`<span class="via">through another peer · <a href="/">your peer</a></span>`
               : null}
-            <span class=${`badge ${
-              c.ok ? "ok" : c.text === "connecting…" ? "" : "bad"
-            }`}
+            <span class=${`badge ${c.ok ? "ok" : c.text === "connecting…" ? "" : "bad"}`}
               role="status" title=${c.detail}>${c.text}</span>
           </div>
       </div>

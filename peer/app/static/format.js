@@ -73,9 +73,7 @@ export function fmtClock(/** @type {string} */ iso) {
 
 /** The first `n` characters of an id (the form tables print). */
 export function shortId(/** @type {unknown} */ id, n = 8) {
-  return typeof id === "string" && id.length > n
-    ? id.slice(0, n)
-    : String(id ?? "");
+  return typeof id === "string" && id.length > n ? id.slice(0, n) : String(id ?? "");
 }
 
 /** `1 chunk`, `3 chunks`. */

@@ -9,12 +9,7 @@ import { Fragment, h, render } from "./vendor/preact/preact.mjs";
 import htm from "./vendor/htm/htm.mjs";
 
 export { Fragment, h, render };
-export {
-  useEffect,
-  useMemo,
-  useRef,
-  useState,
-} from "./vendor/preact/hooks.mjs";
+export { useEffect, useMemo, useRef, useState } from "./vendor/preact/hooks.mjs";
 export {
   batch,
   computed,

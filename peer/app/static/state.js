@@ -66,12 +66,8 @@ export const mapFor = signal(/** @type {string | null} */ (null));
  */
 export function parseRoute(/** @type {string} */ hash) {
   const parts = hash.replace(/^#\/?/, "").split("/").filter(Boolean);
-  const tab = ["payloads", "peers", "activity", "peer"].includes(parts[0])
-    ? parts[0]
-    : "payloads";
-  const id = tab === "payloads" && parts[1]
-    ? decodeURIComponent(parts[1]).toLowerCase()
-    : null;
+  const tab = ["payloads", "peers", "activity", "peer"].includes(parts[0]) ? parts[0] : "payloads";
+  const id = tab === "payloads" && parts[1] ? decodeURIComponent(parts[1]).toLowerCase() : null;
   return { tab, id };
 }
 export const route = signal(parseRoute(globalThis.location?.hash ?? ""));

@@ -44,9 +44,7 @@ export function SourceChip(
     <span
       class="chip"><span class="swatch" style=${{
         "--sw": colourOf(id),
-      }} aria-hidden="true"></span>${labelOf(id)}${n === undefined
-        ? ""
-        : ` ${n}`}</span>
+      }} aria-hidden="true"></span>${labelOf(id)}${n === undefined ? "" : ` ${n}`}</span>
   `;
 }
 
@@ -98,9 +96,7 @@ export function GetAction({ row, big = false }) {
   return html`
     <button type="button" class=${cls} data-testid="payload-download"
       aria-label=${`${resume ? "Resume" : "Download"} ${name}`}
-      onClick=${() => startDownload(row.id)}>${resume
-        ? "Resume"
-        : "Download"}</button>
+      onClick=${() => startDownload(row.id)}>${resume ? "Resume" : "Download"}</button>
   `;
 }
 

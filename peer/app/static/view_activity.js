@@ -78,42 +78,32 @@ export function describe(/** @type {ActivityRecord} */ r) {
     case "download.start":
       return `Started downloading ${fileOf(r.payloadId)}`;
     case "download.done":
-      return `Downloaded ${fileOf(r.payloadId)}: ${
-        fmtBytes(Number(r.bytes))
-      } in ${fmtSeconds(Number(r.seconds))}`;
+      return `Downloaded ${fileOf(r.payloadId)}: ${fmtBytes(Number(r.bytes))} in ${
+        fmtSeconds(Number(r.seconds))
+      }`;
     case "download.fail":
       return `Download of ${fileOf(r.payloadId)} failed: ${msg}`;
     case "download.drop":
-      return `Stopped fetching ${fileOf(r.payloadId)} from ${
-        peerOf(r.source)
-      }: ${msg}`;
+      return `Stopped fetching ${fileOf(r.payloadId)} from ${peerOf(r.source)}: ${msg}`;
     case "download.refused":
       return `Did not download ${fileOf(r.payloadId)}: the store is full`;
     case "offer.accepted":
       return `${peerOf(r.from)} pushed a copy of ${fileOf(r.payloadId)} here`;
     case "offer.refused":
-      return `Refused a copy of ${fileOf(r.payloadId)} from ${
-        peerOf(r.from)
-      }: ${msg}`;
+      return `Refused a copy of ${fileOf(r.payloadId)} from ${peerOf(r.from)}: ${msg}`;
     case "replicate.done":
       return `Pushed copies of ${fileOf(r.payloadId)} to other peers`;
     case "replicate.fail":
-      return `Could not push a copy of ${fileOf(r.payloadId)} to ${
-        peerOf(r.to)
-      }: ${msg}`;
+      return `Could not push a copy of ${fileOf(r.payloadId)} to ${peerOf(r.to)}: ${msg}`;
     case "conn.fail":
       return `Could not reach ${peerOf(r.peerId)} at ${str(r.address)}: ${msg}`;
     case "seed.fail":
-      return `Could not reach the peer given at start, ${
-        str(r.address)
-      }: ${msg}`;
+      return `Could not reach the peer given at start, ${str(r.address)}: ${msg}`;
     case "exchange.fail":
       return `Could not swap peer lists with ${peerOf(r.with)}: ${msg}`;
     case "exchange.mismatch":
     case "replicate.mismatch":
-      return `A different peer than expected answered${
-        r.address ? ` at ${str(r.address)}` : ""
-      }`;
+      return `A different peer than expected answered${r.address ? ` at ${str(r.address)}` : ""}`;
     case "tracker.register":
       return "Registered with the tracker";
     case "tracker.error":
@@ -121,36 +111,24 @@ export function describe(/** @type {ActivityRecord} */ r) {
     case "discover.start":
       return "Started looking for peers on the LAN";
     case "discover.done":
-      return `Finished looking for peers on the LAN (${
-        plural(Number(r.devices ?? 0), "device")
-      })`;
+      return `Finished looking for peers on the LAN (${plural(Number(r.devices ?? 0), "device")})`;
     case "discover.peer":
       return `Found ${peerOf(r.peerId)} on the LAN`;
     case "discover.error":
       return `Looking for peers on the LAN failed: ${msg}`;
     case "control.refused":
-      return `Refused a request to ${str(r.path)} (${
-        str(r.code).replaceAll("_", " ")
-      })`;
+      return `Refused a request to ${str(r.path)} (${str(r.code).replaceAll("_", " ")})`;
     case "chunk.rejected":
-      return `A piece of ${fileOf(r.payloadId)} from ${
-        peerOf(r.from)
-      } was damaged and thrown away`;
+      return `A piece of ${fileOf(r.payloadId)} from ${peerOf(r.from)} was damaged and thrown away`;
     case "error":
-      return `Something went wrong${
-        r.during ? ` during ${str(r.during)}` : ""
-      }: ${msg}`;
+      return `Something went wrong${r.during ? ` during ${str(r.during)}` : ""}: ${msg}`;
   }
   const rest = Object.entries(r)
     .filter(([k]) => !["id", "ts", "type"].includes(k))
-    .map(([k, v]) =>
-      `${k} ${typeof v === "object" ? JSON.stringify(v) : str(v)}`
-    )
+    .map(([k, v]) => `${k} ${typeof v === "object" ? JSON.stringify(v) : str(v)}`)
     .join(", ");
   const words = r.type.replaceAll(".", " ").replaceAll("_", " ");
-  return `${words[0].toUpperCase()}${words.slice(1)}${
-    rest ? `: ${rest.slice(0, 200)}` : ""
-  }`;
+  return `${words[0].toUpperCase()}${words.slice(1)}${rest ? `: ${rest.slice(0, 200)}` : ""}`;
 }
 
 /** One record. */
@@ -185,9 +163,7 @@ export function ActivityCard() {
         <details>
           <summary><span class="time">${fmtClock(rs[0].ts)}</span>
               <span class="what muted">${routineWords(rs)}</span></summary>
-          <ol class="activity">${rs.map((r) =>
-            html`<${Item} key=${r.id} r=${r} />`
-          )}</ol>
+          <ol class="activity">${rs.map((r) => html`<${Item} key=${r.id} r=${r} />`)}</ol>
         </details>
       </li>
     `);
@@ -207,9 +183,8 @@ export function ActivityCard() {
     <section class="card" id="activity" aria-labelledby="activity-h">
       <div class="card-head">
         <h2 id="activity-h">Activity</h2>
-        <span class=${`badge ${
-          eventsState.value === "live" ? "ok" : "warn"
-        }`}>${eventsState.value}</span>
+        <span class=${`badge ${eventsState.value === "live" ? "ok" : "warn"}`}>${eventsState
+          .value}</span>
       </div>
       <div class="inline-form">
         <div class="field grow">
@@ -218,12 +193,10 @@ export function ActivityCard() {
             autocomplete="off"
             spellcheck="false" placeholder="download, a name, an error…"
             value=${filter}
-            onInput=${(/** @type {any} */ e) =>
-              setFilter(e.currentTarget.value)} />
+            onInput=${(/** @type {any} */ e) => setFilter(e.currentTarget.value)} />
         </div>
         <label class="check"><input type="checkbox" checked=${routine}
-            onChange=${(/** @type {any} */ e) =>
-              setRoutine(e.currentTarget.checked)} />
+            onChange=${(/** @type {any} */ e) => setRoutine(e.currentTarget.checked)} />
             Show routine traffic</label>
       </div>
       <p class="muted small">${plural(records.length, "record")}${errors

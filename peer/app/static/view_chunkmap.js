@@ -9,14 +9,7 @@ import { html, useEffect, useRef, useState } from "./html.js";
 import * as api from "./api.js";
 import { messageOf } from "./api.js";
 import { fmtBytes, plural, viaWords } from "./format.js";
-import {
-  chunkSources,
-  downloads,
-  labelOf,
-  mapFor,
-  payloadInfo,
-  self,
-} from "./state.js";
+import { chunkSources, downloads, labelOf, mapFor, payloadInfo, self } from "./state.js";
 import { colourOf, SourceChip } from "./ui.js";
 
 /** The bytes of a hex bitfield (MSB first). */
@@ -47,9 +40,8 @@ function Cells({ chunks, colourAt, label }) {
   useEffect(() => {
     const c = ref.current?.getContext("2d");
     if (!c) return;
-    const missing =
-      getComputedStyle(document.documentElement).getPropertyValue("--cell-off")
-        .trim() || "#d8dde6";
+    const missing = getComputedStyle(document.documentElement).getPropertyValue("--cell-off")
+      .trim() || "#d8dde6";
     c.clearRect(0, 0, perRow * cell, rows * cell);
     for (let i = 0; i < chunks; i++) {
       c.fillStyle = colourAt(i) ?? missing;
@@ -123,11 +115,7 @@ export function ChunkMapCard() {
     /** @type {(string | undefined)[]} */
     const colours = [];
     for (let i = 0; i < chunks; i++) {
-      const src = isSelf && live.has(i)
-        ? live.get(i)
-        : hasBit(bits, i)
-        ? r.peerId
-        : undefined;
+      const src = isSelf && live.has(i) ? live.get(i) : hasBit(bits, i) ? r.peerId : undefined;
       if (src) {
         count++;
         legend.add(src);
@@ -143,8 +131,7 @@ export function ChunkMapCard() {
             : null}</span>
           <span class="count">${count}/${chunks}</span>
         </div>
-        <${Cells} chunks=${chunks} colourAt=${(/** @type {number} */ i) =>
-          colours[i]}
+        <${Cells} chunks=${chunks} colourAt=${(/** @type {number} */ i) => colours[i]}
           label=${`${who} holds ${count} of ${chunks} pieces`} />
       </div>
     `;
@@ -163,16 +150,10 @@ export function ChunkMapCard() {
             <span class="muted small">${plural(
               chunks,
               "piece",
-            )}${info.size !== undefined
-              ? ` · ${fmtBytes(info.size)}`
-              : ""}</span>
+            )}${info.size !== undefined ? ` · ${fmtBytes(info.size)}` : ""}</span>
           </div>
-          ${w?.error
-            ? html`<p class="result bad">Chunk map unavailable: ${w.error}</p>`
-            : null}
-          ${!w
-            ? html`<p class="muted">Asking who holds which piece…</p>`
-            : null}
+          ${w?.error ? html`<p class="result bad">Chunk map unavailable: ${w.error}</p>` : null}
+          ${!w ? html`<p class="muted">Asking who holds which piece…</p>` : null}
           <ul class="legend" aria-label="Colours">${[...legend].map((s) =>
             html`
               <li>

@@ -7,22 +7,8 @@
  */
 import { html, useState } from "./html.js";
 import { resolvePayloadId, startDownload } from "./actions.js";
-import {
-  fmtBytes,
-  fmtDuration,
-  fmtRate,
-  fmtSeconds,
-  percent,
-  plural,
-} from "./format.js";
-import {
-  clearError,
-  downloads,
-  labelOf,
-  mapFor,
-  payloadInfo,
-  showError,
-} from "./state.js";
+import { fmtBytes, fmtDuration, fmtRate, fmtSeconds, percent, plural } from "./format.js";
+import { clearError, downloads, labelOf, mapFor, payloadInfo, showError } from "./state.js";
 import { Bar, GetAction, SourceChip } from "./ui.js";
 import { payloadRows } from "./state.js";
 
@@ -50,11 +36,7 @@ function DownloadItem(/** @type {{ d: Download }} */ { d }) {
   const row = payloadRows.value.find((r) => r.id === d.id);
   const chips = [...d.bySource.entries()].sort((a, b) => b[1] - a[1]);
   const r = d.result;
-  const pct = r
-    ? 100
-    : d.progress
-    ? percent(d.progress.bytes, d.progress.size)
-    : undefined;
+  const pct = r ? 100 : d.progress ? percent(d.progress.bytes, d.progress.size) : undefined;
   return html`
     <li class=${`download${r ? " done" : ""}${d.error ? " failed" : ""}`}
       data-payload-id=${d.id} data-testid="download-item">
@@ -63,9 +45,7 @@ function DownloadItem(/** @type {{ d: Download }} */ { d }) {
           <code class="download-id" title=${d.id}>${d.id.slice(0, 12)}</code>
         </div>
         <div class="download-progress" data-testid="download-progress">
-          <${Bar} pct=${pct} label=${`Download of ${
-            info.name || d.id.slice(0, 12)
-          }`} done=${!!r} />
+          <${Bar} pct=${pct} label=${`Download of ${info.name || d.id.slice(0, 12)}`} done=${!!r} />
           <div class="progress-text small">${r
             ? `100% · ${fmtBytes(r.size)} · ${fmtSeconds(r.seconds)}`
             : d.error
@@ -101,18 +81,13 @@ function DownloadItem(/** @type {{ d: Download }} */ { d }) {
                   )} stopped being used</summary>
                   <ul class="list-plain">${r.dropped.map((
                     /** @type {any} */ x,
-                  ) =>
-                    html`<li>${labelOf(String(x.source))}: ${
-                      String(x.reason)
-                    }</li>`
-                  )}</ul>
+                  ) => html`<li>${labelOf(String(x.source))}: ${String(x.reason)}</li>`)}</ul>
                 </details>
               `
               : null
           }
         <div class="actions">${row ? html`<${GetAction} row=${row} />` : null}
-          <button type="button" class="btn small" onClick=${() =>
-            mapFor.value = d.id}>
+          <button type="button" class="btn small" onClick=${() => mapFor.value = d.id}>
             Chunk map</button></div>
       </div>`
           : d.error
@@ -120,8 +95,7 @@ function DownloadItem(/** @type {{ d: Download }} */ { d }) {
             <div class="download-result bad" data-testid="download-result">
               <p>Download failed: ${d.error}</p>
               <div class="actions"><button type="button" class="btn small"
-                      onClick=${() =>
-                        startDownload(d.id)}>Try again</button></div>
+                      onClick=${() => startDownload(d.id)}>Try again</button></div>
             </div>
           `
           : null}

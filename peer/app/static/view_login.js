@@ -48,11 +48,8 @@ export function LoginDialog() {
           <label for="login-token">Token</label>
           <input id="login-token" name="token" type="password" autocomplete="off" spellcheck="false"
             required maxlength="200" value=${token}
-            onInput=${(/** @type {any} */ e) =>
-              setToken(e.currentTarget.value)} />
-          ${error
-            ? html`<p id="login-error" class="login-error" role="alert">${error}</p>`
-            : null}
+            onInput=${(/** @type {any} */ e) => setToken(e.currentTarget.value)} />
+          ${error ? html`<p id="login-error" class="login-error" role="alert">${error}</p>` : null}
           <div class="login-actions">
             <button type="submit" class="btn primary" id="login-submit" disabled=${busy}>Log in</button>
           </div>

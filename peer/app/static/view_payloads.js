@@ -38,9 +38,7 @@ function PayloadItem(/** @type {{ p: PayloadRow }} */ { p }) {
   const pct = p.chunks ? (100 * p.held) / p.chunks : 0;
   return html`
     <li class="payload" data-testid="payload-row" data-payload-id=${p.id}>
-      <a class="payload-main" href=${`#/payloads/${p.id}`} aria-label=${`Open ${
-        p.name || p.id
-      }`}>
+      <a class="payload-main" href=${`#/payloads/${p.id}`} aria-label=${`Open ${p.name || p.id}`}>
         <span class="title">${p.name || "(unnamed)"}</span>
         <span class="sub">${fmtBytes(p.size)} · ${holdersWords(p)}</span>
         <span class="sub" data-testid="payload-held">${heldWords(p)}</span>
@@ -130,9 +128,7 @@ export function PayloadDetail(/** @type {{ id: string }} */ { id }) {
                   "piece",
                 )} · ${holdersWords(p)}</p>
                 <p class="muted small">${heldWords(p)}${p.holders.length
-                  ? ` · held by ${
-                    p.holders.map((h) => labelOf(h.peerId, h.name)).join(", ")
-                  }`
+                  ? ` · held by ${p.holders.map((h) => labelOf(h.peerId, h.name)).join(", ")}`
                   : ""}</p>
                 <div class="actions start"><${GetAction} row=${p} big=${true} />
                           <button type="button" class="btn small" onClick=${() =>
@@ -149,8 +145,7 @@ export function PayloadDetail(/** @type {{ id: string }} */ { id }) {
               <label for="share-link">Share link</label>
               <div class="id-line">
                 <input id="share-link" data-testid="share-link" readonly value=${link}
-                  onFocus=${(/** @type {any} */ e) =>
-                    e.currentTarget.select()} />
+                  onFocus=${(/** @type {any} */ e) => e.currentTarget.select()} />
                 <${CopyButton} text=${link} aria="Copy the share link" />
               </div>
             </div>

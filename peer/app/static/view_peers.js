@@ -28,9 +28,7 @@ function PeerItem(/** @type {{ p: Peer }} */ { p }) {
       <td data-label="Address"><code>${p.host}:${p.ports.chunk ??
         "?"}</code></td>
       <td data-label="Known from">${how}</td>
-      <td data-label="Last seen" title=${p.lastSeen
-        ? new Date(p.lastSeen).toLocaleString()
-        : ""}>
+      <td data-label="Last seen" title=${p.lastSeen ? new Date(p.lastSeen).toLocaleString() : ""}>
           ${fmtAgo(p.lastSeen)}</td>
       <td class="num" data-label="Round trip">${p.rttMs !== undefined
         ? `${Math.round(p.rttMs)} ms`
@@ -43,9 +41,7 @@ function PeerItem(/** @type {{ p: Peer }} */ { p }) {
         <div class="actions">${PEER_ID.test(p.peerId)
           ? html`
             <a class="btn small" href=${`/_p2p/peers/${p.peerId}/`}
-              aria-label=${`Open the app of ${
-                p.name || p.peerId.slice(0, 8)
-              }`}>Open its app</a>
+              aria-label=${`Open the app of ${p.name || p.peerId.slice(0, 8)}`}>Open its app</a>
           `
           : null}</div>
       </td>
@@ -95,36 +91,22 @@ function ScanResult() {
       : ""
   }</p>
     ${
-    r.devicesError
-      ? html`<p class="small">Listing the devices failed: ${r.devicesError}</p>`
-      : null
+    r.devicesError ? html`<p class="small">Listing the devices failed: ${r.devicesError}</p>` : null
   }
     ${
     r.found.length
       ? html`<ul class="list-plain small">${
         r.found.map((f) =>
           html`<li><b>${f.name || f.peerId.slice(0, 8)}</b> at ${f.host}${
-            f.change === "new"
-              ? " (new)"
-              : f.change === "moved"
-              ? " (moved)"
-              : ""
+            f.change === "new" ? " (new)" : f.change === "moved" ? " (moved)" : ""
           }</li>`
         )
       }</ul>`
       : null
   }
-    <${Folded} title=${`${
-    plural((r.stale ?? []).length, "peer")
-  } no longer answering`}
-      lines=${
-    (r.stale ?? []).map((x) =>
-      `${labelOf(x.peerId)} at ${x.address}: ${x.reason}`
-    )
-  } />
-    <${Folded} title=${`${
-    plural((r.rejected ?? []).length, "device")
-  } not taken`}
+    <${Folded} title=${`${plural((r.stale ?? []).length, "peer")} no longer answering`}
+      lines=${(r.stale ?? []).map((x) => `${labelOf(x.peerId)} at ${x.address}: ${x.reason}`)} />
+    <${Folded} title=${`${plural((r.rejected ?? []).length, "device")} not taken`}
       lines=${(r.rejected ?? []).map((x) => `${x.address}: ${x.reason}`)} />
   </div>`;
 }
@@ -139,9 +121,7 @@ export function PeersCard() {
   );
   return html`<section class="card" id="peers" aria-labelledby="peers-h">
     <div class="card-head"><h2 id="peers-h">Peers</h2>
-      <span class="muted small">${
-    plural(list.filter((p) => !p.stale).length, "peer")
-  } online</span>
+      <span class="muted small">${plural(list.filter((p) => !p.stale).length, "peer")} online</span>
     </div>
     ${
     list.length
@@ -159,9 +139,7 @@ export function PeersCard() {
                 <th scope="col"><span class="visually-hidden">App</span></th>
               </tr>
             </thead>
-            <tbody>${list.map((p) =>
-              html`<${PeerItem} key=${p.peerId} p=${p} />`
-            )}</tbody>
+            <tbody>${list.map((p) => html`<${PeerItem} key=${p.peerId} p=${p} />`)}</tbody>
           </table>
         </div>
       `
@@ -180,8 +158,7 @@ export function PeersCard() {
         <label for="scan-range">Look for peers on the LAN <span class="muted small">
           (a range such as 198.51.100.0/24; empty: this peer's networks)</span></label>
         <input id="scan-range" type="text" autocomplete="off" spellcheck="false" maxlength="64"
-          value=${range} onInput=${(/** @type {any} */ e) =>
-    setRange(e.currentTarget.value)} />
+          value=${range} onInput=${(/** @type {any} */ e) => setRange(e.currentTarget.value)} />
       </div>
       <button type="submit" class="btn" disabled=${scanState.value.running}>
         ${scanState.value.running ? "Scanning…" : "Scan"}</button>

@@ -19,12 +19,8 @@ function TrackerLine(
       class=${`badge ${t.ok ? "ok" : "bad"}`}>${t.ok
         ? "connected"
         : "not reachable"}</span>${t.lastContact
-        ? html`<span class="muted small"> · last answer ${
-          fmtAgo(t.lastContact)
-        }</span>`
-        : null}${!t.ok && t.lastError
-        ? html`<div class="small muted">${t.lastError}</div>`
-        : null}
+        ? html`<span class="muted small"> · last answer ${fmtAgo(t.lastContact)}</span>`
+        : null}${!t.ok && t.lastError ? html`<div class="small muted">${t.lastError}</div>` : null}
   `;
 }
 
@@ -39,8 +35,7 @@ export function ThisPeerCard() {
       </section>
     `;
   }
-  const ports =
-    Object.entries(s.ports).map(([k, v]) => `${k} ${v}`).join(" · ") || "—";
+  const ports = Object.entries(s.ports).map(([k, v]) => `${k} ${v}`).join(" · ") || "—";
   return html`
     <section class="card" id="this-peer" aria-labelledby="this-peer-h">
       <div class="card-head">
@@ -53,9 +48,7 @@ export function ThisPeerCard() {
             .peerId}</code>
             <${CopyButton} text=${s.peerId} aria="Copy the peer id" /></dd>
           <dt>Version</dt><dd>${s.version}</dd>
-          <dt>Address</dt><dd title=${s.dataDir
-            ? `Data folder: ${s.dataDir}`
-            : ""}>${s.host}</dd>
+          <dt>Address</dt><dd title=${s.dataDir ? `Data folder: ${s.dataDir}` : ""}>${s.host}</dd>
           <dt>Ports</dt><dd>${ports}</dd>
           <dt>Tracker</dt><dd><${TrackerLine} t=${s.tracker} /></dd>
           <dt>Files</dt><dd>${s.payloads} (${s.completePayloads} complete)</dd>

@@ -115,9 +115,7 @@ export function UploadCard() {
             <span class="drop-title" data-testid="drop-title">${touch
               ? "Choose a file"
               : "Drop a file here"}</span>
-            ${touch
-              ? null
-              : html`<span class="muted small">or click to choose one</span>`}
+            ${touch ? null : html`<span class="muted small">or click to choose one</span>`}
           </label>
         <form class="stack" novalidate onSubmit=${onText}>
           <div class="field">
@@ -126,18 +124,14 @@ export function UploadCard() {
             <input id="upload-name" data-testid="upload-name" type="text"
               maxlength="255"
               placeholder="notes.txt" autocomplete="off" value=${name}
-              onInput=${(/** @type {any} */ e) =>
-                setName(e.currentTarget.value)} />
+              onInput=${(/** @type {any} */ e) => setName(e.currentTarget.value)} />
           </div>
           <div class="field">
             <label for="upload-text">Or text</label>
             <textarea id="upload-text" data-testid="upload-text" rows="3"
               value=${text}
-              aria-invalid=${textBad
-                ? "true"
-                : undefined} placeholder="Type or paste text to share"
-              onInput=${(/** @type {any} */ e) =>
-                setText(e.currentTarget.value)}></textarea>
+              aria-invalid=${textBad ? "true" : undefined} placeholder="Type or paste text to share"
+              onInput=${(/** @type {any} */ e) => setText(e.currentTarget.value)}></textarea>
           </div>
           <div class="row-end">
             <button type="submit" class="btn" data-testid="upload-text-submit"
@@ -182,9 +176,8 @@ function UploadResult() {
     <div class="result ok" data-testid="upload-result" data-payload-id=${d
       .payloadId}
       aria-live="polite">
-        <p class="result-title">${d.created === false
-          ? "Already shared"
-          : "Shared"}: ${s.name || "(unnamed)"} · ${fmtBytes(d.size)} · 100%</p>
+        <p class="result-title">${d.created === false ? "Already shared" : "Shared"}: ${s.name ||
+          "(unnamed)"} · ${fmtBytes(d.size)} · 100%</p>
         <p class="id-line"><code class="js-payload-id">${d.payloadId}</code>
           <${CopyButton} text=${d
             .payloadId} label="Copy id" aria="Copy the payloadId" /></p>
