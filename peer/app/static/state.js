@@ -41,7 +41,10 @@ export const payloadsNote = signal("");
 export const downloads = signal(
   /** @type {Map<string, Download>} */ (new Map()),
 );
-/** Payloads a download was started for on this peer (from its log and this page). */
+/**
+ * Payloads a download was started for on this peer, by this page or another client
+ * (from its log), not as a pull of a replica: only those offer Resume.
+ */
 export const startedHere = signal(/** @type {Set<string>} */ (new Set()));
 /** Which source each chunk came from, per payload, as this page saw downloads. */
 export const chunkSources = signal(
@@ -128,7 +131,8 @@ export const payloadRows = computed(() => {
     const chunks = l?.chunks ?? n?.chunks ?? d?.progress?.chunks ?? 0;
     let held = l?.held ?? 0;
     let complete = l?.complete ?? false;
-    if (d?.running && d.progress) held = Math.max(held, d.progress.done);
+    // While it runs, the download's own count: the download card shows the same.
+    if (d?.running && d.progress) held = d.progress.done;
     if (d?.result && !d.running) {
       held = chunks;
       complete = true;
@@ -246,14 +250,35 @@ async function refreshPayloads() {
   payloadsNote.value = notes.join(" · ");
 }
 
+/**
+ * Downloads started on this peer and pulls of replicas from the tracker (which run as
+ * downloads too), per payload, from the peer's log and its events since.
+ */
+const starts = new Map();
+const pulls = new Map();
+
+/** Recomputes `startedHere`: payloads with more downloads started than replica pulls. */
+function updateStartedHere() {
+  const ids = new Set(startedHere.value);
+  for (const [id, n] of starts) if (n > (pulls.get(id) ?? 0)) ids.add(id);
+  startedHere.value = ids;
+}
+
+/** Counts a `download.start` or `replicate.pull` record. */
+function countStart(/** @type {ActivityRecord} */ r) {
+  const id = r.payloadId;
+  if (typeof id !== "string") return;
+  const m = r.type === "download.start" ? starts : pulls;
+  m.set(id, (m.get(id) ?? 0) + 1);
+}
+
 /** Learns from the peer's log which payloads a download was started for here. */
 export async function refreshStartedHere() {
-  const records = await api.getLog("download.start");
-  const ids = new Set(startedHere.value);
-  for (const r of records) {
-    if (typeof r.payloadId === "string") ids.add(r.payloadId);
-  }
-  startedHere.value = ids;
+  const [s, p] = await Promise.all([api.getLog("download.start"), api.getLog("replicate.pull")]);
+  starts.clear();
+  pulls.clear();
+  for (const r of [...s, ...p]) countStart(r);
+  updateStartedHere();
 }
 
 export const statusPoll = poller(refreshStatus, 5000);
@@ -287,8 +312,9 @@ export function addRecord(/** @type {ActivityRecord} */ r) {
     payloadsPoll.soon();
     statusPoll.soon();
   }
-  if (t === "download.start" && typeof r.payloadId === "string") {
-    startedHere.value = new Set([...startedHere.value, r.payloadId]);
+  if (t === "download.start" || t === "replicate.pull") {
+    countStart(r);
+    updateStartedHere();
   }
   if (t.startsWith("tracker.")) statusPoll.soon();
 }

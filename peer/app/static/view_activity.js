@@ -85,6 +85,12 @@ export function describe(/** @type {ActivityRecord} */ r) {
       return `Download of ${fileOf(r.payloadId)} failed: ${msg}`;
     case "download.drop":
       return `Stopped fetching ${fileOf(r.payloadId)} from ${peerOf(r.source)}: ${msg}`;
+    case "download.cancel":
+      return `Download of ${fileOf(r.payloadId)} cancelled at ${Number(r.done ?? 0)} of ${
+        Number(r.chunks ?? 0)
+      } pieces: running it again resumes`;
+    case "replicate.pull":
+      return `Fetching a copy of ${fileOf(r.payloadId)} that the tracker asked this peer to keep`;
     case "download.refused":
       return `Did not download ${fileOf(r.payloadId)}: the store is full`;
     case "offer.accepted":

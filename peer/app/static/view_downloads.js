@@ -60,9 +60,9 @@ function DownloadItem(/** @type {{ d: Download }} */ { d }) {
         <p class="result-title">${
             r.bytes === 0 && r.resumed > 0
               ? "Already all here: nothing to fetch"
-              : `Done: ${fmtBytes(r.bytes)} in ${fmtSeconds(r.seconds)} (${
-                fmtRate(r.bytes, r.seconds)
-              })`
+              : `Done: ${fmtBytes(r.bytes)} in ${fmtSeconds(r.seconds)}${
+                r.bytes >= 1024 * 1024 ? ` (${fmtRate(r.bytes, r.seconds)})` : ""
+              }`
           }</p>
         ${
             r.resumed > 0
