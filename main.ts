@@ -35,6 +35,7 @@ import {
 import { runPeer, runTracker } from "./cli/roles.ts";
 import * as client from "./cli/client.ts";
 import { get, InterruptedError } from "./cli/get.ts";
+import { put } from "./cli/put.ts";
 import { ls, rm } from "./cli/payloads.ts";
 import { errorLine } from "./cli/errors.ts";
 import { runDemo } from "./cli/demo.ts";
@@ -217,7 +218,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     .addOption(nodeOption())
     .addOption(tokenOption())
     .action(async (file, opts) => {
-      await client.put(await client.peerTarget(opts.node, opts.token), file, opts);
+      await put(await client.peerTarget(opts.node, opts.token), file, opts);
     });
 
   const payloadArgument = "its id, 6 or more of the id's first hex digits, or its name";

@@ -12,7 +12,12 @@
  *
  * @module
  */
-import { type ActivityRecord, type PeerSource, shortId } from "../proto/control.ts";
+import {
+  type ActivityRecord,
+  type DiscoveryReport,
+  type PeerSource,
+  shortId,
+} from "../proto/control.ts";
 import { humanMessage } from "./errors.ts";
 import {
   P2pError,
@@ -24,7 +29,6 @@ import { ControlClient, ControlError, PeerUnreachableError } from "../peer/contr
 import { findPeer, registryDir } from "../lib/peer_registry.ts";
 import { defaultDataDir } from "./options.ts";
 import { ago, chunkMap, isoTimes, logLine, mib, size, tableLines } from "./format.ts";
-import { putProgress } from "./progress.ts";
 
 /** A failure worth one line, not a stack trace (exit status 1). */
 export class ClientError extends P2pError {
@@ -130,50 +134,6 @@ const DEFAULT_LOG_LIMIT = 100;
 const encoder = new TextEncoder();
 const err = (s: string) => Deno.stderr.writeSync(encoder.encode(s));
 
-/** `p2p put FILE|-`: stores, announces and replicates; prints the payloadId on stdout. */
-export async function put(
-  node: PeerTarget,
-  file: string,
-  opts: { name?: string; json?: boolean },
-): Promise<void> {
-  let body: ReadableStream<Uint8Array>;
-  let size: number | undefined;
-  let name = opts.name;
-  if (file === "-") {
-    body = Deno.stdin.readable;
-  } else {
-    let f: Deno.FsFile;
-    try {
-      f = await Deno.open(file);
-    } catch (e) {
-      if (e instanceof Deno.errors.NotFound) throw new ClientError(`File '${file}' does not exist`);
-      throw new ClientError(`Cannot read '${file}': ${e instanceof Error ? e.message : e}`);
-    }
-    const info = await f.stat();
-    size = info.size;
-    if (info.isDirectory) {
-      f.close();
-      throw new ClientError(`'${file}' is a directory; put takes a file or -`);
-    }
-    body = f.readable;
-    name ??= file.split(/[\\/]/).pop();
-  }
-  const progress = putProgress();
-  const done = await withPeer(node, (client) =>
-    client.put(body, {
-      ...(name ? { name } : {}),
-      ...(size === undefined ? {} : { size }),
-      onEvent: (e) => progress.update(e),
-    })).finally(() => progress.stop());
-  if (opts.json) console.log(JSON.stringify(done));
-  else console.log(done.payloadId);
-  if (done.underReplicated > 0) {
-    err(
-      `warning: ${done.underReplicated} chunks have fewer than the asked copies on other peers\n`,
-    );
-  }
-}
-
 /** How a holder in `where` was learnt, in words. */
 const VIA: Record<string, string> = { self: "this peer", "HAVE?": "asked", tracker: "tracker" };
 
@@ -231,15 +191,57 @@ export async function peers(node: PeerTarget, opts: { json?: boolean }): Promise
   table(["PEER", "NAME", "ADDRESS", "HOW FOUND", "LAST SEEN", "RTT", "STATE"], rows);
 }
 
+/**
+ * While `work` runs, a line on stderr (a terminal only) that says what is scanned and
+ * for how long so far; the scan itself reports only at its end.
+ */
+async function withTicker<T>(what: string, work: Promise<T>): Promise<T> {
+  if (!Deno.stderr.isTerminal()) return await work;
+  const started = performance.now();
+  const draw = () => {
+    const s = ((performance.now() - started) / 1000).toFixed(0);
+    err(`\r${what} ${s} s\x1b[K`);
+  };
+  draw();
+  const timer = setInterval(draw, 1000);
+  try {
+    return await work;
+  } finally {
+    clearInterval(timer);
+    err("\r\x1b[K");
+  }
+}
+
+/** Why a scan found no peer, in words: what it probed and what is listed. */
+export function emptyScanWords(r: DiscoveryReport): string | undefined {
+  if (r.found.length > 0 || r.devicesError) return undefined;
+  const ranges = r.ranges.join(", ");
+  if (r.devices === 0) {
+    return `No device of ${ranges} answered the ARP sweep, so none was asked: only devices ` +
+      "that answer it are probed. Check the range (is this machine on it?); some networks " +
+      "(guest Wi-Fi, client isolation) hide devices from each other.";
+  }
+  return `None of the ${r.devices} device${r.devices === 1 ? "" : "s"} that answered runs a ` +
+    "p2p peer answering on its pingback port, or their network key differs (see 'not a peer' " +
+    "above). Start 'p2p peer' there, with the same --network-key-file.";
+}
+
 /** `p2p discover`: the local peer scans a LAN range and reports the peers it identified. */
 export async function discover(
   node: PeerTarget,
   range: string | undefined,
   opts: { json?: boolean },
 ): Promise<void> {
-  const r = await withPeer(node, (client) => client.discover(range));
+  const scanned = range ?? "this machine's subnets";
+  const r = await withPeer(
+    node,
+    (client) =>
+      withTicker(`scanning ${scanned}: listing devices, asking each…`, client.discover(range)),
+  );
   if (opts.json) return console.log(JSON.stringify(r));
-  if (r.devicesError) console.error(`p2p discover: ${r.devicesError}`);
+  if (r.devicesError) {
+    console.error(`p2p: cannot list the devices: ${humanMessage(r.devicesError)}`);
+  }
   if (r.found.length > 0) {
     table(
       ["PEER", "NAME", "ADDRESS", "PORTS", "RTT", "CHANGE"],
@@ -263,6 +265,8 @@ export async function discover(
         r.seconds.toFixed(2)
       } s`,
   );
+  const why = emptyScanWords(r);
+  if (why) console.log(why);
 }
 
 /** `p2p login`: prints a new one-time link that logs a browser in to the peer's web app. */

@@ -7,7 +7,7 @@
  */
 import cliProgress from "cli-progress";
 import type { DownloadProgress, PutProgress } from "../proto/control.ts";
-import { mib } from "./format.ts";
+import { mib, size as formatSize } from "./format.ts";
 
 /** What is used of a cli-progress `SingleBar` (the package ships no types). */
 interface Bar {
@@ -74,26 +74,73 @@ export function downloadProgress(enabled = drawn()): ProgressDisplay<DownloadPro
   };
 }
 
-/** `p2p put`: the stored size and chunks, then a bar of chunks replicated. */
-export function putProgress(enabled = drawn()): ProgressDisplay<PutProgress> {
-  if (!enabled) return { update() {}, stop() {} };
-  const b = bar("replicating [{bar}] {value}/{total} chunks");
-  let started = false;
+/** `p2p put`'s display: `read()` as the input is read, `update()` with the peer's events. */
+export interface PutDisplay extends ProgressDisplay<PutProgress> {
+  /** `bytes` of the input read and sent so far. */
+  read(bytes: number): void;
+}
+
+/**
+ * `p2p put`: a bar of the input read (and hashed by the peer as it arrives) with its
+ * rate and time left, when its `size` is known; then the stored size, and a bar of
+ * chunks replicated to other peers with the rate of their bytes.
+ */
+export function putProgress(size?: number, enabled = drawn()): PutDisplay {
+  if (!enabled) return { read() {}, update() {}, stop() {} };
+  const reading = bar("reading     [{bar}] {percentage}% {held}/{size} {rate}/s ETA {left}");
+  const replicating = bar("replicating [{bar}] {value}/{total} chunks {rate}/s");
   const encoder = new TextEncoder();
+  const started = performance.now();
+  let readShown = false;
+  let replicationStart = 0;
+  let stored = 0;
+  let shown: Bar | undefined;
+  const end = () => {
+    shown?.stop();
+    shown = undefined;
+  };
   return {
-    update(e) {
-      if (e.type === "stored") {
-        Deno.stderr.writeSync(encoder.encode(`stored ${mib(e.size)} in ${e.chunks} chunks\n`));
-      } else if (!started) {
-        started = true;
-        b.start(e.chunks, e.done);
-      } else {
-        b.update(e.done);
+    read(bytes) {
+      if (size === undefined || size === 0) return;
+      const seconds = (performance.now() - started) / 1000;
+      const rate = bytes / Math.max(0.001, seconds);
+      const payload = {
+        held: mib(bytes),
+        size: mib(size),
+        rate: mib(rate),
+        left: rate > 0 ? `${((size - bytes) / rate).toFixed(0)}s` : "…",
+      };
+      if (!readShown) {
+        readShown = true;
+        shown = reading;
+        reading.start(size, bytes, payload);
+      } else if (shown === reading) {
+        reading.update(bytes, payload);
       }
     },
-    stop() {
-      if (started) b.stop();
-      started = false;
+    update(e) {
+      if (e.type === "stored") {
+        end();
+        stored = e.size;
+        const chunks = `${e.chunks} chunk${e.chunks === 1 ? "" : "s"}`;
+        Deno.stderr.writeSync(encoder.encode(`stored ${formatSize(e.size)} in ${chunks}\n`));
+        return;
+      }
+      const seconds = replicationStart === 0
+        ? 0.001
+        : (performance.now() - replicationStart) / 1000;
+      const bytes = e.chunks === 0 ? 0 : (stored * e.done) / e.chunks;
+      // A rate over less than a fifth of a second says nothing yet.
+      const payload = { rate: seconds < 0.2 ? "… MiB" : mib(bytes / seconds) };
+      if (shown !== replicating) {
+        end();
+        replicationStart = performance.now();
+        shown = replicating;
+        replicating.start(e.chunks, e.done, payload);
+      } else {
+        replicating.update(e.done, payload);
+      }
     },
+    stop: end,
   };
 }

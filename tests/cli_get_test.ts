@@ -36,8 +36,11 @@ Deno.test("p2p get saves where its destination rules say, keeps existing files, 
   const cli = (args: string[], pty = false) => runCli(args, { cwd: work, peer, env: home, pty });
   const put = await cli(["put", `${dir.path}/big.bin`]);
   assert.equal(put.code, 0, put.stderr);
-  const id = put.stdout.trim().split("\n")[0];
-  assert.match(id, /^[0-9a-f]{64}$/);
+  const id = put.stdout.trim();
+  assert.match(id, /^[0-9a-f]{64}$/, "stdout: the payloadId alone");
+  assert.match(put.stderr, new RegExp(`^get it elsewhere with: p2p get ${id.slice(0, 12)}$`, "m"));
+  const link = `${peer.http}/#/payloads/${id}`;
+  assert.ok(put.stderr.includes(`or open: ${link}\n`), put.stderr);
   assert.equal((await cli(["put", `${dir.path}/hi.txt`])).code, 0);
 
   // A pipe: standard output, by the payload's name.

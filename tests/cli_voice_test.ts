@@ -52,6 +52,14 @@ Deno.test("status and log print ports in words, the store's disk use and short i
     assert.match(log.stdout, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [a-z.]+\s/);
     assert.doesNotMatch(log.stdout, /[0-9a-f]{13}/, "ids in their short form");
     assert.match(log.stderr, /^\(the newest record; --limit takes up to 1000/);
+    // A loopback address nothing listens on: no device, and the words say why.
+    const none = await cli("discover", "127.0.0.9");
+    assert.equal(none.code, 0, none.stderr);
+    assert.match(none.stdout, /^0 peers identified among 0 devices of 127\.0\.0\.9-127\.0\.0\.9 /m);
+    assert.match(
+      none.stdout,
+      /^No device of 127\.0\.0\.9-127\.0\.0\.9 answered the ARP sweep, so none was asked: only devices that answer it are probed/m,
+    );
   } finally {
     const exit = await peer.stop("SIGINT");
     assert.equal(exit.stdout.match(/stopping/g)?.length, 1, exit.stdout);
