@@ -175,6 +175,15 @@ Deno.test({
       await q.locator(`[data-testid=payload-detail][data-payload-id="${id}"]`).waitFor();
       await q.getByTestId("share-qr").waitFor();
       await shot(q, "laptop-share-link");
+      // The other tabs, in plain words: peers and how they became known.
+      await q.getByTestId("tab-peers").click();
+      const alice = q.locator(`[data-testid=peer-row][data-peer-id="${a.peerId}"]`);
+      await alice.waitFor();
+      assert.match((await alice.textContent()) ?? "", /given at start/);
+      await shot(q, "laptop-peers");
+      await q.getByTestId("tab-peer").click();
+      await q.getByTestId("this-peer-id").filter({ hasText: partial.peerId }).waitFor();
+      await shot(q, "laptop-this-peer");
       assert.deepEqual(errors, []);
     } finally {
       await browser.close();

@@ -10,7 +10,7 @@ import { createAppServer } from "../peer/app_server.ts";
 import { ApiError, check, EventLines } from "../peer/app/static/answers.js";
 import { fileName, fmtBytes, percent, viaWords } from "../peer/app/static/format.js";
 import { parseRoute } from "../peer/app/static/state.js";
-import { describe, kindOf } from "../peer/app/static/view_activity.js";
+import { describe, groupRecords, kindOf } from "../peer/app/static/view_activity.js";
 
 Deno.test("web app modules type-check as browser code with checkJs", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -162,4 +162,40 @@ Deno.test("activity: failures are said in words, routine traffic is told apart",
   for (const t of ["download.start", "offer.accepted", "tracker.error", "replicate.fail"]) {
     assert.doesNotMatch(describe(r(t)), /undefined|\[object/, t);
   }
+});
+
+Deno.test("activity: runs of routine records and of the same refusal become one group each", () => {
+  let id = 0;
+  const r = (type: string, more: Record<string, unknown> = {}) => ({
+    id: ++id,
+    ts: "",
+    type,
+    ...more,
+  });
+  const records = [
+    r("download.done"),
+    r("exchange"),
+    r("chunk.sent"),
+    r("control.refused", { code: "unauthorized", path: "/_p2p/status" }),
+    r("control.refused", { code: "unauthorized", path: "/_p2p/peers" }),
+    r("control.refused", { code: "forbidden_origin", path: "/_p2p/peers" }),
+    r("query.have"),
+  ];
+  const shape = (gs: ReturnType<typeof groupRecords>) =>
+    gs.map((g) => `${g.kind}:${g.records.map((x) => x.id).join(",")}`);
+  assert.deepEqual(shape(groupRecords(records, false)), [
+    "one:1",
+    "routine:2,3",
+    "same:4,5",
+    "one:6",
+    "routine:7",
+  ]);
+  assert.deepEqual(shape(groupRecords(records, true)), [
+    "one:1",
+    "one:2",
+    "one:3",
+    "same:4,5",
+    "one:6",
+    "one:7",
+  ]);
 });

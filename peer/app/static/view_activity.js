@@ -137,6 +137,35 @@ export function describe(/** @type {ActivityRecord} */ r) {
   return `${words[0].toUpperCase()}${words.slice(1)}${rest ? `: ${rest.slice(0, 200)}` : ""}`;
 }
 
+/**
+ * The records as the list shows them (newest first): each run of routine records is
+ * one group (unless `showRoutine`), and so is each run of the same event with the
+ * same code (the refusals of a page's first requests before it logs in, say).
+ *
+ * @param {ActivityRecord[]} records
+ * @param {boolean} showRoutine
+ * @returns {{ kind: "routine" | "same" | "one", records: ActivityRecord[] }[]}
+ */
+export function groupRecords(records, showRoutine) {
+  /** @type {{ kind: "routine" | "same" | "one", records: ActivityRecord[] }[]} */
+  const out = [];
+  for (const r of records) {
+    const last = out.at(-1);
+    const prev = last?.records.at(-1);
+    if (!showRoutine && kindOf(r) === "routine") {
+      if (last?.kind === "routine") last.records.push(r);
+      else out.push({ kind: "routine", records: [r] });
+    } else if (
+      last && last.kind !== "routine" && prev && prev.type === r.type && r.code !== undefined &&
+      prev.code === r.code
+    ) {
+      last.kind = "same";
+      last.records.push(r);
+    } else out.push({ kind: "one", records: [r] });
+  }
+  return out;
+}
+
 /** One record. */
 function Item(/** @type {{ r: ActivityRecord }} */ { r }) {
   const k = kindOf(r);
@@ -157,33 +186,23 @@ export function ActivityCard() {
   const records = activity.value.filter((r) =>
     !f || r.type.startsWith(f) || describe(r).toLowerCase().includes(f)
   );
-  /** @type {any[]} */
-  const items = [];
-  /** @type {ActivityRecord[]} */
-  let run = [];
-  const flush = () => {
-    if (!run.length) return;
-    const rs = run;
-    items.push(html`
-      <li class="routine" data-testid="activity-routine" key=${`g${rs[0].id}`}>
+  const items = groupRecords(records, routine).map((g) => {
+    if (g.kind === "one") return html`<${Item} key=${g.records[0].id} r=${g.records[0]} />`;
+    const first = g.records[0];
+    const summary = g.kind === "routine"
+      ? html`<span class="what muted">${routineWords(g.records)}</span>`
+      : html`<span class=${`what${kindOf(first) === "error" ? " t-error" : ""}`}>${
+        describe(first)
+      } <span class="muted">(${g.records.length} times)</span></span>`;
+    return html`
+      <li class="routine" data-testid=${`activity-${g.kind}`} key=${`g${first.id}`}>
         <details>
-          <summary><span class="time">${fmtClock(rs[0].ts)}</span>
-              <span class="what muted">${routineWords(rs)}</span></summary>
-          <ol class="activity">${rs.map((r) => html`<${Item} key=${r.id} r=${r} />`)}</ol>
+          <summary><span class="time">${fmtClock(first.ts)}</span> ${summary}</summary>
+          <ol class="activity">${g.records.map((r) => html`<${Item} key=${r.id} r=${r} />`)}</ol>
         </details>
       </li>
-    `);
-    run = [];
-  };
-  for (const r of records) {
-    if (!routine && kindOf(r) === "routine") {
-      run.push(r);
-      continue;
-    }
-    flush();
-    items.push(html`<${Item} key=${r.id} r=${r} />`);
-  }
-  flush();
+    `;
+  });
   const errors = records.filter((r) => kindOf(r) === "error").length;
   return html`
     <section class="card" id="activity" aria-labelledby="activity-h">
