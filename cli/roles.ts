@@ -14,6 +14,7 @@ import { VERSION } from "../version.ts";
 import { errorMessage, P2pError } from "../proto/errors.ts";
 import { hostPort } from "../lib/net_addr.ts";
 import { busyMessage, busyPorts } from "./ports.ts";
+import { startupLines, trackerWatch } from "./startup.ts";
 
 /** Options of `p2p tracker`, as parsed. */
 export interface TrackerCliOptions {
@@ -203,14 +204,26 @@ export async function runPeer(opts: PeerCliOptions): Promise<void> {
     throw err;
   }
   const { node } = peer;
-  console.log(
-    `p2p peer ${node.identity.peerId} "${node.opts.name}" listening: chunks tcp://${
-      hostPort(opts.host, node.chunkPort)
-    }, ` +
-      `http ${peer.httpUrl}, pingback ${node.pingbackPort}, app ${peer.appUrl} (data ${dataDir})`,
-  );
-  console.log(`p2p peer: ${await membershipLine(network.key, network.source)}`);
-  console.log(`p2p peer: log in to the web app: ${peer.loginUrl} (works once, for 10 minutes)`);
+  const lines = startupLines({
+    peerId: node.identity.peerId,
+    name: node.opts.name,
+    host: opts.host,
+    chunkPort: node.chunkPort,
+    httpUrl: peer.httpUrl,
+    ...(node.pingbackPort === undefined ? {} : { pingbackPort: node.pingbackPort }),
+    ...(peer.appUrl === undefined || opts.app ? {} : { appUrl: peer.appUrl }),
+    dataDir,
+    loginUrl: peer.loginUrl,
+    membership: await membershipLine(network.key, network.source),
+    ...(opts.tracker ? { tracker: opts.tracker } : {}),
+  });
+  for (const line of lines) console.log(line);
+  // Then the tracker's first contact, and each loss and return.
+  const watch = trackerWatch((line) => console.log(line));
+  const tracker = node.status().tracker;
+  if (tracker?.ok) watch({ id: 0, ts: "", type: "tracker.register", url: tracker.url });
+  const unfollow = node.log.follow(watch);
+  peer.finished.finally(unfollow).catch(() => undefined);
   await runUntilStopped("p2p peer", peer);
 }
 

@@ -6,8 +6,8 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { tempDir } from "./_tracker_process.ts";
-import { spawnPeer } from "./_peer_process.ts";
+import { spawnTracker, tempDir } from "./_tracker_process.ts";
+import { followLog, spawnPeer } from "./_peer_process.ts";
 import { runCli } from "./_cli_run.ts";
 
 Deno.test("p2p peer on a busy --http-port exits 1 with one line naming that port and option", async () => {
@@ -63,5 +63,53 @@ Deno.test("status and log print ports in words, the store's disk use and short i
   } finally {
     const exit = await peer.stop("SIGINT");
     assert.equal(exit.stdout.match(/stopping/g)?.length, 1, exit.stdout);
+  }
+});
+
+Deno.test("a peer's start-up block says what to open and confirms the tracker, then says when it is lost and back", async () => {
+  await using dir = await tempDir();
+  // A short TTL: the peer beats every second, so a lost tracker is seen at once.
+  const ttl = ["--peer-ttl", "3"];
+  let tracker = await spawnTracker({ dir: `${dir.path}/tracker`, args: ttl });
+  try {
+    const peer = await spawnPeer({
+      dataDir: `${dir.path}/peer`,
+      host: "127.0.0.2",
+      tracker: tracker.url,
+      env: { P2P_HOME: `${dir.path}/home` },
+    });
+    let out: string;
+    try {
+      await using log = await followLog(peer, { type: "tracker" });
+      const registered = (r: { type: string }) => r.type === "tracker.register";
+      await log.waitFor(registered, "the first registration");
+      await tracker.stop();
+      const lost = await log.waitFor((r) => r.type === "tracker.error", "the tracker to be lost");
+      tracker = await spawnTracker({
+        dir: `${dir.path}/tracker`,
+        args: [...ttl, "--port", String(tracker.port)],
+      });
+      await log.waitFor(
+        (r) => registered(r) && r.id > lost.id,
+        "the tracker to be back",
+      );
+    } finally {
+      out = (await peer.stop("SIGTERM")).stdout;
+    }
+    const lines = out.split("\n");
+    assert.match(lines[0], new RegExp(`^p2p peer ${peer.peerId} "test" listening: chunks tcp://`));
+    assert.equal(lines[1], `p2p peer: open ${peer.http}/ in a browser to share and get files`);
+    assert.match(lines[2], /^p2p peer: log in to the web app: /);
+    assert.equal(lines[4], `p2p peer: tracker ${tracker.url}: registering…`);
+    const events = lines.filter((l) => / the tracker /.test(l));
+    assert.equal(events[0], `p2p peer: registered with the tracker ${tracker.url}`);
+    assert.match(
+      events[1],
+      new RegExp(`^p2p peer: lost the tracker ${tracker.url}: .+; retrying$`),
+    );
+    assert.equal(events[2], `p2p peer: the tracker ${tracker.url} is back`);
+    assert.equal(events.length, 3, out);
+  } finally {
+    await tracker.stop();
   }
 });
