@@ -6,8 +6,8 @@
  * peer's diagnostics wait on their tab; a file shared there shows its percentage, and
  * the name field is empty again. The share link opens that file with its QR code,
  * and one click saves it under its name. A peer holding only pushed pieces offers
- * Download, never Resume, and one click gets the whole file. Screenshots are kept in
- * `.test-artifacts/web/`.
+ * Download, never Resume, and one click gets the whole file; Resume comes only once a
+ * download was started there. Screenshots are kept in `.test-artifacts/web/`.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
@@ -184,6 +184,23 @@ Deno.test({
       await q.getByTestId("tab-peer").click();
       await q.getByTestId("this-peer-id").filter({ hasText: partial.peerId }).waitFor();
       await shot(q, "laptop-this-peer");
+
+      // The other one holds the rest of the pieces. With alice and the first one gone,
+      // a download started on its page cannot finish: it fails in words, and now that a
+      // download was started here, its row offers Resume.
+      const other = partial === b ? c : b;
+      await a.kill();
+      await partial.kill();
+      const o = await big.newPage();
+      await o.goto(await newLoginLink(other));
+      const otherRow = o.locator(`[data-testid=payload-row][data-payload-id="${id}"]`);
+      await otherRow.getByText(`${16 - pieces} of 16 pieces here`).waitFor();
+      await otherRow.getByTestId("payload-download").filter({ hasText: "Download" }).click();
+      const failed = o.locator(`li[data-payload-id="${id}"] [data-testid=download-result]`);
+      await failed.waitFor({ timeout: 60_000 });
+      assert.match((await failed.textContent()) ?? "", /Download failed: /);
+      await otherRow.getByTestId("payload-download").filter({ hasText: "Resume" }).waitFor();
+      await shot(o, "laptop-resume");
       assert.deepEqual(errors, []);
     } finally {
       await browser.close();

@@ -9,7 +9,7 @@ import { REPO_ROOT } from "./_tracker_process.ts";
 import { createAppServer } from "../peer/app_server.ts";
 import { ApiError, check, EventLines } from "../peer/app/static/answers.js";
 import { fileName, fmtBytes, percent, viaWords } from "../peer/app/static/format.js";
-import { parseRoute } from "../peer/app/static/state.js";
+import { parseRoute, plainIds } from "../peer/app/static/state.js";
 import { describe, groupRecords, kindOf } from "../peer/app/static/view_activity.js";
 
 Deno.test("web app modules type-check as browser code with checkJs", async () => {
@@ -198,4 +198,14 @@ Deno.test("activity: runs of routine records and of the same refusal become one 
     "one:6",
     "one:7",
   ]);
+});
+
+Deno.test("plainIds() shortens the ids in a peer's message", () => {
+  const payload = "d1".repeat(32);
+  const peer = "ef".repeat(20);
+  assert.equal(
+    plainIds(`No reachable source holds chunks 6,7 of payload '${payload}' (2 of 16 missing)`),
+    "No reachable source holds chunks 6,7 of payload 'd1d1d1d1d1d1' (2 of 16 missing)",
+  );
+  assert.equal(plainIds(`Peer ${peer} refused`), "Peer 'efefefef' refused");
 });

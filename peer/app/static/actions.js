@@ -18,6 +18,7 @@ import {
   network,
   payloadInfo,
   payloadsPoll,
+  plainIds,
   refreshAll,
   showError,
   startedHere,
@@ -105,7 +106,7 @@ export async function startDownload(
     if (save) saveToBrowser(id);
   } catch (err) {
     clearTimeout(flush);
-    d = { ...d, running: false, error: messageOf(err) };
+    d = { ...d, running: false, error: plainIds(messageOf(err)) };
     putDownload(d);
     showError(
       `Download of ${payloadInfo(id).name || id.slice(0, 12)} failed: ${messageOf(err)}`,

@@ -75,9 +75,19 @@ export function parseRoute(/** @type {string} */ hash) {
 }
 export const route = signal(parseRoute(globalThis.location?.hash ?? ""));
 
+/**
+ * A message with its ids in words: a payloadId becomes the payload's name (or its
+ * first 12 digits), a peerId the peer's name (or its first 8).
+ */
+export function plainIds(/** @type {string} */ text) {
+  return text
+    .replace(/'?\b([0-9a-f]{64})\b'?/g, (_, id) => `'${payloadInfo(id).name || id.slice(0, 12)}'`)
+    .replace(/'?\b([0-9a-f]{40})\b'?/g, (_, id) => `'${labelOf(id)}'`);
+}
+
 /** Shows an error; `topic` names the action it is about, so its success clears it. */
 export function showError(/** @type {unknown} */ err, topic = "") {
-  const message = messageOf(err);
+  const message = plainIds(messageOf(err));
   error.value = { message, topic, time: new Date().toISOString() };
   return message;
 }

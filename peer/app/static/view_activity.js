@@ -8,7 +8,7 @@
  */
 import { html, useState } from "./html.js";
 import { fmtBytes, fmtClock, fmtSeconds, plural } from "./format.js";
-import { activity, eventsState, labelOf, payloadInfo } from "./state.js";
+import { activity, eventsState, labelOf, payloadInfo, plainIds } from "./state.js";
 
 /** @typedef {import("./types.js").ActivityRecord} ActivityRecord */
 
@@ -67,7 +67,7 @@ function peerOf(/** @type {unknown} */ id) {
 
 /** One record as a sentence. */
 export function describe(/** @type {ActivityRecord} */ r) {
-  const msg = str(r.message ?? r.reason);
+  const msg = plainIds(str(r.message ?? r.reason));
   switch (r.type) {
     case "peer.start":
       return "This peer started";
