@@ -67,6 +67,28 @@ Deno.test("Ctrl-C on p2p get cancels the download on the peer, says how far it g
   assert.ok(Number(done.resumed) >= 1, `resumed: ${JSON.stringify(done)}`);
 });
 
+Deno.test("p2p get says that the local peer was lost, and what to do, when it dies mid-download", async () => {
+  await using dir = await tempDir();
+  await using pair = await spawnPair(dir.path, { args: ["--max-upload-rate", "1MiB"] });
+  const { a, b } = pair;
+  await Deno.writeFile(`${dir.path}/data.bin`, bytes(3 * MiB));
+  const put = await runCli(["put", `${dir.path}/data.bin`], { cwd: dir.path, peer: a });
+  const id = put.stdout.trim();
+  const bLog = await followLog(b);
+  const get = spawnCli(["get", id, "-o", "out.bin"], { cwd: dir.path, peer: b });
+  await bLog.waitFor((r) => r.type === "chunk.received", "b to receive a first chunk");
+  await b.kill();
+  await bLog[Symbol.asyncDispose]();
+  const lost = await ended(get);
+  assert.equal(lost.code, 1, lost.stderr);
+  assert.equal(
+    lost.stderr.trim(),
+    `p2p: Lost the connection to the local peer at ${b.http} (did it stop?); start it again, ` +
+      "then run the same command to resume",
+  );
+  await assert.rejects(Deno.lstat(`${dir.path}/out.bin`), Deno.errors.NotFound);
+});
+
 Deno.test("p2p ls lists what is held, rm refuses the last known copy unless --force, get --drop drops the peer's copy, and log --peer takes a prefix or a name", async () => {
   await using dir = await tempDir();
   await using pair = await spawnPair(dir.path, { name: "alice" }, { name: "bob" });
