@@ -111,7 +111,7 @@ Deno.test("p2p ls lists what is held, rm refuses the last known copy unless --fo
   assert.match(listed[0].addedAt, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   const table = (await cli(a, "ls")).stdout.split("\n");
   assert.match(table[0], /^ID\s+NAME\s+SIZE\s+CHUNKS\s+KEPT AS\s+ADDED$/);
-  assert.match(table[1], /^[0-9a-f]{12}  x\.bin\s+1\.0 MiB\s+2\s+yours\s+\d+s ago$/);
+  assert.match(table[1], /^[0-9a-f]{12} {2}x\.bin\s+1\.0 MiB\s+2\s+yours\s+\d+s ago$/);
 
   // b's copy may go (a has every chunk); then a's is the last, kept unless --force.
   const rmB = await cli(b, "rm", "x.bin");
