@@ -38,10 +38,13 @@ function putDownload(/** @type {Download} */ d) {
   next.delete(d.id);
   next.set(d.id, d);
   const finished = [...next.values()].filter((x) => !x.running);
-  for (const old of finished.slice(0, Math.max(0, next.size - MAX_DOWNLOADS))) {
-    next.delete(old.id);
-  }
+  const dropped = finished.slice(0, Math.max(0, next.size - MAX_DOWNLOADS));
+  for (const old of dropped) next.delete(old.id);
   downloads.value = next;
+  // Which source each piece came from is kept for the downloads still listed only.
+  if (dropped.some((old) => chunkSources.value.has(old.id))) {
+    chunkSources.value = new Map([...chunkSources.value].filter(([id]) => next.has(id)));
+  }
 }
 
 /** Saves a complete payload to the browser under its name (one `<a download>` click). */
