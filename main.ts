@@ -61,7 +61,8 @@ export function buildProgram(): CommandUnknownOpts {
     .exitOverride()
     .configureOutput({
       // Errors are one line: commander's suggestion ("Did you mean …?") joins it.
-      outputError: (text, write) => write(text.trim().replace(/\s*\n\s*/g, " ") + "\n"),
+      outputError: (text, write) =>
+        write(errorLine(new Error(text.trim().replace(/^error: /, "")), false) + "\n"),
     })
     .addHelpText(
       "after",

@@ -63,7 +63,12 @@ function unique<T extends Named>(list: T[]): T[] {
 }
 
 /** The one match, or the error for none or several; `what` is `payload` or `peer`. */
-export function pick<T extends Named>(found: T[], ref: string, what: "payload" | "peer"): T {
+export function pick<T extends Named>(
+  found: T[],
+  ref: string,
+  what: "payload" | "peer",
+  looked = "here or on the network",
+): T {
   if (found.length === 1) return found[0];
   if (found.length > 1) {
     const listed = found.slice(0, LISTED).map((c) =>
@@ -83,7 +88,7 @@ export function pick<T extends Named>(found: T[], ref: string, what: "payload" |
   throw new NotFoundError(
     what === "payload" ? "unknown_payload" : "unknown_peer",
     what === "payload"
-      ? `No payload '${ref}' here or on the network (see p2p ls)`
+      ? `No payload '${ref}' ${looked} (see p2p ls)`
       : `No peer '${ref}' is known here (see p2p peers)`,
   );
 }
@@ -117,7 +122,9 @@ export async function resolvePayload(
   ref = checkLength(ref);
   if (/^[0-9a-f]{64}$/.test(ref)) return ref;
   const here = matches(node.store.list().map((p) => ({ ...p, id: p.payloadId })), ref);
-  if (here.length > 0 || !network || !node.networkPayloads) return pick(here, ref, "payload").id;
+  if (here.length > 0 || !network || !node.networkPayloads) {
+    return pick(here, ref, "payload", network ? undefined : "here").id;
+  }
   const { payloads } = await node.networkPayloads();
   return pick(matches(payloads.map((p) => ({ ...p, id: p.payloadId })), ref), ref, "payload").id;
 }
