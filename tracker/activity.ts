@@ -4,11 +4,15 @@
  * (`NAME.1.jsonl` … `NAME.<keepFiles>.jsonl`, see `lib/rotating_file.ts`). A record that describes a change of state
  * (a registration, an upload) is written in the same atomic commit as the change,
  * so one is never kept without the other; records of queries and errors are
- * buffered and written in batches.
+ * buffered and written in batches. Those that repeat (the same query or refusal from
+ * one address) go through `recordFolded()`: five a minute of each, then one record
+ * with the `count` of the rest (`lib/repeat_fold.ts`), so a flood of requests costs
+ * a few records, not one KV write each.
  *
  * @module
  */
 import { type ActivityPage, type ActivityRecord, typeMatches } from "../proto/activity.ts";
+import { OVERFLOW_KEY, RepeatFold } from "../lib/repeat_fold.ts";
 import { RotatingFile } from "../lib/rotating_file.ts";
 
 const KEY = "activity";
@@ -31,6 +35,8 @@ export interface ActivityLogOptions {
   maxFileBytes?: number;
   /** Rotated files kept besides the current one (default 4). */
   keepFiles?: number;
+  /** Records of one key `recordFolded()` lets through a minute (default 5). */
+  foldKeep?: number;
 }
 
 /** The activity log of one tracker (one writer per KV database). */
@@ -45,6 +51,7 @@ export class ActivityLog {
   #flushing: Promise<void> = Promise.resolve();
   #closed = false;
   readonly #encoder = new TextEncoder();
+  readonly #fold: RepeatFold;
 
   private constructor(
     kv: Deno.Kv,
@@ -52,12 +59,24 @@ export class ActivityLog {
     clock: () => number,
     keep: number,
     lastId: number,
+    foldKeep: number | undefined,
   ) {
     this.#kv = kv;
     this.#file = file;
     this.#clock = clock;
     this.#keep = keep;
     this.#lastId = lastId;
+    this.#fold = new RepeatFold((s) => {
+      const span = {
+        count: s.count,
+        first: new Date(s.first).toISOString(),
+        last: new Date(s.last).toISOString(),
+        folded: true,
+      };
+      if (s.key === OVERFLOW_KEY) return void this.record("folded.overflow", span);
+      const [type, fields] = JSON.parse(s.key);
+      this.record(type, { ...fields, ...span });
+    }, { keep: foldKeep, clock });
   }
 
   /** Opens the log on `kv`, continuing after the last record already stored. */
@@ -70,7 +89,14 @@ export class ActivityLog {
       maxBytes: options.maxFileBytes ?? 64 * 1024 * 1024,
       keepFiles: options.keepFiles ?? 4,
     });
-    return new ActivityLog(kv, file, options.clock ?? Date.now, options.keep ?? 100_000, lastId);
+    return new ActivityLog(
+      kv,
+      file,
+      options.clock ?? Date.now,
+      options.keep ?? 100_000,
+      lastId,
+      options.foldKeep,
+    );
   }
 
   /** Id of the newest record handed out. */
@@ -107,6 +133,24 @@ export class ActivityLog {
       this.flush().catch((err) => console.error(`activity: cannot write records: ${err}`));
     }, FLUSH_MS);
     return rec;
+  }
+
+  /**
+   * Records an event like `record()`, unless five with the same values of the fields
+   * named in `by` came within the minute: then it is counted, and when the minute
+   * ends one record of `type` with those fields says how many (`count`, `first`,
+   * `last`, `folded: true`). Returns the record, if one was made.
+   */
+  recordFolded(
+    type: string,
+    fields: Record<string, unknown>,
+    by: readonly string[],
+  ): ActivityRecord | undefined {
+    const key: Record<string, unknown> = {};
+    for (const name of by) key[name] = fields[name];
+    return this.#fold.note(JSON.stringify([type, key])).pass
+      ? this.record(type, fields)
+      : undefined;
   }
 
   /** Writes buffered records now. */
@@ -178,6 +222,8 @@ export class ActivityLog {
 
   /** Flushes and closes the file; records made afterwards are dropped. */
   async close(): Promise<void> {
+    // What was counted is recorded before the last flush.
+    this.#fold.close();
     await this.flush().catch((err) => console.error(`activity: cannot write records: ${err}`));
     this.#closed = true;
     this.#file?.close();

@@ -50,7 +50,12 @@ export function createTrackerApp(deps: TrackerDeps): Hono<TrackerEnv> {
     const route = c.req.routePath === "/*" ? "unmatched" : c.req.routePath;
     metrics.count(c.req.method, route, c.res.status);
     if (c.req.method === "GET" && c.res.status < 400 && !QUIET_ROUTES.has(route)) {
-      activity.record("query", { route, path: c.req.path, status: c.res.status });
+      // Peers poll: a route asked again and again by one address costs a few records.
+      const from = c.env?.remoteAddr?.hostname ?? "";
+      activity.recordFolded("query", { route, path: c.req.path, status: c.res.status, from }, [
+        "route",
+        "from",
+      ]);
     }
   });
   app.use(rateLimit(deps.rate));
@@ -92,13 +97,17 @@ export function createTrackerApp(deps: TrackerDeps): Hono<TrackerEnv> {
     if (!mapped.expected) {
       console.error(`tracker: ${c.req.method} ${c.req.path} failed: ${err.stack ?? err}`);
     }
-    activity.record(mapped.expected ? "error" : "storage.error", {
+    const fields = {
       method: c.req.method,
       path: c.req.path,
       status: mapped.status,
       code: mapped.body.error.code,
       message: mapped.body.error.message,
-    });
+      from: c.env?.remoteAddr?.hostname ?? "",
+    };
+    // A flood of one refusal from one address costs a few records.
+    if (mapped.expected) activity.recordFolded("error", fields, ["from", "code"]);
+    else activity.record("storage.error", fields);
   }, UNAVAILABLE);
   app.notFound((c) =>
     answerError(new NotFoundError("not_found", `No route for '${c.req.method} ${c.req.path}'`), c)

@@ -101,8 +101,6 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     rate: new RequestRate({ rate: limits.requestsPerSecond, burst: limits.requestBurst }),
   });
 
-  // What the listener refuses itself is recorded once a second per address at most.
-  const lastRefusal = new Map<string, number>();
   let server: Listener;
   try {
     server = await listen({
@@ -111,13 +109,8 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
       tls: opts.tls,
       limits,
       handler: (req, remoteAddr) => app.fetch(req, { remoteAddr }),
-      onRefused: (fields) => {
-        const now = Date.now();
-        if ((lastRefusal.get(fields.remote) ?? 0) > now - 1000) return;
-        if (lastRefusal.size > 10_000) lastRefusal.clear();
-        lastRefusal.set(fields.remote, now);
-        activity.record("error", fields);
-      },
+      // What the listener refuses itself: five records a minute per address and code.
+      onRefused: (fields) => activity.recordFolded("error", fields, ["remote", "code"]),
       onError: (err) => console.error(`tracker: ${errorMessage(err)}`),
     });
   } catch (err) {
