@@ -105,6 +105,12 @@ export async function get(node: PeerTarget, ref: string, opts: GetOptions): Prom
         }));
       } else {
         note(`saved ${size(done.size)} to ${where} (${summaryTail(done, seconds)})`);
+        if (!opts.drop && done.bytes > 0) {
+          note(
+            `the local peer keeps a copy too, to share it (p2p rm ${shortId(id)} frees it; ` +
+              "get --drop does not keep one)",
+          );
+        }
       }
       if (opts.drop) await drop(client, id, opts.json);
     } finally {

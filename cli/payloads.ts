@@ -16,7 +16,10 @@ function jsonRow(p: StoredPayload) {
 
 /** `p2p ls`: the payloads held here, newest first. */
 export async function ls(node: PeerTarget, opts: { json?: boolean }): Promise<void> {
-  const { payloads } = await withPeer(node, (client) => client.payloads());
+  const [{ payloads }, status] = await withPeer(
+    node,
+    (client) => Promise.all([client.payloads(), client.status()]),
+  );
   if (opts.json) return console.log(JSON.stringify(payloads.map(jsonRow)));
   if (payloads.length === 0) {
     return console.log("nothing held here yet (share a file with p2p put FILE)");
@@ -32,6 +35,9 @@ export async function ls(node: PeerTarget, opts: { json?: boolean }): Promise<vo
   for (const line of tableLines(["ID", "NAME", "SIZE", "CHUNKS", "KEPT AS", "ADDED"], rows)) {
     console.log(line);
   }
+  const n = payloads.length;
+  const disk = status.store ? `, ${size(status.store.usedBytes)} on disk` : "";
+  console.log(`${n} payload${n === 1 ? "" : "s"}${disk}`);
 }
 
 /** `p2p rm REF`: removes the local copy of a payload. */

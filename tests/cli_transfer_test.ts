@@ -103,7 +103,12 @@ Deno.test("p2p ls lists what is held, rm refuses the last known copy unless --fo
   assert.match(dropped.stderr, /^dropped the peer's copy of [0-9a-f]{12} \(1\.0 MiB freed\)$/m);
   assert.match((await cli(b, "ls")).stdout, /^nothing held here yet/);
 
-  assert.equal((await cli(b, "get", "x.bin", "-o", "second.bin")).code, 0);
+  const second = await cli(b, "get", "x.bin", "-o", "second.bin");
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(
+    second.stderr,
+    /^the local peer keeps a copy too, to share it \(p2p rm [0-9a-f]{12} /m,
+  );
   const listed = JSON.parse((await cli(b, "ls", "--json")).stdout);
   assert.equal(listed.length, 1);
   assert.equal(listed[0].name, "x.bin");
@@ -112,6 +117,7 @@ Deno.test("p2p ls lists what is held, rm refuses the last known copy unless --fo
   const table = (await cli(a, "ls")).stdout.split("\n");
   assert.match(table[0], /^ID\s+NAME\s+SIZE\s+CHUNKS\s+KEPT AS\s+ADDED$/);
   assert.match(table[1], /^[0-9a-f]{12} {2}x\.bin\s+1\.0 MiB\s+2\s+yours\s+\d+s ago$/);
+  assert.equal(table[2], "1 payload, 1.0 MiB on disk");
 
   // b's copy may go (a has every chunk); then a's is the last, kept unless --force.
   const rmB = await cli(b, "rm", "x.bin");
