@@ -27,6 +27,9 @@ import {
 const missing = await chromiumMissing();
 if (missing) console.log(`web app layout test skipped: ${missing}`);
 
+/** Chromium's network emulation without limits. */
+const NO_LIMIT = { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 };
+
 /** Pieces held by `peer` of a payload (0 when it has none). */
 async function held(peer: PeerProcess, payloadId: string): Promise<number> {
   const res = await fetch(`${peer.http}/_p2p/payloads`, { headers: peer.auth });
@@ -105,12 +108,25 @@ Deno.test({
       for (let i = 0; i < body.length; i += 65536) {
         crypto.getRandomValues(body.subarray(i, i + 65536));
       }
+      const cdp = await small.newCDPSession(p);
+      await cdp.send("Network.enable");
+      await cdp.send("Network.emulateNetworkConditions", {
+        ...NO_LIMIT,
+        uploadThroughput: 4 * 1024 * 1024,
+      });
       await p.getByTestId("upload-name").fill("holiday.bin");
       await p.getByTestId("upload-file-input").setInputFiles({
         name: "IMG_0001.bin",
         mimeType: "application/octet-stream",
         buffer: Buffer.from(body.buffer),
       });
+      // Sent slowly (Chromium's network emulation, 4 MiB/s up), the page shows how far it is.
+      const sending = p.getByTestId("upload-result").getByText(
+        /^Sending 'holiday\.bin' \(16\.0 MiB\): [1-9]\d?%$/,
+      );
+      await sending.waitFor();
+      assert.ok(Number(await p.getByTestId("upload-progress").getAttribute("value")) > 0);
+      await cdp.send("Network.emulateNetworkConditions", { ...NO_LIMIT, uploadThroughput: -1 });
       const result = p.locator("[data-testid=upload-result][data-payload-id]");
       await result.waitFor({ timeout: 60_000 });
       const id = (await result.getAttribute("data-payload-id"))!;
