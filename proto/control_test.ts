@@ -188,7 +188,10 @@ Deno.test("request schemas: LogQuery leaves since out when absent, the queries b
     follow: "1",
     peer: PEER,
   });
-  for (const bad of [{ limit: "0" }, { limit: "1001" }, { peer: "x" }, { follow: "yes" }]) {
+  // A peer is a reference (id, prefix or name), resolved by the peer: bounded text.
+  assert.equal(LogQuery.parse({ peer: "bob" }).peer, "bob");
+  const long = { peer: "x".repeat(256) };
+  for (const bad of [{ limit: "0" }, { limit: "1001" }, { peer: " " }, long, { follow: "yes" }]) {
     assert.equal(LogQuery.safeParse(bad).success, false, JSON.stringify(bad));
   }
   assert.equal(PutQuery.safeParse({ name: "" }).success, false);
