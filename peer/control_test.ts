@@ -371,3 +371,25 @@ Deno.test("createControlApp() describes a payload by prefix or name, removes it 
   });
   assert.equal(forced.lastCopies, 1);
 });
+
+Deno.test("createControlApp() gives node.get() a signal that aborts when the download's client goes away", async () => {
+  await using node = await fakeNode();
+  const app = ownerApp(node);
+  const gate = Promise.withResolvers<void>();
+  node.downloadGate = gate.promise;
+  const get = node.get.bind(node);
+  const watching = Promise.withResolvers<AbortSignal>();
+  node.get = (id, onProgress) => {
+    if (onProgress?.signal) watching.resolve(onProgress.signal);
+    return get(id, onProgress);
+  };
+  const res = await app.request(`/_p2p/downloads/${PARTIAL}`, { method: "POST" });
+  const reader = res.body!.getReader();
+  await reader.read();
+  const signal = await watching.promise;
+  assert.equal(signal.aborted, false);
+  const aborted = new Promise((resolve) => signal.addEventListener("abort", resolve));
+  await reader.cancel();
+  await aborted;
+  gate.resolve();
+});
