@@ -67,7 +67,11 @@ export function buildProgram(): CommandUnknownOpts {
     .addHelpText(
       "after",
       `
-Ports: tracker 5700; peer TCP chunks 5801, pingback 5800, HTTP 5805, app 5810.
+Everyday use: p2p peer, then p2p put FILE here and p2p get ID there (6+ digits of the id,
+or the payload's name); p2p ls and p2p rm for what a peer holds. The web app: open
+http://HOST:5805/ in a browser.
+Ports: tracker 5700; peer TCP chunks 5801, pingback 5800, HTTP 5805 (control API and web
+app), app 5810 (internal, served through 5805).
 Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     );
 
@@ -323,7 +327,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     });
 
   program.command("log")
-    .description("Print the local peer's activity, or another peer's (--peer PEER_ID, over TCP).")
+    .description("Print the local peer's activity, or another peer's (--peer PEER, over TCP).")
     .option("--peer <peer>", "read this peer's log instead (its id, 6+ hex digits of it, or name)")
     .option("-f, --follow", "keep printing new records")
     .option("--type <type>", "only records of this type (dotted prefix, e.g. chunk)")
