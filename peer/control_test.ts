@@ -351,6 +351,12 @@ Deno.test("createControlApp() describes a payload by prefix or name, removes it 
   gate.resolve();
   await reader.cancel();
 
+  // Not while it downloads.
+  const status = node.status.bind(node);
+  node.status = () => ({ ...status(), downloads: [COMPLETE] });
+  const busy = await failure(app, `/_p2p/payloads/${COMPLETE}`, { method: "DELETE" });
+  assert.deepEqual([busy.status, busy.code], [409, "downloading"]);
+  node.status = status;
   // The fake's where(): this peer holds position 0, bob 0-2: no last copy.
   const removed = await answer(app, `/_p2p/payloads/${COMPLETE}`, RemoveAnswer, {
     method: "DELETE",
