@@ -148,9 +148,18 @@ async function download(client: ControlClient, id: string, interrupt: AbortSigna
     return await client.download(id, {
       signal: interrupt,
       onEvent: (e) => {
-        if (e.type !== "progress") return;
-        last = e;
-        progress.update(e);
+        if (e.type === "progress") {
+          last = e;
+          progress.update(e);
+        } else if (last && last.done < last.chunks) {
+          // A chunk between two (throttled) progress events: how far it got counts it.
+          const chunk = Math.ceil(last.size / last.chunks);
+          last = {
+            ...last,
+            done: last.done + 1,
+            bytes: Math.min(last.size, last.bytes + chunk),
+          };
+        }
       },
     });
   } catch (err) {
