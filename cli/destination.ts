@@ -187,6 +187,14 @@ export async function writeDestination(
         if (next.done) break;
         await w.write(next.value);
       }
+    } catch (err) {
+      if (!(err instanceof Deno.errors.BrokenPipe)) throw err;
+      await reader.cancel().catch(() => undefined);
+      throw new DestinationError(
+        "stdout_closed",
+        "Standard output was closed before the end (the reading command stopped early)",
+        { cause: err },
+      );
     } finally {
       w.releaseLock();
     }
