@@ -1,11 +1,18 @@
 /**
  * The peer's control API under `/_p2p/`, served on loopback behind the peer's main
- * HTTP server: what the CLI client commands (`put`, `get`, `where`, `peers`, `status`,
- * `log`, `discover`) and the web app call. Its contract is `proto/control.ts`: every
- * answer here is built as one of its types. Long operations answer with NDJSON streams
- * of events, one JSON object a line, ending with `{"type":"done",…}` or
- * `{"type":"error",…}`; `/_p2p/events` streams activity as server-sent events. Errors
- * are `P2pError`s, answered by `lib/http_api.ts`'s `errorHandler()`.
+ * HTTP server: what the CLI client commands (`put`, `get`, `ls`, `rm`, `where`,
+ * `peers`, `status`, `log`, `discover`) and the web app call. Its contract is
+ * `proto/control.ts`: every answer here is built as one of its types. Long operations
+ * answer with NDJSON streams of events, one JSON object a line, ending with
+ * `{"type":"done",…}` or `{"type":"error",…}`; `/_p2p/events` streams activity as
+ * server-sent events. Errors are `P2pError`s, answered by `lib/http_api.ts`'s
+ * `errorHandler()`.
+ *
+ * A payload or a peer in a path or query is a reference that `control_ids.ts` resolves
+ * (whole id, 6+ hex digits, or unique name); one payload's description and removal are
+ * `control_payloads.ts`; the streamed answers, and the download watches that let a
+ * closed answer or `DELETE /_p2p/downloads/:ref` cancel a download, `control_stream.ts`.
+ * What the owner puts or gets here is pinned in the store (`ls` tells it from replicas).
  *
  * Every request needs the owner's token (`peer/control_token.ts`): as
  * `Authorization: Bearer <token>`, or as the `p2p_token` cookie (HttpOnly,
