@@ -72,7 +72,8 @@ export function startupLines(f: StartupFacts): string[] {
  * reached, lost (once per outage) and back.
  */
 export function trackerWatch(print: (line: string) => void): (r: ActivityRecord) => void {
-  let state: "new" | "ok" | "lost" = "new";
+  // Never reached yet (new, waiting), reached (ok), lost after being reached (lost).
+  let state: "new" | "waiting" | "ok" | "lost" = "new";
   return (r) => {
     const url = typeof r.url === "string" ? r.url : "";
     if (r.type === "tracker.register") {
@@ -82,14 +83,15 @@ export function trackerWatch(print: (line: string) => void): (r: ActivityRecord)
           : `p2p peer: registered with the tracker ${url}`,
       );
       state = "ok";
-    } else if (r.type === "tracker.error" && r.during === undefined && state !== "lost") {
+    } else if (r.type === "tracker.error" && r.during === undefined) {
+      if (state === "lost" || state === "waiting") return;
       const why = humanMessage(String(r.message ?? "no answer"));
       print(
         state === "ok"
           ? `p2p peer: lost the tracker ${url}: ${why}; retrying`
           : `p2p peer: cannot reach the tracker ${url} yet: ${why}; retrying`,
       );
-      state = "lost";
+      state = state === "ok" ? "lost" : "waiting";
     }
   };
 }
