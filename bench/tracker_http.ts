@@ -12,6 +12,21 @@
  * pair's heartbeats in order (a separate set for the warm-up and the measured phase).
  * The tracker runs with `--rate-limit 0`: wrk sends everything from one address.
  *
+ * Measured 2026-12-03 on the project's 2-core VM under a load average of 5 to 10
+ * (other work running), `-d 5`, runs interleaved in one window, so read ranges:
+ *
+ * | tracker                        | GET /health     | peak RSS after it | after GET /peers | log written |
+ * | ------------------------------ | --------------- | ----------------- | ---------------- | ----------- |
+ * | `Deno.serve`, no conn. limits  | 27,700-34,400/s | 102 MiB           | 194 MiB          |             |
+ * | `node:http`, before            | 3,200-10,800/s  | 189-201 MiB       | 258-277 MiB      | 38-54 B/req |
+ * | `node:http`, after             | 3,600-9,800/s   | 189-206 MiB       | 225-240 MiB      | 4-12 B/req  |
+ *
+ * ("after": whole answers written as one string with their head, the peer listing
+ * kept as text, repeated query records folded into counts.)
+ * The listener costs the difference of the first two rows; the rest of the peak came
+ * from the GET /peers phase: a 7 KiB listing copied as bytes per answer (memory the
+ * garbage collector frees late) and one activity record per poll.
+ *
  * @module
  */
 import { TrackerClient, type UnsignedRegistration } from "../peer/tracker_client.ts";
@@ -104,6 +119,7 @@ async function measure(ctx: BenchContext, dir: string): Promise<BenchOutput> {
   const health = (await wrk(`${tracker.url}/health`, ctx.duration)).report;
   requests += health.requests;
   figures.push(...loadFigures("GET /health", health, load));
+  const peaks: Figure[] = [await peakFigure(tracker, "GET /health")];
 
   // GET /peers: the listing of 50 peers.
   ctx.log(`GET /peers: ${WARMUP}s warm-up, then ${load}`);
@@ -111,6 +127,7 @@ async function measure(ctx: BenchContext, dir: string): Promise<BenchOutput> {
   const get = (await wrk(`${tracker.url}/peers`, ctx.duration)).report;
   requests += get.requests;
   figures.push(...loadFigures(`GET /peers (${REGISTERED} peers)`, get, load));
+  peaks.push(await peakFigure(tracker, "GET /peers"));
 
   // POST /peers: heartbeats of a fixed set of (host, port) pairs, in rotation.
   // Enough signed heartbeats per pair for 6,000 req/s; past them, the pairs start over
@@ -150,6 +167,7 @@ async function measure(ctx: BenchContext, dir: string): Promise<BenchOutput> {
       unit: "MiB",
       note: "VmRSS",
     },
+    ...peaks,
     {
       name: "tracker peak RSS",
       value: kibToMib(mem.peakKiB),
@@ -189,6 +207,19 @@ async function measure(ctx: BenchContext, dir: string): Promise<BenchOutput> {
     },
   );
   return { figures, notes };
+}
+
+/** The tracker's peak RSS so far, read after the phase `after`: which phase sets the peak. */
+async function peakFigure(
+  tracker: { memory(): Promise<{ peakKiB: number | null }> },
+  after: string,
+) {
+  return {
+    name: `tracker peak RSS after ${after}`,
+    value: kibToMib((await tracker.memory()).peakKiB),
+    unit: "MiB",
+    note: "VmHWM",
+  };
 }
 
 /** Figures of one wrk phase: throughput, p50, p99, and the error count that must be 0. */

@@ -40,7 +40,7 @@ const REGISTER_JSON = 64 * 1024;
 export function peerRoutes(
   { store, config, identity }: Pick<TrackerDeps, "store" | "config" | "identity">,
 ) {
-  let listing: { version: number; until: number; body: Uint8Array<ArrayBuffer> } | undefined;
+  let listing: { version: number; until: number; body: string } | undefined;
   return new Hono<TrackerEnv>()
     .post("/", limitBody(REGISTER_JSON, () => bodyTooLarge(REGISTER_JSON)), async (c) => {
       const body = await jsonBody(c, RegisterPeerRequest);
@@ -80,7 +80,9 @@ export function peerRoutes(
         listing = {
           version,
           until: rows.reduce((m, r) => Math.min(m, r.expiresAt), Infinity),
-          body: new TextEncoder().encode(JSON.stringify(body)),
+          // Kept as text: a string answer goes out in one write with its head (bytes are
+          // copied per request and wait for the garbage collector outside the JS heap).
+          body: JSON.stringify(body),
         };
       }
       return c.body(listing.body, 200, { "content-type": "application/json" });
