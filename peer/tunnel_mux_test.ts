@@ -66,10 +66,14 @@ Deno.test("TunnelMux: a reader that stalls holds at most one window, the writer 
   await using p = await tunnelPair();
   const [opened, accepted] = await Promise.all([p.a.tunnels.open({ remote: "b" }), p.next()]);
   const big = pattern(4 * 1024 * 1024);
+  // A write resolves once its frames are queued: the first window goes at once...
+  await opened.write(big.subarray(0, TUNNEL_WINDOW));
+  assert.equal(opened.credit, 0);
+  // ...and the rest waits for credit, which a reader that does not read never gives.
   let written = false;
-  const writing = opened.write(big).then(() => written = true);
-  // Wait until the writer is out of credit: the window is full at the reader's end.
-  while (opened.credit > 0) await new Promise((r) => setTimeout(r, 5));
+  const writing = opened.write(big.subarray(TUNNEL_WINDOW)).then(() => written = true);
+  // A PING's answer comes after the frames written before it were taken.
+  await p.a.request({ type: "PING", header: {} });
   assert.equal(accepted.buffered, TUNNEL_WINDOW);
   assert.equal(written, false);
   // Other traffic on the same link is not held up by the stalled stream.
@@ -78,6 +82,7 @@ Deno.test("TunnelMux: a reader that stalls holds at most one window, the writer 
     assert.equal(pong.header.ts, i);
   }
   assert.equal(accepted.buffered, TUNNEL_WINDOW, "still one window, no more");
+  assert.equal(written, false);
   const got = new Uint8Array(big.length);
   let at = 0;
   const buf = new Uint8Array(MAX_TUNNEL_DATA);
@@ -92,6 +97,23 @@ Deno.test("TunnelMux: a reader that stalls holds at most one window, the writer 
   assert.deepEqual(got, big);
   opened.close();
   assert.equal(await accepted.read(buf), null);
+});
+
+Deno.test("TunnelStream: a writer may reuse its buffer once write() resolved", async () => {
+  await using p = await tunnelPair();
+  const [opened, accepted] = await Promise.all([p.a.tunnels.open({ remote: "b" }), p.next()]);
+  const buf = new Uint8Array(MAX_TUNNEL_DATA);
+  const sent: Uint8Array[] = [];
+  const reading = readAll(accepted);
+  for (let i = 0; i < 8; i++) {
+    buf.fill(i + 1);
+    sent.push(buf.slice());
+    await opened.write(buf);
+  }
+  await opened.closeWrite();
+  const got = await reading;
+  assert.deepEqual(got, new Uint8Array(sent.flatMap((b) => [...b])));
+  accepted.close();
 });
 
 Deno.test("TunnelMux: more bytes than the credit given reset the stream (flow_control), and the link stays up", async () => {

@@ -282,11 +282,11 @@ export type AuthKeyHeader = z.infer<typeof AuthKeyHeader>;
  */
 export const TUNNEL_WINDOW = 256 * 1024;
 /**
- * Largest HTTP_DATA body: 60 KiB. Small frames interleave with chunk frames on the
- * link, and stay under the 64 KiB from which the frame decoder reads a frame into
- * a pooled 1 MiB buffer.
+ * Largest HTTP_DATA body: 64 KiB less 16 bytes. Small frames interleave with chunk
+ * frames on the link, and (with their 7 fixed bytes and the header `{}`) stay under
+ * the 64 KiB from which the frame decoder reads a frame into a pooled 1 MiB buffer.
  */
-export const MAX_TUNNEL_DATA = 60 * 1024;
+export const MAX_TUNNEL_DATA = 64 * 1024 - 16;
 /** Tunnel streams one side may have open on one link at once; one more is refused. */
 export const MAX_TUNNELS_PER_LINK = 32;
 
