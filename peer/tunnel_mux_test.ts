@@ -6,6 +6,9 @@ import { TunnelMux, type TunnelStream } from "./tunnel_mux.ts";
 import type { P2pError } from "../proto/errors.ts";
 import { MAX_TUNNEL_DATA, TUNNEL_WINDOW } from "../proto/messages.ts";
 
+const CHUNK = new Uint8Array(1024 * 1024).fill(7);
+const PAYLOAD_ID = "a".repeat(64);
+
 /** A pair of linked peers whose `b` hands each tunnel it takes to `served`. */
 async function tunnelPair(opts: { maxPerLink?: number; maxTotal?: number } = {}) {
   const served: TunnelStream[] = [];
@@ -18,8 +21,12 @@ async function tunnelPair(opts: { maxPerLink?: number; maxTotal?: number } = {})
     },
     ...opts,
   });
-  const handler: RequestHandler = (msg, conn) =>
-    msg.type === "HTTP_OPEN" ? tunnels.accept(msg, conn) : undefined;
+  // b also serves a 1 MiB chunk, as a peer does while tunnels stream.
+  const handler: RequestHandler = (msg, conn) => {
+    if (msg.type === "HTTP_OPEN") return tunnels.accept(msg, conn);
+    if (msg.type !== "GET_CHUNK") return undefined;
+    return { type: "CHUNK", header: msg.header, body: CHUNK };
+  };
   const pair = await linkedPair({ b: handler });
   /** The next stream `b` takes. */
   const next = () =>
@@ -62,7 +69,7 @@ Deno.test("TunnelMux: a stream carries bytes both ways, and HTTP_END ends each w
   assert.equal(p.a.tunnels.outbound + p.b.tunnels.inbound + p.tunnels.open, 0);
 });
 
-Deno.test("TunnelMux: a reader that stalls holds at most one window, the writer waits, and requests on the link still flow", async () => {
+Deno.test("TunnelMux: a reader that stalls holds at most one window, the writer waits, and chunks on the same link still flow", async () => {
   await using p = await tunnelPair();
   const [opened, accepted] = await Promise.all([p.a.tunnels.open({ remote: "b" }), p.next()]);
   const big = pattern(4 * 1024 * 1024);
@@ -76,10 +83,13 @@ Deno.test("TunnelMux: a reader that stalls holds at most one window, the writer 
   await p.a.request({ type: "PING", header: {} });
   assert.equal(accepted.buffered, TUNNEL_WINDOW);
   assert.equal(written, false);
-  // Other traffic on the same link is not held up by the stalled stream.
-  for (let i = 0; i < 5; i++) {
-    const pong = await p.a.request({ type: "PING", header: { ts: i } });
-    assert.equal(pong.header.ts, i);
+  // Chunk traffic on the same link is not held up by the stalled stream.
+  for (let index = 0; index < 5; index++) {
+    const chunk = await p.a.request({
+      type: "GET_CHUNK",
+      header: { payloadId: PAYLOAD_ID, index },
+    });
+    assert.deepEqual(chunk.body, CHUNK);
   }
   assert.equal(accepted.buffered, TUNNEL_WINDOW, "still one window, no more");
   assert.equal(written, false);

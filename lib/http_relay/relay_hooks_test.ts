@@ -68,3 +68,11 @@ Deno.test("Relay.serve() serves a connection handed in, with its remoteAddr as t
   assert.match(text, /^HTTP\/1\.1 200/);
   assert.ok(text.endsWith("\r\n\r\n127.0.0.1"), text);
 });
+
+Deno.test("Relay.serve() closes a connection handed in once the relay is closing", async () => {
+  const relay = startRelay({ hostname: LOCAL, port: 0, route: () => ({ upstream: "http://x" }) });
+  await relay.close();
+  await using pair = await socketPair();
+  relay.serve(pair.server);
+  assert.equal(await pair.client.read(new Uint8Array(16)), null);
+});
