@@ -159,7 +159,7 @@ Deno.test({
       // Bob and carol each hold the pieces alice pushed to them: the one that holds
       // only some of them (the other, if any, holds all) never started a download.
       const [hb, hc] = [await held(b, id), await held(c, id)];
-      assert.equal(hb + hc, 16);
+      assert.equal(hb + hc, 16, `bob holds ${hb} pieces, carol ${hc}`);
       const partial = hb < 16 ? b : c;
       const pieces = partial === b ? hb : hc;
       const big = await laptop(browser);
