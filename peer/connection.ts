@@ -225,7 +225,12 @@ export class PeerConnection {
       fail: (err) => this.#fail(err),
     });
     if (conn.remoteAddr?.transport === "tcp") this.remoteAddr = conn.remoteAddr;
-    this.tunnels = new TunnelMux({ send: (m) => this.send(m), odd: opts.link.role === "dialer" });
+    const { framePool: pool } = opts;
+    this.tunnels = new TunnelMux({
+      send: (m) => this.send(m),
+      odd: opts.link.role === "dialer",
+      release: pool && ((bytes) => pool.release(bytes)),
+    });
     this.#writer = conn.writable.getWriter();
     this.closed = this.#readDone.promise;
     // Failures surface through open(); nobody else awaits the handshake promise.

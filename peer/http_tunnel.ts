@@ -14,7 +14,7 @@
  *   linked peer (`tunnelAddress()`), so the relay applies its usual parsing, limits,
  *   time limits and routing, and the gateway knows the request came over a link
  *   (it then serves only this peer's app: see `gateway.ts`). At most
- *   `MAX_TUNNELS_PER_LINK` streams per link and `MAX_TUNNELS` in all; one more is
+ *   `MAX_TUNNELS_PER_LINK` (32) streams per link and `MAX_TUNNELS` (64) in all; one more is
  *   refused with HTTP_RESET `too_many_tunnels`.
  *
  * @module
@@ -27,8 +27,11 @@ import type { PeerLog } from "./activity.ts";
 import type { ConnectionPool } from "./pool.ts";
 import type { PeerTable } from "./peer_table.ts";
 
-/** Tunnel streams taken from other peers at once, over all links. */
-export const MAX_TUNNELS = 128;
+/**
+ * Tunnel streams taken from other peers at once, over all links: with
+ * `TUNNEL_WINDOW`, at most 32 MiB wait for their readers here.
+ */
+export const MAX_TUNNELS = 64;
 
 /** The address prefix of a client that reached the main server over a peer link. */
 const TUNNEL_PREFIX = "_p2p-";

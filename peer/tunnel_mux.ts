@@ -58,6 +58,12 @@ export interface TunnelMuxOptions {
   odd: boolean;
   /** Streams open at once each way (default `MAX_TUNNELS_PER_LINK`). */
   maxStreams?: number;
+  /**
+   * Gives back a pooled buffer a frame was read into (the link's frame pool, see
+   * `FrameDecoder`): a DATA body in one is copied out and its buffer given back at
+   * once, so a stream's queue holds its bytes, not 1 MiB buffers.
+   */
+  release?: (bytes: Uint8Array) => void;
 }
 
 /** Options of `TunnelMux.open()`. */
@@ -75,6 +81,7 @@ export class TunnelMux {
   readonly #send: (msg: MessageInit) => Promise<void>;
   readonly #odd: boolean;
   readonly #max: number;
+  readonly #giveBack: ((bytes: Uint8Array) => void) | undefined;
   readonly #streams = new Map<number, TunnelStream>();
   readonly #opening = new Map<number, PromiseWithResolvers<void>>();
   /** The streams each way: opened here, and taken from the other side. */
@@ -88,6 +95,7 @@ export class TunnelMux {
     this.#send = opts.send;
     this.#odd = opts.odd;
     this.#max = opts.maxStreams ?? MAX_TUNNELS_PER_LINK;
+    this.#giveBack = opts.release;
     this.#nextId = opts.odd ? 1 : 2;
     this.#link = {
       send: (msg) => this.#send(msg),
@@ -181,11 +189,19 @@ export class TunnelMux {
       case "HTTP_OPENED":
         this.#opening.get(id)?.resolve();
         break;
-      case "HTTP_DATA":
-        if (stream && !stream.receiveData(msg.body)) {
+      case "HTTP_DATA": {
+        let body = msg.body;
+        // A pooled buffer goes on past the frame (a frame's own buffer ends with it).
+        if (this.#giveBack && body.byteOffset + body.byteLength < body.buffer.byteLength) {
+          const own = body.slice();
+          this.#giveBack(body);
+          body = own;
+        }
+        if (stream && !stream.receiveData(body)) {
           this.#breach(stream, "more bytes than its credit");
         }
         break;
+      }
       case "HTTP_WINDOW":
         if (stream && !stream.receiveWindow(msg.header.credit)) {
           this.#breach(stream, "credit over the window");

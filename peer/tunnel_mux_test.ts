@@ -73,14 +73,17 @@ Deno.test("TunnelMux: a reader that stalls holds at most one window, the writer 
   await using p = await tunnelPair();
   const [opened, accepted] = await Promise.all([p.a.tunnels.open({ remote: "b" }), p.next()]);
   const big = pattern(4 * 1024 * 1024);
-  // A write resolves once its frames are queued: the first window goes at once...
+  // A write resolves once its bytes are taken: the first window at once...
   await opened.write(big.subarray(0, TUNNEL_WINDOW));
   assert.equal(opened.credit, 0);
   // ...and the rest waits for credit, which a reader that does not read never gives.
   let written = false;
   const writing = opened.write(big.subarray(TUNNEL_WINDOW)).then(() => written = true);
-  // A PING's answer comes after the frames written before it were taken.
-  await p.a.request({ type: "PING", header: {} });
+  // The window's frames go one after the other; a PING's answer comes after those
+  // sent before it were taken at the other end.
+  for (let i = 0; i < 64 && accepted.buffered < TUNNEL_WINDOW; i++) {
+    await p.a.request({ type: "PING", header: {} });
+  }
   assert.equal(accepted.buffered, TUNNEL_WINDOW);
   assert.equal(written, false);
   // Chunk traffic on the same link is not held up by the stalled stream.

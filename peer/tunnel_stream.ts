@@ -1,33 +1,38 @@
 /**
  * One tunnel stream of a peer link (`tunnel_mux.ts` owns them): a duplex byte stream
  * shaped like a `Deno.Conn`, so the HTTP relay reads and writes it as it does a
- * socket. What it writes goes out as HTTP_DATA frames of at most `MAX_TUNNEL_DATA`
- * bytes, queued on the link as its credit allows: a write resolves once its frames
- * are queued (their bodies copied there), not written, since waiting for each
- * socket write took several event loop turns per frame (85 against 300 MiB/s
- * through a stream over loopback TCP). The credit bounds what a stream may have
- * waiting on the link. What arrives waits in a queue until read.
+ * socket. What it writes is copied, within its credit, and goes out as HTTP_DATA
+ * frames of at most `MAX_TUNNEL_DATA` bytes, one frame of the stream on the link at
+ * a time: what is written while one is being written gathers into the next, so a
+ * busy stream sends few large frames (each frame costs its encoding, its decoding
+ * and a write, whatever its size) and a lone write goes out at once. A write
+ * resolves once its bytes are taken, not sent (waiting for each socket write cost
+ * several event loop turns per frame); what arrives waits in a queue until read.
+ * Measured through two relays and a loopback link in one process, 512 MiB: 6.6
+ * CPU-s/GiB in all, against 7.5-8.4 with a frame per relay write (64 KiB) and 3.9
+ * for the same relays over plain TCP.
  *
  * **Flow control**, per direction, as in HTTP/2 and yamux: a side may send at most
  * `TUNNEL_WINDOW` bytes the other side's reader has not taken yet. The receiver
- * gives credit back (HTTP_WINDOW) as its reader takes bytes, a quarter window at a
+ * gives credit back (HTTP_WINDOW) as its reader takes bytes, half a window at a
  * time; a sender out of credit waits. So a stalled reader holds at most one window
  * here, and a sender that sends past its credit breaks the stream (HTTP_RESET
  * `flow_control`), not the link.
  *
- * **Ends.** `closeWrite()` sends HTTP_END (no more bytes this way); `close()` ends
- * both ways: HTTP_END if not sent, and HTTP_RESET `closed` when the other side's
- * end has not arrived yet (it should stop sending). HTTP_END from the other side
- * makes reads return `null` once the queue is read; HTTP_RESET, or the link
- * closing, does the same and makes writes fail.
+ * **Ends.** `closeWrite()` sends HTTP_END (no more bytes this way) after what was
+ * written; `close()` ends both ways: after what was written, HTTP_END if not sent,
+ * and HTTP_RESET `closed` when the other side's end has not arrived yet (it should
+ * stop sending). HTTP_END from the other side makes reads return `null` once the
+ * queue is read; HTTP_RESET, or the link closing, does the same and makes writes
+ * fail.
  *
  * @module
  */
 import { P2pError } from "../proto/errors.ts";
 import { MAX_TUNNEL_DATA, type MessageInit, TUNNEL_WINDOW } from "../proto/messages.ts";
 
-/** Credit is given back once the reader has taken this many bytes. */
-export const CREDIT_STEP = TUNNEL_WINDOW / 4;
+/** Credit is given back once the reader has taken this many bytes (half a window, as yamux). */
+export const CREDIT_STEP = TUNNEL_WINDOW / 2;
 
 /** What a stream needs of its link. */
 export interface StreamLink {
@@ -70,6 +75,15 @@ export class TunnelStream implements Deno.Conn {
   #creditWait: PromiseWithResolvers<void> | undefined;
   /** The writes in progress, one after the other. */
   #writing: Promise<unknown> = Promise.resolve();
+  /** Bytes written and not yet in a frame (copies; within the credit taken for them). */
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  /** A frame of this stream is on the link, not yet written. */
+  #sending = false;
+  /** Called once nothing is pending or being sent (or the stream broke). */
+  #onDrained: (() => void)[] = [];
+  /** `close()` was called: no more writes, reads end. */
+  #closing = false;
   readonly #done = Promise.withResolvers<void>();
   #readable: ReadableStream<Uint8Array<ArrayBuffer>> | undefined;
   #writable: WritableStream<Uint8Array> | undefined;
@@ -98,8 +112,8 @@ export class TunnelStream implements Deno.Conn {
    * other side ended (or the stream broke or was closed) and the queue is read.
    */
   async read(p: Uint8Array): Promise<number | null> {
-    while (this.#queued === 0) {
-      if (this.#inEnded) return null;
+    while (this.#queued === 0 || this.#closing) {
+      if (this.#inEnded || this.#closing) return null;
       this.#readWait ??= Promise.withResolvers<void>();
       await this.#readWait.promise;
     }
@@ -134,9 +148,10 @@ export class TunnelStream implements Deno.Conn {
     return run;
   }
 
-  /** Sends HTTP_END after the writes in progress: no more bytes go this way. */
+  /** Sends HTTP_END after what was written: no more bytes go this way. */
   async closeWrite(): Promise<void> {
     await this.#writing;
+    await new Promise<void>((resolve) => this.#whenDrained(resolve));
     if (this.#outEnded) return;
     this.#outEnded = true;
     this.#send({ type: "HTTP_END", requestId: this.id, header: {} });
@@ -148,18 +163,24 @@ export class TunnelStream implements Deno.Conn {
    * `closed` when the other side has not ended; writes in progress fail, reads end.
    */
   close(): void {
-    if (this.#released) return;
-    if (!this.#error) {
-      if (!this.#outEnded) this.#send({ type: "HTTP_END", requestId: this.id, header: {} });
-      if (!this.#inEnded) {
-        this.#send({
-          type: "HTTP_RESET",
-          requestId: this.id,
-          header: { code: "closed", message: "The other end closed the stream" },
-        });
+    if (this.#released || this.#closing) return;
+    this.#closing = true;
+    this.#wakeReader();
+    this.#creditWait?.resolve();
+    this.#creditWait = undefined;
+    this.#whenDrained(() => {
+      if (!this.#error) {
+        if (!this.#outEnded) this.#send({ type: "HTTP_END", requestId: this.id, header: {} });
+        if (!this.#inEnded) {
+          this.#send({
+            type: "HTTP_RESET",
+            requestId: this.id,
+            header: { code: "closed", message: "The other end closed the stream" },
+          });
+        }
       }
-    }
-    this.#break(new P2pError("stream_closed", `Tunnel stream '${this.id}' is closed`));
+      this.#break(new P2pError("stream_closed", `Tunnel stream '${this.id}' is closed`));
+    });
   }
 
   /** Nothing to do: a stream keeps no event loop alive of its own. */
@@ -231,7 +252,7 @@ export class TunnelStream implements Deno.Conn {
     let off = 0;
     while (off < p.length) {
       if (this.#error) throw this.#error;
-      if (this.#outEnded) {
+      if (this.#outEnded || this.#closing) {
         throw new P2pError("stream_closed", `Tunnel stream '${this.id}' was ended for writes`);
       }
       if (this.#credit === 0) {
@@ -239,18 +260,65 @@ export class TunnelStream implements Deno.Conn {
         await this.#creditWait.promise;
         continue;
       }
-      const n = Math.min(p.length - off, this.#credit, MAX_TUNNEL_DATA);
+      const n = Math.min(p.length - off, this.#credit);
       this.#credit -= n;
-      // Not awaited (see the module docs); `send()` copies a body this small.
-      this.#link.send({
-        type: "HTTP_DATA",
-        requestId: this.id,
-        header: {},
-        body: p.subarray(off, off + n),
-      }).catch((err) => this.#break(err));
+      this.#pending.push(p.slice(off, off + n));
+      this.#pendingBytes += n;
       off += n;
+      this.#flush();
     }
     return p.length;
+  }
+
+  /** Puts the next frame on the link, unless one is there already; else reports drained. */
+  #flush(): void {
+    if (this.#sending) return;
+    if (this.#pendingBytes === 0 || this.#error) {
+      for (const done of this.#onDrained.splice(0)) done();
+      return;
+    }
+    const body = this.#takePending(MAX_TUNNEL_DATA);
+    this.#sending = true;
+    this.#link.send({ type: "HTTP_DATA", requestId: this.id, header: {}, body }).then(
+      () => {
+        this.#sending = false;
+        this.#flush();
+      },
+      (err) => {
+        this.#sending = false;
+        this.#break(err);
+      },
+    );
+  }
+
+  /** Up to `max` pending bytes, in one buffer (one piece as it is, else joined). */
+  #takePending(max: number): Uint8Array {
+    const first = this.#pending[0];
+    if (first.length >= max || this.#pending.length === 1) {
+      const body = first.length > max ? first.subarray(0, max) : first;
+      if (body === first) this.#pending.shift();
+      else this.#pending[0] = first.subarray(max);
+      this.#pendingBytes -= body.length;
+      return body;
+    }
+    const body = new Uint8Array(Math.min(max, this.#pendingBytes));
+    let at = 0;
+    while (at < body.length) {
+      const piece = this.#pending[0];
+      const take = Math.min(piece.length, body.length - at);
+      body.set(piece.subarray(0, take), at);
+      at += take;
+      if (take === piece.length) this.#pending.shift();
+      else this.#pending[0] = piece.subarray(take);
+    }
+    this.#pendingBytes -= body.length;
+    return body;
+  }
+
+  /** Calls `done` once nothing written is pending or on the link (at once if so). */
+  #whenDrained(done: () => void): void {
+    this.#onDrained.push(done);
+    this.#flush();
   }
 
   #send(msg: MessageInit): void {
@@ -266,9 +334,12 @@ export class TunnelStream implements Deno.Conn {
   #break(err: Error): void {
     this.#error ??= err;
     this.#inEnded = this.#outEnded = true;
+    this.#pending = [];
+    this.#pendingBytes = 0;
     this.#wakeReader();
     this.#creditWait?.resolve();
     this.#creditWait = undefined;
+    for (const done of this.#onDrained.splice(0)) done();
     this.#release();
   }
 

@@ -276,18 +276,21 @@ export type AuthKeyHeader = z.infer<typeof AuthKeyHeader>;
 
 /**
  * Bytes a side may send on one tunnel stream beyond what the other side has read
- * (per direction): 256 KiB. Each side starts with this much credit and gets more
+ * (per direction): 512 KiB. Each side starts with this much credit and gets more
  * with HTTP_WINDOW as the receiver's reader takes the bytes, so a stream whose
  * reader stalls holds at most this much at the receiver.
  */
-export const TUNNEL_WINDOW = 256 * 1024;
+export const TUNNEL_WINDOW = 512 * 1024;
 /**
- * Largest HTTP_DATA body: 64 KiB less 16 bytes. Small frames interleave with chunk
- * frames on the link, and (with their 7 fixed bytes and the header `{}`) stay under
- * the 64 KiB from which the frame decoder reads a frame into a pooled 1 MiB buffer.
+ * Largest HTTP_DATA body: 256 KiB. Every frame costs its encoding, decoding and
+ * write whatever its size, so a busy stream sends large ones; a frame this size
+ * still holds the link for well under a millisecond, so chunk frames interleave.
  */
-export const MAX_TUNNEL_DATA = 64 * 1024 - 16;
-/** Tunnel streams one side may have open on one link at once; one more is refused. */
+export const MAX_TUNNEL_DATA = 256 * 1024;
+/**
+ * Tunnel streams one side may have open on one link at once; one more is refused.
+ * With `TUNNEL_WINDOW`, at most 16 MiB of one link's tunnels wait for their readers.
+ */
 export const MAX_TUNNELS_PER_LINK = 32;
 
 /**
