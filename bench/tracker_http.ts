@@ -12,20 +12,20 @@
  * pair's heartbeats in order (a separate set for the warm-up and the measured phase).
  * The tracker runs with `--rate-limit 0`: wrk sends everything from one address.
  *
- * Measured 2026-12-03 on the project's 2-core VM under a load average of 5 to 10
+ * Measured 2026-12-03 on the project's 2-core VM under a load average of 3 to 10
  * (other work running), `-d 5`, runs interleaved in one window, so read ranges:
  *
- * | tracker                        | GET /health     | peak RSS after it | after GET /peers | log written |
- * | ------------------------------ | --------------- | ----------------- | ---------------- | ----------- |
- * | `Deno.serve`, no conn. limits  | 27,700-34,400/s | 102 MiB           | 194 MiB          |             |
- * | `node:http`, before            | 3,200-10,800/s  | 189-201 MiB       | 258-277 MiB      | 38-54 B/req |
- * | `node:http`, after             | 3,600-9,800/s   | 189-206 MiB       | 225-240 MiB      | 4-12 B/req  |
+ * | tracker listener                   | GET /health     | peak RSS after it | after GET /peers | log written |
+ * | ---------------------------------- | --------------- | ----------------- | ---------------- | ----------- |
+ * | `Deno.serve`, no limits            | 14,500-34,400/s | 99-102 MiB        | 194 MiB          |             |
+ * | `node:http` with the limits, first | 3,200-10,800/s  | 189-201 MiB       | 258-277 MiB      | 38-54 B/req |
+ * | `node:http`, answers as one string | 7,300-21,700/s  | 189-217 MiB       | 225-249 MiB      | 4-12 B/req  |
+ * | the gate (`lib/http_gate.ts`)      | 10,100-15,100/s | 122-128 MiB       | 128-159 MiB      | 4-12 B/req  |
  *
- * ("after": whole answers written as one string with their head, the peer listing
- * kept as text, repeated query records folded into counts.)
- * The listener costs the difference of the first two rows; the rest of the peak came
- * from the GET /peers phase: a 7 KiB listing copied as bytes per answer (memory the
- * garbage collector frees late) and one activity record per poll.
+ * ("answers as one string": whole answers written in one piece with their head, the
+ * peer listing kept as text, repeated query records folded into counts; the gate keeps
+ * the last two.) Peak RSS over the whole run: 172-191 MiB with the gate, 233-249 MiB
+ * with `node:http` in the same window; the rest of the peak comes from the heartbeats.
  *
  * @module
  */
