@@ -29,7 +29,7 @@
  */
 import { P2pError, PeerTimeoutError } from "../proto/errors.ts";
 import { MAX_TUNNELS_PER_LINK, type Message, type MessageInit } from "../proto/messages.ts";
-import { type StreamLink, TunnelStream } from "./tunnel_stream.ts";
+import { type StreamLink, TUNNEL_BUFFERS, TunnelStream } from "./tunnel_stream.ts";
 
 export { TunnelStream };
 
@@ -60,8 +60,8 @@ export interface TunnelMuxOptions {
   maxStreams?: number;
   /**
    * Gives back a pooled buffer a frame was read into (the link's frame pool, see
-   * `FrameDecoder`): a DATA body in one is copied out and its buffer given back at
-   * once, so a stream's queue holds its bytes, not 1 MiB buffers.
+   * `FrameDecoder`): a DATA body in one is copied into a `TUNNEL_BUFFERS` buffer and
+   * its own given back at once, so a stream's queue holds its bytes, not 1 MiB buffers.
    */
   release?: (bytes: Uint8Array) => void;
 }
@@ -193,11 +193,14 @@ export class TunnelMux {
         let body = msg.body;
         // A pooled buffer goes on past the frame (a frame's own buffer ends with it).
         if (this.#giveBack && body.byteOffset + body.byteLength < body.buffer.byteLength) {
-          const own = body.slice();
+          const own = TUNNEL_BUFFERS.take(body.length);
+          own.set(body);
           this.#giveBack(body);
           body = own;
         }
-        if (stream && !stream.receiveData(body)) {
+        if (!stream) TUNNEL_BUFFERS.release(body);
+        else if (!stream.receiveData(body)) {
+          TUNNEL_BUFFERS.release(body);
           this.#breach(stream, "more bytes than its credit");
         }
         break;
