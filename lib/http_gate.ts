@@ -65,11 +65,15 @@ export interface GateOptions {
 /** A running gate. */
 export interface Gate {
   addr: Deno.NetAddr;
+  /** Where the inner server listens (on loopback; it answers 403 to anything but the gate). */
+  inner: Deno.NetAddr;
   /** Stops accepting, lets requests under way finish (`graceMs`, 10 s), then closes every connection. */
   shutdown(graceMs?: number): Promise<void>;
 }
 
 const encoder = new TextEncoder();
+/** Bytes of an answer read from the inner server at a time. */
+const ANSWER_READ = 16 * 1024;
 
 /** Starts the inner server and the gate; resolves once both listen. */
 export async function startGate(opts: GateOptions): Promise<Gate> {
@@ -113,6 +117,7 @@ export async function startGate(opts: GateOptions): Promise<Gate> {
   const gate = new GateServer(listener, innerAddr, clients, opts);
   return {
     addr: listener.addr as Deno.NetAddr,
+    inner: innerAddr,
     shutdown: async (graceMs = 10_000) => {
       await gate.close(graceMs);
       await inner.shutdown();
@@ -288,7 +293,9 @@ class GateServer {
 
   /** Copies the inner server's answers to the client until either side ends. */
   async #answers(up: Deno.Conn, conn: Deno.Conn, sent: (n: number) => void): Promise<void> {
-    const buf = new Uint8Array(64 * 1024);
+    // 16 KiB: a connection costs this, its inbox and the inner server's side (three
+    // file descriptors in all: client, gate to inner, inner's accepted socket).
+    const buf = new Uint8Array(ANSWER_READ);
     try {
       for (;;) {
         const n = await up.read(buf);

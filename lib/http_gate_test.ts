@@ -137,3 +137,10 @@ Deno.test("startGate() answers a connection over the per-address cap with 429 JS
   }
   assert.equal(status, 200);
 });
+
+Deno.test("startGate()'s inner server answers 403 to a connection that did not come through the gate", async () => {
+  await using g = await echoGate();
+  const res = await fetch(`http://127.0.0.1:${g.gate.inner.port}/a`);
+  assert.equal(res.status, 403);
+  assert.equal((await res.json()).error.code, "forbidden");
+});
