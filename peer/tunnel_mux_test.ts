@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import { linkedPair } from "./_fakes.ts";
 import { HttpTunnels } from "./http_tunnel.ts";
 import type { RequestHandler } from "./connection.ts";
@@ -206,4 +207,35 @@ Deno.test("TunnelMux: a peer that serves no tunnels, ids of the wrong side or in
   assert.equal(await s.read(new Uint8Array(10)), null);
   await assert.rejects(s.write(new Uint8Array(1)));
   await assert.rejects(p.a.tunnels.open({ remote: "b" }));
+});
+
+Deno.test("TunnelMux: random stream frames from the other side never throw, and no stream holds more than its window", () => {
+  const frame = fc.record({
+    type: fc.constantFrom("HTTP_OPENED", "HTTP_DATA", "HTTP_WINDOW", "HTTP_END", "HTTP_RESET"),
+    requestId: fc.integer({ min: 0, max: 6 }),
+    size: fc.integer({ min: 1, max: MAX_TUNNEL_DATA }),
+    credit: fc.integer({ min: 1, max: TUNNEL_WINDOW }),
+  });
+  fc.assert(
+    fc.property(fc.array(frame, { maxLength: 40 }), (frames) => {
+      const sent: string[] = [];
+      const mux = new TunnelMux({ send: (m) => (sent.push(m.type), Promise.resolve()), odd: true });
+      const streams = [2, 4, 6].map((id) => mux.accept(id, "x"));
+      for (const f of frames) {
+        const header = f.type === "HTTP_WINDOW"
+          ? { credit: f.credit }
+          : f.type === "HTTP_RESET"
+          ? { code: "closed", message: "m" }
+          : {};
+        const body = f.type === "HTTP_DATA" ? new Uint8Array(f.size) : new Uint8Array();
+        assert.equal(
+          mux.receive({ type: f.type, requestId: f.requestId, header, body } as never),
+          true,
+        );
+        for (const s of streams) assert.ok(s.buffered <= TUNNEL_WINDOW);
+      }
+      mux.close(new Error("end"));
+      assert.equal(mux.inbound, 0);
+    }),
+  );
 });

@@ -7,8 +7,9 @@
  * string `type`. `requestId` is chosen by the requester and reused by the answer
  * (answers may come out of order). `body` is always a `Uint8Array`; it may be left
  * out when encoding and then means an empty body. Only HAVE (bitfield), CHUNK and
- * PUT_CHUNK (chunk bytes) and MANIFEST (chunk hashes) define one; a body sent with
- * another type is carried but has no meaning.
+ * PUT_CHUNK (chunk bytes), MANIFEST (chunk hashes) and HTTP_DATA (a tunnel
+ * stream's bytes) define one; a body sent with another type is carried but has no
+ * meaning.
  *
  * Headers are loose objects: fields a newer peer adds are kept, not rejected, but
  * every field this version reads is validated.
