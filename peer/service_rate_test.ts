@@ -43,8 +43,12 @@ Deno.test("startChunkService() refuses new connections over an address's rate wi
     assert.equal(pong.type, "PONG");
     // One token a second: a new link is let in after the wait.
     await new Promise((r) => setTimeout(r, 1100));
-    links.push(await connectPeer(service.addr, BOOK.dial("c4")));
+    const late = await connectPeer(service.addr, BOOK.dial("c4"));
+    links.push(late);
+    // Its PING answered, the service holds it: four links, one refusal.
+    assert.equal((await late.request({ type: "PING", header: {} })).type, "PONG");
     assert.equal(service.connections.size, 4);
+    assert.equal(service.stats.rejected, 1);
   } finally {
     for (const l of links) l.close();
     await Promise.all(links.map((l) => l.closed));
