@@ -71,7 +71,10 @@ export interface GatewayOptions {
   onForward?: (
     fields: { peerId: string; upstream: string; via: string; method: string; path: string },
   ) => void;
-  /** Called for every request refused for its `Host`. */
+  /**
+   * Called for every request refused for its `Host`, and for every request over a
+   * peer link refused for its path (`host` is then the link's `_p2p-{peerId}`).
+   */
   onRefused?: (
     fields: { status: number; code: string; method: string; path: string; host: string },
   ) => void;
@@ -99,6 +102,13 @@ export function createGateway(opts: GatewayOptions): (req: RelayRequest) => Rela
       return { answer: { status: 308, headers: { location: `${path}/${req.search}` } } };
     }
     if (!path.startsWith(`${selfPrefix}/`) || isControl(path.slice(selfPrefix.length))) {
+      opts.onRefused?.({
+        status: 403,
+        code: "forbidden_over_link",
+        method: req.method,
+        path: path.slice(0, 200),
+        host: req.remoteAddr,
+      });
       return jsonError(
         403,
         "forbidden_over_link",

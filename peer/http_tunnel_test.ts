@@ -76,11 +76,13 @@ async function twoPeers() {
     msg.type === "HTTP_OPEN" ? tunnels.accept(msg, conn) : undefined;
   const pair = await linkedPair({ b: handler });
   const { a: idA, b: idB } = pair.ids;
+  const refused: string[] = [];
   const relayB = main.b = mainServer({
     self: idB.peerId,
     control: control.url,
     app: app.url,
     locate: () => undefined,
+    onRefused: (f) => refused.push(`${f.status} ${f.code} ${f.host}`),
   });
   const forwards: string[] = [];
   const relayA = mainServer({
@@ -97,6 +99,7 @@ async function twoPeers() {
     pair,
     tunnels,
     forwards,
+    refused,
     base: `${relayA.url}/_p2p/peers/${idB.peerId}`,
     async [Symbol.asyncDispose]() {
       await relayA.close();
@@ -174,6 +177,9 @@ Deno.test("over the link only B's own app is served: its control API and other p
   assert.match(await ask(`/_p2p/peers/${"c".repeat(40)}/x`), /^HTTP\/1\.1 403/);
   assert.match(await ask(`/_p2p/peers/${idB}/x`), /^HTTP\/1\.1 200/);
   stream.close();
+  // Each refusal is recorded, with the link it came over.
+  const from = tunnelAddress(p.pair.ids.a.peerId);
+  assert.deepEqual(p.refused, Array(3).fill(`403 forbidden_over_link ${from}`));
 });
 
 Deno.test("openHttpTunnel() opens only to a proven peer, over the link that proves its id", async () => {
