@@ -25,6 +25,7 @@ import type { PeerTable } from "./peer_table.ts";
 import { RateLimiter } from "./rate_limit.ts";
 import { TrackerClient } from "./tracker_client.ts";
 import { createRequestHandler } from "./request_handler.ts";
+import { HttpTunnels, openHttpTunnel } from "./http_tunnel.ts";
 import { ConnectionPool } from "./pool.ts";
 import { Scheduler } from "./scheduler.ts";
 import { TrackerSync } from "./tracker_sync.ts";
@@ -105,6 +106,7 @@ export class PeerNode {
       signal,
       selfRecord: selfRecord(identity, { host: opts.host, ports: this.#ports, name: opts.name }),
       ...(opts.maxUploadRate ? { uploadLimit: new RateLimiter(opts.maxUploadRate) } : {}),
+      ...(wiring.serveHttp ? { tunnels: new HttpTunnels({ serve: wiring.serveHttp, log }) } : {}),
     });
     const link = { sign: identity.sign, networkKey: opts.networkKey };
     const pool = this.#pool = new ConnectionPool({
@@ -231,6 +233,11 @@ export class PeerNode {
   /** Who holds which chunk positions: this peer, the tracker's holders, known peers. */
   where(payloadId: string): Promise<WhereAnswer> {
     return this.#sourcing.where(payloadId);
+  }
+
+  /** A stream to a proven peer's main HTTP server, inside the link to it (`http_tunnel.ts`). */
+  openHttpTunnel(peerId: string): Promise<Deno.Conn> {
+    return openHttpTunnel({ table: this.table, pool: this.#pool }, peerId, this.signal);
   }
 
   /** Another peer's log, asked over TCP with LOG?; `NotFoundError` `unknown_peer` when unknown. */

@@ -22,6 +22,11 @@ export interface PeerWiring {
   ports: { http?: number; pingback?: number; app?: number };
   /** Counters of the main HTTP server. */
   httpStats?: () => HttpStats;
+  /**
+   * Serves a tunnel stream another peer opened over its link as a client connection
+   * of the main HTTP server (`Relay.serve()`); without it, HTTP_OPEN is refused.
+   */
+  serveHttp?: (conn: Deno.Conn) => void;
 }
 
 /** Options of a peer; see `p2p peer --help`. */

@@ -31,6 +31,7 @@ import type { PeerLog } from "./activity.ts";
 import { type PingbackServer, startPingback } from "./pingback.ts";
 import { type Relay, startRelay } from "../lib/http_relay/mod.ts";
 import { errorBody } from "../lib/http_api.ts";
+import { P2pError } from "../proto/errors.ts";
 import { httpUrl, reachableHost } from "../lib/net_addr.ts";
 
 /** A running peer process. */
@@ -126,6 +127,11 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       control: httpUrl("127.0.0.1", controlServer.addr.port),
       app: appUrl,
       hosts,
+      // Inside the link to the peer: never plain HTTP to another peer's main server.
+      tunnel: (peerId) =>
+        node
+          ? node.openHttpTunnel(peerId)
+          : Promise.reject(new P2pError("starting", "The peer is still starting")),
       locate: (peerId) => {
         // Only an address a handshake proved: never one learned from others.
         const p = table.getProven(peerId);
@@ -174,6 +180,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       chunkListener,
       ports: { http, pingback: pingback?.addr.port, app },
       httpStats: () => ({ ...running.stats() }),
+      serveHttp: (conn) => running.serve(conn),
     });
     control.resolve(createControlApp(foldingRefusals(node), { auth }));
     // Under every name it answers to, so `--node` finds it however it names it.

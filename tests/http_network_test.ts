@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { tempDir } from "./_tracker_process.ts";
-import { p2pClient, spawnPeer } from "./_peer_process.ts";
+import { followLog, p2pClient, spawnPeer } from "./_peer_process.ts";
+import { captureLoopback, contains } from "./_capture.ts";
 import { serveLocal as serve } from "./_serve.ts";
 import {
   ActivityRecord,
@@ -34,6 +35,11 @@ async function memory(pid: number): Promise<{ rss: number; hwm: number }> {
 function upstreamApp(): Deno.ServeHandler<Deno.NetAddr> {
   return async (req) => {
     const url = new URL(req.url);
+    if (url.pathname === "/ws") {
+      const { socket, response } = Deno.upgradeWebSocket(req);
+      socket.onmessage = (e) => socket.send(`app: ${e.data}`);
+      return response;
+    }
     if (url.pathname === "/big") {
       const total = Number(url.searchParams.get("mib")) * MiB;
       let sent = 0;
@@ -225,12 +231,12 @@ Deno.test("peer A forwards /_p2p/peers/{C}/… to C's built-in app across three 
   // The page is sandboxed: it runs in an opaque origin of its own, not A's.
   // (Its own policy stays, the sandbox is added: both hold.)
   assert.match(page.headers.get("content-security-policy") ?? "", /(^|, )sandbox allow-scripts/);
-  // C's control API is C's owner's: A's token never goes on to C, so through A (or B)
-  // it answers 401, whatever the client sends to A.
+  // C's control API is C's owner's: over a peer link C serves only its app, so through
+  // A (or B) it answers 403, whatever the client sends to A.
   for (const [via, auth] of [[a, a.auth], [b, b.auth], [a, c.auth]] as const) {
     const res = await fetch(`${via.http}/_p2p/peers/${c.peerId}/_p2p/status`, { headers: auth });
-    assert.equal(res.status, 401);
-    assert.equal((await res.json()).error.code, "unauthorized");
+    assert.equal(res.status, 403);
+    assert.equal((await res.json()).error.code, "forbidden_over_link");
   }
 
   const unknown = await fetch(`${a.http}/_p2p/peers/${"0".repeat(40)}/`);
@@ -369,4 +375,109 @@ Deno.test("the control API streams activity as server-sent events, lists the net
     /^attachment; filename="?two\.bin"?$/,
   );
   assert.deepEqual(new Uint8Array(await file.arrayBuffer()), bytes);
+});
+
+for (const plaintext of [false, true]) {
+  const mode = plaintext ? "a plaintext link (--insecure-plaintext)" : "their encrypted link";
+  Deno.test(`A reaches B's app by peerId inside ${mode}: GET, POST, a WebSocket and a 64 MiB answer, with B's main server reached only over the link and ${plaintext ? "the capture seeing the requests" : "no plaintext on the wire"}`, async () => {
+    await using dir = await tempDir();
+    await using app = await serve(upstreamApp());
+    const args = plaintext ? ["--insecure-plaintext"] : [];
+    await using b = await spawnPeer({
+      dataDir: `${dir.path}/b`,
+      host: "127.0.0.3",
+      name: "bob",
+      args: ["--app", app.url, ...args],
+    });
+    // What goes to or from B's chunk port (the link) and B's main server.
+    const bHttp = new URL(b.http).host;
+    await using capture = await captureLoopback(dir.path, [`${b.host}:${b.port}`, bHttp]);
+    await using a = await spawnPeer({
+      dataDir: `${dir.path}/a`,
+      host: "127.0.0.2",
+      name: "alice",
+      seeds: [`${b.host}:${b.port}`],
+      args,
+    });
+    {
+      await using aLog = await followLog(a);
+      await aLog.waitFor((r) => r.type === "conn.open" && r.peerId === b.peerId, "A's link to B");
+    }
+    const base = `${a.http}/_p2p/peers/${b.peerId}`;
+    const marker = `HTTP-TUNNEL-MARKER-${crypto.randomUUID()}`;
+
+    const get = await fetch(`${base}/echo?q=${marker}`, { headers: { "x-custom": marker } });
+    assert.equal(get.status, 200);
+    const echoed = await get.json();
+    assert.equal(echoed.query, `?q=${marker}`);
+    assert.equal(echoed.custom, marker);
+    // B's main server got it from A's link (`_p2p-{A}`), not from A's address over TCP.
+    assert.equal(echoed.forwardedFor, `127.0.0.1, _p2p-${a.peerId}`);
+
+    const body = new TextEncoder().encode(marker.repeat(50_000));
+    const post = await fetch(`${base}/upload`, { method: "POST", body });
+    assert.equal((await post.json()).bytes, body.length);
+
+    const ws = new WebSocket(`${base.replace("http:", "ws:")}/ws`);
+    const said = Promise.withResolvers<string>();
+    const closed = Promise.withResolvers<void>();
+    ws.onopen = () => ws.send(marker);
+    ws.onmessage = (e) => said.resolve(e.data);
+    ws.onerror = () => said.reject(new Error("The WebSocket through A failed"));
+    ws.onclose = () => closed.resolve();
+    assert.equal(await said.promise, `app: ${marker}`);
+    ws.close();
+    await closed.promise;
+
+    // The capture may lose packets when it falls behind, but sees most of them; in
+    // plaintext it finds the requests, so that it finds nothing when encrypted counts.
+    const [link, bMain] = await capture.stop();
+    assert.ok(link.bytes > body.length / 2, `the capture saw the link (${link.bytes} bytes)`);
+    assert.equal(bMain.bytes, 0, "nothing went to B's main server over TCP");
+    const seen = (s: string) => contains(link.data, new TextEncoder().encode(s));
+    assert.equal(seen(marker), plaintext, "the requests' plaintext on the wire");
+    assert.equal(seen(`GET /_p2p/peers/${b.peerId}/echo`), plaintext, "the request line");
+
+    const big = await fetch(`${base}/big?mib=64`);
+    let n = 0;
+    for await (const chunk of big.body!) n += chunk.length;
+    assert.equal(n, 64 * MiB);
+    const log = await (await fetch(`${a.http}/_p2p/log?type=proxy.forward`, { headers: a.auth }))
+      .json();
+    assert.equal(log.records.length, 4);
+    assert.ok(log.records.every((r: { via?: string }) => r.via === "link"));
+  });
+}
+
+Deno.test("a peer A learned of but never proved cannot be reached through A's gateway", async () => {
+  await using dir = await tempDir();
+  // C is proven by B, then stops: A learns C's record from B but cannot prove it.
+  await using c = await spawnPeer({ dataDir: `${dir.path}/c`, host: "127.0.0.4", name: "carol" });
+  const cId = c.peerId;
+  await using b = await spawnPeer({
+    dataDir: `${dir.path}/b`,
+    host: "127.0.0.3",
+    name: "bob",
+    seeds: [`${c.host}:${c.port}`],
+  });
+  {
+    await using bLog = await followLog(b);
+    await bLog.waitFor((r) => r.type === "conn.open" && r.peerId === cId, "B's link to C");
+  }
+  await c.kill();
+  await using a = await spawnPeer({
+    dataDir: `${dir.path}/a`,
+    host: "127.0.0.2",
+    name: "alice",
+    seeds: [`${b.host}:${b.port}`],
+  });
+  {
+    await using aLog = await followLog(a);
+    await aLog.waitFor((r) => r.type === "exchange" && r.with === b.peerId, "A's exchange with B");
+  }
+  const { peers } = await (await fetch(`${a.http}/_p2p/peers`, { headers: a.auth })).json();
+  assert.ok(peers.some((p: { peerId: string }) => p.peerId === cId), "A learned C");
+  const res = await fetch(`${a.http}/_p2p/peers/${cId}/`);
+  assert.equal(res.status, 404);
+  assert.equal((await res.json()).error.code, "unknown_peer");
 });
