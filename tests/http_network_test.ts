@@ -379,7 +379,7 @@ Deno.test("the control API streams activity as server-sent events, lists the net
 
 for (const plaintext of [false, true]) {
   const mode = plaintext ? "a plaintext link (--insecure-plaintext)" : "their encrypted link";
-  Deno.test(`A reaches B's app by peerId inside ${mode}: GET, POST, a WebSocket and a 64 MiB answer, with B's main server reached only over the link and ${plaintext ? "the capture seeing the requests" : "no plaintext on the wire"}`, async () => {
+  Deno.test(`A reaches B's app by peerId inside ${mode}: GET, POST, a WebSocket and a 256 MiB answer, with B's main server reached only over the link and ${plaintext ? "the capture seeing the requests" : "no plaintext on the wire"}`, async () => {
     await using dir = await tempDir();
     await using app = await serve(upstreamApp());
     const args = plaintext ? ["--insecure-plaintext"] : [];
@@ -438,10 +438,20 @@ for (const plaintext of [false, true]) {
     assert.equal(seen(marker), plaintext, "the requests' plaintext on the wire");
     assert.equal(seen(`GET /_p2p/peers/${b.peerId}/echo`), plaintext, "the request line");
 
-    const big = await fetch(`${base}/big?mib=64`);
+    // A large answer streams through both peers, their memory bounded by the windows
+    // and buffers on the way, not by the answer's size.
+    const pids = [a.child.pid, b.child.pid];
+    const before = await Promise.all(pids.map(memory));
+    const big = await fetch(`${base}/big?mib=256`);
     let n = 0;
     for await (const chunk of big.body!) n += chunk.length;
-    assert.equal(n, 64 * MiB);
+    assert.equal(n, 256 * MiB);
+    const after = await Promise.all(pids.map(memory));
+    const growth = after.map((m, i) => (m.hwm - before[i].rss) / MiB);
+    console.log(
+      `peak RSS growth over 256 MiB: A +${growth[0].toFixed(0)}, B +${growth[1].toFixed(0)} MiB`,
+    );
+    for (const g of growth) assert.ok(g < 96, `peak RSS grew by ${g.toFixed(0)} MiB`);
     const log = await (await fetch(`${a.http}/_p2p/log?type=proxy.forward`, { headers: a.auth }))
       .json();
     assert.equal(log.records.length, 4);
