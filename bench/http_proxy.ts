@@ -149,6 +149,9 @@ function startPeer(
       host,
       ...["--port", "0", "--http-port", "0", "--pingback-port", "0", "--app-port", "0"],
       ...["--data-dir", `${dir}/peer-${host}`, "--name", "bench", "--replicas", "0"],
+      // wrk sends thousands of requests a second from one address: the default
+      // per-address rate would answer most of them 429.
+      ...["--rate-limit", "0"],
       ...extra,
     ],
     ready: PEER_LISTENING,

@@ -52,3 +52,34 @@ Deno.test("startPeer(): a flood of 1,000 requests without the token costs a boun
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("startPeer(): rateLimit 0 (p2p peer --rate-limit 0) puts no limit on requests from one address", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "p2p-nolimit-" });
+  try {
+    const peer = await startPeer({
+      host: "127.0.0.4",
+      port: 0,
+      httpPort: 0,
+      dataDir: dir,
+      name: "unlimited",
+      seeds: [],
+      replicas: 0,
+      rateLimit: 0,
+    });
+    try {
+      // Past the default burst (400) and rate (200 a second) from one address.
+      const statuses = new Set<number>();
+      for (let i = 0; i < 600; i++) {
+        const res = await fetch(`${peer.httpUrl}/_p2p/status`);
+        statuses.add(res.status);
+        await res.body?.cancel();
+      }
+      assert.deepEqual([...statuses], [401], "every one reaches the control API");
+    } finally {
+      await peer.stop();
+      await peer.finished;
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
