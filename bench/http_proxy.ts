@@ -29,13 +29,16 @@ import {
 } from "./_bench.ts";
 import { type ListeningChild, spawnListening } from "./_tracker.ts";
 import { findWrk, runWrk } from "./_wrk.ts";
+import { viaToken } from "../peer/gateway.ts";
 
 const THREADS = 2;
 const CONNECTIONS = 32;
 const WARMUP = 2;
 const TARGET_SHARE = 0.7;
-/** The peer's startup line: group 1 its main server, group 2 its app server. */
+/** The peer's startup line: group 1 its main server, group 2 its app server, 3 its id. */
 const PEER_LISTENING = /listening: .*, http (http:\/\/[\d.]+:\d+), .*app (http:\/\/[\d.]+:\d+) \(/;
+/** The peer's id, on the same line. */
+const PEER_ID = /p2p peer ([0-9a-f]{40}) /;
 const APP_LISTENING = /listening on (http:\/\/[\d.]+:\d+) \(/;
 
 /** The `http_proxy` benchmark. */
@@ -71,6 +74,9 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         what: "built-in app GET / (10 KiB)",
         direct: builtin.match[2] + "/",
         proxied: builtin.match[1] + "/",
+        // The app port redirects what did not come through the main server: the
+        // direct load names the main server's Via entry, as the proxy does.
+        script: await viaScript(dir, builtin),
       },
       {
         what: "app process GET /static (10 KiB)",
@@ -89,7 +95,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     ];
     const directRates = new Map<string, number>();
     for (const c of cases) {
-      const direct = await measure(ctx, c.direct);
+      const direct = await measure(ctx, c.direct, "script" in c ? c.script : undefined);
       const proxied = await measure(ctx, c.proxied);
       directRates.set(c.direct, direct.rate);
       ctx.log(
@@ -169,8 +175,23 @@ interface Rate {
 }
 
 /** wrk against `url`: a warm-up, then the measured run. */
-async function measure(ctx: BenchContext, url: string): Promise<Rate> {
-  const opts = { url, threads: THREADS, connections: CONNECTIONS, signal: ctx.signal };
+/** A wrk script that sends the peer's own `Via` entry (see `peer/app_server.ts`). */
+async function viaScript(dir: string, peer: ListeningChild): Promise<string> {
+  const id = PEER_ID.exec(peer.match.input ?? "")?.[1];
+  if (!id) throw new Error(`No peer id in '${peer.match.input}'`);
+  const path = `${dir}/via.lua`;
+  await Deno.writeTextFile(path, `wrk.headers["Via"] = "${viaToken(id)}"\n`);
+  return path;
+}
+
+async function measure(ctx: BenchContext, url: string, script?: string): Promise<Rate> {
+  const opts = {
+    url,
+    threads: THREADS,
+    connections: CONNECTIONS,
+    signal: ctx.signal,
+    ...(script ? { script } : {}),
+  };
   await runWrk({ ...opts, duration: WARMUP });
   const { report } = await runWrk({ ...opts, duration: ctx.duration });
   return {

@@ -9,7 +9,10 @@
  * any other peer's: the main server routes those to the control API itself (see
  * `gateway.ts`), so this server only serves files, like any app put behind a peer.
  * It is reached through the main server's reverse proxy and listens on loopback
- * unless the peer listens on one specific address.
+ * unless the peer listens on one specific address. Opened directly (its port typed
+ * into a browser), the page could reach no control API, so a request whose `Via`
+ * does not name this peer's main server (`AppServerOptions.via`) is sent there with
+ * a 307 to the same path on `AppServerOptions.main()`.
  *
  * The page runs on the control API's origin, so it holds the owner's power: its
  * answers carry a `Content-Security-Policy` (`APP_CSP`) that lets it load and call
@@ -21,6 +24,15 @@ import { Hono } from "hono";
 import { errorMessage, P2pError } from "../proto/errors.ts";
 import { toHex } from "../proto/ids.ts";
 import { errorBody } from "../lib/http_api.ts";
+import { viaEntries, viaEntryKey } from "../lib/http_relay/rewrite.ts";
+
+/** How the app server tells requests that came through the main server. */
+export interface AppServerOptions {
+  /** The main server's `Via` entry (`viaToken()`): requests without it are redirected. */
+  via: string;
+  /** The main server's base URL, once it listens (undefined before: 503). */
+  main(): string | undefined;
+}
 
 /**
  * The page's policy: scripts, styles and calls from its own origin only (images may
@@ -105,10 +117,29 @@ async function loadAssets(): Promise<
   return out;
 }
 
-/** Builds the app: the page's assets. */
-export async function createAppServer(): Promise<Hono> {
+/**
+ * Builds the app: the page's assets. With `front`, only requests that came through
+ * the main server are served; any other is redirected to the same path there.
+ */
+export async function createAppServer(front?: AppServerOptions): Promise<Hono> {
   const assets = await loadAssets();
   const app = new Hono();
+  if (front) {
+    const key = viaEntryKey(front.via);
+    app.use("*", async (c, next) => {
+      const hops = viaEntries(c.req.header("via"));
+      if (hops.some((h) => viaEntryKey(h) === key)) return await next();
+      const main = front.main();
+      if (!main) {
+        return c.json(errorBody("starting", "The peer is still starting"), 503);
+      }
+      const url = new URL(c.req.url);
+      return c.body(null, 307, {
+        location: `${main}${url.pathname}${url.search}`,
+        "cache-control": "no-store",
+      });
+    });
+  }
   app.get("*", (c) => {
     const a = assets.get(c.req.path);
     if (!a) {

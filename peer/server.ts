@@ -108,7 +108,11 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       // server is its front door; on the peer's own address otherwise, so that many
       // peers on 127.0.0.x can each have one on the default port.
       const appHost = reachableHost(opts.host);
-      const appServer = await createAppServer();
+      // Opened directly, it sends the browser to the main server (see app_server.ts).
+      const appServer = await createAppServer({
+        via: viaToken(identity.peerId),
+        main: () => mainUrl,
+      });
       const s = await serve(appHost, opts.appPort, (req) => appServer.fetch(req), onError("app"));
       servers.push(s.server);
       app = s.addr.port;
