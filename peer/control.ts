@@ -20,7 +20,8 @@
  * the token itself (`POST`, the web app's form). Nothing else is open. A request a
  * page of another origin sends (`Origin`, `Sec-Fetch-Site`) is refused first, login
  * included (`peer/origin_guard.ts`). Each refusal (401, 403) is an activity record
- * `control.refused`.
+ * `control.refused`, through `log.refused()`: a flood of them costs a few records a
+ * minute (5 of one address and code, then one with the count).
  *
  * @module
  */
@@ -116,6 +117,8 @@ export interface ControlNode {
     query(q: { since?: number; limit?: number; type?: string }): ActivityPage;
     follow(listener: (record: ActivityRecord) => void): () => void;
     record(type: string, fields?: Record<string, unknown>): unknown;
+    /** Records a refusal, folding a flood of the same one (`PeerLog.refused()`). */
+    refused(type: string, fields?: Record<string, unknown>): unknown;
   };
   readonly table: { list(): KnownPeer[] };
   status(): StatusAnswer;
@@ -153,7 +156,8 @@ export function createControlApp(node: ControlNode, opts: ControlAppOptions): Ho
   const { auth } = opts;
   const watchers = new DownloadWatchers();
   const refuse = (c: Context, err: P2pError) => {
-    node.log.record("control.refused", {
+    // Folded: a flood of requests without the token costs a few records a minute.
+    node.log.refused("control.refused", {
       status: err.status,
       code: err.code,
       method: c.req.method,

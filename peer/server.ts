@@ -18,7 +18,7 @@
  * @module
  */
 import { createAppServer } from "./app_server.ts";
-import { type ControlNode, createControlApp } from "./control.ts";
+import { createControlApp } from "./control.ts";
 import { ControlAuth, loadControlToken } from "./control_token.ts";
 import { ownHosts } from "./origin_guard.ts";
 import { registerPeer, registryDir } from "../lib/peer_registry.ts";
@@ -27,7 +27,6 @@ import { openPeerData } from "./data_dir.ts";
 import { createGateway, viaToken } from "./gateway.ts";
 import { PeerNode, type PeerOptions } from "./node.ts";
 import { DEFAULT_RATE_LIMIT } from "./options.ts";
-import type { PeerLog } from "./activity.ts";
 import { type PingbackServer, startPingback } from "./pingback.ts";
 import { type Relay, startRelay } from "../lib/http_relay/mod.ts";
 import { errorBody } from "../lib/http_api.ts";
@@ -186,7 +185,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       httpStats: () => ({ ...running.stats() }),
       serveHttp: (conn) => running.serve(conn),
     });
-    control.resolve(createControlApp(foldingRefusals(node), { auth }));
+    control.resolve(createControlApp(node, { auth }));
     // Under every name it answers to, so `--node` finds it however it names it.
     const urls = new Set([
       mainUrl,
@@ -240,27 +239,4 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
     stop,
     finished: done.promise,
   };
-}
-
-/**
- * The node as the control API sees it, with its `control.refused` records going
- * through `PeerLog.refused()`, so that a flood of requests without the token costs
- * a few records a minute. (For as long as `control.ts` calls `log.record()` for its
- * refusals: once it calls `log.refused()` itself, this goes.)
- */
-function foldingRefusals(node: PeerNode): ControlNode {
-  const log: PeerLog = node.log;
-  const folding: ControlNode["log"] = {
-    query: (q) => log.query(q),
-    follow: (listener) => log.follow(listener),
-    record: (type, fields) =>
-      type === "control.refused" ? log.refused(type, fields) : log.record(type, fields),
-  };
-  return new Proxy(node, {
-    get(target, prop) {
-      if (prop === "log") return folding;
-      const value = Reflect.get(target, prop, target);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
 }
