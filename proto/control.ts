@@ -17,6 +17,8 @@
  * | `POST /_p2p/payloads?name=` (`PutQuery`) | NDJSON of `PutEvent`                   |
  * | `POST /_p2p/downloads/:ref`             | NDJSON of `DownloadEvent`               |
  * | `DELETE /_p2p/downloads/:ref`           | `CancelAnswer`                          |
+ * | `POST /_p2p/downloads/:ref/to-file` (`SaveToFileRequest`) | NDJSON of `DownloadEvent`, the file written by the peer |
+ * | `POST /_p2p/payloads/from-file` (`PutFileRequest`) | NDJSON of `PutEvent`, the file read by the peer |
  * | `GET /_p2p/payloads/:id/content`        | the bytes (`ContentQuery`)              |
  * | `GET /_p2p/payloads/:id/where`          | `WhereAnswer`                           |
  * | `GET /_p2p/log` (`LogQuery`)            | `ActivityPage`, or NDJSON of `ActivityRecord` with `follow=1` |
@@ -506,6 +508,23 @@ export const PutQuery = z.object({
 });
 /** `POST /_p2p/payloads` query. */
 export type PutQuery = z.infer<typeof PutQuery>;
+
+/** An absolute path on the peer's machine (the peer checks the rest). */
+const LocalPath = z.string().min(2, "is empty").max(4096, "is too long")
+  .startsWith("/", "must be an absolute path");
+
+/**
+ * `POST /_p2p/downloads/:ref/to-file` body: the file the peer downloads into itself (a
+ * client on the peer's machine, `p2p get -o`); `force` replaces an existing file.
+ */
+export const SaveToFileRequest = z.object({ path: LocalPath, force: z.boolean().optional() });
+/** `POST /_p2p/downloads/:ref/to-file` body. */
+export type SaveToFileRequest = z.infer<typeof SaveToFileRequest>;
+
+/** `POST /_p2p/payloads/from-file` body: a file on the peer's machine to put, and its name. */
+export const PutFileRequest = z.object({ path: LocalPath, name: PutQuery.shape.name });
+/** `POST /_p2p/payloads/from-file` body. */
+export type PutFileRequest = z.infer<typeof PutFileRequest>;
 
 /** `GET /_p2p/payloads/:id/content` query: `download` (any value) asks for an attachment. */
 export const ContentQuery = z.object({ download: z.string().optional() });
