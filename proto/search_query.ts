@@ -7,8 +7,8 @@
  * - `-draft`: leaves out what matches `draft` (in its alternative).
  * - `"exact words"`: a phrase: its words are searched, then the hits are kept only when
  *   their text (or name) holds the words in that order (a post-filter).
- * - `conf*`: a prefix. Words of 4 letters or more also match with one or two typos
- *   (fuzzy, edit distance up to a fifth of the word), ranked below exact matches.
+ * - `conf*`: a prefix. Words of 4 letters or more also match with typos
+ *   (fuzzy: one edit for 4 to 7 letters, two from 8), ranked below exact matches.
  * - `name:report`, `tag:music`, `type:text` (a prefix of the MIME type: `type:text/csv`).
  *
  * Case and accents do not count (`Éte` finds `ete`); Chinese, Japanese and Korean text is
@@ -71,9 +71,11 @@ export const SearchQuery = z.object({
 /** A parsed query. */
 export type SearchQuery = z.infer<typeof SearchQuery>;
 
-const CJK = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/u;
+/** One CJK character (Han, kana, Hangul): each is a word of its own. */
+export const CJK = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/u;
 const CJK_G = /[\p{Script=Han}\p{Script=Hiragana}\p{Script=Katakana}\p{Script=Hangul}]/gu;
-const WORD = /[\p{L}\p{N}\p{M}_]+/gu;
+/** A run of letters, digits and marks: a word before CJK characters are split off. */
+export const WORD = /[\p{L}\p{N}\p{M}_]+/gu;
 
 /** A term in the index's form: lower case, accents dropped (NFD without marks). */
 export function foldTerm(term: string): string {
