@@ -27,6 +27,7 @@ import { HttpParseError } from "./http_relay/errors.ts";
 import { type BodyFraming, requestFraming } from "./http_relay/framing.ts";
 import { headEnd, parseRequestHead, type RequestHead } from "./http_relay/head.ts";
 import { closeQuietly, Inbox, writeAll } from "./http_relay/inbox.ts";
+import { reasonPhrase } from "./http_relay/reasons.ts";
 
 /** Limits of the gate. */
 export interface GateLimits {
@@ -383,7 +384,7 @@ function errorAnswer(
 ): Uint8Array {
   const body = JSON.stringify(errorBody(code, message));
   const head = [
-    `HTTP/1.1 ${status} ${REASONS[status] ?? "Error"}`,
+    `HTTP/1.1 ${status} ${reasonPhrase(status) || "Error"}`,
     "Content-Type: application/json",
     `Content-Length: ${encoder.encode(body).byteLength}`,
     "Connection: close",
@@ -391,12 +392,3 @@ function errorAnswer(
   ].join("\r\n");
   return encoder.encode(`${head}\r\n\r\n${body}`);
 }
-
-const REASONS: Record<number, string> = {
-  400: "Bad Request",
-  408: "Request Timeout",
-  429: "Too Many Requests",
-  431: "Request Header Fields Too Large",
-  501: "Not Implemented",
-  505: "HTTP Version Not Supported",
-};

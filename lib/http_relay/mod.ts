@@ -42,7 +42,9 @@ export { startRelay } from "./relay.ts";
 export type {
   LocalAnswer,
   Relay,
+  RelayLimitOptions,
   RelayOptions,
+  RelayRefusal,
   RelayRequest,
   RelayRoute,
   RelayStats,

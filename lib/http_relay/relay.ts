@@ -42,7 +42,14 @@ import {
   type UpstreamBase,
   viaEntries,
 } from "./rewrite.ts";
-import type { Relay, RelayOptions, RelayRequest, RelayRoute, RelayStats } from "./types.ts";
+import type {
+  Relay,
+  RelayOptions,
+  RelayRefusal,
+  RelayRequest,
+  RelayRoute,
+  RelayStats,
+} from "./types.ts";
 
 /** Methods a request of which may be sent again (RFC 9110 §9.2.2). */
 const IDEMPOTENT = new Set(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"]);
@@ -53,7 +60,7 @@ const IDLE_REUSE_MS = 4_000;
  * Starts a relay: it listens once this returns. Throws `RangeError`/`TypeError`
  * for bad options, and `Deno.errors.AddrInUse` when the port is taken.
  */
-export function startRelay(opts: RelayOptions & RelayLimitOptions): Relay {
+export function startRelay(opts: RelayOptions): Relay {
   for (
     const [what, v] of [
       ["timeout", opts.timeoutMs ?? 30_000],
@@ -82,34 +89,6 @@ export function startRelay(opts: RelayOptions & RelayLimitOptions): Relay {
   return new RelayServer(listener, opts, hop, maxHops);
 }
 
-/**
- * The relay's request-rate limit and its report of refusals. (They belong with
- * `RelayOptions` in `types.ts`, which another change owns today.)
- */
-export interface RelayLimitOptions {
-  /**
-   * Requests a second per client address (left out or 0: no limit); over it, 429
-   * `rate_limited` with `Retry-After`. Loopback clients are counted too.
-   */
-  requestsPerSecond?: number;
-  /** Requests an address may send at once before its rate applies (twice the rate). */
-  requestBurst?: number;
-  /** Told of each refusal for a limit: a connection over the per-address cap, a request over the rate. */
-  onRefused?: (refusal: RelayRefusal) => void;
-}
-
-/** A request or connection the relay refused for one of its limits. */
-export interface RelayRefusal {
-  status: 429;
-  code: "too_many_connections" | "rate_limited";
-  /** The client's address. */
-  from: string;
-  message: string;
-  /** The request refused, for `rate_limited`. */
-  method?: string;
-  path?: string;
-}
-
 /** What the relay knows of one client connection. */
 interface ClientState {
   /** Between requests. */
@@ -126,7 +105,7 @@ class RelayServer implements Relay {
   /** What each exchange is given of the relay. */
   #context: ExchangeContext;
   #listener: Deno.TcpListener | Deno.TlsListener;
-  #opts: RelayOptions & RelayLimitOptions;
+  #opts: RelayOptions;
   /** Request tokens per client address, when a rate is set. */
   #rate: RequestRate | undefined;
   #maxHops: number;
@@ -147,7 +126,7 @@ class RelayServer implements Relay {
 
   constructor(
     listener: Deno.TcpListener | Deno.TlsListener,
-    opts: RelayOptions & RelayLimitOptions,
+    opts: RelayOptions,
     hop: Hop,
     maxHops: number,
   ) {

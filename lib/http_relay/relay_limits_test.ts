@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as net from "node:net";
 import { LOCAL, rawClient } from "./_relay_fixtures.ts";
-import { type RelayRefusal, startRelay } from "./relay.ts";
+import { type RelayRefusal, startRelay } from "./mod.ts";
 
 /** A relay on 127.0.0.1 that answers every request itself, with a request rate. */
 function rateLimitedRelay(refusals: RelayRefusal[]) {
@@ -110,7 +110,7 @@ Deno.test("startRelay() tells onRefused of a connection over the per-address cap
   await held.send(`GET / HTTP/1.1\r\nHost: ${LOCAL}\r\n\r\n`);
   assert.equal((await held.answer()).status, 200);
   using second = await rawClient(relay.url);
-  assert.match(await second.end(), /^HTTP\/1\.1 429 [^]*too_many_connections/);
+  assert.match(await second.end(), /^HTTP\/1\.1 429 Too Many Requests\r\n[^]*too_many_connections/);
   assert.deepEqual(refusals.map((r) => [r.status, r.code, r.from]), [
     [429, "too_many_connections", "127.0.0.1"],
   ]);

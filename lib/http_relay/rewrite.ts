@@ -34,6 +34,7 @@ import {
   type ResponseHead,
 } from "./head.ts";
 import { encodeRequestHead, encodeResponseHead } from "./encode.ts";
+import { reasonPhrase } from "./reasons.ts";
 
 /** An upstream base URL, parsed once. */
 export interface UpstreamBase {
@@ -88,25 +89,6 @@ const VIA_ENTRY = /^[^\s,()]+ [^\s,()]+$/;
 const REWRITTEN = new Set(
   [...HOP_BY_HOP, "via", "location", "content-location"].filter((n) => n !== "transfer-encoding"),
 );
-/** Reason phrases of the answers the relay makes itself. */
-const REASONS: Record<number, string> = {
-  200: "OK",
-  204: "No Content",
-  308: "Permanent Redirect",
-  400: "Bad Request",
-  401: "Unauthorized",
-  403: "Forbidden",
-  404: "Not Found",
-  421: "Misdirected Request",
-  431: "Request Header Fields Too Large",
-  501: "Not Implemented",
-  502: "Bad Gateway",
-  503: "Service Unavailable",
-  504: "Gateway Timeout",
-  505: "HTTP Version Not Supported",
-  508: "Loop Detected",
-};
-
 const encoder = new TextEncoder();
 
 /**
@@ -368,7 +350,7 @@ export function localAnswer(
   const head = encodeResponseHead({
     version: "HTTP/1.1",
     status,
-    reason: REASONS[status] ?? "",
+    reason: reasonPhrase(status),
     headers,
   });
   return body.byteLength > 0 ? concatBytes(head, body) : head;

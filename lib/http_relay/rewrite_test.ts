@@ -252,3 +252,22 @@ Deno.test("localAnswer() writes a JSON error, a JSON body or none, with close wh
     /^HTTP\/1\.1 299 \r\n[^]*\r\n\r\n\{"a":1\}$/,
   );
 });
+
+Deno.test("localAnswer() names the reason of every status the relay and the gateway answer with", () => {
+  const cases: [number, string][] = [
+    [307, "Temporary Redirect"],
+    [403, "Forbidden"],
+    [408, "Request Timeout"],
+    [421, "Misdirected Request"],
+    [429, "Too Many Requests"],
+    [431, "Request Header Fields Too Large"],
+    [502, "Bad Gateway"],
+    [504, "Gateway Timeout"],
+    [508, "Loop Detected"],
+  ];
+  for (const [status, reason] of cases) {
+    const head = decoder.decode(localAnswer(status, { code: "c", message: "m" }, false));
+    assert.ok(head.startsWith(`HTTP/1.1 ${status} ${reason}\r\n`), head);
+    assert.equal(parseResponseHead(localAnswer(status, undefined, false)).reason, reason);
+  }
+});

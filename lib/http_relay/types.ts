@@ -63,8 +63,33 @@ export interface LocalAnswer {
   json?: unknown;
 }
 
+/** The relay's request-rate limit and its report of refusals (part of `RelayOptions`). */
+export interface RelayLimitOptions {
+  /**
+   * Requests a second per client address (left out or 0: no limit); over it, 429
+   * `rate_limited` with `Retry-After`. Loopback clients are counted too.
+   */
+  requestsPerSecond?: number;
+  /** Requests an address may send at once before its rate applies (twice the rate). */
+  requestBurst?: number;
+  /** Told of each refusal for a limit: a connection over the per-address cap, a request over the rate. */
+  onRefused?: (refusal: RelayRefusal) => void;
+}
+
+/** A request or connection the relay refused for one of its limits. */
+export interface RelayRefusal {
+  status: 429;
+  code: "too_many_connections" | "rate_limited";
+  /** The client's address. */
+  from: string;
+  message: string;
+  /** The request refused, for `rate_limited`. */
+  method?: string;
+  path?: string;
+}
+
 /** Options of `startRelay()`. */
-export interface RelayOptions {
+export interface RelayOptions extends RelayLimitOptions {
   /** Address to listen on. */
   hostname: string;
   /** Port to listen on (0 picks a free one). */
