@@ -133,6 +133,22 @@ const SAMPLES: MessageInit[] = [
   },
   { type: "LOG_REQ", requestId: 6, header: { since: 5, limit: 10 } },
   { type: "PAYLOADS_REQ", requestId: 8, header: { limit: 20 } },
+  { type: "SEARCH_REQ", requestId: 9, header: { q: 'tag:notes "big cat"', limit: 10 } },
+  {
+    type: "SEARCH",
+    requestId: 9,
+    header: {
+      hits: [{
+        payloadId: PAYLOAD_ID,
+        name: "cats.txt",
+        type: "text/plain",
+        tags: ["notes"],
+        size: 100,
+        score: 1,
+        snippet: [{ text: "the " }, { text: "big", mark: true }],
+      }],
+    },
+  },
   {
     type: "PAYLOADS",
     requestId: 8,
@@ -439,7 +455,7 @@ Deno.test("FrameDecoder.push() rejects a body over MAX_BODY from the fixed field
 // Bad content
 
 Deno.test("FrameDecoder.push() rejects an unknown message type", () => {
-  for (const type of [0, 19, 255]) {
+  for (const type of [0, 21, 255]) {
     assertProtocolError(() => decodeFrames(rawFrame({ type, header: "{}" })), "unknown_type");
   }
   // Rejected from the fixed fields, before the rest of a long frame arrives.

@@ -23,6 +23,7 @@ import { PublicKey, Signature } from "./discovery.ts";
 import { PayloadId, PeerId, Port } from "./ids.ts";
 import { chunkCount, MAX_CHUNK_SIZE } from "./manifest.ts";
 import { Host } from "./tracker.ts";
+import { SearchHeader, SearchReqHeader } from "./search.ts";
 
 /** Largest body a message may carry: 16 MiB (a chunk, a bitfield or a manifest's hashes). */
 export const MAX_BODY = MAX_CHUNK_SIZE;
@@ -30,7 +31,7 @@ export const MAX_BODY = MAX_CHUNK_SIZE;
 export const MAX_HEADER = 64 * 1024 - 1;
 
 /**
- * The u8 type code of every message on the wire. Codes are never reused; 19 to 31 and
+ * The u8 type code of every message on the wire. Codes are never reused; 21 to 31 and
  * 35 and up are reserved for later messages, and a peer that receives a code it does
  * not know drops the connection.
  */
@@ -53,6 +54,9 @@ export const MessageType = {
   ERROR: 16,
   PAYLOADS_REQ: 17,
   PAYLOADS: 18,
+  /** Search the receiver's index (`proto/search.ts`). */
+  SEARCH_REQ: 19,
+  SEARCH: 20,
   // 32-47: the link handshake (proto/link_auth.ts), before HELLO.
   LINK: 32,
   AUTH_NONCE: 33,
@@ -380,6 +384,8 @@ export const MessageSchemas = {
   ERROR: message("ERROR", ErrorHeader),
   PAYLOADS_REQ: message("PAYLOADS_REQ", PayloadsReqHeader),
   PAYLOADS: message("PAYLOADS", PayloadsHeader),
+  SEARCH_REQ: message("SEARCH_REQ", SearchReqHeader),
+  SEARCH: message("SEARCH", SearchHeader),
   LINK: message("LINK", LinkHeader),
   AUTH_NONCE: message("AUTH_NONCE", AuthNonceHeader),
   AUTH_KEY: message("AUTH_KEY", AuthKeyHeader),
@@ -411,6 +417,8 @@ export const Message = z.discriminatedUnion("type", [
   MessageSchemas.ERROR,
   MessageSchemas.PAYLOADS_REQ,
   MessageSchemas.PAYLOADS,
+  MessageSchemas.SEARCH_REQ,
+  MessageSchemas.SEARCH,
   MessageSchemas.LINK,
   MessageSchemas.AUTH_NONCE,
   MessageSchemas.AUTH_KEY,
