@@ -10,8 +10,8 @@
  *   URLs), anything else to the application server; for another id, the whole
  *   request goes to that peer's main server, which does the same: inside the
  *   encrypted, authenticated peer link (`tunnel`, see `http_tunnel.ts`) to the
- *   peer whose address a handshake proved (without `tunnel`, over plain HTTP to
- *   that address). It goes without this origin's credentials (`Cookie`,
+ *   peer whose address a handshake proved, and only there: the gateway has no way
+ *   to open a plain HTTP connection to another peer. It goes without this origin's credentials (`Cookie`,
  *   `Authorization` are dropped), and its answer comes back sandboxed
  *   (`Content-Security-Policy: sandbox …` without `allow-same-origin`, and no
  *   `Set-Cookie`): another peer's page runs in an opaque origin, so it can neither
@@ -35,7 +35,7 @@ import { httpUrl } from "../lib/net_addr.ts";
 import { headerValue, type RelayRequest, type RelayRoute } from "../lib/http_relay/mod.ts";
 import { PeerId } from "../proto/ids.ts";
 import { hostProblem } from "./origin_guard.ts";
-import { tunnelPeer } from "./http_tunnel.ts";
+import { tunnelAddress, tunnelPeer } from "./http_tunnel.ts";
 
 /** The prefix under which any peer's app is reachable by peerId. */
 export const PEERS_PREFIX = "/_p2p/peers/";
@@ -56,10 +56,9 @@ export interface GatewayOptions {
   app?: string;
   /**
    * Opens a stream to another peer's main server inside the link to it (see
-   * `openHttpTunnel()`); forwarding then never opens a plain HTTP connection to a
-   * peer. Without it, forwarded requests go over plain HTTP to `locate()`'s address.
+   * `openHttpTunnel()`): the only way a forwarded request reaches another peer.
    */
-  tunnel?: (peerId: string) => Promise<Deno.Conn>;
+  tunnel: (peerId: string) => Promise<Deno.Conn>;
   /** Where another peer's main server is now, or undefined when it is unknown. */
   locate(peerId: string): { host: string; httpPort?: number } | undefined;
   /**
@@ -67,7 +66,7 @@ export interface GatewayOptions {
    * `ownHosts()`); a request naming another is refused.
    */
   hosts: ReadonlySet<string>;
-  /** Called for every request forwarded to another peer (`via`: `link` or `http`). */
+  /** Called for every request forwarded to another peer (`via`: always `link`). */
   onForward?: (
     fields: { peerId: string; upstream: string; via: string; method: string; path: string },
   ) => void;
@@ -164,12 +163,12 @@ export function createGateway(opts: GatewayOptions): (req: RelayRequest) => Rela
       }
       const upstream = httpUrl(where.host, where.httpPort);
       const { tunnel } = opts;
-      const via = tunnel ? "link" : "http";
-      opts.onForward?.({ peerId: id, upstream, via, method: req.method, path });
+      opts.onForward?.({ peerId: id, upstream, via: "link", method: req.method, path });
       return {
         upstream,
-        // The Host and base path still come from `upstream`: the peer's own name.
-        ...(tunnel ? { connector: { key: `_p2p-${id}`, connect: () => tunnel(id) } } : {}),
+        // Inside the link: the Host and base path still come from `upstream` (the
+        // peer's own name), but no connection is ever made to its address.
+        connector: { key: tunnelAddress(id), connect: () => tunnel(id) },
         dropRequestHeaders: ["cookie", "authorization"],
         dropAnswerHeaders: ["set-cookie"],
         answerHeaders: { "content-security-policy": FORWARDED_CSP },

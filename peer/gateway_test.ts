@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { createGateway, FORWARDED_CSP, type GatewayOptions, viaToken } from "./gateway.ts";
 import { ownHosts } from "./origin_guard.ts";
-import { startRelay } from "../lib/http_relay/mod.ts";
+import { tunnelAddress } from "./http_tunnel.ts";
+import { type Relay, startRelay } from "../lib/http_relay/mod.ts";
+import { socketPair } from "../lib/http_relay/_socket_pair.ts";
+import { P2pError } from "../proto/errors.ts";
 import { serveLocal as serve } from "../tests/_serve.ts";
 
 /** An app that says who it is and echoes what it got. */
@@ -24,11 +27,39 @@ function echoApp(name: string): Deno.ServeHandler<Deno.NetAddr> {
 
 const ID = { a: "a".repeat(40), b: "b".repeat(40), c: "c".repeat(40), x: "e".repeat(40) };
 
-/** A peer's main server: a relay routed by `createGateway`, with its own app and a peer table. */
+/** The main servers the peers of a test reach over their (fake) links, by peerId. */
+type Links = Map<string, Relay>;
+
+/**
+ * A stream into `to`'s main server as the link from `from` gives one: a loopback
+ * socket handed to `Relay.serve()` under the client address `_p2p-{from}` (the real
+ * link's streams are tested in `http_tunnel_test.ts`). No link: a refusal.
+ */
+async function fakeLink(from: string, to: Relay | undefined): Promise<Deno.Conn> {
+  if (!to) throw new P2pError("no_link", "No link to that peer");
+  const { client, server } = await socketPair();
+  const remoteAddr: Deno.NetAddr = { transport: "tcp", hostname: tunnelAddress(from), port: 0 };
+  to.serve(
+    new Proxy(server, {
+      get(target, prop) {
+        if (prop === "remoteAddr") return remoteAddr;
+        const value = Reflect.get(target, prop, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    }),
+  );
+  return client;
+}
+
+/**
+ * A peer's main server: a relay routed by `createGateway`, with its own app, a peer
+ * table, and links to the other main servers in `links` (where it adds its own).
+ */
 async function peer(
   self: string,
   table: Map<string, { host: string; httpPort?: number }>,
   app?: string,
+  links: Links = new Map(),
 ) {
   const control = await serve((req) =>
     Response.json({ control: self, path: new URL(req.url).pathname })
@@ -41,6 +72,7 @@ async function peer(
     app,
     hosts,
     locate: (id) => table.get(id),
+    tunnel: (id) => fakeLink(self, links.get(id)),
     onRefused: (f) => refused.push(f.host),
   };
   const relay = startRelay({
@@ -51,7 +83,9 @@ async function peer(
     route: createGateway(opts),
   });
   for (const h of ownHosts("127.0.0.1", relay.addr.port)) hosts.add(h);
+  links.set(self, relay);
   return {
+    relay,
     url: relay.url,
     port: relay.addr.port,
     refused,
@@ -120,16 +154,12 @@ Deno.test("gateway: unknown and malformed peer ids, a peer without HTTP port, no
   }
 });
 
-Deno.test("gateway: a request to A for C's id reaches C's app across three peers, directly or relayed by B", async () => {
+Deno.test("gateway: a request to A for C's id reaches C's app inside the link to C, whatever address A has for C", async () => {
   await using appC = await serve(echoApp("C"));
+  const links: Links = new Map();
   const tableA = new Map<string, { host: string; httpPort?: number }>();
-  const tableB = new Map<string, { host: string; httpPort?: number }>();
-  await using c = await peer(ID.c, new Map(), appC.url);
-  await using b = await peer(ID.b, tableB);
-  await using a = await peer(ID.a, tableA);
-  tableB.set(ID.c, { host: "127.0.0.1", httpPort: c.port });
-
-  // A knows where C is.
+  await using c = await peer(ID.c, new Map(), appC.url, links);
+  await using a = await peer(ID.a, tableA, undefined, links);
   tableA.set(ID.c, { host: "127.0.0.1", httpPort: c.port });
   const direct =
     await (await fetch(`${a.url}/_p2p/peers/${ID.c}/hello?n=1`, { method: "POST", body: "hi" }))
@@ -142,35 +172,37 @@ Deno.test("gateway: a request to A for C's id reaches C's app across three peers
     "hi",
   ]);
   assert.equal(direct.via, `${viaToken(ID.a)}, ${viaToken(ID.c)}`);
+  // C's main server saw it come over A's link, not from an IP address.
+  assert.match(direct.forwardedFor, new RegExp(`${tunnelAddress(ID.a)}$`));
 
-  // A has C at B's address (C moved): B relays it on to where it knows C is.
-  tableA.set(ID.c, { host: "127.0.0.1", httpPort: b.port });
-  const relayed = await (await fetch(`${a.url}/_p2p/peers/${ID.c}/hello`)).json();
-  assert.equal(relayed.app, "C");
-  assert.equal(relayed.via, `${viaToken(ID.a)}, ${viaToken(ID.b)}, ${viaToken(ID.c)}`);
+  // An address where nothing listens: the link is found by id, never by address.
+  tableA.set(ID.c, { host: "198.51.100.9", httpPort: 5805 });
+  const moved = await (await fetch(`${a.url}/_p2p/peers/${ID.c}/again`)).json();
+  assert.deepEqual([moved.app, moved.path], ["C", "/again"]);
 });
 
-Deno.test("gateway: a forwarding loop between two peers ends with 508, and an unreachable peer gives 502", async () => {
+Deno.test("gateway: over a link only the own app is served, so forwarding never chains or loops; a peer without a link gives 502", async () => {
+  const links: Links = new Map();
   const tableA = new Map<string, { host: string; httpPort?: number }>();
   const tableB = new Map<string, { host: string; httpPort?: number }>();
-  await using a = await peer(ID.a, tableA);
-  await using b = await peer(ID.b, tableB);
-  // Each believes X lives at the other.
+  await using a = await peer(ID.a, tableA, undefined, links);
+  await using b = await peer(ID.b, tableB, undefined, links);
+  // Each believes X is reached through the other: B refuses to forward on.
   tableA.set(ID.x, { host: "127.0.0.1", httpPort: b.port });
   tableB.set(ID.x, { host: "127.0.0.1", httpPort: a.port });
-  const loop = await fetch(`${a.url}/_p2p/peers/${ID.x}/`);
-  assert.equal(loop.status, 508);
-  assert.equal((await loop.json()).error.code, "loop_detected");
+  links.set(ID.x, b.relay);
+  const chained = await fetch(`${a.url}/_p2p/peers/${ID.x}/`);
+  assert.equal(chained.status, 403);
+  assert.equal((await chained.json()).error.code, "forbidden_over_link");
+  assert.deepEqual(b.refused, [tunnelAddress(ID.a)]);
 
-  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const deadPort = closed.addr.port;
-  closed.close();
-  tableA.set(ID.x, { host: "127.0.0.1", httpPort: deadPort });
-  const dead = await fetch(`${a.url}/_p2p/peers/${ID.x}/`);
+  // Known, but no link to it.
+  tableA.set(ID.c, { host: "127.0.0.1", httpPort: b.port });
+  const dead = await fetch(`${a.url}/_p2p/peers/${ID.c}/`);
   assert.equal(dead.status, 502);
   const e = (await dead.json()).error;
   assert.equal(e.code, "bad_gateway");
-  assert.match(e.message, new RegExp(String(deadPort)));
+  assert.match(e.message, /No link to that peer/);
   // Still serving.
   assert.equal((await fetch(`${a.url}/_p2p/status`).then((r) => r.json())).control, ID.a);
 });
@@ -182,9 +214,10 @@ Deno.test("gateway: a WebSocket to C's app opens through A by C's peerId and ech
     socket.onmessage = (e) => socket.send(`C: ${e.data}`);
     return response;
   });
+  const links: Links = new Map();
   const tableA = new Map<string, { host: string; httpPort?: number }>();
-  await using c = await peer(ID.c, new Map(), appC.url);
-  await using a = await peer(ID.a, tableA);
+  await using c = await peer(ID.c, new Map(), appC.url, links);
+  await using a = await peer(ID.a, tableA, undefined, links);
   tableA.set(ID.c, { host: "127.0.0.1", httpPort: c.port });
 
   const ws = new WebSocket(`${a.url.replace("http:", "ws:")}/_p2p/peers/${ID.c}/chat`);
@@ -208,15 +241,20 @@ Deno.test("gateway: a WebSocket to C's app opens through A by C's peerId and ech
   await closed.promise;
 });
 
-Deno.test("createGateway() routes another peer's id to its main server, an IPv6 address bracketed", () => {
+Deno.test("createGateway() routes another peer's id to its main server inside the link, an IPv6 address bracketed", async () => {
   const forwarded: string[] = [];
+  const opened: string[] = [];
   const route = createGateway({
     self: ID.a,
     control: "http://127.0.0.1:1",
     hosts: new Set(["127.0.0.1:5805"]),
     locate: (id) =>
       id === ID.b ? { host: "fe80::1", httpPort: 5805 } : { host: "127.0.0.2", httpPort: 5806 },
-    onForward: (f) => forwarded.push(f.upstream),
+    tunnel: (id) => {
+      opened.push(id);
+      return Promise.reject(new P2pError("no_link", "No link"));
+    },
+    onForward: (f) => forwarded.push(`${f.via} ${f.upstream}`),
   });
   const req = (path: string) => ({
     method: "GET",
@@ -230,15 +268,18 @@ Deno.test("createGateway() routes another peer's id to its main server, an IPv6 
     dropAnswerHeaders: ["set-cookie"],
     answerHeaders: { "content-security-policy": FORWARDED_CSP },
   };
-  assert.deepEqual(route(req(`/_p2p/peers/${ID.b}/x`)), {
-    upstream: "http://[fe80::1]:5805",
-    ...sandboxed,
-  });
-  assert.deepEqual(route(req(`/_p2p/peers/${ID.c}/`)), {
-    upstream: "http://127.0.0.2:5806",
-    ...sandboxed,
-  });
-  assert.deepEqual(forwarded, ["http://[fe80::1]:5805", "http://127.0.0.2:5806"]);
+  for (
+    const [id, upstream] of [[ID.b, "http://[fe80::1]:5805"], [ID.c, "http://127.0.0.2:5806"]]
+  ) {
+    const routed = route(req(`/_p2p/peers/${id}/x`));
+    assert.ok("upstream" in routed);
+    const { connector, ...rest } = routed;
+    assert.deepEqual(rest, { upstream, ...sandboxed });
+    assert.equal(connector?.key, tunnelAddress(id));
+    await assert.rejects(connector!.connect(), /No link/);
+  }
+  assert.deepEqual(opened, [ID.b, ID.c], "each through its own link");
+  assert.deepEqual(forwarded, ["link http://[fe80::1]:5805", "link http://127.0.0.2:5806"]);
 });
 
 /** Sends one request with `host` as its `Host` over a raw socket; the status and body. */
@@ -284,9 +325,10 @@ Deno.test("gateway: what another peer's app answers comes sandboxed, without thi
     })
   );
   await using app = await serve(echoApp("A"));
+  const links: Links = new Map();
   const tableA = new Map<string, { host: string; httpPort?: number }>();
-  await using c = await peer(ID.c, new Map(), appC.url);
-  await using a = await peer(ID.a, tableA, app.url);
+  await using c = await peer(ID.c, new Map(), appC.url, links);
+  await using a = await peer(ID.a, tableA, app.url, links);
   tableA.set(ID.c, { host: "127.0.0.1", httpPort: c.port });
   const headers = { cookie: "p2p_token=secret", authorization: "Bearer secret" };
   const res = await fetch(`${a.url}/_p2p/peers/${ID.c}/page.html`, { headers });

@@ -82,6 +82,7 @@ async function twoPeers() {
     control: control.url,
     app: app.url,
     locate: () => undefined,
+    tunnel: () => Promise.reject(new NotFoundError("unknown_peer", "B links to no third peer")),
     onRefused: (f) => refused.push(`${f.status} ${f.code} ${f.host}`),
   });
   const forwards: string[] = [];
