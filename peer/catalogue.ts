@@ -21,6 +21,10 @@ import type {
 import { errorMessage, ForbiddenError, NotFoundError, P2pError } from "../proto/errors.ts";
 import type { WirePayload } from "../proto/messages.ts";
 import { hostPort } from "../lib/net_addr.ts";
+import { type PeerSearch, provideSearch } from "./search/registry.ts";
+import { searchNetwork } from "./search/federated.ts";
+import { askPeer } from "./search/wire.ts";
+import type { SearchAnswer } from "../proto/search.ts";
 
 /** Known peers asked at once for their payloads. */
 const MAX_PEERS_ASKED = 32;
@@ -31,7 +35,10 @@ const LIST_TIMEOUT_MS = 1500;
 export interface CatalogueDeps {
   /** This peer's id and name, for its own holdings. */
   self: { peerId: string; name: string };
-  store: Pick<ChunkStore, "list">;
+  /** With `dir`, `payload`, `exportStream` and `onChunk` (the real store), search too. */
+  store:
+    & Pick<ChunkStore, "list">
+    & Partial<Pick<ChunkStore, "dir" | "payload" | "exportStream" | "onChunk">>;
   table: Pick<PeerTable, "proven" | "get">;
   tracker?: Pick<TrackerClient, "payloads">;
   pool: KnownDialer & { connect(host: string, port: number): Promise<PeerConnection> };
@@ -44,9 +51,39 @@ export interface CatalogueDeps {
 /** Reads what other peers hold and log. */
 export class NetworkCatalogue {
   readonly #deps: CatalogueDeps;
+  readonly #search: PeerSearch | undefined;
 
   constructor(deps: CatalogueDeps) {
     this.#deps = deps;
+    const { store } = deps;
+    if (store.dir && store.payload && store.exportStream && store.onChunk) {
+      // The real store: the registry is keyed by it (see search/registry.ts).
+      const full = store as Parameters<typeof provideSearch>[0];
+      this.#search = provideSearch(full, deps.signal, (index, q, limit) =>
+        searchNetwork(
+          {
+            self: { peerId: deps.self.peerId, ...(deps.self.name ? { name: deps.self.name } : {}) },
+            local: async (q, limit) => (await index()).search(q, limit),
+            peers: () =>
+              deps.table.proven().filter((p) => p.failures === 0).slice(0, MAX_PEERS_ASKED),
+            ask: (peer, q, limit, signal) => askPeer(deps.pool, peer, q, limit, signal),
+            signal: deps.signal,
+          },
+          q,
+          limit,
+        ));
+    }
+  }
+
+  /**
+   * Searches this peer's index and every live proven peer's at once (`search/federated.ts`);
+   * `P2pError` `unsupported` when this catalogue has no store to index.
+   */
+  search(q: string, limit: number): Promise<SearchAnswer> {
+    if (!this.#search) {
+      return Promise.reject(new P2pError("unsupported", "This peer has no search index"));
+    }
+    return this.#search.network(q, limit);
   }
 
   /**
