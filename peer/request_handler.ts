@@ -3,7 +3,8 @@
  * payload; with an offer, first the decision to hold it), GET_CHUNK (a held chunk,
  * paced by the upload limit), PUT_CHUNK (a pushed chunk of an agreed payload,
  * verified and stored), MANIFEST? , PEERS? (signed records: this peer's own and those
- * of live proven peers), PAYLOADS? (what is held here), LOG?, PING and HTTP_OPEN (a
+ * of live proven peers), PAYLOADS? (what is held here), SEARCH? (this peer's index,
+ * `search/`), LOG?, PING and HTTP_OPEN (a
  * tunnel stream to this peer's main HTTP server, `http_tunnel.ts`). Each
  * answer is logged; a request that cannot be served throws a `P2pError`, which the
  * connection sends back as ERROR with its code, and every refusal is an activity
@@ -43,6 +44,8 @@ import {
 } from "../proto/errors.ts";
 import { manifestFrom, manifestMessage } from "../proto/manifest_body.ts";
 import { assertManifestLimits, chunkLength, type Manifest } from "../proto/manifest.ts";
+import { searchOf } from "./search/registry.ts";
+import { answerSearch } from "./search/wire.ts";
 import type { Message, MessageOf, Offer, WirePayload, WirePeer } from "../proto/messages.ts";
 
 /** Agreements to hold offered payloads open at once; one more offer gets `busy`. */
@@ -277,6 +280,14 @@ export function createRequestHandler(deps: RequestHandlerDeps): RequestHandler {
         }));
         log.record("query.payloads", { from: who, count: payloads.length });
         return { type: "PAYLOADS", header: { payloads } };
+      }
+      case "SEARCH_REQ": {
+        // The index this peer's catalogue registered for its store (search/registry.ts).
+        const search = searchOf(store);
+        if (!search) throw new ProtocolError("unsupported", "This peer has no search index");
+        const answer = await answerSearch(await search.index(), msg.header);
+        log.record("query.search", { from: who, count: answer.header.hits.length });
+        return answer;
       }
       case "LOG_REQ": {
         const { since, limit, type } = msg.header;
