@@ -16,6 +16,7 @@ import { serveLocal as serve } from "../tests/_serve.ts";
 import type { PeerConnection } from "./connection.ts";
 import type { KnownPeer } from "./peer_table.ts";
 import { NotFoundError } from "../proto/errors.ts";
+import { within } from "../lib/http_relay/_relay_fixtures.ts";
 
 /** B's app: echoes what it got; `/big?mib=N` streams N MiB; `/ws` is a WebSocket echo. */
 function appB(): Deno.ServeHandler<Deno.NetAddr> {
@@ -53,9 +54,13 @@ function appB(): Deno.ServeHandler<Deno.NetAddr> {
 }
 
 /** A main server: a relay routed by a gateway, its Host names filled in once it listens. */
-function mainServer(opts: Omit<Parameters<typeof createGateway>[0], "hosts">) {
+function mainServer(
+  opts: Omit<Parameters<typeof createGateway>[0], "hosts">,
+  relayOpts: { sendTimeoutMs?: number } = {},
+) {
   const hosts = new Set<string>();
   const relay = startRelay({
+    ...relayOpts,
     hostname: "127.0.0.1",
     port: 0,
     via: viaToken(opts.self),
@@ -66,7 +71,7 @@ function mainServer(opts: Omit<Parameters<typeof createGateway>[0], "hosts">) {
 }
 
 /** A and B linked, B serving its app over the link, A forwarding to B through it. */
-async function twoPeers() {
+async function twoPeers(optsB: { sendTimeoutMs?: number } = {}) {
   const app = await serve(appB());
   const control = await serve(() => Response.json({ control: true }));
   // B's main server listens only once the link gave B its id.
@@ -84,7 +89,7 @@ async function twoPeers() {
     locate: () => undefined,
     tunnel: () => Promise.reject(new NotFoundError("unknown_peer", "B links to no third peer")),
     onRefused: (f) => refused.push(`${f.status} ${f.code} ${f.host}`),
-  });
+  }, optsB);
   const forwards: string[] = [];
   const relayA = mainServer({
     self: idA.peerId,
@@ -181,6 +186,21 @@ Deno.test("over the link only B's own app is served: its control API and other p
   // Each refusal is recorded, with the link it came over.
   const from = tunnelAddress(p.pair.ids.a.peerId);
   assert.deepEqual(p.refused, Array(3).fill(`403 forbidden_over_link ${from}`));
+});
+
+Deno.test("over the link: a stream whose reader never gives credit back is closed by B's main server after its send limit, and its slot freed", async () => {
+  await using p = await twoPeers({ sendTimeoutMs: 300 });
+  const idB = p.pair.ids.b.peerId;
+  const stream = await p.pair.a.tunnels.open({ remote: "test" });
+  await stream.write(
+    new TextEncoder().encode(`GET /_p2p/peers/${idB}/big?mib=64 HTTP/1.1\r\nhost: b\r\n\r\n`),
+  );
+  // Nothing is read on A's side: B's writes wait for credit until its limit passes.
+  await within(stream.closed, "B closing the stream", 20_000);
+  assert.equal(p.tunnels.open, 0, "B holds no tunnel for it");
+  // The link goes on: the next stream is served.
+  const res = await fetch(`${p.base}/hello`);
+  assert.equal((await res.json()).path, "/hello");
 });
 
 Deno.test("openHttpTunnel() opens only to a proven peer, over the link that proves its id", async () => {

@@ -226,7 +226,7 @@ export class Exchange implements ClientView {
           );
         }
         if (got.status >= 100 && got.status < 200 && got.status !== 101) {
-          if (this.head.version !== "HTTP/1.0") await writeAll(client, encodeResponseHead(got));
+          if (this.head.version !== "HTTP/1.0") await inbox.send(encodeResponseHead(got));
           continue;
         }
         head = got;
@@ -269,7 +269,7 @@ export class Exchange implements ClientView {
         if (!this.upgrade) {
           return new ProxyError(502, `Cannot proxy '${what}': upstream switched protocols unasked`);
         }
-        await writeAll(client, encodeResponseHead(answerHead(head, this.ctx.hop, this, "upgrade")));
+        await inbox.send(encodeResponseHead(answerHead(head, this.ctx.hop, this, "upgrade")));
         await tunnel(inbox, up.inbox);
         return false;
       }
@@ -405,11 +405,12 @@ export class Exchange implements ClientView {
    * upstream) is not the upstream's failure.
    */
   async #relayAnswer(head: Uint8Array, framing: BodyFraming): Promise<boolean> {
-    const { client } = this;
+    const client = this.inbox;
     const inbox = this.#up.inbox;
     // The head goes before the body bytes already read, to leave in one write.
     const lead = inbox.prepend(head) ? head.byteLength : 0;
-    const write = (bytes: Uint8Array) => writeAll(client, bytes);
+    // Within the client's send limit: a client that stops reading is cut off.
+    const write = (bytes: Uint8Array) => client.send(bytes);
     try {
       if (lead === 0) await write(head);
       return await copyBody(inbox, framing, write, lead) || this.#broken();

@@ -9,6 +9,7 @@
  * @module
  */
 import { headEnd, MAX_HEAD } from "./head.ts";
+import type { Deadline } from "./deadlines.ts";
 
 /** Bytes read from a socket per call, and the most a buffer holds besides a head. */
 export const READ_SIZE = 64 * 1024;
@@ -35,7 +36,16 @@ export class Inbox {
   #pending: Promise<void> | undefined;
   /** The last read filled all the room it had: the socket has more (a body). */
   #filled = false;
-  constructor(readonly conn: Deno.Conn) {}
+  /**
+   * `sendLimit`: how long a write to this socket may wait for the other side to
+   * read (see `send()`); without it, writes wait as long as it takes.
+   */
+  constructor(readonly conn: Deno.Conn, readonly sendLimit?: SendLimit) {}
+
+  /** Writes all of `bytes` to the socket, within `sendLimit` when there is one. */
+  send(bytes: Uint8Array): Promise<void> {
+    return writeAll(this.conn, bytes, this.sendLimit);
+  }
 
   /** How many bytes are unconsumed. */
   get length(): number {
@@ -119,10 +129,35 @@ export class Inbox {
   }
 }
 
-/** Writes all of `bytes`. */
-export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+/**
+ * A limit on writes to a socket whose reader may stall: each write must make
+ * progress within `ms`, else `deadline` fires (and closes the socket, which fails
+ * the write).
+ */
+export interface SendLimit {
+  readonly deadline: Deadline;
+  readonly ms: number;
+}
+
+/** Writes all of `bytes`; with `limit`, each part written must go within `limit.ms`. */
+export async function writeAll(
+  conn: Deno.Conn,
+  bytes: Uint8Array,
+  limit?: SendLimit,
+): Promise<void> {
   let off = 0;
-  while (off < bytes.byteLength) off += await conn.write(bytes.subarray(off));
+  if (!limit) {
+    while (off < bytes.byteLength) off += await conn.write(bytes.subarray(off));
+    return;
+  }
+  try {
+    while (off < bytes.byteLength) {
+      limit.deadline.arm(limit.ms);
+      off += await conn.write(bytes.subarray(off));
+    }
+  } finally {
+    limit.deadline.disarm();
+  }
 }
 
 /** Closes `conn`, if it is not closed yet. */

@@ -66,6 +66,7 @@ export function startRelay(opts: RelayOptions): Relay {
       ["timeout", opts.timeoutMs ?? 30_000],
       ["idle timeout", opts.idleTimeoutMs ?? 60_000],
       ["head timeout", opts.headTimeoutMs ?? 30_000],
+      ["send timeout", opts.sendTimeoutMs ?? 30_000],
       ["upstream idle time", opts.upstreamIdleMs ?? IDLE_REUSE_MS],
     ] as const
   ) {
@@ -111,6 +112,7 @@ class RelayServer implements Relay {
   #maxHops: number;
   #idleMs: number;
   #headMs: number;
+  #sendMs: number;
   #maxConns: number;
   #maxPerAddress: number;
   /** Client connections per remote address. */
@@ -137,6 +139,7 @@ class RelayServer implements Relay {
     const timeoutMs = opts.timeoutMs ?? 30_000;
     this.#idleMs = opts.idleTimeoutMs ?? 60_000;
     this.#headMs = opts.headTimeoutMs ?? 30_000;
+    this.#sendMs = opts.sendTimeoutMs ?? 30_000;
     const upstreamIdleMs = opts.upstreamIdleMs ?? IDLE_REUSE_MS;
     this.#maxConns = opts.maxConnections ?? 1024;
     this.#maxPerAddress = opts.maxConnectionsPerAddress ?? 64;
@@ -144,7 +147,13 @@ class RelayServer implements Relay {
     if (rate > 0) {
       this.#rate = new RequestRate({ rate, burst: opts.requestBurst ?? Math.max(1, rate * 2) });
     }
-    const shortest = Math.min(timeoutMs, this.#idleMs, this.#headMs, upstreamIdleMs);
+    const shortest = Math.min(
+      timeoutMs,
+      this.#idleMs,
+      this.#headMs,
+      this.#sendMs,
+      upstreamIdleMs,
+    );
     const deadlines = this.#deadlines = new Deadlines(Math.min(250, Math.max(5, shortest / 10)));
     const pool = this.#pool = new UpstreamPool(deadlines, upstreamIdleMs);
     this.#context = {
@@ -239,9 +248,10 @@ class RelayServer implements Relay {
   /** Serves one client connection: request after request, until either side closes. */
   async #serve(conn: Deno.Conn, state: ClientState): Promise<void> {
     const remoteAddr = (conn.remoteAddr as Deno.NetAddr).hostname;
-    const inbox = new Inbox(conn);
-    /** The time limit on the next request head: the connection ends. */
+    /** The time limit on the next request head, and on each write: the connection ends. */
     const deadline = this.#deadlines.make(() => closeQuietly(conn));
+    // Reads and writes never wait at once here: one deadline serves both.
+    const inbox = new Inbox(conn, { deadline, ms: this.#sendMs });
     for (let first = true;; first = false) {
       state.idle = true;
       if (this.#closing) return;
@@ -250,7 +260,7 @@ class RelayServer implements Relay {
         deadline.arm(first ? this.#headMs : this.#idleMs);
         head = await readHead(inbox, parseRequestHead, tooLargeRequestHead);
       } catch (err) {
-        if (err instanceof HttpParseError) await answerError(conn, err, true).catch(() => {});
+        if (err instanceof HttpParseError) await answerError(inbox, err, true).catch(() => {});
         return;
       } finally {
         deadline.disarm();
@@ -273,7 +283,6 @@ class RelayServer implements Relay {
     remoteAddr: string,
     state: ClientState,
   ): Promise<boolean> {
-    const client = inbox.conn;
     const [path, search] = splitTarget(head.target);
     let framing: BodyFraming;
     try {
@@ -283,12 +292,12 @@ class RelayServer implements Relay {
       }
     } catch (err) {
       if (!(err instanceof HttpParseError)) throw err;
-      await answerError(client, err, true);
+      await answerError(inbox, err, true);
       return false;
     }
     const wait = this.#rate?.take(remoteAddr);
     if (wait && !wait.ok) {
-      return await this.#overRate(client, head, framing, path, remoteAddr, wait);
+      return await this.#overRate(inbox, head, framing, path, remoteAddr, wait);
     }
     const x = new Exchange(this.#context, inbox, head, framing, path, search, remoteAddr);
     try {
@@ -303,7 +312,7 @@ class RelayServer implements Relay {
    * `Retry-After`; the connection goes on when the request had no body to skip.
    */
   async #overRate(
-    client: Deno.Conn,
+    client: Inbox,
     head: RequestHead,
     framing: BodyFraming,
     path: string,
@@ -315,10 +324,7 @@ class RelayServer implements Relay {
       !connection.split(",").some((t) => t.trim() === "close");
     const message = `Too many requests from '${from}': retry in ${wait.retryAfterSeconds} s`;
     const retryAfter = { "retry-after": String(wait.retryAfterSeconds) };
-    await writeAll(
-      client,
-      localAnswer(429, { code: "rate_limited", message }, !keep, retryAfter),
-    );
+    await client.send(localAnswer(429, { code: "rate_limited", message }, !keep, retryAfter));
     this.#refused({
       status: 429,
       code: "rate_limited",
@@ -338,7 +344,7 @@ class RelayServer implements Relay {
 
   /** Routes the exchange `x` and answers it here or forwards it (see `#dispatch`). */
   async #answer(x: Exchange, state: ClientState): Promise<boolean> {
-    const { client, head, framing } = x;
+    const { inbox: client, head, framing } = x;
     // An answer made here leaves any request body unread: the connection ends.
     const keepAfterAnswer = x.keep && framing.kind === "none";
     const fail = async (err: ProxyError) => {
@@ -358,7 +364,7 @@ class RelayServer implements Relay {
       if ("answer" in route) {
         const a = route.answer;
         const bytes = localAnswer(a.status, undefined, !keepAfterAnswer, a.headers, a.json);
-        await writeAll(client, bytes);
+        await client.send(bytes);
         return keepAfterAnswer;
       }
       base = this.#base(route.upstream);
@@ -420,11 +426,11 @@ class RelayServer implements Relay {
 
 /** Answers a request with the JSON body of `err`. */
 function answerError(
-  conn: Deno.Conn,
+  client: Inbox,
   err: HttpParseError | ProxyError,
   close: boolean,
 ): Promise<void> {
-  return writeAll(conn, localAnswer(err.status, { code: err.code, message: err.message }, close));
+  return client.send(localAnswer(err.status, { code: err.code, message: err.message }, close));
 }
 
 function tooLargeRequestHead(): HttpParseError {

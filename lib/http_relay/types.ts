@@ -118,6 +118,13 @@ export interface RelayOptions extends RelayLimitOptions {
   /** How long a client may take to send a request head, in ms (30 s). */
   headTimeoutMs?: number;
   /**
+   * How long a write to a client may wait for it to read, in ms (30 s); past it the
+   * client's connection is closed (and the upstream's, which its answer was coming
+   * from). A client that stops reading, over TCP or a peer link stream that never
+   * gives credit back, holds its connection and upstream no longer than this.
+   */
+  sendTimeoutMs?: number;
+  /**
    * How long an upstream connection is kept idle for the next request, in ms (4 s:
    * Node's servers close theirs after 5 s).
    */
