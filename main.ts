@@ -42,6 +42,7 @@ import { runDemo } from "./cli/demo.ts";
 import { keygen } from "./cli/keygen.ts";
 import { NETWORK_KEY_ENV } from "./lib/network_key_file.ts";
 import { VERSION } from "./version.ts";
+import { search, SEARCH_HELP, tag } from "./cli/search.ts";
 
 /** `--network-key-file`, shared by the tracker and the peer. */
 function networkKeyOption() {
@@ -268,6 +269,33 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     .addOption(tokenOption())
     .action(async (id, opts) => {
       await rm(await client.peerTarget(opts.node, opts.token), id, opts);
+    });
+
+  program.command("search")
+    .description(
+      "Search the text, names, tags and types of the payloads this peer and every live peer " +
+        "hold; one line per payload with the peers that hold it.",
+    )
+    .argument("<query>", 'words, OR, -word, "a phrase", prefix*, name:, tag:, type:')
+    .option("--limit <n>", "most hits shown (1-50, default 20)", parseCount(1, 50))
+    .option("--json", "machine-readable output")
+    .addOption(nodeOption())
+    .addOption(tokenOption())
+    .addHelpText("after", SEARCH_HELP)
+    .action(async (q, opts) => {
+      await search(await client.peerTarget(opts.node, opts.token), q, opts);
+    });
+
+  program.command("tag")
+    .description("Give a payload held here tags (and a content type) that search finds.")
+    .argument("<payload>", payloadArgument)
+    .argument("[tags...]", "its tags (replace those it had)")
+    .option("--type <mime>", "its content type, e.g. text/markdown (default: sniffed)")
+    .option("--json", "machine-readable output")
+    .addOption(nodeOption())
+    .addOption(tokenOption())
+    .action(async (id, tags, opts) => {
+      await tag(await client.peerTarget(opts.node, opts.token), id, tags, opts);
     });
 
   program.command("where")
