@@ -83,7 +83,14 @@ import {
   untilAborted,
 } from "./control_stream.ts";
 import { resolvePayload, resolvePeer } from "./control_ids.ts";
+import { mountSearchRoutes } from "./search/control_routes.ts";
 import { payloadInfo, removePayload } from "./control_payloads.ts";
+import {
+  assertLocalClient,
+  type LinkingStore,
+  putFromFile,
+  saveToFile,
+} from "./control_local_files.ts";
 import { ControlAuth, TOKEN_COOKIE } from "./control_token.ts";
 import { originProblem, requestOrigin } from "./origin_guard.ts";
 
@@ -112,7 +119,7 @@ export interface ControlNode {
     readonly usedBytes: number;
     /** Most bytes the store may hold. */
     capacity(): number;
-  };
+  } & Partial<LinkingStore>;
   readonly log: {
     query(q: { since?: number; limit?: number; type?: string }): ActivityPage;
     follow(listener: (record: ActivityRecord) => void): () => void;
@@ -290,6 +297,8 @@ export function createControlApp(node: ControlNode, opts: ControlAppOptions): Ho
     async (c) => c.json(await node.networkPayloads() satisfies NetworkPayloadsAnswer),
   );
 
+  mountSearchRoutes(app, node.store, (ref) => resolvePayload(node, ref));
+
   app.get("/_p2p/events", (c) => activityEvents(c, node, opts.pingMs));
 
   app.post("/_p2p/payloads", (c) => {
@@ -314,6 +323,27 @@ export function createControlApp(node: ControlNode, opts: ControlAppOptions): Ho
 
   app.post("/_p2p/downloads/:id", async (c) => {
     return download(c, node, await resolvePayload(node, payloadRef(c)), watchers);
+  });
+
+  // A client on this machine names files by path: each byte written once (issue 13).
+  app.post("/_p2p/downloads/:id/to-file", async (c) => {
+    assertLocalClient(c, refuse);
+    const store = node.store;
+    if (!store.linkTo || !store.finishLink || !store.abandonLink) {
+      throw new NotFoundError("not_found", "This peer cannot save to a file");
+    }
+    return saveToFile(
+      c,
+      node,
+      store as LinkingStore,
+      await resolvePayload(node, payloadRef(c)),
+      watchers,
+    );
+  });
+
+  app.post("/_p2p/payloads/from-file", (c) => {
+    assertLocalClient(c, refuse);
+    return putFromFile(c, node);
   });
 
   app.delete("/_p2p/downloads/:id", async (c) => {
