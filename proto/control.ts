@@ -27,6 +27,8 @@
  * | `POST /_p2p/login` (`LoginRequest`)     | 204, with the `p2p_token` cookie        |
  * | `POST /_p2p/logout`                     | 204, the cookie cleared                 |
  * | `POST /_p2p/login-links`                | `LoginLinkAnswer` (a new one-time link) |
+ * | `GET /_p2p/search?q=&limit=`            | `SearchAnswer` of `proto/search.ts`     |
+ * | `GET`/`PUT /_p2p/search/meta/:ref`      | `PayloadMeta` of `proto/search.ts`      |
  *
  * Wherever a route takes a payload or a peer (`:ref`, `peer=`), it takes its whole id,
  * a unique prefix of at least 6 hex digits, or its unique name (`peer/control_ids.ts`);
