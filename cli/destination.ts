@@ -13,7 +13,8 @@
  * `--force`. The bytes go to `FILE.p2p-partial`, created fresh and exclusively
  * (`createNew`: never through an existing file or a symlink at that name), and are
  * then published under the final name: hard-linked, which fails rather than replace a
- * file that appeared meanwhile, or renamed over it with `--force`.
+ * file that appeared meanwhile, or renamed over it with `--force`
+ * (`publishDestination()`, which the peer uses too when it writes the file itself).
  *
  * ```ts
  * import { safeFileName } from "./destination.ts";
@@ -26,6 +27,7 @@
  */
 import { shortId } from "../proto/control.ts";
 import { P2pError } from "../proto/errors.ts";
+import { DestinationRefusedError, publishDestination } from "../peer/linked_files.ts";
 
 /** Suffix of the file a download is written to before it gets its name. */
 export const PARTIAL_SUFFIX = ".p2p-partial";
@@ -240,21 +242,10 @@ async function openFresh(path: string): Promise<Deno.FsFile> {
 
 /** Gives `partial` its final name: without `force`, never over a file that appeared meanwhile. */
 async function publish(partial: string, path: string, force: boolean): Promise<void> {
-  if (force) return await Deno.rename(partial, path);
   try {
-    await Deno.link(partial, path);
+    await publishDestination(partial, path, force, shown(path));
   } catch (err) {
-    if (err instanceof Deno.errors.AlreadyExists) {
-      throw new DestinationError(
-        "exists",
-        `'${shown(path)}' appeared meanwhile; add --force to replace it, or choose another -o`,
-      );
-    }
-    // No hard links on this file system: rename, after one more check.
-    if (await lstatKind(path) !== undefined) {
-      throw new DestinationError("exists", `'${shown(path)}' appeared meanwhile; add --force`);
-    }
-    return await Deno.rename(partial, path);
+    if (!(err instanceof DestinationRefusedError)) throw err;
+    throw new DestinationError(err.code, err.message, { cause: err });
   }
-  await Deno.remove(partial);
 }

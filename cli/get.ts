@@ -4,6 +4,12 @@
  * bytes where `cli/destination.ts` decides, and ends with one line:
  * `saved 200 MiB to ./big.bin (verified, 0.8 s, 3 sources)`.
  *
+ * To a file, with a peer on this machine, the peer writes the file itself: the client
+ * names it by absolute path (`cli/local_peer.ts`), the peer downloads each verified
+ * chunk straight to its place in it and keeps it as the payload's copy, so each byte
+ * is written once. Otherwise (a peer elsewhere, standard output, a peer that cannot)
+ * the bytes stream to the client, which writes them (`cli/destination.ts`).
+ *
  * Ctrl-C cancels the download on the peer too (the answer is closed and the peer told
  * with `DELETE /_p2p/downloads/:id`), then says how far it got and that the same
  * command resumes; the exit status is 130. `--drop` removes the store's copy once the
@@ -11,14 +17,15 @@
  *
  * @module
  */
-import type { DownloadProgress } from "../proto/control.ts";
+import type { DownloadDoneEvent, DownloadProgress } from "../proto/control.ts";
 import { shortId } from "../proto/control.ts";
 import { P2pError } from "../proto/errors.ts";
-import { type ControlClient, ControlError } from "../peer/control_client.ts";
+import { type ControlClient, ControlError, type DownloadOptions } from "../peer/control_client.ts";
 import { ClientError, type PeerTarget, withPeer } from "./client.ts";
 import { resolveDestination, writeDestination } from "./destination.ts";
 import { size } from "./format.ts";
 import { downloadProgress } from "./progress.ts";
+import { absolutePath, isLocalPeer, saveOnPeer, shouldFallBack } from "./local_peer.ts";
 
 /** Ctrl-C: the command stopped on the user's word (exit status 130). */
 export class InterruptedError extends P2pError {
@@ -77,18 +84,37 @@ export async function get(node: PeerTarget, ref: string, opts: GetOptions): Prom
     const interrupt = new AbortController();
     const onSignal = () => interrupt.abort();
     Deno.addSignalListener("SIGINT", onSignal);
+    let byPath = false;
     try {
-      const done = await download(client, id, interrupt.signal);
-      const content = lossy(await client.content(id, { signal: interrupt.signal }));
-      await writeDestination(dest, content, stdoutIsTerminal).catch((err) => {
-        if (interrupt.signal.aborted) {
-          throw new InterruptedError(
-            "Cancelled while writing; the payload is complete on the peer, so the same command " +
-              "finishes at once",
-          );
-        }
-        throw err;
-      });
+      let done: DownloadDoneEvent | undefined;
+      // --drop: the peer is not to share it from here, so not from the file either.
+      if (dest.kind === "file" && !opts.drop && isLocalPeer(node)) {
+        const req = { path: absolutePath(dest.path), force: dest.force };
+        done = await download(
+          client,
+          id,
+          interrupt.signal,
+          onPeer(node, client, id, req, interrupt.signal),
+        )
+          .catch((err) => {
+            if (shouldFallBack(err)) return undefined;
+            throw err;
+          });
+        byPath = done !== undefined;
+      }
+      if (!done) {
+        done = await download(client, id, interrupt.signal);
+        const content = lossy(await client.content(id, { signal: interrupt.signal }));
+        await writeDestination(dest, content, stdoutIsTerminal).catch((err) => {
+          if (interrupt.signal.aborted) {
+            throw new InterruptedError(
+              "Cancelled while writing; the payload is complete on the peer, so the same " +
+                "command finishes at once",
+            );
+          }
+          throw err;
+        });
+      }
       const seconds = (performance.now() - started) / 1000;
       const where = dest.kind === "file" ? dest.shown : "standard output";
       if (opts.json) {
@@ -105,7 +131,12 @@ export async function get(node: PeerTarget, ref: string, opts: GetOptions): Prom
         }));
       } else {
         note(`saved ${size(done.size)} to ${where} (${summaryTail(done, seconds)})`);
-        if (!opts.drop && done.bytes > 0) {
+        if (byPath && done.bytes > 0) {
+          note(
+            `the local peer keeps a copy too, to share it (p2p rm ${shortId(id)} stops that; ` +
+              "the copy is the file saved, not a second one)",
+          );
+        } else if (!opts.drop && done.bytes > 0) {
           note(
             `the local peer keeps a copy too, to share it (p2p rm ${shortId(id)} frees it; ` +
               "get --drop does not keep one)",
@@ -140,12 +171,49 @@ function lossy(content: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> 
   }, { highWaterMark: 0 });
 }
 
+/**
+ * The peer's download straight into a file. On Ctrl-C the answer is not dropped at
+ * once: the peer is told to cancel, and its answer ends once it has kept what arrived
+ * (for the next run) and removed the partial file; at most 10 s later it is dropped.
+ */
+function onPeer(
+  node: PeerTarget,
+  client: ControlClient,
+  id: string,
+  req: { path: string; force: boolean },
+  interrupt: AbortSignal,
+): Run {
+  return async (opts) => {
+    const hard = new AbortController();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const onInterrupt = () => {
+      client.cancelDownload(id, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
+      timer = setTimeout(() => hard.abort(interrupt.reason), 10_000);
+    };
+    interrupt.addEventListener("abort", onInterrupt, { once: true });
+    try {
+      return await saveOnPeer(node, id, req, { ...opts, signal: hard.signal });
+    } finally {
+      interrupt.removeEventListener("abort", onInterrupt);
+      clearTimeout(timer);
+    }
+  };
+}
+
+/** How the peer is asked to download: into its store, or straight into a file. */
+type Run = (opts: DownloadOptions) => Promise<DownloadDoneEvent>;
+
 /** Runs the peer's download with a bar; on `interrupt`, cancels it on the peer too. */
-async function download(client: ControlClient, id: string, interrupt: AbortSignal) {
+async function download(
+  client: ControlClient,
+  id: string,
+  interrupt: AbortSignal,
+  run: Run = (opts) => client.download(id, opts),
+): Promise<DownloadDoneEvent> {
   const progress = downloadProgress();
   let last: DownloadProgress | undefined;
   try {
-    return await client.download(id, {
+    return await run({
       signal: interrupt,
       onEvent: (e) => {
         if (e.type === "progress") {
@@ -163,7 +231,7 @@ async function download(client: ControlClient, id: string, interrupt: AbortSigna
       },
     });
   } catch (err) {
-    if (!interrupt.aborted) throw err;
+    if (!interrupt.aborted || shouldFallBack(err)) throw err;
     // Closing the answer cancels it; this says so explicitly, should the close be missed.
     await client.cancelDownload(id, { signal: AbortSignal.timeout(2000) }).catch(() => undefined);
     throw new InterruptedError(

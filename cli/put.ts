@@ -5,12 +5,17 @@
  * scripts); standard error a ready-to-paste `p2p get SHORTID` line and a link that
  * opens the web app on the payload. With `--json`, one object with both.
  *
+ * A file put into a peer on this machine is named to it by absolute path
+ * (`cli/local_peer.ts`): the peer reads and hashes it itself and keeps it as the
+ * payload's linked file, instead of receiving its bytes over HTTP and writing a copy.
+ *
  * @module
  */
-import { shortId } from "../proto/control.ts";
+import { type PutDoneEvent, shortId } from "../proto/control.ts";
 import { isWildcard, urlHost } from "../lib/net_addr.ts";
 import { ClientError, type PeerTarget, withPeer } from "./client.ts";
 import { putProgress } from "./progress.ts";
+import { absolutePath, isLocalPeer, putFromFile, shouldFallBack } from "./local_peer.ts";
 
 const encoder = new TextEncoder();
 const note = (s: string) => Deno.stderr.writeSync(encoder.encode(s + "\n"));
@@ -54,16 +59,13 @@ async function openInput(
   return { body: f.readable, size: info.size, name: name ?? file.split(/[\\/]/).pop() };
 }
 
-/** `p2p put FILE|- [--name NAME] [--json]`. */
-export async function put(
-  node: PeerTarget,
-  file: string,
-  opts: { name?: string; json?: boolean },
-): Promise<void> {
-  const input = await openInput(file, opts.name);
-  const progress = putProgress(input.size);
+/** `input` counting what is read on the bar. */
+function counted(
+  body: ReadableStream<Uint8Array>,
+  progress: ReturnType<typeof putProgress>,
+): ReadableStream<Uint8Array> {
   let read = 0;
-  const counted = input.body.pipeThrough(
+  return body.pipeThrough(
     new TransformStream<Uint8Array, Uint8Array>({
       transform(chunk, controller) {
         read += chunk.length;
@@ -72,14 +74,48 @@ export async function put(
       },
     }),
   );
-  const { done, status } = await withPeer(node, async (client) => {
-    const done = await client.put(counted, {
-      ...(input.name ? { name: input.name } : {}),
-      ...(input.size === undefined ? {} : { size: input.size }),
-      onEvent: (e) => progress.update(e),
-    }).finally(() => progress.stop());
-    return { done, status: await client.status() };
+}
+
+/**
+ * A file put into a peer on this machine by its path; `undefined` when that does not
+ * apply or the peer cannot (the bytes are then sent as before).
+ */
+async function byPath(
+  node: PeerTarget,
+  file: string,
+  input: { body: ReadableStream<Uint8Array>; size?: number; name?: string },
+  progress: ReturnType<typeof putProgress>,
+): Promise<PutDoneEvent | undefined> {
+  if (file === "-" || !isLocalPeer(node)) return undefined;
+  const req = { path: absolutePath(file), ...(input.name ? { name: input.name } : {}) };
+  const done = await putFromFile(node, req, (e) => progress.update(e)).catch((err) => {
+    if (shouldFallBack(err)) return undefined;
+    throw err;
   });
+  if (done) {
+    await input.body.cancel();
+    progress.read(input.size ?? 0);
+  }
+  return done;
+}
+
+/** `p2p put FILE|- [--name NAME] [--json]`. */
+export async function put(
+  node: PeerTarget,
+  file: string,
+  opts: { name?: string; json?: boolean },
+): Promise<void> {
+  const input = await openInput(file, opts.name);
+  const progress = putProgress(input.size);
+  const { done, status } = await withPeer(node, async (client) => {
+    const done = await byPath(node, file, input, progress) ??
+      await client.put(counted(input.body, progress), {
+        ...(input.name ? { name: input.name } : {}),
+        ...(input.size === undefined ? {} : { size: input.size }),
+        onEvent: (e) => progress.update(e),
+      });
+    return { done, status: await client.status() };
+  }).finally(() => progress.stop());
   const link = shareLink(node, status, done.payloadId);
   const get = `p2p get ${shortId(done.payloadId)}`;
   if (opts.json) {

@@ -15,21 +15,24 @@
  * file of the right size without hashing it again (hashing GiBs would make start-up
  * slow) and `readChunk()`, which serves chunks to other peers, does not re-hash either
  * (the receiver verifies every chunk anyway). `exportStream()`, which hands bytes to
- * the user, re-hashes every chunk. A chunk found short, missing or corrupt is removed
- * and stops being held, so it can be fetched again.
+ * the user, re-hashes a chunk only when this process has not verified it itself (it
+ * records every chunk it verified on arrival or hashed on import; chunk files found at
+ * start-up are hashed on their first export). A chunk found short, missing or corrupt
+ * is removed and stops being held, so it can be fetched again.
+ *
+ * **Linked files** (`linked_files.ts`, `_store_links.ts`): a payload's chunks may live in
+ * an owner's file (a local `get -o` destination, a local `put`) instead of chunk files.
  *
  * Files are not fsynced (that would cost more than the network at 1 GiB/s): after a
  * crash a chunk may be lost or short, which the size check at start-up catches, and
  * the rare same-size damage is caught by the hash checks above.
  *
- * An import that fails part-way leaves the chunks it stored as unreferenced files;
- * a later import or download of the same bytes reuses them.
- *
  * A payload is `pinned` when the owner put it or got it here (`pin()`); the others are
  * replicas held for other peers. `remove()` drops a payload's manifest and the chunk
  * files no other payload shares.
  *
- * One directory belongs to one store in one process.
+ * One directory belongs to one store in one process. An import that fails part-way
+ * leaves its chunk files unreferenced; a later import of the same bytes reuses them.
  *
  * The chunk files themselves (their paths, atomic and once-only writes, reads and
  * removal) and the store's capacity (`maxBytes`, i.e. `--max-store`, or 10 % of the
@@ -40,7 +43,6 @@
  */
 import { IntegrityError } from "../proto/errors.ts";
 import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
-import { SHA256_HEX } from "../proto/ids.ts";
 import {
   assertManifestShape,
   CHUNK_SIZE,
@@ -53,25 +55,18 @@ import {
   verifyManifest,
 } from "../proto/manifest.ts";
 import { ChunkFiles, type ChunkFilesOptions } from "./chunk_files.ts";
+import { type LinkedFile, LocalFileSource } from "./linked_files.ts";
+import { StoreLinks } from "./_store_links.ts";
+import {
+  describe,
+  manifestFileBytes,
+  type ManifestMeta,
+  readManifestDir,
+  type StoredPayload,
+} from "./_store_manifests.ts";
 
 export { DISK_FREE_SHARE, type DiskSpace, diskSpace } from "./chunk_files.ts";
-
-/** What the store knows about one payload, as `payload()` and `list()` report it. */
-export interface StoredPayload {
-  payloadId: string;
-  size: number;
-  chunkSize: number;
-  /** Number of chunks. */
-  chunks: number;
-  /** Number of chunks held. */
-  held: number;
-  complete: boolean;
-  name?: string;
-  /** When the manifest was added, in ms since the epoch. */
-  addedAt: number;
-  /** Put or got by the owner here; false for a replica held for other peers. */
-  pinned: boolean;
-}
+export type { StoredPayload } from "./_store_manifests.ts";
 
 /**
  * Options of `ChunkStore.open()`: the capacity (`maxBytes`, `disk`, see `ChunkFiles`)
@@ -92,6 +87,8 @@ interface Entry {
   pinned: boolean;
   /** Insertion order, to break `addedAt` ties in `list()`. */
   readonly seq: number;
+  /** The owner's file that holds (some of) its chunks. */
+  link?: LinkedFile;
 }
 
 /** One position of one payload where a chunk hash appears. */
@@ -121,6 +118,10 @@ export class ChunkStore {
   /** payloadId → the `addManifest()` under way. */
   readonly #adding = new Map<string, Promise<boolean>>();
   readonly #listeners = new Set<(payloadId: string, index: number) => void>();
+  /** Linked downloads under way, checked reads of linked files. */
+  readonly #links: StoreLinks;
+  /** Chunk hashes this process verified (on arrival or import): not hashed on export. */
+  readonly #verified = new Set<string>();
   #seq = 0;
   #closed = false;
 
@@ -128,6 +129,17 @@ export class ChunkStore {
     this.dir = dir;
     this.#warn = opts.warn ?? ((m) => console.warn(m));
     this.#files = new ChunkFiles(dir, { maxBytes: opts.maxBytes, disk: opts.disk });
+    this.#links = new StoreLinks({
+      hold: (e, i) => this.#hold(e as Entry, i),
+      unhold: (e, i) => this.#unhold(e as Entry, i),
+      readFile: (e, i) => this.#readFile(e as Entry, i),
+      writeManifest: (e) => this.#writeManifest(e.payloadId, e.manifest, e as Entry),
+      fileSize: (hash) => this.#files.size(hash),
+      storeFile: (hash, bytes) => this.#files.store(hash, bytes),
+      mark: (hash, e) => void this.#mark(hash, e as Entry, -1),
+      current: (e) => this.#payloads.get(e.payloadId) === e,
+      warn: (m) => this.#warn(m),
+    });
   }
 
   /**
@@ -147,18 +159,43 @@ export class ChunkStore {
     return this.#files.usedBytes;
   }
 
-  /**
-   * Most bytes of chunk files the store may hold: `maxBytes`, or else the bytes held
-   * plus the disk's free space beyond `DISK_FREE_SHARE` of its size.
-   */
-  capacity(): number {
-    return this.#files.capacity();
+  /** Bytes of the payloads held in linked files (the owner's; not counted in `usedBytes`). */
+  get linkedBytes(): number {
+    let n = 0;
+    for (const e of this.#payloads.values()) if (e.link) n += e.manifest.size;
+    return n;
   }
 
-  /** Bytes that still fit: `capacity()` less the bytes held and being written, never below 0. */
-  room(): number {
-    return this.#files.room();
+  /** Whether a download of the payload goes to a linked file (it then needs no room here). */
+  linking(payloadId: string): boolean {
+    return this.#links.linking(payloadId, this.#payloads.get(payloadId));
   }
+
+  /**
+   * Makes `partial` (created fresh and exclusively) the file the payload's chunks go to,
+   * preallocated, with what is held copied in (once the manifest is known). 409
+   * `downloading` when the payload is being linked already.
+   */
+  async linkTo(payloadId: string, partial: string): Promise<void> {
+    this.#assertOpen("link");
+    await this.#links.start(payloadId, partial, this.#payloads.get(payloadId));
+  }
+
+  /** Completes a linked download: fills gaps, publishes it as `path`, records it. */
+  async finishLink(payloadId: string, path: string, force: boolean): Promise<void> {
+    await this.#links.finish(this.#entry(payloadId, "save"), path, force);
+  }
+
+  /** Gives up a linked download: its chunks become chunk files when they fit (resume). */
+  async abandonLink(payloadId: string): Promise<void> {
+    await this.#links.abandon(payloadId, this.#payloads.get(payloadId));
+  }
+
+  /** Most bytes of chunk files the store may hold (see `ChunkFiles.capacity()`). */
+  capacity = (): number => this.#files.capacity();
+
+  /** Bytes that still fit: `capacity()` less the bytes held and being written, never below 0. */
+  room = (): number => this.#files.room();
 
   /** The payload's manifest, or `undefined` when unknown; only verified manifests are held. */
   getManifest(payloadId: string): Manifest | undefined {
@@ -250,9 +287,15 @@ export class ChunkStore {
     this.#assertOpen("write chunk");
     const e = this.#entry(payloadId, "write chunk");
     await verifyChunk(e.manifest, index, bytes);
+    if (e.link?.writing) {
+      if (e.link.has(index)) return false;
+      await e.link.write(index, bytes);
+      return this.#hold(e, index);
+    }
     if (hasBit(e.bits, index)) return false;
     const hash = e.manifest.chunks[index];
     await this.#files.store(hash, bytes);
+    this.#verified.add(hash);
     return this.#mark(hash, e, index);
   }
 
@@ -267,11 +310,13 @@ export class ChunkStore {
     meta: { name?: string; pinned?: boolean } = {},
   ): Promise<{ payloadId: string; manifest: Manifest; created: boolean }> {
     this.#assertOpen("import");
+    const local = source instanceof LocalFileSource ? source : undefined;
     const chunker = new Chunker(CHUNK_SIZE);
     const chunks: string[] = [];
     const store = async (chunk: Uint8Array) => {
       const hash = await sha256Hex(chunk);
-      await this.#files.store(hash, chunk);
+      if (!local) await this.#files.store(hash, chunk);
+      this.#verified.add(hash);
       chunks.push(hash);
     };
     for await (const part of source) {
@@ -282,17 +327,22 @@ export class ChunkStore {
     if (chunker.total === 0) throw new RangeError("Cannot import an empty payload");
     const manifest: Manifest = { size: chunker.total, chunkSize: CHUNK_SIZE, chunks };
     const payloadId = await payloadIdOf(manifest);
+    if (local) await local.assertUnchanged(chunker.total);
     const created = await this.addManifest(payloadId, manifest, meta);
     if (!created && meta.pinned) await this.pin(payloadId);
     // Already known: the chunks just stored may fill positions it lacked.
     const e = this.#payloads.get(payloadId)!;
+    if (local && !e.link?.writing) {
+      this.#links.linkWhole(e, local.record);
+      await this.#writeManifest(payloadId, e.manifest, e);
+    }
     for (const hash of new Set(chunks)) this.#mark(hash, e, -1);
     return { payloadId, manifest: e.manifest, created };
   }
 
   /**
-   * The payload's bytes in order as a stream, reading one chunk at a time and
-   * re-hashing each. The stream errors with `IntegrityError` when a chunk is not held
+   * The payload's bytes in order as a stream, reading one chunk at a time and hashing
+   * those this process has not verified (see the module notes). The stream errors with `IntegrityError` when a chunk is not held
    * or its file does not match the manifest (such a file is removed and the chunk no
    * longer held). Throws `RangeError` at once for an unknown payload.
    */
@@ -306,9 +356,13 @@ export class ChunkStore {
         if (!hasBit(e.bits, i)) {
           throw new IntegrityError(`Cannot export payload '${payloadId}': chunk '${i}' is missing`);
         }
+        const hash = e.manifest.chunks[i];
+        // A linked file's chunks are hashed as they are read; a chunk file once.
+        const checked = this.#verified.has(hash) || this.#fromLink(e, i);
         const bytes = await this.#readFile(e, i);
-        const actual = await sha256Hex(bytes);
-        if (actual !== e.manifest.chunks[i]) {
+        const actual = checked ? hash : await sha256Hex(bytes);
+        if (actual === hash) this.#verified.add(hash);
+        else {
           await this.#forget(e.manifest.chunks[i]);
           throw new IntegrityError(
             `Cannot export payload '${payloadId}': chunk '${i}' on disk hashes to '${actual}', ` +
@@ -342,6 +396,7 @@ export class ChunkStore {
     this.#assertOpen("remove");
     const e = this.#entry(payloadId, "remove");
     this.#payloads.delete(payloadId);
+    await e.link?.close();
     await Deno.remove(`${this.dir}/manifests/${payloadId}.json`).catch((err) => {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     });
@@ -410,20 +465,42 @@ export class ChunkStore {
     return fresh.some((ref) => ref.entry === mine && ref.index === index);
   }
 
-  /** Un-holds every position whose chunk is `hash` and removes its file. */
+  /** Un-holds every position whose chunk is `hash` (unless in a linked file) and removes its file. */
   async #forget(hash: string): Promise<void> {
     for (const ref of this.#refs.get(hash) ?? []) {
-      if (!hasBit(ref.entry.bits, ref.index)) continue;
+      if (!hasBit(ref.entry.bits, ref.index) || ref.entry.link?.has(ref.index)) continue;
       ref.entry.bits[ref.index >> 3] &= ~(0x80 >> (ref.index & 7));
       ref.entry.held--;
     }
     await this.#files.remove(hash);
   }
 
-  /** Reads chunk `index` of a payload, checking only its length. */
+  /** Marks position `index` held (when it was not) and tells listeners; whether it was not. */
+  #hold(e: Entry, index: number): boolean {
+    if (hasBit(e.bits, index)) return false;
+    e.bits[index >> 3] |= 0x80 >> (index & 7);
+    e.held++;
+    this.#emit(e.payloadId, index);
+    return true;
+  }
+
+  /** Un-holds position `index`. */
+  #unhold(e: Entry, index: number): void {
+    if (!hasBit(e.bits, index)) return;
+    e.bits[index >> 3] &= ~(0x80 >> (index & 7));
+    e.held--;
+  }
+
+  /** Whether chunk `index` is read from the payload's linked file (no chunk file has it). */
+  #fromLink(e: Entry, index: number): boolean {
+    return e.link?.has(index) === true && this.#files.size(e.manifest.chunks[index]) === undefined;
+  }
+
+  /** Reads chunk `index` of a payload: a chunk file checking only its length, or the linked file. */
   async #readFile(e: Entry, index: number): Promise<Uint8Array> {
     const hash = e.manifest.chunks[index];
     const want = chunkLength(e.manifest.size, index, e.manifest.chunkSize);
+    if (this.#fromLink(e, index)) return await this.#links.read(e, index, want);
     let bytes: Uint8Array;
     try {
       bytes = await this.#files.read(hash, want);
@@ -463,7 +540,7 @@ export class ChunkStore {
   async #addVerified(
     payloadId: string,
     m: Manifest,
-    meta: { name?: string; pinned?: boolean },
+    meta: { name?: string; pinned?: boolean; linked?: ManifestMeta["linked"] },
     addedAt: number,
     persist: boolean,
   ): Promise<boolean> {
@@ -494,90 +571,30 @@ export class ChunkStore {
       else this.#refs.set(hash, [ref]);
     });
     for (const hash of new Set(manifest.chunks)) this.#mark(hash, entry, -1);
+    if (meta.linked) await this.#links.relink(entry, meta.linked);
+    await this.#links.attach(entry);
     return true;
   }
 
-  /** Writes a manifest file atomically, with its name, time and pin. */
+  /** Writes a manifest file atomically, with its name, time, pin and published linked file. */
   async #writeManifest(
     payloadId: string,
     manifest: Manifest,
-    meta: { name?: string; addedAt: number; pinned: boolean },
+    meta: Omit<ManifestMeta, "linked"> & { link?: LinkedFile },
   ): Promise<void> {
-    const json = JSON.stringify({
-      size: manifest.size,
-      chunkSize: manifest.chunkSize,
-      chunks: manifest.chunks,
-      ...(meta.name === undefined ? {} : { name: meta.name }),
-      addedAt: meta.addedAt,
-      ...(meta.pinned ? { pinned: true } : {}),
-    });
+    const linked = meta.link?.record;
     await this.#files.writeAtomic(
       `${this.dir}/manifests/${payloadId}.json`,
-      new TextEncoder().encode(json),
+      manifestFileBytes(manifest, { ...meta, ...(linked ? { linked } : {}) }),
     );
   }
 
   async #load(): Promise<void> {
     await Deno.mkdir(`${this.dir}/manifests`, { recursive: true });
     await this.#files.prepare();
-    const found: {
-      payloadId: string;
-      manifest: Manifest;
-      name?: string;
-      addedAt: number;
-      pinned: boolean;
-    }[] = [];
-    for await (const f of Deno.readDir(`${this.dir}/manifests`)) {
-      const path = `${this.dir}/manifests/${f.name}`;
-      const payloadId = f.name.endsWith(".json") ? f.name.slice(0, -5) : "";
-      if (!f.isFile || !SHA256_HEX.test(payloadId)) {
-        this.#warn(`Chunk store: ignoring '${path}', not a manifest file name`);
-        continue;
-      }
-      try {
-        found.push({ payloadId, ...await readManifestFile(path, payloadId) });
-      } catch (err) {
-        this.#warn(`Chunk store: removing manifest '${path}': ${(err as Error).message}`);
-        await Deno.remove(path).catch(() => {});
-      }
-    }
-    found.sort((a, b) => a.addedAt - b.addedAt);
+    const found = await readManifestDir(`${this.dir}/manifests`, this.#warn);
     for (const p of found) {
       await this.#addVerified(p.payloadId, p.manifest, p, p.addedAt, false);
     }
   }
-}
-
-function describe(e: Entry): StoredPayload {
-  const n = e.manifest.chunks.length;
-  return {
-    payloadId: e.payloadId,
-    size: e.manifest.size,
-    chunkSize: e.manifest.chunkSize,
-    chunks: n,
-    held: e.held,
-    complete: e.held === n,
-    ...(e.name === undefined ? {} : { name: e.name }),
-    addedAt: e.addedAt,
-    pinned: e.pinned,
-  };
-}
-
-/** Reads, shape-checks and verifies a manifest file; throws on anything wrong. */
-async function readManifestFile(
-  path: string,
-  payloadId: string,
-): Promise<{ manifest: Manifest; name?: string; addedAt: number; pinned: boolean }> {
-  const raw = JSON.parse(await Deno.readTextFile(path));
-  const manifest: Manifest = { size: raw?.size, chunkSize: raw?.chunkSize, chunks: raw?.chunks };
-  assertManifestShape(payloadId, manifest);
-  await verifyManifest(payloadId, manifest);
-  const addedAt = Number.isFinite(raw.addedAt) ? raw.addedAt : 0;
-  const pinned = raw.pinned === true;
-  return {
-    manifest,
-    addedAt,
-    pinned,
-    ...(typeof raw.name === "string" ? { name: raw.name } : {}),
-  };
 }

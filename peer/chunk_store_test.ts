@@ -287,17 +287,21 @@ Deno.test("ChunkStore.open() drops a corrupt or mismatched manifest, does not ho
   }
 });
 
-Deno.test("exportStream() errors with IntegrityError when a chunk file was corrupted after it was stored", async () => {
-  await withStore(async (store, dir) => {
+Deno.test("exportStream() errors with IntegrityError when a chunk file found at start-up is corrupt", async () => {
+  await withStore(async (first, dir) => {
     const bytes = pseudoRandom(2.5 * MiB, 9);
-    const { payloadId, manifest } = await store.importStream(streamOf(bytes));
+    const { payloadId, manifest } = await first.importStream(streamOf(bytes));
     const h = manifest.chunks[1];
     const path = `${dir}/chunks/${h.slice(0, 2)}/${h}`;
     const damaged = chunkOf(bytes, 1);
     damaged[500] ^= 0xff;
     await Deno.writeFile(path, damaged);
+    // Verified on arrival by this process: exported without hashing again.
+    assert.equal((await collect(first.exportStream(payloadId))).length, bytes.length);
+    first.close();
 
-    // Serving does not re-hash (receivers verify); exporting does.
+    // A new process did not verify it: serving does not re-hash (receivers verify), exporting does.
+    const store = await ChunkStore.open(dir);
     assert.deepEqual(await store.readChunk(payloadId, 1), damaged);
     await assert.rejects(collect(store.exportStream(payloadId)), IntegrityError);
     assert.deepEqual(store.missing(payloadId), [1], "the damaged chunk is no longer held");

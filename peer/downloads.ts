@@ -5,7 +5,8 @@
  * `chunk.received`, `download.drop`, `download.done` or `download.fail`). A payload
  * whose missing chunks do not fit in the store's room is refused before a chunk is
  * fetched (`store_full`, and a `download.refused` record): the tracker's assignments
- * and the owner's `get` alike.
+ * and the owner's `get` alike; a download into a linked file (`get -o` on this
+ * machine, `ChunkStore.linkTo()`) takes no room in the store and is not refused.
  *
  * A caller may watch a download with a signal (`ProgressListener.signal`, the control
  * API's request): when every watching caller has gone and no caller without a signal
@@ -23,7 +24,11 @@ import { chunkLength } from "../proto/manifest.ts";
 /** What downloads need of their neighbours. */
 export interface DownloadsDeps {
   /** Where chunks go; `room()` (bytes that still fit) is checked before a download starts. */
-  store: DownloadStore & { room?(): number };
+  store: DownloadStore & {
+    room?(): number;
+    /** Whether the payload's chunks go to a linked file (`get -o` here): no room needed. */
+    linking?(payloadId: string): boolean;
+  };
   sourcing: Pick<Sourcing, "manifest" | "sources">;
   log: Pick<PeerLog, "record">;
   /** Aborts when the peer stops: running downloads end. */
@@ -141,7 +146,7 @@ export class Downloads {
     const { sourcing, log, store } = this.#deps;
     const m = await sourcing.manifest(payloadId);
     cancel.throwIfAborted();
-    const room = store.room?.();
+    const room = store.linking?.(payloadId) ? undefined : store.room?.();
     if (room !== undefined) {
       const need = store.missing(payloadId).reduce(
         (n, i) => n + chunkLength(m.size, i, m.chunkSize),
