@@ -64,9 +64,16 @@ export class NetworkCatalogue {
           {
             self: { peerId: deps.self.peerId, ...(deps.self.name ? { name: deps.self.name } : {}) },
             local: async (q, limit) => (await index()).search(q, limit),
-            peers: () =>
-              deps.table.proven().filter((p) => p.failures === 0).slice(0, MAX_PEERS_ASKED),
-            ask: (peer, q, limit, signal) => askPeer(deps.pool, peer, q, limit, signal),
+            peers: () => searchPeers(deps.table),
+            ask: (peer, q, limit, signal) => {
+              if (!deps.table.proven().some((p) => p.peerId === peer.peerId)) {
+                throw new P2pError(
+                  "backing_off",
+                  `Peer '${peer.peerId}' did not answer lately: not dialed again before its back-off ends`,
+                );
+              }
+              return askPeer(deps.pool, peer, q, limit, signal);
+            },
             signal: deps.signal,
           },
           q,
@@ -188,4 +195,16 @@ export class NetworkCatalogue {
     const res = await c.request({ type: "PAYLOADS_REQ", header: {} }, { signal });
     return res.header.payloads;
   }
+}
+
+/**
+ * The peers a search asks: every proven peer, those in a back-off after failing too
+ * (so a peer that went away is named in the answer), live ones first, at most
+ * `MAX_PEERS_ASKED`. `proven(now)` with a time past every back-off lists them all.
+ */
+function searchPeers(table: Pick<PeerTable, "proven">): KnownPeer[] {
+  const live = new Set(table.proven().map((p) => p.peerId));
+  return table.proven(Number.POSITIVE_INFINITY)
+    .sort((x, y) => Number(live.has(y.peerId)) - Number(live.has(x.peerId)))
+    .slice(0, MAX_PEERS_ASKED);
 }
