@@ -230,6 +230,16 @@ export class PeerNode {
     return this.#downloads.get(payloadId, onProgress);
   }
 
+  /**
+   * Removes a payload from the store and tells the tracker (signed, like the
+   * announcements) that this peer no longer holds it; resolves with the bytes freed.
+   */
+  async remove(payloadId: string): Promise<number> {
+    const freed = await this.store.remove(payloadId);
+    this.#tracker?.withdraw(payloadId);
+    return freed;
+  }
+
   /** Who holds which chunk positions: this peer, the tracker's holders, known peers. */
   where(payloadId: string): Promise<WhereAnswer> {
     return this.#sourcing.where(payloadId);

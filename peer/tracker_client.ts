@@ -270,20 +270,36 @@ export class TrackerClient {
   }
 
   /** Announces the chunk positions this peer holds, signed with its identity. */
-  async announce(
+  announce(
     payloadId: string,
     peerId: string,
     bits: Uint8Array,
   ): Promise<z.infer<typeof HaveResponse>> {
-    const id = this.#signer("announce");
-    const have = toBase64(bits);
+    return this.#have("announce", payloadId, peerId, { have: toBase64(bits) });
+  }
+
+  /**
+   * Tells the tracker that `peerId` holds no chunk of a payload any more (after a
+   * removal): an announcement of no chunk, signed like the others, which takes the
+   * peer off the payload's holders.
+   */
+  withdraw(payloadId: string, peerId: string): Promise<z.infer<typeof HaveResponse>> {
+    return this.#have("withdraw", payloadId, peerId, { chunks: [] });
+  }
+
+  /** `POST /payloads/{id}/have` of `what` (a bitfield or indices), signed. */
+  async #have(
+    during: string,
+    payloadId: string,
+    peerId: string,
+    what: { have: string } | { chunks: number[] },
+  ): Promise<z.infer<typeof HaveResponse>> {
+    const id = this.#signer(during);
     const signedAt = this.#signedAt();
-    const signature = toBase64Url(
-      await id.sign(haveBytes(payloadId, peerId, { have }, signedAt)),
-    );
+    const signature = toBase64Url(await id.sign(haveBytes(payloadId, peerId, what, signedAt)));
     return await this.#json(HaveResponse, "POST", `/payloads/${payloadId}/have`, {
       peerId,
-      have,
+      ...what,
       signedAt,
       signature,
     });

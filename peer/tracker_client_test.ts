@@ -14,6 +14,8 @@ import {
 import { fromBase64Url } from "../proto/ids.ts";
 import { RegisterPeerRequest } from "../proto/tracker.ts";
 import { verifySignature } from "../proto/signature.ts";
+import { testTracker } from "../tracker/_test_setup.ts";
+import { bytesStream, tempStore } from "./_fakes.ts";
 
 /** A fake tracker on 127.0.0.1 answering every request with `answer`. */
 function fakeTracker(answer: (req: Request) => Response | Promise<Response>) {
@@ -97,4 +99,40 @@ Deno.test("TrackerClient says a tracker that does not answer is unreachable", as
   assert.ok(err instanceof TrackerError);
   assert.equal(err.code, "tracker_unreachable");
   assert.equal(err.httpStatus, 0);
+});
+
+Deno.test("TrackerClient.withdraw() takes this peer off a payload's holders with a signed announcement of no chunk, and announce() puts it back", async () => {
+  await using t = await testTracker();
+  // The tracker app behind a real socket, every client seen as 127.0.0.9.
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (req) => {
+      const url = new URL(req.url);
+      return t.request(url.pathname + url.search, {
+        method: req.method,
+        headers: req.headers,
+        body: req.body,
+      });
+    },
+  );
+  await using store = await tempStore();
+  try {
+    const dir = await Deno.makeTempDir({ prefix: "p2p-tracker-client-" });
+    const identity = await loadIdentity(dir);
+    await Deno.remove(dir, { recursive: true });
+    const client = new TrackerClient(`http://127.0.0.1:${server.addr.port}`, { identity });
+    await client.register({ peerId: identity.peerId, port: 5801, name: "a" });
+    const { payloadId } = await store.importStream(bytesStream(1000));
+    await client.publish(payloadId, store.getManifest(payloadId)!);
+    await client.announce(payloadId, identity.peerId, store.have(payloadId));
+    const holders = async () => (await client.holders(payloadId)).peers.map((h) => h.peerId);
+    assert.deepEqual(await holders(), [identity.peerId]);
+
+    assert.equal((await client.withdraw(payloadId, identity.peerId)).count, 0);
+    assert.deepEqual(await holders(), [], "no longer listed");
+    await client.announce(payloadId, identity.peerId, store.have(payloadId));
+    assert.deepEqual(await holders(), [identity.peerId], "listed again once it holds chunks");
+  } finally {
+    await server.shutdown();
+  }
 });

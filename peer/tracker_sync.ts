@@ -4,7 +4,8 @@
  * s while the tracker fails), takes the tracker's live peers into the table and
  * flushes the announce queue; the queue itself, which coalesces the chunks of one
  * burst into one announcement per payload (published first), kept for the next
- * heartbeat when the tracker fails; and the spreading of payloads uploaded to the
+ * heartbeat when the tracker fails; withdrawals, which tell the tracker (signed) that
+ * this peer holds no chunk of a payload it removed, queued and retried alike; and the spreading of payloads uploaded to the
  * tracker: the `replicas` live peers ranked highest by rendezvous fetch each one.
  * A listed peer is taken into the table only when its registration, as the tracker
  * passes it on, is signed by that peer (`verifyRegistration()`): a tracker cannot
@@ -39,7 +40,14 @@ export interface TrackerState {
 export interface TrackerSyncDeps {
   tracker: Pick<
     TrackerClient,
-    "url" | "register" | "peers" | "publish" | "announce" | "payloads" | "unregister"
+    | "url"
+    | "register"
+    | "peers"
+    | "publish"
+    | "announce"
+    | "withdraw"
+    | "payloads"
+    | "unregister"
   >;
   /** This peer's registration (its id, name, ports, version, host); the client signs it. */
   registration: UnsignedRegistration & { peerId: string };
@@ -73,6 +81,8 @@ async function signedByItself(p: PeerInfo): Promise<boolean> {
 export class TrackerSync {
   readonly #deps: TrackerSyncDeps;
   readonly #announce = new Set<string>();
+  /** Payloads removed here, whose holder entry the tracker is still to drop. */
+  readonly #withdraw = new Set<string>();
   readonly #published = new Set<string>();
   #flushQueued = false;
   #failures = 0;
@@ -95,7 +105,23 @@ export class TrackerSync {
 
   /** Queues a payload for announcement; a burst of calls makes one flush. */
   queue(payloadId: string): void {
+    this.#withdraw.delete(payloadId);
     this.#announce.add(payloadId);
+    this.#schedule();
+  }
+
+  /**
+   * Queues a payload removed from the store: the tracker is told that this peer
+   * holds none of its chunks, so it no longer lists it as a holder.
+   */
+  withdraw(payloadId: string): void {
+    this.#announce.delete(payloadId);
+    this.#withdraw.add(payloadId);
+    this.#schedule();
+  }
+
+  /** One flush soon for everything queued meanwhile. */
+  #schedule(): void {
     if (this.#flushQueued) return;
     this.#flushQueued = true;
     this.#deps.scheduler.later(COALESCE_MS, async () => {
@@ -153,10 +179,30 @@ export class TrackerSync {
     return next;
   }
 
-  /** Publishes (once) and announces every queued payload; stops at the first failure. */
+  /**
+   * Sends the queued withdrawals, then publishes (once) and announces every queued
+   * payload; stops at the first failure.
+   */
   async flush(): Promise<void> {
     const { tracker, store, log } = this.#deps;
     if (this.#deps.scheduler.stopped) return;
+    for (const payloadId of [...this.#withdraw]) {
+      this.#withdraw.delete(payloadId);
+      // Held again meanwhile: its announcement says what it holds.
+      if (store.getManifest(payloadId)) continue;
+      try {
+        await tracker.withdraw(payloadId, this.#deps.registration.peerId);
+        this.#published.delete(payloadId);
+        log.record("tracker.withdraw", { payloadId });
+      } catch (err) {
+        // A payload the tracker never knew has no holder entry there to drop.
+        if (err instanceof TrackerError && err.code === "unknown_payload") continue;
+        this.#withdraw.add(payloadId);
+        if (err instanceof TrackerError && err.code === "unknown_peer") this.#state.ok = false;
+        log.record("tracker.error", { during: "withdraw", payloadId, message: errorMessage(err) });
+        return;
+      }
+    }
     for (const payloadId of [...this.#announce]) {
       const m = store.getManifest(payloadId);
       if (!m) {

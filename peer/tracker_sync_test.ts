@@ -44,6 +44,7 @@ function fakeTracker(opts: { peers?: (string | PeerInfo)[]; stored?: string[] } 
         stored: false,
       }),
     announce: (id, peerId) => call("announce", [id, peerId], { payloadId: id, peerId, count: 1 }),
+    withdraw: (id, peerId) => call("withdraw", [id, peerId], { payloadId: id, peerId, count: 0 }),
     payloads: () =>
       call("payloads", [], {
         payloads: (opts.stored ?? []).map((id) => ({
@@ -176,6 +177,39 @@ Deno.test("TrackerSync.flush() keeps a payload queued when the tracker forgot th
   t.tracker.announce = (id, peerId) => Promise.resolve({ payloadId: id, peerId, count: 1 });
   await s.sync.flush();
   assert.equal(s.log.of("tracker.announce").length, 2);
+});
+
+Deno.test("TrackerSync.withdraw() tells the tracker of a removed payload, retries after a failure, and skips a payload held again", async () => {
+  const t = fakeTracker();
+  await using s = await setup(t);
+  const { payloadId } = await s.store.importStream(bytesStream(MiB));
+  await s.sync.beat();
+  assert.deepEqual(t.of("announce").map((c) => c.args), [[payloadId, SELF]]);
+
+  await s.store.remove(payloadId);
+  t.state.fail = new TrackerError("tracker_unreachable", "Cannot reach the tracker", 0);
+  s.sync.withdraw(payloadId);
+  await s.sync.flush();
+  assert.equal(s.log.of("tracker.error").at(-1)?.during, "withdraw");
+  t.state.fail = undefined;
+  await s.sync.flush();
+  assert.deepEqual(t.of("withdraw").map((c) => c.args), [[payloadId, SELF], [payloadId, SELF]]);
+  assert.deepEqual(s.log.of("tracker.withdraw").map((r) => r.payloadId), [payloadId]);
+
+  // Removed, then stored again before the flush: only the announcement goes.
+  await s.store.importStream(bytesStream(MiB));
+  s.sync.withdraw(payloadId);
+  s.sync.queue(payloadId);
+  await s.sync.flush();
+  assert.equal(t.of("withdraw").length, 2);
+  assert.equal(t.of("announce").length, 2);
+  // A payload the tracker never knew: nothing to drop, nothing kept queued.
+  await s.store.remove(payloadId);
+  t.tracker.withdraw = () =>
+    Promise.reject(new TrackerError("unknown_payload", "Unknown payload", 404));
+  s.sync.withdraw(payloadId);
+  await s.sync.flush();
+  assert.equal(s.log.of("tracker.error").length, 1);
 });
 
 Deno.test("TrackerSync spreads a tracker upload to this peer only when rendezvous ranks it among the replicas", async () => {

@@ -3,7 +3,8 @@
  * `GET /payloads` lists payloads page by page, `GET|PUT /payloads/{id}` reads or
  * publishes a manifest, `GET /payloads/{id}/peers` and `POST /payloads/{id}/have`
  * read and record who holds which chunk (an announcement is signed by the holder
- * itself, see `identity.ts`), and `GET /payloads/{id}/chunks/{index}` and
+ * itself, see `identity.ts`; one of no chunk, which a peer sends when it removes a
+ * payload, takes it off the list of holders), and `GET /payloads/{id}/chunks/{index}` and
  * `GET /payloads/{id}/content` serve the bytes the tracker stores itself.
  *
  * @module
@@ -114,7 +115,9 @@ export function payloadRoutes({ store, identity }: Pick<TrackerDeps, "store" | "
     })
     .get("/:id/peers", async (c) => {
       const row = await knownPayload(c);
-      const holders = await store.listHaves(row.payloadId);
+      // A holder that announced no chunk (it removed the payload) is not one. Its row
+      // stays: its signedAt keeps an older announcement from being played again.
+      const holders = (await store.listHaves(row.payloadId)).filter((h) => h.have.count > 0);
       const res: HolderList = {
         payloadId: row.payloadId,
         chunks: row.chunks,
