@@ -188,6 +188,7 @@ export async function fakeNode(): Promise<FakeNode> {
         dropped: [],
       };
     },
+    remove: (id) => node.store.remove(id),
     where(payloadId) {
       if (node.whereError !== undefined) return Promise.reject(node.whereError);
       return Promise.resolve({

@@ -142,6 +142,8 @@ export interface ControlNode {
     payloadId: string,
     onProgress?: ((p: DownloadProgress) => void) & { signal?: AbortSignal },
   ): Promise<DownloadResult>;
+  /** Removes a payload here and from the tracker's holders; resolves with the bytes freed. */
+  remove(payloadId: string): Promise<number>;
   where(payloadId: string): Promise<WhereAnswer>;
   /** Another peer's records; checked here, as anything another peer sends. */
   remoteLog(peerId: string, since?: number, limit?: number, type?: string): Promise<unknown[]>;

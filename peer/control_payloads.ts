@@ -89,7 +89,8 @@ export async function removePayload(
       { status: 409 },
     );
   }
-  const freedBytes = await node.store.remove(payloadId);
+  // Also tells the tracker, so that it stops listing this peer as a holder.
+  const freedBytes = await node.remove(payloadId);
   node.log.record("payload.remove", { payloadId, freedBytes, lastCopies: lost, force });
   return {
     payloadId,
