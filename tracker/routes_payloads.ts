@@ -37,6 +37,7 @@ import { jsonBody, limitBody, listingHook, param } from "../lib/http_api.ts";
 import type { TrackerDeps, TrackerEnv } from "./deps.ts";
 import { bodyTooLarge, notStored, unknownPayload, unknownPeer } from "./errors.ts";
 import type { PayloadRow } from "./store.ts";
+import { searchRoutes } from "./routes_search.ts";
 
 /** Largest `PUT /payloads/{id}` body (a manifest of about 120 000 chunks). */
 const MANIFEST_JSON = 8 * 1024 * 1024;
@@ -63,6 +64,8 @@ export function payloadRoutes({ store, identity }: Pick<TrackerDeps, "store" | "
   }
 
   return new Hono<TrackerEnv>()
+    // Before `/:id`: a search over names and types (routes_search.ts).
+    .route("/search", searchRoutes({ store }))
     .get(
       "/",
       zValidator("query", ListQuery, listingHook("invalid_query", "Query is invalid: ")),
