@@ -39,6 +39,7 @@ check: $(DENO)
 	$(DENO) fmt --check
 	$(DENO) lint
 	$(DENO) check .
+	$(DENO) check --config peer/app/static/deno.json peer/app/static/app.js
 	$(DENO) test --doc -A --quiet $(DOC_SOURCES)
 
 fmt: $(DENO)
