@@ -155,6 +155,23 @@ export const NETWORK = /** @type {const} */ ({
   chunks: "number",
   holders: "array",
 });
+/** `NetworkHit` of `proto/search.ts`. */
+export const SEARCH_HIT = /** @type {const} */ ({
+  payloadId: "payloadId",
+  name: "string?",
+  type: "string",
+  tags: "array",
+  size: "number",
+  score: "number",
+  snippet: "array",
+  holders: "array",
+});
+/** `MissingPeer` of `proto/search.ts`. */
+export const MISSING_PEER = /** @type {const} */ ({
+  peerId: "peerId",
+  name: "string?",
+  message: "string",
+});
 /** `WhereRow`. */
 export const WHERE_ROW = /** @type {const} */ ({
   peerId: "string",

@@ -17,8 +17,10 @@ import {
   HOLDER,
   isKind,
   messageOf,
+  MISSING_PEER,
   NETWORK,
   PEER,
+  SEARCH_HIT,
   STATUS,
   STORED,
   WHERE_ROW,
@@ -120,6 +122,34 @@ export async function getPayloads() {
     "payload",
   ));
 }
+
+/**
+ * `GET _p2p/search?q=&limit=`: this peer's index and every live peer's, merged.
+ * @returns {Promise<import("./types.js").SearchAnswer>}
+ */
+export async function search(
+  /** @type {string} */ q,
+  /** @type {number} */ limit,
+  /** @type {AbortSignal} */ signal,
+) {
+  const path = `_p2p/search?${new URLSearchParams({ q, limit: String(limit) })}`;
+  const res = await call(path, { headers: { accept: "application/json" }, signal });
+  const j = /** @type {any} */ (check(
+    await res.json().catch(() => null),
+    { query: "string", hits: "array", missing: "array" },
+    "search answer",
+  ));
+  checkEach(j.hits, SEARCH_HIT, "search hit");
+  for (const h of j.hits) {
+    checkEach(h.holders, HOLDER_ID, "holder");
+    checkEach(h.snippet, { text: "string" }, "snippet");
+  }
+  checkEach(j.missing, MISSING_PEER, "missing peer");
+  return j;
+}
+
+/** A holder of a search hit. */
+const HOLDER_ID = /** @type {const} */ ({ peerId: "peerId", name: "string?" });
 
 /**
  * `GET _p2p/network/payloads`.

@@ -10,8 +10,10 @@
  *
  * @module
  */
-import { html, render } from "./html.js";
-import { followEvents, setUnauthorizedHandler } from "./api.js";
+import { html, render, useRef, useSignal } from "./html.js";
+import * as api from "./api.js";
+import { contentUrl, followEvents, messageOf, setUnauthorizedHandler } from "./api.js";
+import { startDownload } from "./actions.js";
 import {
   addRecord,
   clearError,
@@ -28,7 +30,7 @@ import {
   self,
   statusPoll,
 } from "./state.js";
-import { fmtClock } from "./format.js";
+import { fileName, fmtBytes, fmtClock } from "./format.js";
 import { UploadCard } from "./view_upload.js";
 import { PayloadDetail, PayloadsCard } from "./view_payloads.js";
 import { DownloadsCard } from "./view_downloads.js";
@@ -46,12 +48,123 @@ const TABS = [
   ["peer", "This peer"],
 ];
 
+/** Wait after the last key before a search is sent. */
+const SEARCH_DEBOUNCE_MS = 250;
+
 /**
- * Room for the search box every page will have (a later change fills it): a named
- * slot in the header, empty for now.
+ * The search box in the header of every page: results update as the user types
+ * (debounced, an older search cancelled by a newer one), each with its snippet (the
+ * matched words marked), type, size and holders, and one click that gets the file
+ * (a link when it is complete here, else this peer downloads it and the browser saves
+ * it). Peers that did not answer in time are named under the results.
  */
 export function SearchSlot() {
-  return html`<div class="search-slot" data-slot="search" data-testid="search-slot"></div>`;
+  const q = useSignal("");
+  const answer = useSignal(/** @type {import("./types.js").SearchAnswer | null} */ (null));
+  const problem = useSignal("");
+  const busy = useSignal(false);
+  const timer = useRef(/** @type {number | undefined} */ (undefined));
+  const pending = useRef(/** @type {AbortController | null} */ (null));
+  const run = (/** @type {string} */ text) => {
+    pending.current?.abort();
+    if (text.trim() === "") {
+      answer.value = null;
+      problem.value = "";
+      busy.value = false;
+      return;
+    }
+    const ctrl = new AbortController();
+    pending.current = ctrl;
+    busy.value = true;
+    api.search(text, 20, ctrl.signal).then((a) => {
+      if (ctrl.signal.aborted) return;
+      answer.value = a;
+      problem.value = "";
+    }, (err) => {
+      if (ctrl.signal.aborted) return;
+      answer.value = null;
+      problem.value = messageOf(err);
+    }).finally(() => {
+      if (!ctrl.signal.aborted) busy.value = false;
+    });
+  };
+  const onInput = (/** @type {Event} */ e) => {
+    q.value = /** @type {HTMLInputElement} */ (e.target).value;
+    clearTimeout(timer.current);
+    timer.current = setTimeout(() => run(q.value), SEARCH_DEBOUNCE_MS);
+  };
+  const a = answer.value;
+  return html`
+    <div class="search-slot" data-slot="search" data-testid="search-slot">
+      <form class="search-box" role="search" onSubmit=${(/** @type {Event} */ e) => {
+        e.preventDefault();
+        clearTimeout(timer.current);
+        run(q.value);
+      }}>
+        <input type="search" placeholder="Search files on the network…" aria-label="Search"
+          data-testid="search-input" value=${q.value} onInput=${onInput} maxlength="1024" />
+        ${busy.value ? html`<span class="muted small" aria-live="polite">searching…</span>` : null}
+      </form>
+      ${problem.value
+        ? html`<p class="small search-problem" role="alert" data-testid="search-error">${problem.value}</p>`
+        : null}
+      ${a ? html`<${SearchResults} answer=${a} />` : null}
+    </div>
+  `;
+}
+
+/** The hits of a search and the peers that did not answer. */
+function SearchResults(
+  /** @type {{ answer: import("./types.js").SearchAnswer }} */ { answer },
+) {
+  const here = self.value?.peerId;
+  return html`
+    <div class="search-results" data-testid="search-results">
+      ${answer.hits.length === 0
+        ? html`<p class="muted small" data-testid="search-empty">Nothing matches.</p>`
+        : html`<ul>${answer.hits.map((h) => html`<${SearchHitRow} hit=${h} here=${here} />`)}</ul>`}
+      ${answer.missing.length > 0
+        ? html`<p class="muted small" data-testid="search-missing">Not searched: ${
+          answer.missing
+            .map((m) => m.name || m.peerId.slice(0, 12)).join(", ")
+        }</p>`
+        : null}
+    </div>
+  `;
+}
+
+/** One hit: name, snippet, type, size, holders and the one click that gets it. */
+function SearchHitRow(
+  /** @type {{ hit: import("./types.js").SearchHit, here?: string }} */ { hit, here },
+) {
+  const name = hit.name || hit.payloadId.slice(0, 12);
+  const heldHere = hit.holders.some((x) => x.peerId === here);
+  const holders = hit.holders.map((x) =>
+    x.peerId === here ? "this peer" : x.name || x.peerId.slice(0, 8)
+  );
+  return html`
+    <li class="search-hit" data-testid="search-hit" data-payload-id=${hit.payloadId}>
+      <div class="search-hit-head">
+        <a href=${`#/payloads/${hit.payloadId}`} class="search-hit-name">${name}</a>
+        <span class="muted small">${hit.type} · ${fmtBytes(hit.size)}</span>
+        ${heldHere
+          ? html`
+            <a class="btn small primary" href=${contentUrl(hit.payloadId)}
+              download=${fileName(hit.name, hit.payloadId)} data-testid="search-get"
+              aria-label=${`Download ${name}`}>Download</a>
+          `
+          : html`
+            <button type="button" class="btn small primary" data-testid="search-get"
+              aria-label=${`Download ${name}`}
+              onClick=${() => startDownload(hit.payloadId)}>Download</button>
+          `}
+      </div>
+      <p class="small search-snippet" data-testid="search-snippet">${hit.snippet.map((p) =>
+        p.mark ? html`<mark>${p.text}</mark>` : p.text
+      )}</p>
+      <p class="muted small" data-testid="search-holders">Held by ${holders.join(", ")}</p>
+    </li>
+  `;
 }
 
 /** The header: who this is, whether it answers, the search slot and the tabs. */

@@ -51,6 +51,15 @@
  *   complete: boolean, here: boolean, addedAt: number, holders: Holder[],
  *   download?: Download
  * }} PayloadRow
+ * @typedef {{ text: string, mark?: boolean }} SnippetPart
+ * @typedef {{
+ *   payloadId: string, name?: string, type: string, tags: string[], size: number,
+ *   score: number, snippet: SnippetPart[], holders: { peerId: string, name?: string }[]
+ * }} SearchHit
+ * @typedef {{
+ *   query: string, hits: SearchHit[], asked: number,
+ *   missing: { peerId: string, name?: string, message: string }[]
+ * }} SearchAnswer
  */
 
 export {};
