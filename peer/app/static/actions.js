@@ -21,7 +21,6 @@ import {
   plainIds,
   refreshAll,
   showError,
-  startedHere,
   statusPoll,
 } from "./state.js";
 
@@ -70,7 +69,6 @@ export async function startDownload(
   /** @type {Download} */
   let d = { id, running: true, save, bySource: new Map() };
   putDownload(d);
-  startedHere.value = new Set([...startedHere.value, id]);
   chunkSources.value = new Map(chunkSources.value).set(id, new Map());
   if (!mapFor.value) mapFor.value = id;
   // Chunk events come fast: the page shows them at most every 150 ms.

@@ -38,7 +38,7 @@ export const PEER_ID = /^[0-9a-f]{40}$/;
 
 /**
  * @typedef {"string" | "number" | "boolean" | "object" | "array" | "payloadId" | "peerId"
- *   | "string?" | "number?" | "object?" | "array?"} Kind
+ *   | "string?" | "number?" | "boolean?" | "object?" | "array?"} Kind
  */
 
 /**
@@ -140,6 +140,7 @@ export const STORED = /** @type {const} */ ({
   complete: "boolean",
   name: "string?",
   addedAt: "number",
+  pinned: "boolean?",
 });
 /** `PayloadHolder`. */
 export const HOLDER = /** @type {const} */ ({

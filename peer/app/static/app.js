@@ -25,7 +25,6 @@ import {
   payloadsPoll,
   peersPoll,
   refreshAll,
-  refreshStartedHere,
   route,
   self,
   statusPoll,
@@ -283,7 +282,6 @@ function start() {
   statusPoll.start().then(() => {
     peersPoll.start();
     payloadsPoll.start();
-    refreshStartedHere().catch(() => undefined);
   });
   // After a login the event stream starts again (it had been refused).
   let asked = false;

@@ -41,11 +41,6 @@ export const payloadsNote = signal("");
 export const downloads = signal(
   /** @type {Map<string, Download>} */ (new Map()),
 );
-/**
- * Payloads a download was started for on this peer, by this page or another client
- * (from its log), not as a pull of a replica: only those offer Resume.
- */
-export const startedHere = signal(/** @type {Set<string>} */ (new Set()));
 /** Which source each chunk came from, per payload, as this page saw downloads. */
 export const chunkSources = signal(
   /** @type {Map<string, Map<number, string>>} */ (new Map()),
@@ -155,6 +150,8 @@ export const payloadRows = computed(() => {
       held,
       complete,
       here: l !== undefined || held > 0,
+      // Put or got by the owner here (the store says so), or a download from this page.
+      pinned: (l?.pinned ?? false) || d !== undefined,
       addedAt: l?.addedAt ?? 0,
       holders: n?.holders ?? [],
       download: d,
@@ -260,37 +257,6 @@ async function refreshPayloads() {
   payloadsNote.value = notes.join(" · ");
 }
 
-/**
- * Downloads started on this peer and pulls of replicas from the tracker (which run as
- * downloads too), per payload, from the peer's log and its events since.
- */
-const starts = new Map();
-const pulls = new Map();
-
-/** Recomputes `startedHere`: payloads with more downloads started than replica pulls. */
-function updateStartedHere() {
-  const ids = new Set(startedHere.value);
-  for (const [id, n] of starts) if (n > (pulls.get(id) ?? 0)) ids.add(id);
-  startedHere.value = ids;
-}
-
-/** Counts a `download.start` or `replicate.pull` record. */
-function countStart(/** @type {ActivityRecord} */ r) {
-  const id = r.payloadId;
-  if (typeof id !== "string") return;
-  const m = r.type === "download.start" ? starts : pulls;
-  m.set(id, (m.get(id) ?? 0) + 1);
-}
-
-/** Learns from the peer's log which payloads a download was started for here. */
-export async function refreshStartedHere() {
-  const [s, p] = await Promise.all([api.getLog("download.start"), api.getLog("replicate.pull")]);
-  starts.clear();
-  pulls.clear();
-  for (const r of [...s, ...p]) countStart(r);
-  updateStartedHere();
-}
-
 export const statusPoll = poller(refreshStatus, 5000);
 export const peersPoll = poller(refreshPeers, 5000);
 export const payloadsPoll = poller(refreshPayloads, 3000);
@@ -300,7 +266,6 @@ export function refreshAll() {
   statusPoll.soon(0);
   peersPoll.soon(0);
   payloadsPoll.soon(0);
-  refreshStartedHere().catch(() => undefined);
 }
 
 /** Adds an activity record (once) and refreshes the sections it concerns. */
@@ -321,10 +286,6 @@ export function addRecord(/** @type {ActivityRecord} */ r) {
   ) {
     payloadsPoll.soon();
     statusPoll.soon();
-  }
-  if (t === "download.start" || t === "replicate.pull") {
-    countStart(r);
-    updateStartedHere();
   }
   if (t.startsWith("tracker.")) statusPoll.soon();
 }

@@ -20,7 +20,7 @@
  * }} Peer
  * @typedef {{
  *   payloadId: string, size: number, chunks: number, held: number, complete: boolean,
- *   name?: string, addedAt: number
+ *   name?: string, addedAt: number, pinned?: boolean
  * }} StoredPayload
  * @typedef {{ peerId: string, name?: string, held: number, complete: boolean }} Holder
  * @typedef {{
@@ -48,7 +48,7 @@
  * }} Download
  * @typedef {{
  *   id: string, name: string, size: number, chunks: number, held: number,
- *   complete: boolean, here: boolean, addedAt: number, holders: Holder[],
+ *   complete: boolean, here: boolean, pinned: boolean, addedAt: number, holders: Holder[],
  *   download?: Download
  * }} PayloadRow
  * @typedef {{ text: string, mark?: boolean }} SnippetPart

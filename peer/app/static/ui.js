@@ -9,7 +9,7 @@ import { html, useState } from "./html.js";
 import { contentUrl } from "./api.js";
 import { copyText, startDownload } from "./actions.js";
 import { fileName, percent } from "./format.js";
-import { labelOf, startedHere } from "./state.js";
+import { labelOf } from "./state.js";
 
 /** Colours for sources (fine on light and dark). */
 const PALETTE = [
@@ -69,8 +69,8 @@ export function CopyButton(
 /**
  * The one action that gets a payload to the browser: complete here, a link that
  * saves it under its name; otherwise a button that has this peer download it (then
- * saves it). It reads Resume only when a download of it was started on this peer,
- * never for the copies other peers pushed here.
+ * saves it). It reads Resume only for a payload the owner put or got here (the
+ * store's `pinned`), never for the copies other peers pushed here.
  *
  * @param {{ row: import("./types.js").PayloadRow, big?: boolean }} p
  */
@@ -92,7 +92,7 @@ export function GetAction({ row, big = false }) {
     return html`<button type="button" class=${cls} disabled data-testid="payload-download">
       Downloading ${pct}%</button>`;
   }
-  const resume = row.held > 0 && startedHere.value.has(row.id);
+  const resume = row.held > 0 && row.pinned;
   return html`
     <button type="button" class=${cls} data-testid="payload-download"
       aria-label=${`${resume ? "Resume" : "Download"} ${name}`}
