@@ -36,6 +36,8 @@ export interface BenchPeer extends AsyncDisposable {
   http: string;
   /** A client of its control API. */
   control: ControlClient;
+  /** Its control API's token (for the CLI as a child process). */
+  token: string;
   memory(): Promise<{ peakKiB: number | null; rssKiB: number | null }>;
   /** The last lines it printed (stdout and stderr). */
   output(): string;
@@ -64,6 +66,7 @@ export async function spawnBenchPeer(opts: BenchPeerOptions): Promise<BenchPeer>
     port: p.port,
     http: p.http,
     control: new ControlClient(p.http, { token: p.token }),
+    token: p.token,
     memory: () => processMemory(p.child.pid),
     output: () => `${tail(p.stdout())}\nstderr: ${tail(p.stderr())}`,
     stop,

@@ -53,6 +53,7 @@ import {
   waitForPeers,
 } from "./_bench_peer.ts";
 import { rawDisk, rawTcp } from "./_ceilings.ts";
+import { getToFile, putFile } from "./_single_write.ts";
 
 /** Payload sizes, smallest first; `free` is the disk space each needs to run. */
 const SIZES = [
@@ -64,6 +65,8 @@ const SMALL_ENV = "P2P_BENCH_SMALL";
 const SOURCE_HOSTS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
 const DOWNLOADER_HOST = "127.0.0.5";
 const TCP_HOST = "127.0.0.6";
+/** The peer `p2p put FILE` goes into. */
+const PUT_HOST = "127.0.0.7";
 /** Download rate from 3 sources the product aims for. */
 const TARGET_MIB_S = 1024;
 /** Peak RSS of the downloader the product aims to stay under: 200 MB. */
@@ -101,7 +104,8 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     const why = (label: string, need: number) =>
       `${label} skipped: ${gib(free!)} GiB free in ${dir}, it needs ${gib(need)} GiB`;
     if (!room(sizes[0].free)) throw new BenchSkip(why(sizes[0].label, sizes[0].free));
-    figures.push(await rawTcp(ctx, dir, TCP_HOST), await rawDisk(ctx, dir));
+    const disk = await rawDisk(ctx, dir);
+    figures.push(await rawTcp(ctx, dir, TCP_HOST), disk);
     for (const size of sizes) {
       if (!room(size.free)) {
         ctx.log(why(size.label, size.free));
@@ -111,7 +115,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       const sizeDir = `${dir}/${size.bytes}`;
       await Deno.mkdir(sizeDir);
       try {
-        const out = await measureSize(ctx, sizeDir, size.label, size.bytes);
+        const out = await measureSize(ctx, sizeDir, size.label, size.bytes, disk.value ?? 0);
         figures.push(...out.figures);
         notes.push(...out.notes);
       } finally {
@@ -138,9 +142,13 @@ async function measureSize(
   dir: string,
   label: string,
   bytes: number,
+  raw: number,
 ): Promise<Measured> {
   const figures: Figure[] = [];
   const notes: string[] = [];
+  const byPath = await putFile(ctx, dir, label, bytes, PUT_HOST, raw);
+  figures.push(...byPath.figures);
+  notes.push(...byPath.notes);
   const spawn = (host: string, name: string, seeds: BenchPeer[] = [], args: string[] = []) =>
     spawnBenchPeer({ host, name, dataDir: `${dir}/${name}`, seeds, signal: ctx.signal, args });
 
@@ -187,6 +195,9 @@ async function measureSize(
   const three = await downloadRun(ctx, dir, label, put, [s1, s2, s3]);
   figures.push(...three.figures);
   notes.push(...three.notes);
+  const single = await getToFile(ctx, dir, label, put, [s1, s2, s3], DOWNLOADER_HOST, raw);
+  figures.push(...single.figures);
+  notes.push(...single.notes);
 
   // The same three sources, over the same data, with plaintext links.
   await Promise.all([s1.stop(), s2.stop(), s3.stop()]);
