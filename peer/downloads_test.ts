@@ -10,7 +10,7 @@ const CS = 1024;
 const ID = "cd".repeat(32);
 
 /** Four chunks, a store in memory and one source that waits for `gate` before it answers. */
-async function setup(room?: number) {
+async function setup(room?: number, linking = false) {
   const data = crypto.getRandomValues(new Uint8Array(4 * CS));
   const chunks = Array.from({ length: 4 }, (_, i) => data.subarray(i * CS, (i + 1) * CS));
   const manifest: Manifest = {
@@ -30,6 +30,7 @@ async function setup(room?: number) {
   const downloads = new Downloads({
     store: {
       ...(room === undefined ? {} : { room: () => room }),
+      linking: () => linking,
       missing: () => [0, 1, 2, 3].filter((i) => !stored.has(i)),
       async writeChunk(_id, i, bytes) {
         await verifyChunk(manifest, i, bytes);
@@ -95,6 +96,14 @@ Deno.test("Downloads.get() refuses with store_full before fetching a chunk when 
   );
   assert.equal(s.stored.size, 0);
   assert.equal(s.log.of("download.refused")[0].need, 4 * CS);
+});
+
+Deno.test("Downloads.get() does not ask for room when the payload goes to a linked file (get -o on this machine)", async () => {
+  const s = await setup(0, true);
+  s.gate.resolve();
+  const res = await s.downloads.get(ID);
+  assert.equal(res.bytes, 4 * CS);
+  assert.equal(s.log.of("download.refused").length, 0);
 });
 
 Deno.test("Downloads.get() cancels a run when its only watcher's signal aborts, but not while a caller without a signal waits", async () => {
