@@ -409,7 +409,7 @@ export class ChunkStore {
       }
       this.#refs.delete(hash);
       freed += this.#files.size(hash) ?? 0;
-      await this.#files.remove(hash);
+      await this.#files.remove(hash).finally(() => this.#verified.delete(hash));
     }
     return freed;
   }
@@ -472,7 +472,7 @@ export class ChunkStore {
       ref.entry.bits[ref.index >> 3] &= ~(0x80 >> (ref.index & 7));
       ref.entry.held--;
     }
-    await this.#files.remove(hash);
+    await this.#files.remove(hash).finally(() => this.#verified.delete(hash));
   }
 
   /** Marks position `index` held (when it was not) and tells listeners; whether it was not. */
