@@ -142,11 +142,12 @@ Deno.test({
       })).text();
       assert.equal(stored, text);
 
-      // Errors are shown, not swallowed: a malformed id is refused on the page, and an
+      // Errors are shown, not swallowed: what the peer cannot resolve is refused in its
+      // words (the peer resolves typed ids), and an
       // unknown one gets the peer's answer.
       await pageB.locator("#get-id").fill("xyz");
       await pageB.locator("#get-form button[type=submit]").click();
-      await pageB.getByTestId("error").filter({ hasText: "hex digits" }).waitFor();
+      await pageB.getByTestId("error").filter({ hasText: "No payload 'xyz'" }).waitFor();
       const unknown = "ab".repeat(32);
       await pageB.locator("#get-id").fill(unknown);
       await pageB.locator("#get-form button[type=submit]").click();

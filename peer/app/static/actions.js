@@ -7,7 +7,7 @@
  */
 import { signal } from "./html.js";
 import * as api from "./api.js";
-import { messageOf, PAYLOAD_ID } from "./api.js";
+import { messageOf } from "./api.js";
 import { fileName, fmtBytes, plural } from "./format.js";
 import {
   chunkSources,
@@ -15,7 +15,6 @@ import {
   downloads,
   mapFor,
   needLogin,
-  network,
   payloadInfo,
   payloadsPoll,
   plainIds,
@@ -120,40 +119,20 @@ export async function startDownload(
 }
 
 /**
- * Turns what someone typed into a payloadId: 64 hex digits, or a unique prefix (at
- * least 6) or name of a payload the page knows. `{ error }` says what is wrong.
+ * Turns what someone typed into a payloadId by asking the peer, which resolves a whole
+ * id, a unique prefix of 6+ hex digits or a unique name (among what it holds and the
+ * network knows). `{ error }` carries the peer's words when it cannot.
  */
-export function resolvePayloadId(/** @type {string} */ raw) {
+export async function resolvePayloadId(/** @type {string} */ raw) {
   const v = raw.trim();
   if (v === "") {
-    return {
-      error: "Enter a payloadId (64 hex digits), its first 6 or more, or a name",
-    };
+    return { error: "Enter a payloadId (64 hex digits), its first 6 or more, or a name" };
   }
-  const lower = v.toLowerCase();
-  if (PAYLOAD_ID.test(lower)) return { id: lower };
-  const known = [
-    ...new Set([...network.value.keys(), ...downloads.value.keys()]),
-  ];
-  const byPrefix = /^[0-9a-f]{6,63}$/.test(lower) ? known.filter((id) => id.startsWith(lower)) : [];
-  const byName = known.filter((id) => payloadInfo(id).name === v);
-  const matches = byPrefix.length ? byPrefix : byName;
-  if (matches.length === 1) return { id: matches[0] };
-  if (matches.length > 1) {
-    return {
-      error: `'${v}' matches ${matches.length} payloads: type more of the id`,
-    };
+  try {
+    return { id: (await api.resolvePayload(v)).payloadId };
+  } catch (err) {
+    return { error: plainIds(messageOf(err)) };
   }
-  if (/^[0-9a-f]+$/.test(lower)) {
-    return {
-      error: lower.length < 6
-        ? `Type at least 6 hex digits of the id; '${v}' has ${lower.length}`
-        : `No payload known here starts with '${v}'; paste all 64 hex digits`,
-    };
-  }
-  return {
-    error: `No payload known here is named '${v}', and it is not an id (hex digits)`,
-  };
 }
 
 // ---- upload ----

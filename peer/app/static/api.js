@@ -124,6 +124,19 @@ export async function getPayloads() {
 }
 
 /**
+ * `GET _p2p/payloads/:ref`: the peer resolves what was typed (a whole id, 6+ of its
+ * first hex digits, or a unique name; `peer/control_ids.ts`) and answers its id.
+ * @returns {Promise<{ payloadId: string, name?: string }>}
+ */
+export async function resolvePayload(/** @type {string} */ ref) {
+  return check(
+    await getJson(`_p2p/payloads/${encodeURIComponent(ref)}`),
+    { payloadId: "payloadId", name: "string?" },
+    "payload",
+  );
+}
+
+/**
  * `GET _p2p/search?q=&limit=`: this peer's index and every live peer's, merged.
  * @returns {Promise<import("./types.js").SearchAnswer>}
  */

@@ -108,9 +108,9 @@ export function DownloadsCard() {
   const [value, setValue] = useState("");
   const [msg, setMsg] = useState("");
   const list = [...downloads.value.values()].reverse();
-  const submit = (/** @type {Event} */ e) => {
+  const submit = async (/** @type {Event} */ e) => {
     e.preventDefault();
-    const r = resolvePayloadId(value);
+    const r = await resolvePayloadId(value);
     if (r.error) {
       setMsg(r.error);
       showError(r.error, "download");
