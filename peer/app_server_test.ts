@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createAppServer } from "./app_server.ts";
-import { startPeer } from "./server.ts";
+import { startedPeer } from "./_started_peer.ts";
 import { viaToken } from "./gateway.ts";
 
 const SELF = "ab".repeat(20);
@@ -28,37 +28,18 @@ Deno.test("createAppServer() with a front serves requests that came through the 
 });
 
 Deno.test("startPeer(): the built-in app's own port sends a browser to the main server, which serves the page whole", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "p2p-app-port-" });
-  try {
-    const peer = await startPeer({
-      host: "127.0.0.5",
-      port: 0,
-      httpPort: 0,
-      appPort: 0,
-      dataDir: dir,
-      name: "app",
-      seeds: [],
-      replicas: 0,
-    });
-    try {
-      assert.ok(peer.appUrl);
-      const direct = await fetch(`${peer.appUrl}/index.html?x=1`, { redirect: "manual" });
-      await direct.body?.cancel();
-      assert.equal(direct.status, 307);
-      assert.equal(direct.headers.get("location"), `${peer.httpUrl}/index.html?x=1`);
-      // Followed, it lands on the main server: the page and its control API answer.
-      const page = await fetch(`${peer.appUrl}/`);
-      assert.equal(page.status, 200);
-      assert.equal(page.url, `${peer.httpUrl}/`);
-      assert.match(await page.text(), /<script/);
-      const api = await fetch(new URL("_p2p/status", page.url));
-      await api.body?.cancel();
-      assert.equal(api.status, 401, "the control API is there (without the token)");
-    } finally {
-      await peer.stop();
-      await peer.finished;
-    }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using peer = await startedPeer("127.0.0.5", { appPort: 0 });
+  assert.ok(peer.appUrl);
+  const direct = await fetch(`${peer.appUrl}/index.html?x=1`, { redirect: "manual" });
+  await direct.body?.cancel();
+  assert.equal(direct.status, 307);
+  assert.equal(direct.headers.get("location"), `${peer.httpUrl}/index.html?x=1`);
+  // Followed, it lands on the main server: the page and its control API answer.
+  const page = await fetch(`${peer.appUrl}/`);
+  assert.equal(page.status, 200);
+  assert.equal(page.url, `${peer.httpUrl}/`);
+  assert.match(await page.text(), /<script/);
+  const api = await fetch(new URL("_p2p/status", page.url));
+  await api.body?.cancel();
+  assert.equal(api.status, 401, "the control API is there (without the token)");
 });
