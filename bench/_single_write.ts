@@ -126,9 +126,11 @@ export async function getToFile(
   sources: BenchPeer[],
   host: string,
   raw: number,
+  args: string[] = [],
   rounds = 2,
 ): Promise<{ figures: Figure[]; notes: string[] }> {
   const times: Record<"file" | "stream", number[]> = { file: [], stream: [] };
+  const links = args.length ? ` (${args.join(" ")})` : "";
   const notes: string[] = [];
   for (let r = 0; r < rounds; r++) {
     for (const how of ["file", "stream"] as const) {
@@ -141,15 +143,16 @@ export async function getToFile(
           dataDir,
           seeds: sources,
           signal: ctx.signal,
+          args,
         });
         await waitForPeers(d, sources, ctx.signal);
         const procs = [d, ...sources];
         const cpu0 = await cpuOf(procs);
-        const args = how === "file"
+        const cli = how === "file"
           ? ["get", put.payloadId, "-o", out]
           : ["get", put.payloadId, "-o", "-"];
         const run = await runCli(
-          args,
+          cli,
           d,
           phaseSignal(ctx.signal, put.size),
           how === "stream" ? { stdoutFile: out } : {},
@@ -158,9 +161,9 @@ export async function getToFile(
         await check(out, put, ctx);
         times[how].push(run.seconds);
         notes.push(
-          `${label} get -o ${how === "file" ? "FILE (peer writes it)" : "- (streamed)"} round ${
-            r + 1
-          }: ` +
+          `${label}${links} get -o ${
+            how === "file" ? "FILE (peer writes it)" : "- (streamed)"
+          } round ${r + 1}: ` +
             `${run.seconds.toFixed(2)} s; ` +
             perGiB(
               ["downloader", ...sources.map((_, i) => `source ${i + 1}`)],
@@ -181,7 +184,7 @@ export async function getToFile(
   return {
     figures: [
       ratioFigure(
-        `${label} from ${sources.length} sources: p2p get -o FILE, whole command`,
+        `${label} from ${sources.length} sources${links}: p2p get -o FILE, whole command`,
         put.size,
         med(times.file),
         raw,

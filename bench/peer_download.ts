@@ -208,6 +208,19 @@ async function measureSize(
   const plain = await downloadRun(ctx, dir, label, put, [p1, p2, p3], PLAINTEXT);
   figures.push(...plain.figures);
   notes.push(...plain.notes);
+  // The same command where the link is not the bound: what the write path reaches.
+  const plainFile = await getToFile(
+    ctx,
+    dir,
+    label,
+    put,
+    [p1, p2, p3],
+    DOWNLOADER_HOST,
+    raw,
+    PLAINTEXT,
+  );
+  figures.push(...plainFile.figures);
+  notes.push(...plainFile.notes);
   if (three.rate !== undefined && plain.rate !== undefined) {
     const ratio = three.rate / plain.rate;
     figures.push({
