@@ -129,20 +129,27 @@ export async function readHead(
   stream: ReadableStream<Uint8Array>,
   max = MAX_TEXT_BYTES,
 ): Promise<Uint8Array> {
-  const out = new Uint8Array(max);
+  const parts: Uint8Array[] = [];
   let n = 0;
   const reader = stream.getReader();
   try {
     while (n < max) {
       const { done, value } = await reader.read();
       if (done) break;
-      const take = Math.min(value.length, max - n);
-      out.set(value.subarray(0, take), n);
-      n += take;
+      const part = value.subarray(0, max - n);
+      parts.push(part);
+      n += part.length;
     }
   } finally {
     await reader.cancel().catch(() => undefined);
     reader.releaseLock();
   }
-  return out.slice(0, n);
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }

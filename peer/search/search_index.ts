@@ -41,6 +41,8 @@ import { phraseIn, snippetOf } from "./snippet.ts";
 export const INDEX_VERSION = 1;
 /** Candidates checked against phrases (their text read again) per search. */
 const MAX_PHRASE_CHECKS = 200;
+/** Payloads read at once while the index catches up with the store. */
+const SYNC_CONCURRENCY = 4;
 /** Delay between a change and the save it causes. */
 const SAVE_DELAY_MS = 1000;
 
@@ -169,7 +171,12 @@ export class SearchIndex {
   async sync(): Promise<void> {
     const complete = new Set(this.#store.list().filter((p) => p.complete).map((p) => p.payloadId));
     for (const id of this.#ids()) if (!complete.has(id)) this.remove(id);
-    await Promise.all([...complete].filter((id) => !this.#ms.has(id)).map((id) => this.add(id)));
+    // A few at a time: each reads up to 1 MiB of its payload.
+    const todo = [...complete].filter((id) => !this.#ms.has(id));
+    const next = async () => {
+      for (let id = todo.pop(); id !== undefined; id = todo.pop()) await this.add(id);
+    };
+    await Promise.all(Array.from({ length: SYNC_CONCURRENCY }, next));
   }
 
   /**
