@@ -20,6 +20,7 @@ import { errorMessage } from "../proto/errors.ts";
 import { httpProxy } from "./http_proxy.ts";
 import { lanDiscovery } from "./lan_discovery.ts";
 import { peerDownload } from "./peer_download.ts";
+import { search } from "./search.ts";
 import { trackerHttp } from "./tracker_http.ts";
 
 /** Every benchmark, in the order they run. Add new modules here. */
@@ -28,6 +29,7 @@ export const BENCHMARKS: Benchmark[] = [
   peerDownload,
   lanDiscovery,
   httpProxy,
+  search,
 ];
 
 /** Seconds of each load phase unless `--duration` says otherwise. */
