@@ -19,6 +19,7 @@
 import type { PeerLog } from "./activity.ts";
 import type { ChunkStore } from "./chunk_store.ts";
 import { type ChunkService, createChunkService } from "./service.ts";
+import { recordServiceEvent } from "./service_events.ts";
 import type { DownloadResult, Progress } from "./downloader.ts";
 import type { Identity } from "./identity.ts";
 import type { PeerTable } from "./peer_table.ts";
@@ -86,18 +87,12 @@ export class PeerNode {
     const chunk = wiring.chunkListener.addr.port;
     const { http, pingback, app } = wiring.ports;
     const ports = Object.entries({ chunk, pingback, http, app }).filter(([, port]) => port);
-    this.#ports = Object.fromEntries(ports) as WirePorts;
+    const wire = this.#ports = Object.fromEntries(ports) as WirePorts;
     const signal = this.#abort.signal;
     const self = { peerId: identity.peerId, name: opts.name };
     const host = isWildcard(opts.host) ? {} : { host: opts.host };
     const { publicKey } = identity;
-    const hello: HelloHeader = {
-      ...self,
-      version: VERSION,
-      ports: this.#ports,
-      ...host,
-      publicKey,
-    };
+    const hello: HelloHeader = { ...self, version: VERSION, ports: wire, ...host, publicKey };
     this.#scheduler = new Scheduler((err) => log.record("error", { message: errorMessage(err) }));
     const handler = createRequestHandler({
       store,
@@ -147,7 +142,6 @@ export class PeerNode {
     this.#exchange = new PeerExchange({ seeds: opts.seeds, table, log, pool });
     const replicas = opts.replicas;
     this.#replication = new Replication({ store, table, log, pool, replicas, announce });
-    const { networkKey } = opts;
     const pingbackPort = opts.scanPingbackPort ?? pingback;
     const meet = (p: Parameters<PeerExchange["meet"]>[0]) => this.#exchange.meet(p);
     this.#scan = new LanScan({
@@ -156,7 +150,7 @@ export class PeerNode {
       log,
       pingbackPort,
       signal,
-      networkKey,
+      networkKey: opts.networkKey,
       meet,
     });
     this.#catalogue = new NetworkCatalogue({ self, store, table, tracker, pool, signal });
@@ -230,10 +224,7 @@ export class PeerNode {
     return this.#downloads.get(payloadId, onProgress);
   }
 
-  /**
-   * Removes a payload from the store and tells the tracker (signed, like the
-   * announcements) that this peer no longer holds it; resolves with the bytes freed.
-   */
+  /** Removes a payload from the store and from the tracker's holders; the bytes freed. */
   async remove(payloadId: string): Promise<number> {
     const freed = await this.store.remove(payloadId);
     this.#tracker?.withdraw(payloadId);
@@ -306,27 +297,4 @@ export class PeerNode {
     })();
     return this.#stopping;
   }
-}
-
-/**
- * Records an event of the chunk service. A connection refused as busy (`conn.reject`)
- * and a failed handshake (`conn.error`) are refusals a stranger can cause at will, so
- * they go through `PeerLog.refused()`, keyed by the client's address (`from`, added
- * to `conn.error` from its `remote`) and code: a flood costs a few records a minute.
- * The `rate_limited` rejects come folded by the service already.
- */
-export function recordServiceEvent(
-  log: Pick<PeerLog, "record" | "refused">,
-  type: string,
-  fields: Record<string, unknown>,
-): void {
-  const refusal = type === "conn.error" ||
-    (type === "conn.reject" && fields.code !== "rate_limited");
-  if (!refusal) {
-    log.record(type, fields);
-    return;
-  }
-  const remote = String(fields.remote ?? "");
-  const from = fields.from ?? remote.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
-  log.refused(type, { ...fields, from });
 }
