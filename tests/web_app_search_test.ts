@@ -58,6 +58,15 @@ Deno.test({
       await page.getByTestId("search-empty").waitFor();
       await box.fill("");
       await page.getByTestId("search-results").waitFor({ state: "detached" });
+      // Text shared from the page with tags is found by them.
+      await page.getByTestId("tab-payloads").click();
+      await page.getByTestId("upload-name").fill("keeper.txt");
+      await page.getByTestId("upload-tags").fill("maritime, logs");
+      await page.getByTestId("upload-text").fill("The keeper's log.");
+      await page.getByRole("button", { name: "Share text" }).click();
+      await page.locator(".result-title").filter({ hasText: "keeper.txt" }).waitFor();
+      await box.fill("tag:maritime");
+      await page.getByTestId("search-hit").filter({ hasText: "keeper.txt" }).waitFor();
       assert.deepEqual(errors.filter((e) => !e.includes("400")), []);
     } finally {
       await context.close();

@@ -151,11 +151,15 @@ export const uploadState = signal({
   error: "",
 });
 
-/** Uploads `body` as a payload named `name`; resolves with whether it worked. */
+/**
+ * Uploads `body` as a payload named `name`, then gives it `tags` (for search); resolves
+ * with whether it worked.
+ */
 export async function uploadBody(
   /** @type {Blob | Uint8Array} */ body,
   /** @type {string} */ name,
   /** @type {string} */ what,
+  /** @type {string[]} */ tags = [],
 ) {
   if (
     uploadState.value.phase === "sending" ||
@@ -187,6 +191,7 @@ export async function uploadBody(
         }
       },
     });
+    if (tags.length > 0) await api.setMeta(String(done.payloadId), { tags });
     uploadState.value = { ...base, sent: 100, phase: "done", result: done };
     clearError("upload");
     payloadsPoll.soon(0);

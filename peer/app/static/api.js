@@ -137,6 +137,22 @@ export async function resolvePayload(/** @type {string} */ ref) {
 }
 
 /**
+ * `PUT _p2p/search/meta/:ref`: a payload's tags (and type) for search.
+ * @returns {Promise<{ tags?: string[], type?: string }>}
+ */
+export async function setMeta(
+  /** @type {string} */ ref,
+  /** @type {{ tags?: string[], type?: string }} */ meta,
+) {
+  const res = await call(`_p2p/search/meta/${encodeURIComponent(ref)}`, {
+    method: "PUT",
+    headers: { "content-type": "application/json", accept: "application/json" },
+    body: JSON.stringify(meta),
+  });
+  return check(await res.json().catch(() => null), { tags: "array?" }, "metadata");
+}
+
+/**
  * `GET _p2p/search?q=&limit=`: this peer's index and every live peer's, merged.
  * @returns {Promise<import("./types.js").SearchAnswer>}
  */

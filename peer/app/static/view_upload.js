@@ -20,6 +20,7 @@ export function isTouch() {
 /** The upload card. */
 export function UploadCard() {
   const [name, setName] = useState("");
+  const [tags, setTags] = useState("");
   const [text, setText] = useState("");
   const [over, setOver] = useState(false);
   const [textBad, setTextBad] = useState(false);
@@ -40,9 +41,12 @@ export function UploadCard() {
       );
       return false;
     }
-    const ok = await uploadBody(body, n, what);
-    // The next upload starts with an empty name.
-    if (ok) setName("");
+    const ok = await uploadBody(body, n, what, tags.split(/[\s,]+/).filter((t) => t));
+    // The next upload starts with an empty name and no tags.
+    if (ok) {
+      setName("");
+      setTags("");
+    }
     return ok;
   };
   const sendFile = (/** @type {File} */ file) => {
@@ -125,6 +129,13 @@ export function UploadCard() {
               maxlength="255"
               placeholder="notes.txt" autocomplete="off" value=${name}
               onInput=${(/** @type {any} */ e) => setName(e.currentTarget.value)} />
+          </div>
+          <div class="field">
+            <label
+              for="upload-tags">Tags <span class="muted small">(optional, for search)</span></label>
+            <input id="upload-tags" data-testid="upload-tags" type="text"
+              placeholder="notes 2026" autocomplete="off" value=${tags}
+              onInput=${(/** @type {any} */ e) => setTags(e.currentTarget.value)} />
           </div>
           <div class="field">
             <label for="upload-text">Or text</label>
