@@ -95,14 +95,14 @@ Deno.test("hitsOf() reads a _search answer: scores over max_score, highlights as
 
 Deno.test("ElasticsearchIndex sends its bodies to the documented paths", async () => {
   const sent: { url: string; method?: string; type?: string; body: string }[] = [];
-  const fake = (async (url: string | URL | Request, init?: RequestInit) => {
+  const fake = ((url: string | URL | Request, init?: RequestInit) => {
     sent.push({
       url: String(url),
       method: init?.method,
       type: (init?.headers as Record<string, string>)["content-type"],
       body: String(init?.body),
     });
-    return new Response(JSON.stringify({ hits: { max_score: 1, hits: [] } }));
+    return Promise.resolve(new Response(JSON.stringify({ hits: { max_score: 1, hits: [] } })));
   }) as typeof fetch;
   const es = new ElasticsearchIndex("http://198.51.100.7:9200/", "p2p", fake);
   await es.create();
