@@ -9,9 +9,9 @@
 import type { z } from "zod";
 import { ErrorBody } from "../proto/error_body.ts";
 import { ProtocolError } from "../proto/errors.ts";
-import { PayloadMeta, SearchAnswer, type Snippet } from "../proto/search.ts";
+import { ContentType, PayloadMeta, SearchAnswer, type Snippet, Tag } from "../proto/search.ts";
 import { ControlError, PeerUnreachableError } from "../peer/control_client.ts";
-import { type PeerTarget, withPeer } from "./client.ts";
+import { ClientError, type PeerTarget, withPeer } from "./client.ts";
 import { size } from "./format.ts";
 
 /** What `p2p search --help` says of the query language. */
@@ -117,4 +117,48 @@ export async function tag(
   const path = `/_p2p/search/meta/${encodeURIComponent(ref)}`;
   const meta = await call(node, path, PayloadMeta, { method: "PUT", body });
   console.log(opts.json ? JSON.stringify(meta) : `tags: ${(meta.tags ?? []).join(", ")}`);
+}
+
+/**
+ * Checks `p2p put`'s `--tag` and `--type` before anything is sent, and names the
+ * payload they will go to: its `--name`, else the file's name. `ClientError` for a bad
+ * tag or type, or for standard input without `--name`.
+ */
+export function putMetaTarget(
+  file: string,
+  opts: { name?: string; tag?: string[]; type?: string },
+): string | undefined {
+  if (!opts.tag?.length && !opts.type) return undefined;
+  for (const t of opts.tag ?? []) {
+    if (!Tag.safeParse(t).success) {
+      throw new ClientError(
+        `Tag '${t}' is not valid: 1 to 64 characters, no spaces, commas or quotes`,
+      );
+    }
+  }
+  if (opts.type && !ContentType.safeParse(opts.type).success) {
+    throw new ClientError(`Type '${opts.type}' is not a content type like 'text/plain'`);
+  }
+  const name = opts.name ?? (file === "-" ? undefined : file.split(/[\\/]/).pop());
+  if (!name) throw new ClientError("--tag and --type need --name when reading standard input");
+  return name;
+}
+
+/**
+ * After `p2p put`: gives the payload just put (named `name`, resolved by the peer) its
+ * tags and type, and says so on standard error (standard output keeps put's answer).
+ */
+export async function tagAfterPut(
+  node: PeerTarget,
+  name: string,
+  opts: { tag?: string[]; type?: string },
+): Promise<void> {
+  const body = JSON.stringify({
+    ...(opts.tag?.length ? { tags: opts.tag } : {}),
+    ...(opts.type ? { type: opts.type } : {}),
+  });
+  const path = `/_p2p/search/meta/${encodeURIComponent(name)}`;
+  const meta = await call(node, path, PayloadMeta, { method: "PUT", body });
+  const parts = [meta.tags?.length ? `tags ${meta.tags.join(", ")}` : "", meta.type ?? ""];
+  console.error(`p2p: ${parts.filter((p) => p).join("; ")} kept for search`);
 }

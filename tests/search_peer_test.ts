@@ -26,6 +26,33 @@ Deno.test("a peer searches what it holds: control API, tags, bad queries and p2p
     assert.equal(tagged.code, 0, tagged.stderr);
     assert.equal(tagged.stdout.trim(), "tags: finance, q3");
 
+    // put --tag/--type give the payload just put its tags and type.
+    const tagged2 = await p2pClient(
+      [
+        "put",
+        "-",
+        "--name",
+        "plan.txt",
+        "--tag",
+        "Roadmap",
+        "2027",
+        "--type",
+        "text/markdown",
+        ...node,
+      ],
+      enc("# Plan\nShip search."),
+    );
+    assert.equal(tagged2.code, 0, tagged2.stderr);
+    assert.match(tagged2.stderr, /tags roadmap, 2027; text\/markdown kept for search/);
+    const badTag = await p2pClient(
+      ["put", "-", "--name", "x.txt", "--tag", "a,b", ...node],
+      enc("x"),
+    );
+    assert.notEqual(badTag.code, 0);
+    assert.match(badTag.stderr, /Tag 'a,b' is not valid/);
+    const noName = await p2pClient(["put", "-", "--tag", "x", ...node], enc("x"));
+    assert.match(noName.stderr, /need --name when reading standard input/);
+
     const ask = async (q: string, limit?: string) => {
       const params = new URLSearchParams({ q, ...(limit ? { limit } : {}) });
       const res = await fetch(`${peer.http}/_p2p/search?${params}`, { headers: peer.auth });
@@ -42,6 +69,7 @@ Deno.test("a peer searches what it holds: control API, tags, bad queries and p2p
     assert.deepEqual(await names("budget"), ["notes.md", "page.html"]);
     assert.deepEqual(await names("budget -draft"), ["notes.md"]);
     assert.deepEqual(await names("tag:finance"), ["notes.md"]);
+    assert.deepEqual(await names("tag:roadmap type:text/markdown"), ["plan.txt"]);
     assert.deepEqual(await names("type:image"), ["photo.png"]);
     assert.deepEqual(await names('"budget was"'), ["notes.md"]);
     const one = SearchAnswer.parse((await ask("approved")).body).hits[0];
