@@ -42,7 +42,7 @@ import { runDemo } from "./cli/demo.ts";
 import { keygen } from "./cli/keygen.ts";
 import { NETWORK_KEY_ENV } from "./lib/network_key_file.ts";
 import { VERSION } from "./version.ts";
-import { search, SEARCH_HELP, tag } from "./cli/search.ts";
+import { putMetaTarget, search, SEARCH_HELP, tag, tagAfterPut } from "./cli/search.ts";
 
 /** `--network-key-file`, shared by the tracker and the peer. */
 function networkKeyOption() {
@@ -220,11 +220,16 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     )
     .argument("<file>", "file to share, or - for standard input")
     .option("--name <name>", "name kept with the payload (default: the file name)")
+    .option("--tag <tag...>", "tags that search finds it by (given to the payload of that name)")
+    .option("--type <mime>", "its content type for search, e.g. text/markdown (default: sniffed)")
     .option("--json", "print a JSON summary instead of the payloadId")
     .addOption(nodeOption())
     .addOption(tokenOption())
     .action(async (file, opts) => {
-      await put(await client.peerTarget(opts.node, opts.token), file, opts);
+      const metaName = putMetaTarget(file, opts);
+      const target = await client.peerTarget(opts.node, opts.token);
+      await put(target, file, opts);
+      if (metaName) await tagAfterPut(target, metaName, opts);
     });
 
   const payloadArgument = "its id, 6 or more of the id's first hex digits, or its name";
