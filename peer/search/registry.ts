@@ -25,8 +25,9 @@ const searches = new WeakMap<object, PeerSearch>();
 
 /** The folder of the index of a store in `DATA/store`: `DATA/search`. */
 export function indexDirOf(storeDir: string): string {
-  const parent = storeDir.replace(/[\\/]+$/, "").replace(/[\\/][^\\/]*$/, "");
-  return `${parent || "."}/search`;
+  const trimmed = storeDir.replace(/[\\/]+$/, "");
+  const cut = Math.max(trimmed.lastIndexOf("/"), trimmed.lastIndexOf("\\"));
+  return `${cut < 0 ? "." : trimmed.slice(0, cut)}/search`;
 }
 
 /**
