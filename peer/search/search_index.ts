@@ -41,6 +41,8 @@ import { phraseIn, snippetOf } from "./snippet.ts";
 export const INDEX_VERSION = 1;
 /** Candidates checked against phrases (their text read again) per search. */
 const MAX_PHRASE_CHECKS = 200;
+/** Characters of payload text kept for snippets and phrases (8 to 16 MiB of memory). */
+const TEXT_CACHE_BYTES = 8 * 1024 * 1024;
 /** Payloads read at once while the index catches up with the store. */
 const SYNC_CONCURRENCY = 4;
 /** Delay between a change and the save it causes. */
@@ -82,6 +84,9 @@ export class SearchIndex {
   /** Indexing under way, by payloadId. */
   readonly #pending = new Map<string, Promise<void>>();
   #closed = false;
+  /** Texts read for snippets, least recently used first. */
+  readonly #texts = new Map<string, string>();
+  #textBytes = 0;
   /** Whether the index was rebuilt at open (no file, another version, another fingerprint). */
   rebuilt = false;
 
@@ -118,6 +123,7 @@ export class SearchIndex {
   /** Sets the tags and type of a payload (kept in `meta.json`) and indexes it again. */
   async setMeta(payloadId: string, meta: PayloadMeta): Promise<void> {
     await this.#meta.set(payloadId, meta);
+    this.#forget(payloadId);
     if (this.#ms.has(payloadId)) this.#ms.discard(payloadId);
     await this.add(payloadId);
   }
@@ -162,9 +168,17 @@ export class SearchIndex {
 
   /** Drops a payload from the index. */
   remove(payloadId: string): void {
+    this.#forget(payloadId);
     if (!this.#ms.has(payloadId)) return;
     this.#ms.discard(payloadId);
     this.#changed();
+  }
+
+  #forget(payloadId: string): void {
+    const t = this.#texts.get(payloadId);
+    if (t === undefined) return;
+    this.#texts.delete(payloadId);
+    this.#textBytes -= t.length;
   }
 
   /** Adds what is complete in the store and not indexed; drops what it no longer holds. */
@@ -198,7 +212,7 @@ export class SearchIndex {
     const top = ranked[0]?.score ?? 1;
     const words = queryWords(query);
     return await Promise.all(ranked.map(async (r) => {
-      const text = textOf(String(r.type), await this.#readHead(r.id).catch(() => new Uint8Array()));
+      const text = await this.#text(r.id, String(r.type));
       const name = String(r.name ?? "");
       return {
         payloadId: r.id,
@@ -232,11 +246,32 @@ export class SearchIndex {
     if (phrases.length === 0) return hits;
     const kept: SearchResult[] = [];
     for (const r of hits.slice(0, MAX_PHRASE_CHECKS)) {
-      const head = await this.#readHead(r.id).catch(() => new Uint8Array());
-      const tokens = searchTokens(`${textOf(String(r.type), head)} ${r.name ?? ""}`);
+      const tokens = searchTokens(`${await this.#text(r.id, String(r.type))} ${r.name ?? ""}`);
       if (phrases.every((t) => phraseIn(tokens, t.text.split(" ")) !== t.negate)) kept.push(r);
     }
     return kept;
+  }
+
+  /**
+   * The text of a payload for snippets and phrases: read from the store again (the
+   * index keeps no text), the last ones kept up to `TEXT_CACHE_BYTES`.
+   */
+  async #text(payloadId: string, type: string): Promise<string> {
+    const cached = this.#texts.get(payloadId);
+    if (cached !== undefined) {
+      this.#texts.delete(payloadId);
+      this.#texts.set(payloadId, cached);
+      return cached;
+    }
+    const text = textOf(type, await this.#readHead(payloadId).catch(() => new Uint8Array()));
+    this.#texts.set(payloadId, text);
+    this.#textBytes += text.length;
+    for (const [id, t] of this.#texts) {
+      if (this.#textBytes <= TEXT_CACHE_BYTES) break;
+      this.#texts.delete(id);
+      this.#textBytes -= t.length;
+    }
+    return text;
   }
 
   #ids(): string[] {
