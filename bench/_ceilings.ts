@@ -106,24 +106,37 @@ export async function rawTcp(ctx: BenchContext, dir: string, host: string): Prom
 }
 
 /**
+ * Seconds to write `bytes` into one new file `path`, 1 MiB a write, no fsync (the file
+ * is removed after): the reference a command writing that many bytes is compared with.
+ */
+export async function rawWriteSeconds(
+  path: string,
+  bytes: number,
+  signal: AbortSignal,
+): Promise<number> {
+  const block = new Uint8Array(MiB).fill(7);
+  const t0 = performance.now();
+  {
+    using file = await Deno.open(path, { write: true, createNew: true });
+    for (let left = bytes; left > 0; left -= MiB) {
+      signal.throwIfAborted();
+      const part = block.subarray(0, Math.min(MiB, left));
+      for (let off = 0; off < part.length;) off += await file.write(part.subarray(off));
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  await Deno.remove(path);
+  return seconds;
+}
+
+/**
  * Writes 1 GiB into one new file in the temporary directory, 1 MiB a write, from
  * this process: what the file system takes for fresh data, the other ceiling.
  */
 export async function rawDisk(ctx: BenchContext, dir: string): Promise<Figure> {
-  const path = `${dir}/disk-ceiling.bin`;
-  const block = new Uint8Array(MiB).fill(7);
   const cpu0 = await processCpuSeconds(Deno.pid);
-  const t0 = performance.now();
-  {
-    using file = await Deno.open(path, { write: true, createNew: true });
-    for (let left = DISK_BYTES; left > 0; left -= MiB) {
-      ctx.signal.throwIfAborted();
-      for (let off = 0; off < block.length;) off += await file.write(block.subarray(off));
-    }
-  }
-  const seconds = (performance.now() - t0) / 1000;
+  const seconds = await rawWriteSeconds(`${dir}/disk-ceiling.bin`, DISK_BYTES, ctx.signal);
   const cpu1 = await processCpuSeconds(Deno.pid);
-  await Deno.remove(path);
   const value = rate(DISK_BYTES, seconds);
   ctx.log(`raw file write: ${value.toFixed(0)} MiB/s`);
   return {

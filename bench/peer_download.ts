@@ -104,8 +104,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     const why = (label: string, need: number) =>
       `${label} skipped: ${gib(free!)} GiB free in ${dir}, it needs ${gib(need)} GiB`;
     if (!room(sizes[0].free)) throw new BenchSkip(why(sizes[0].label, sizes[0].free));
-    const disk = await rawDisk(ctx, dir);
-    figures.push(await rawTcp(ctx, dir, TCP_HOST), disk);
+    figures.push(await rawTcp(ctx, dir, TCP_HOST), await rawDisk(ctx, dir));
     for (const size of sizes) {
       if (!room(size.free)) {
         ctx.log(why(size.label, size.free));
@@ -115,7 +114,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       const sizeDir = `${dir}/${size.bytes}`;
       await Deno.mkdir(sizeDir);
       try {
-        const out = await measureSize(ctx, sizeDir, size.label, size.bytes, disk.value ?? 0);
+        const out = await measureSize(ctx, sizeDir, size.label, size.bytes);
         figures.push(...out.figures);
         notes.push(...out.notes);
       } finally {
@@ -142,11 +141,10 @@ async function measureSize(
   dir: string,
   label: string,
   bytes: number,
-  raw: number,
 ): Promise<Measured> {
   const figures: Figure[] = [];
   const notes: string[] = [];
-  const byPath = await putFile(ctx, dir, label, bytes, PUT_HOST, raw);
+  const byPath = await putFile(ctx, dir, label, bytes, PUT_HOST);
   figures.push(...byPath.figures);
   notes.push(...byPath.notes);
   const spawn = (host: string, name: string, seeds: BenchPeer[] = [], args: string[] = []) =>
@@ -195,7 +193,7 @@ async function measureSize(
   const three = await downloadRun(ctx, dir, label, put, [s1, s2, s3]);
   figures.push(...three.figures);
   notes.push(...three.notes);
-  const single = await getToFile(ctx, dir, label, put, [s1, s2, s3], DOWNLOADER_HOST, raw);
+  const single = await getToFile(ctx, dir, label, put, [s1, s2, s3], DOWNLOADER_HOST);
   figures.push(...single.figures);
   notes.push(...single.notes);
 
@@ -216,7 +214,6 @@ async function measureSize(
     put,
     [p1, p2, p3],
     DOWNLOADER_HOST,
-    raw,
     PLAINTEXT,
   );
   figures.push(...plainFile.figures);
