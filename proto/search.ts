@@ -128,3 +128,34 @@ export const SearchQueryParams = z.object({
 });
 /** The query of a search request. */
 export type SearchQueryParams = z.infer<typeof SearchQueryParams>;
+
+/** Content types by file name extension. */
+const BY_EXTENSION: Record<string, string> = {
+  txt: "text/plain",
+  text: "text/plain",
+  log: "text/plain",
+  md: "text/markdown",
+  markdown: "text/markdown",
+  json: "application/json",
+  ndjson: "application/x-ndjson",
+  csv: "text/csv",
+  tsv: "text/tab-separated-values",
+  html: "text/html",
+  htm: "text/html",
+  xml: "application/xml",
+  pdf: "application/pdf",
+  png: "image/png",
+  jpg: "image/jpeg",
+  jpeg: "image/jpeg",
+  gif: "image/gif",
+  zip: "application/zip",
+  gz: "application/gzip",
+  mp3: "audio/mpeg",
+  mp4: "video/mp4",
+};
+
+/** The content type a name's extension gives (`notes.MD`: `text/markdown`), if known. */
+export function typeFromName(name: string | undefined): string | undefined {
+  const ext = name?.match(/\.([A-Za-z0-9]{1,10})$/)?.[1]?.toLowerCase();
+  return ext ? BY_EXTENSION[ext] : undefined;
+}

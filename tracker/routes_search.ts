@@ -11,7 +11,12 @@
  */
 import { Hono } from "hono";
 import { query } from "../lib/http_api.ts";
-import { type NetworkHit, type SearchAnswer, SearchQueryParams } from "../proto/search.ts";
+import {
+  type NetworkHit,
+  type SearchAnswer,
+  SearchQueryParams,
+  typeFromName,
+} from "../proto/search.ts";
 import {
   parseSearchQuery,
   type SearchQuery,
@@ -27,24 +32,9 @@ const PAGE = 1000;
 /** The holder named for hits from the tracker. */
 const TRACKER_HOLDER = { peerId: "0".repeat(40), name: "tracker" };
 
-const TYPES: Record<string, string> = {
-  txt: "text/plain",
-  md: "text/markdown",
-  json: "application/json",
-  csv: "text/csv",
-  html: "text/html",
-  htm: "text/html",
-  pdf: "application/pdf",
-  png: "image/png",
-  jpg: "image/jpeg",
-  jpeg: "image/jpeg",
-  zip: "application/zip",
-};
-
 /** The content type a name's extension gives (`application/octet-stream` otherwise). */
 export function typeOfName(name: string | undefined): string {
-  const ext = name?.match(/\.([A-Za-z0-9]{1,10})$/)?.[1]?.toLowerCase();
-  return (ext && TYPES[ext]) || "application/octet-stream";
+  return typeFromName(name) ?? "application/octet-stream";
 }
 
 /** Whether one term matches a name's words (and its type). */

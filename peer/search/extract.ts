@@ -8,34 +8,10 @@
  *
  * @module
  */
+import { typeFromName } from "../../proto/search.ts";
 
 /** Bytes of a payload read for its text: 1 MiB. */
 export const MAX_TEXT_BYTES = 1024 * 1024;
-
-/** Content types by file name extension, for the text types the index reads. */
-const BY_EXTENSION: Record<string, string> = {
-  txt: "text/plain",
-  text: "text/plain",
-  log: "text/plain",
-  md: "text/markdown",
-  markdown: "text/markdown",
-  json: "application/json",
-  ndjson: "application/x-ndjson",
-  csv: "text/csv",
-  tsv: "text/tab-separated-values",
-  html: "text/html",
-  htm: "text/html",
-  xml: "application/xml",
-  pdf: "application/pdf",
-  png: "image/png",
-  jpg: "image/jpeg",
-  jpeg: "image/jpeg",
-  gif: "image/gif",
-  zip: "application/zip",
-  gz: "application/gzip",
-  mp3: "audio/mpeg",
-  mp4: "video/mp4",
-};
 
 /** Magic numbers of a few binary types. */
 const MAGIC: [number[], string][] = [
@@ -59,8 +35,8 @@ export function isTextType(type: string): boolean {
  * `application/octet-stream`.
  */
 export function sniffType(name: string | undefined, head: Uint8Array): string {
-  const ext = name?.match(/\.([A-Za-z0-9]{1,10})$/)?.[1]?.toLowerCase();
-  if (ext && BY_EXTENSION[ext]) return BY_EXTENSION[ext];
+  const byName = typeFromName(name);
+  if (byName) return byName;
   for (const [magic, type] of MAGIC) {
     if (magic.every((b, i) => head[i] === b)) return type;
   }
