@@ -80,7 +80,10 @@ export function p2pCommand(
   netns?: string,
   script = "main.ts",
 ): { cmd: string; args: string[] } {
-  const deno = ["run", "-A", script, ...args];
+  // Flags for Deno itself, for profiling a test or bench peer: for example
+  // P2P_DENO_FLAGS="--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const extra = Deno.env.get("P2P_DENO_FLAGS")?.split(" ").filter(Boolean) ?? [];
+  const deno = ["run", "-A", ...extra, script, ...args];
   return netns
     ? { cmd: "ip", args: ["netns", "exec", netns, Deno.execPath(), ...deno] }
     : { cmd: Deno.execPath(), args: deno };
