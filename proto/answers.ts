@@ -38,6 +38,7 @@ export const ANSWER_OF = {
   LOG_REQ: "LOG",
   PING: "PONG",
   PAYLOADS_REQ: "PAYLOADS",
+  SEARCH_REQ: "SEARCH",
 } as const satisfies Partial<Record<MessageTypeName, MessageTypeName>>;
 /** A message type that asks for an answer: `"GET_CHUNK"`, `"PING"`, … */
 export type RequestTypeName = keyof typeof ANSWER_OF;

@@ -11,7 +11,8 @@
  * `GET|DELETE /peers/{id}` (`routes_peers.ts`); `POST /payloads` (`upload.ts`);
  * `GET /payloads`, `GET|PUT /payloads/{id}`, `GET /payloads/{id}/peers`,
  * `POST /payloads/{id}/have`, `GET /payloads/{id}/chunks/{index}`,
- * `GET /payloads/{id}/content` (`routes_payloads.ts`).
+ * `GET /payloads/{id}/content` (`routes_payloads.ts`); `GET /search?q=` (also at
+ * `/payloads/search`, `routes_search.ts`).
  *
  * @module
  */
@@ -27,6 +28,7 @@ import { rateLimit, requireMembership, TooManyRequestsError } from "./guard.ts";
 import type { TrackerDeps, TrackerEnv } from "./deps.ts";
 import { peerRoutes } from "./routes_peers.ts";
 import { payloadRoutes } from "./routes_payloads.ts";
+import { searchRoutes } from "./routes_search.ts";
 import { uploadRoutes } from "./upload.ts";
 
 export type { TrackerConfig, TrackerDeps, TrackerEnv } from "./deps.ts";
@@ -90,6 +92,7 @@ export function createTrackerApp(deps: TrackerDeps): Hono<TrackerEnv> {
   app.route("/peers", peerRoutes(deps));
   app.route("/payloads", uploadRoutes(deps));
   app.route("/payloads", payloadRoutes(deps));
+  app.route("/search", searchRoutes(deps));
 
   const answerError = errorHandler((err, mapped, c) => {
     // A flood of refusals costs one record per run, not one per request.

@@ -1,8 +1,8 @@
 /**
  * The tracker's search over what it knows of payloads: their names, and the content
  * type their name's extension gives (the tracker keeps no text, tags or sniffed
- * types). `GET /payloads/search?q=&limit=` (mounted by `routes_payloads.ts`; `GET
- * /search` once `app.ts` mounts `searchRoutes()` at `/search`): the query language of
+ * types). `GET /payloads/search?q=&limit=` (mounted by `routes_payloads.ts`) and `GET
+ * /search` (mounted by `app.ts`): the query language of
  * `proto/search_query.ts`, phrases and fields included (`tag:` matches nothing here),
  * answered as `SearchAnswer` with the tracker as the only holder named (`peerId` of
  * 40 zeros, name `tracker`). At most `MAX_SCANNED` payload rows are read per search.
