@@ -1,10 +1,7 @@
 /**
  * Search across five peer processes on 127.0.0.2-.6, each holding different documents
  * and three of them one same document; one killed before the query.
- *
- * Runs once `proto/answers.ts` lists SEARCH_REQ among the request types (its
- * `ANSWER_OF` needs `SEARCH_REQ: "SEARCH"`, a file this work may not change): until
- * then `PeerConnection.request()` refuses to send it.
+ * The query goes from one peer to the others over their links (SEARCH_REQ, SEARCH).
  */
 import assert from "node:assert/strict";
 import { followLog, p2pClient, peerAddress, type PeerProcess, spawnPeer } from "./_peer_process.ts";
