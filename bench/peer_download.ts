@@ -23,6 +23,12 @@
  * servers, verified per 1 MiB piece, a native downloader to compare with (when both
  * are installed; `bench/_aria2_reference.ts`).
  *
+ * The commands a user times on the peer's own machine (issue 13) are measured too,
+ * as child processes (`bench/_single_write.ts`): `p2p put FILE` (the peer reads and
+ * links the file) and `p2p get ID -o FILE` from the 3 sources, over TLS and plaintext
+ * links (the peer writes the file), each as a ratio to a raw write of as many bytes
+ * taken beside it (target at least 0.6), with the streamed way as its A/B.
+ *
  * `P2P_BENCH_SMALL=1` runs the 256 MiB size only. The 1 GiB size is skipped, with the
  * reason, when the temporary directory's file system has less than 8 GiB free. All
  * data lives under one temporary directory, removed after each size.
