@@ -10,6 +10,7 @@
 import { z } from "zod";
 import { PayloadId, PeerId, Port, Sha256Hex } from "./ids.ts";
 import { MAX_CHUNK_SIZE } from "./manifest.ts";
+import { MAX_TAGS, Tag } from "./search.ts";
 
 /** A host as given by a client: a hostname, an IPv4 or an IPv6 address (no brackets). */
 export const Host = z.string().min(1).max(253).regex(
@@ -91,10 +92,14 @@ export type RegisterPeerResponse = z.infer<typeof RegisterPeerResponse>;
 /** `GET /peers` answer. */
 export const PeerList = z.object({ peers: z.array(PeerInfo) });
 
+/** The tags of an upload (`?tag=` repeated, or `tags` in JSON): those of `proto/search.ts`. */
+export const UploadTags = z.array(Tag).max(MAX_TAGS);
+
 /** `POST /payloads` JSON body form. */
 export const UploadJsonRequest = z.object({
   payload: z.string(),
   name: z.string().max(255).optional(),
+  tags: UploadTags.optional(),
 });
 
 /** `POST /payloads` answer; `chunks` is the number of chunks. */
@@ -115,6 +120,8 @@ export const PayloadInfo = z.object({
   chunkSize: z.number().int(),
   chunks: z.number().int(),
   name: z.string().optional(),
+  /** Tags given with its uploads (`POST /payloads?tag=`), searched by `GET /search`. */
+  tags: z.array(z.string()).optional(),
   createdAt: z.string(),
   stored: z.boolean(),
 });

@@ -1,9 +1,10 @@
 /**
- * The tracker's search over what it knows of payloads: their names, and the content
- * type their name's extension gives (the tracker keeps no text, tags or sniffed
- * types). `GET /payloads/search?q=&limit=` (mounted by `routes_payloads.ts`) and `GET
- * /search` (mounted by `app.ts`): the query language of
- * `proto/search_query.ts`, phrases and fields included (`tag:` matches nothing here),
+ * The tracker's search over what it knows of payloads: their names, the tags their
+ * uploads gave (`POST /payloads?tag=`), and the content type their name's extension
+ * gives (the tracker keeps no text or sniffed types). `GET /payloads/search?q=&limit=`
+ * (mounted by `routes_payloads.ts`) and `GET /search` (mounted by `app.ts`): the query
+ * language of `proto/search_query.ts`, phrases and fields included (`tag:` matches the
+ * tags only, `name:` the name only, a plain word either or the type),
  * answered as `SearchAnswer` with the tracker as the only holder named (`peerId` of
  * 40 zeros, name `tracker`). At most `MAX_SCANNED` payload rows are read per search.
  *
@@ -37,31 +38,50 @@ export function typeOfName(name: string | undefined): string {
   return typeFromName(name) ?? "application/octet-stream";
 }
 
-/** Whether one term matches a name's words (and its type). */
-function termMatches(t: SearchTerm, words: string[], type: string): boolean {
-  if (t.field === "type") return type.startsWith(t.text);
-  if (t.field === "tag") return false;
+/** The words of a payload a term may match: its name's and its tags'. */
+interface Words {
+  name: string[];
+  tags: string[];
+}
+
+/** Whether `words` holds `t` (a word, a prefix or a phrase). */
+function holds(t: SearchTerm, words: string[]): boolean {
   const parts = t.text.split(" ");
   if (t.kind === "phrase") {
     return words.some((_, i) => parts.every((p, j) => words[i + j] === p));
   }
   if (t.kind === "prefix") return words.some((w) => w.startsWith(t.text));
-  return words.includes(t.text) || (t.field === undefined && type.split("/").includes(t.text));
+  return words.includes(t.text);
+}
+
+/** Whether one term matches a payload's name, tags or type. */
+function termMatches(t: SearchTerm, words: Words, type: string): boolean {
+  if (t.field === "type") return type.startsWith(t.text);
+  if (t.field === "tag") return holds(t, words.tags);
+  if (t.field === "name") return holds(t, words.name);
+  return holds(t, words.name) || holds(t, words.tags) ||
+    (t.kind === "word" && type.split("/").includes(t.text));
 }
 
 /**
- * A score in (0, 1] for a payload whose name and type match `q` (the share of its
- * name's words the query matched, at least 0.1), or 0.
+ * A score in (0, 1] for a payload whose name, tags and type match `q` (the share of
+ * its name's and tags' words the query matched, at least 0.1), or 0.
  */
-export function scoreName(q: SearchQuery, name: string | undefined, type: string): number {
-  const words = searchTokens(name ?? "");
+export function scoreName(
+  q: SearchQuery,
+  name: string | undefined,
+  type: string,
+  tags: readonly string[] = [],
+): number {
+  const words = { name: searchTokens(name ?? ""), tags: searchTokens(tags.join(" ")) };
   const ok = q.groups.some((g) => g.every((t) => termMatches(t, words, type) !== t.negate));
   if (!ok) return 0;
+  const all = [...words.name, ...words.tags];
   const matched =
-    words.filter((w) =>
+    all.filter((w) =>
       q.groups.some((g) => g.some((t) => !t.negate && t.text.split(" ").includes(w)))
     ).length;
-  return Math.max(0.1, words.length ? matched / words.length : 0);
+  return Math.max(0.1, all.length ? matched / all.length : 0);
 }
 
 /** The `GET /` route of a search over the tracker's payload rows. */
@@ -78,13 +98,13 @@ export function searchRoutes({ store }: Pick<TrackerDeps, "store">) {
       );
       for (const row of page.rows) {
         const type = typeOfName(row.name);
-        const score = scoreName(parsed, row.name, type);
+        const score = scoreName(parsed, row.name, type, row.tags);
         if (score === 0) continue;
         hits.push({
           payloadId: row.payloadId,
           ...(row.name ? { name: row.name } : {}),
           type,
-          tags: [],
+          tags: row.tags ?? [],
           size: row.size,
           score,
           snippet: row.name ? [{ text: row.name }] : [],

@@ -14,6 +14,7 @@ Deno.test("scoreName() matches words, prefixes, phrases, exclusions and type: ag
   assert.equal(s("budget -2026", "Budget 2026.csv"), 0);
   assert.ok(s("type:text/csv", "Budget 2026.csv") > 0);
   assert.equal(s("tag:money", "Budget 2026.csv"), 0);
+  assert.equal(s("tag:budget", "Budget 2026.csv"), 0);
   assert.ok(s("nothing OR budget", "Budget 2026.csv") > 0);
 });
 
@@ -37,4 +38,42 @@ Deno.test("GET /payloads/search finds uploaded payloads by name and refuses bad 
   const limit = await t.request("/payloads/search?q=budget&limit=0");
   assert.equal(limit.status, 400);
   await limit.body?.cancel();
+});
+
+Deno.test("scoreName() matches tag: and plain words against tags, name: only the name", () => {
+  const s = (q: string, name: string, tags: string[]) =>
+    scoreName(parseSearchQuery(q), name, typeOfName(name), tags);
+  const tags = ["money", "q3-report"];
+  assert.ok(s("tag:money", "Budget.csv", tags) > 0);
+  assert.ok(s("tag:mon*", "Budget.csv", tags) > 0);
+  assert.equal(s("tag:budget", "Budget.csv", tags), 0);
+  assert.ok(s("money", "Budget.csv", tags) > 0);
+  assert.equal(s("name:money", "Budget.csv", tags), 0);
+  assert.equal(s("budget -tag:money", "Budget.csv", tags), 0);
+  assert.ok(s("budget tag:money", "Budget.csv", tags) > s("budget", "Budget.csv", []) / 2);
+});
+
+Deno.test("GET /search finds payloads by the tags their uploads gave", async () => {
+  await using t = await testTracker();
+  for (
+    const [path, text] of [["/payloads?name=a.md&tag=music&tag=jazz", "a"], [
+      "/payloads?name=b.md&tag=music",
+      "b",
+    ], ["/payloads?name=jazz.txt", "c"]]
+  ) {
+    const res = await t.request(path, { method: "POST", body: text });
+    assert.equal(res.status, 201, await res.clone().text());
+    await res.body?.cancel();
+  }
+  const names = async (q: string) => {
+    const res = await t.request(`/search?q=${encodeURIComponent(q)}`);
+    assert.equal(res.status, 200);
+    return SearchAnswer.parse(await res.json()).hits.map((h) => h.name).sort();
+  };
+  assert.deepEqual(await names("tag:music"), ["a.md", "b.md"]);
+  assert.deepEqual(await names("tag:jazz"), ["a.md"]);
+  assert.deepEqual(await names("jazz"), ["a.md", "jazz.txt"]);
+  assert.deepEqual(await names("music -tag:jazz"), ["b.md"]);
+  const res = await t.request("/search?q=tag:jazz");
+  assert.deepEqual(SearchAnswer.parse(await res.json()).hits[0].tags, ["music", "jazz"]);
 });

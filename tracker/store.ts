@@ -24,6 +24,7 @@ import type { PeerPorts, RegisterPeerRequest } from "../proto/tracker.ts";
 import { ForbiddenError, IntegrityError, P2pError } from "../proto/errors.ts";
 import { staleRecord } from "./identity.ts";
 import { hostPort } from "../lib/net_addr.ts";
+import { mergeTags } from "./tags.ts";
 
 /** KV values must stay under 64 KiB: chunk bytes are stored in pieces of this size. */
 export const PIECE_SIZE = 64_000;
@@ -56,6 +57,7 @@ export interface PayloadRow {
   chunkSize: number;
   chunks: number;
   name?: string;
+  tags?: string[]; // given by its uploads (tags.ts), searched by GET /search
   createdAt: number;
   stored: boolean;
 }
@@ -450,13 +452,12 @@ export class TrackerStore {
   /**
    * Saves a payload whose manifest was verified against its id. Its manifest pages
    * are written first, then the row and the activity record in one commit, so a
-   * payload is visible only once it is whole. Returns whether it was new; a known
-   * payload becomes `stored` when this save brings its bytes.
-   */
+   * payload is visible only once it is whole. Returns whether it was new; a known one
+   * becomes `stored` when this save brings its bytes, and gains its new tags. */
   async savePayload(
     payloadId: string,
     manifest: Manifest,
-    meta: { name?: string; stored: boolean },
+    meta: { name?: string; tags?: string[]; stored: boolean },
     activityType: string,
   ): Promise<{ row: PayloadRow; created: boolean }> {
     const existing = await this.kv.get<PayloadRow>(["payload", payloadId]);
@@ -475,8 +476,8 @@ export class TrackerStore {
     for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
       const e = attempt === 0 ? existing : await this.kv.get<PayloadRow>(["payload", payloadId]);
       const created = e.value === null;
-      if (!created && (e.value!.stored || !meta.stored)) {
-        // Nothing changes: the record is written with the next batch.
+      const tags = mergeTags(e.value?.tags, meta.tags);
+      if (!created && (e.value!.stored || !meta.stored) && !tags) {
         this.#activity.record(activityType, { payloadId, size: e.value!.size, created });
         return { row: e.value!, created };
       }
@@ -487,10 +488,11 @@ export class TrackerStore {
           chunkSize: manifest.chunkSize,
           chunks: manifest.chunks.length,
           ...(meta.name ? { name: meta.name } : {}),
+          ...(tags ? { tags } : {}),
           createdAt: this.#clock(),
           stored: meta.stored,
         }
-        : { ...e.value!, stored: true };
+        : { ...e.value!, stored: e.value!.stored || meta.stored, ...(tags ? { tags } : {}) };
       const op = this.kv.atomic().check(e).set(e.key, row);
       const rec = this.#activity.stage(op, activityType, {
         payloadId,
@@ -513,8 +515,7 @@ export class TrackerStore {
     cursor?: string,
   ): Promise<{ rows: PayloadRow[]; cursor: string | null }> {
     const iter = this.kv.list<PayloadRow>({ prefix: ["payload"] }, { limit, cursor });
-    const rows: PayloadRow[] = [];
-    for await (const e of iter) rows.push(e.value);
+    const rows: PayloadRow[] = await Array.fromAsync(iter, (e) => e.value);
     return { rows, cursor: rows.length === limit && iter.cursor ? iter.cursor : null };
   }
 

@@ -1,6 +1,7 @@
 /**
- * `POST /payloads`: the tracker takes a payload's bytes (text/plain,
- * application/octet-stream, or JSON `{"payload": "..."}`), cuts them into chunks
+ * `POST /payloads?name=&tag=`: the tracker takes a payload's bytes (text/plain,
+ * application/octet-stream, or JSON `{"payload": "...", "name"?, "tags"?}`) and its
+ * tags (`tag` repeated, checked as the peer's: `tags.ts`), cuts them into chunks
  * as they stream in, stores each chunk under its hash and answers the payloadId.
  * The `--max-upload` limit is checked while streaming, so no more than one chunk
  * is held in memory and an oversized upload is refused as soon as it is over.
@@ -19,6 +20,7 @@ import { UploadJsonRequest, type UploadResponse } from "../proto/tracker.ts";
 import { jsonBody, limitBody, readBody } from "../lib/http_api.ts";
 import type { TrackerDeps, TrackerEnv } from "./deps.ts";
 import { PayloadTooLargeError, uploadTooLarge } from "./errors.ts";
+import { uploadTags } from "./tags.ts";
 
 /** A declared body length. */
 const ContentLength = z.coerce.number().int().nonnegative();
@@ -42,6 +44,7 @@ export function uploadRoutes({ store, config }: Pick<TrackerDeps, "store" | "con
     async (c) => {
       const type = mediaType(c);
       let name = c.req.query("name");
+      let tags = uploadTags(c.req.queries("tag"));
       let source: ReadableStream<Uint8Array> | null;
       let declared: number | undefined;
       if (type === "application/json") {
@@ -49,6 +52,7 @@ export function uploadRoutes({ store, config }: Pick<TrackerDeps, "store" | "con
         const bytes = new TextEncoder().encode(body.payload);
         if (bytes.length > max) throw uploadTooLarge(bytes.length, max);
         name ??= body.name;
+        tags = uploadTags(tags, body.tags);
         source = new Blob([bytes]).stream();
       } else if (type === "text/plain" || type === "application/octet-stream") {
         const length = ContentLength.safeParse(c.req.header("content-length"));
@@ -87,7 +91,7 @@ export function uploadRoutes({ store, config }: Pick<TrackerDeps, "store" | "con
       const { created } = await store.savePayload(
         payloadId,
         manifest,
-        { name, stored: true },
+        { name, tags, stored: true },
         "payload.upload",
       );
       const res: UploadResponse = {

@@ -3,6 +3,9 @@ import { InvalidInputError } from "../proto/errors.ts";
 import { CHUNK_SIZE, sha256Hex } from "../proto/manifest.ts";
 import { PayloadTooLargeError } from "./errors.ts";
 import { ingest } from "./upload.ts";
+import { testTracker } from "./_test_setup.ts";
+import { ErrorBody } from "../proto/error_body.ts";
+import { UploadResponse } from "../proto/tracker.ts";
 
 /** A sink that keeps the chunks it is given, by index. */
 function fakeStore() {
@@ -60,4 +63,54 @@ Deno.test("ingest() refuses an empty payload and a stream that breaks off, as th
     ingest(fakeStore(), broken, 10),
     (err) => err instanceof InvalidInputError && err.code === "incomplete_body",
   );
+});
+
+Deno.test("POST /payloads keeps the tags of ?tag= and of JSON, merged over uploads", async () => {
+  await using t = await testTracker();
+  const up = async (path: string, init: RequestInit) => {
+    const res = await t.request(path, { method: "POST", ...init });
+    assert.ok(res.status < 300, await res.clone().text());
+    return UploadResponse.parse(await res.json()).payloadId;
+  };
+  const id = await up("/payloads?name=notes.md&tag=work&tag=2026-report&tag=work", {
+    body: "some notes",
+  });
+  const row = async () => (await t.store.getPayload(id))!;
+  assert.deepEqual((await row()).tags, ["work", "2026-report"]);
+  // The same bytes again, in JSON with a new tag and one in the query: both added.
+  await up("/payloads?tag=café", {
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ payload: "some notes", tags: ["work", "minutes"] }),
+  });
+  assert.deepEqual((await row()).tags, ["work", "2026-report", "café", "minutes"]);
+  const plain = await up("/payloads", { body: "no tags" });
+  assert.equal((await t.store.getPayload(plain))!.tags, undefined);
+});
+
+Deno.test("POST /payloads refuses a bad tag or too many with one line, storing nothing", async () => {
+  await using t = await testTracker();
+  const many = Array.from({ length: 33 }, (_, i) => `tag=t${i}`).join("&");
+  const cases: [string, RequestInit, string][] = [
+    ["/payloads?tag=two%20words", { body: "x" }, "Cannot take tag 'two words'"],
+    ["/payloads?tag=", { body: "x" }, "Cannot take tag ''"],
+    [`/payloads?tag=${"x".repeat(65)}`, { body: "x" }, "Cannot take tag 'xxx"],
+    [`/payloads?${many}`, { body: "x" }, "Cannot take 33 tags: a payload has at most 32"],
+    ["/payloads?tag=a,b", { body: "x" }, "Cannot take tag 'a,b'"],
+  ];
+  for (const [path, init, message] of cases) {
+    const res = await t.request(path, { method: "POST", ...init });
+    assert.equal(res.status, 400, path);
+    const body = ErrorBody.parse(await res.json());
+    assert.equal(body.error.code, "invalid_tag", path);
+    assert.ok(body.error.message.startsWith(message), body.error.message);
+    assert.ok(!body.error.message.includes("\n"));
+  }
+  const json = await t.request("/payloads", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ payload: "x", tags: ["has space"] }),
+  });
+  assert.equal(json.status, 400);
+  await json.body?.cancel();
+  assert.deepEqual((await t.store.listPayloads(10)).rows, []);
 });
