@@ -14,6 +14,7 @@
  */
 import {
   type ActivityRecord,
+  type DiscoverProgress,
   type DiscoveryReport,
   type PeerSource,
   shortId,
@@ -29,6 +30,7 @@ import { ControlClient, ControlError, PeerUnreachableError } from "../peer/contr
 import { findPeer, registryDir } from "../lib/peer_registry.ts";
 import { defaultDataDir } from "./options.ts";
 import { ago, chunkMap, isoTimes, logLine, mib, size, tableLines } from "./format.ts";
+import { discoverProgress } from "./progress.ts";
 
 /** A failure worth one line, not a stack trace (exit status 1). */
 export class ClientError extends P2pError {
@@ -192,23 +194,20 @@ export async function peers(node: PeerTarget, opts: { json?: boolean }): Promise
 }
 
 /**
- * While `work` runs, a line on stderr (a terminal only) that says what is scanned and
- * for how long so far; the scan itself reports only at its end.
+ * Runs a scan with a bar of its probes on stderr (a terminal only: elsewhere the scan
+ * is asked without progress, as one JSON answer).
  */
-async function withTicker<T>(what: string, work: Promise<T>): Promise<T> {
-  if (!Deno.stderr.isTerminal()) return await work;
-  const started = performance.now();
-  const draw = () => {
-    const s = ((performance.now() - started) / 1000).toFixed(0);
-    err(`\r${what} ${s} s\x1b[K`);
-  };
-  draw();
-  const timer = setInterval(draw, 1000);
+async function drawScan<T>(
+  what: string,
+  run: (onProgress?: (p: DiscoverProgress) => void) => Promise<T>,
+): Promise<T> {
+  if (!Deno.stderr.isTerminal()) return await run();
+  const display = discoverProgress(what);
+  err(`scanning ${what}: listing devices…\r`);
   try {
-    return await work;
+    return await run((p) => display.update(p));
   } finally {
-    clearInterval(timer);
-    err("\r\x1b[K");
+    display.stop();
   }
 }
 
@@ -235,8 +234,7 @@ export async function discover(
   const scanned = range ?? "this machine's subnets";
   const r = await withPeer(
     node,
-    (client) =>
-      withTicker(`scanning ${scanned}: listing devices, asking each…`, client.discover(range)),
+    (client) => drawScan(scanned, (onProgress) => client.discover(range, { onProgress })),
   );
   if (opts.json) return console.log(JSON.stringify(r));
   if (r.devicesError) {

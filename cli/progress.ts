@@ -1,12 +1,13 @@
 /**
  * Progress of `p2p put` and `p2p get` on stderr, drawn with npm:cli-progress: a
  * download's bytes, percentage, rate, time left and sources; a put's stored size and
- * chunks replicated. Nothing is drawn when stderr is not a terminal.
+ * chunks replicated; how far a discovery's probes are. Nothing is drawn when stderr
+ * is not a terminal.
  *
  * @module
  */
 import cliProgress from "cli-progress";
-import type { DownloadProgress, PutProgress } from "../proto/control.ts";
+import type { DiscoverProgress, DownloadProgress, PutProgress } from "../proto/control.ts";
 import { mib, size as formatSize } from "./format.ts";
 
 /** What is used of a cli-progress `SingleBar` (the package ships no types). */
@@ -142,5 +143,34 @@ export function putProgress(size?: number, enabled = drawn()): PutDisplay {
       }
     },
     stop: end,
+  };
+}
+
+/**
+ * `p2p discover`: the addresses probed out of those to probe (the devices that
+ * answered the ARP sweep, and the peers known already), and the peers identified.
+ */
+export function discoverProgress(
+  what: string,
+  enabled = drawn(),
+): ProgressDisplay<DiscoverProgress> {
+  if (!enabled) return { update() {}, stop() {} };
+  const b = bar(`scanning ${what} [{bar}] {value}/{total} probed, {found}`);
+  let started = false;
+  return {
+    update(p) {
+      const payload = { found: `${p.found} peer${p.found === 1 ? "" : "s"} found` };
+      if (!started) {
+        started = true;
+        b.start(Math.max(1, p.total), p.probed, payload);
+      } else {
+        b.setTotal(Math.max(1, p.total));
+        b.update(p.probed, payload);
+      }
+    },
+    stop() {
+      if (started) b.stop();
+      started = false;
+    },
   };
 }

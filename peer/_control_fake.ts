@@ -230,8 +230,12 @@ export async function fakeNode(): Promise<FakeNode> {
         errors: [{ source: "tracker", message: "HTTP 503" }],
       });
     },
-    discover: (range) =>
-      Promise.resolve({
+    discover: (range, onProgress) => {
+      // Two probes of two, as a scan tells them.
+      onProgress?.({ phase: "devices", devices: 1, probed: 0, total: 2, found: 0 });
+      onProgress?.({ phase: "probing", devices: 1, probed: 1, total: 2, found: 1 });
+      onProgress?.({ phase: "probing", devices: 1, probed: 2, total: 2, found: 1 });
+      return Promise.resolve({
         ranges: [range ?? "127.0.0.2-127.0.0.3"],
         devices: 1,
         probed: 2,
@@ -246,7 +250,8 @@ export async function fakeNode(): Promise<FakeNode> {
         rejected: [{ address: "127.0.0.4", reason: "no answer" }],
         stale: [],
         seconds: 0.25,
-      }),
+      });
+    },
     async [Symbol.asyncDispose]() {
       abort.abort();
       log.close();

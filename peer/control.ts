@@ -56,7 +56,13 @@ import {
   type StoredPayload,
   type WhereAnswer,
 } from "../proto/control.ts";
-import { parseRange } from "../proto/discovery.ts";
+import {
+  type DiscoverDone,
+  type DiscoverProgress,
+  DiscoverQuery,
+  parseRange,
+  type ScanProgress,
+} from "../proto/discovery.ts";
 import {
   errorMessage,
   ForbiddenError,
@@ -148,7 +154,7 @@ export interface ControlNode {
   /** Another peer's records; checked here, as anything another peer sends. */
   remoteLog(peerId: string, since?: number, limit?: number, type?: string): Promise<unknown[]>;
   networkPayloads(): Promise<NetworkPayloadsAnswer>;
-  discover(range?: string): Promise<DiscoveryReport>;
+  discover(range?: string, onProgress?: (p: ScanProgress) => void): Promise<DiscoveryReport>;
 }
 
 /** Options of `createControlApp()`. */
@@ -285,7 +291,20 @@ export function createControlApp(node: ControlNode, opts: ControlAppOptions): Ho
           throw new InvalidInputError("invalid_range", err.message, { cause: err });
         }
       }
-      return c.json(await node.discover(range) satisfies DiscoveryReport);
+      if (!query(c, DiscoverQuery).progress) {
+        return c.json(await node.discover(range) satisfies DiscoveryReport);
+      }
+      // NDJSON: progress lines (at most every 100 ms, and the first and last), then done.
+      return ndjson<DiscoverProgress | DiscoverDone>(c, async (send) => {
+        let last = 0;
+        const report = await node.discover(range, (p) => {
+          const now = performance.now();
+          if (p.phase === "probing" && p.probed < p.total && now - last < 100) return;
+          last = now;
+          send({ type: "progress", ...p });
+        });
+        send({ type: "done", report });
+      });
     },
   );
 

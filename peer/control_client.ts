@@ -25,6 +25,8 @@ import {
   ActivityRecord,
   CancelAnswer,
   type ChunkEvent,
+  DiscoverEvent,
+  type DiscoverProgress,
   DiscoveryReport,
   type DownloadDoneEvent,
   DownloadEvent,
@@ -196,13 +198,27 @@ export class ControlClient {
     return this.#json(`/_p2p/payloads/${encodeURIComponent(payloadId)}/where`, WhereAnswer, opts);
   }
 
-  /** `POST /_p2p/discover`: the peer scans `range` (none: its interfaces' subnets). */
-  discover(range?: string, opts?: CallOptions): Promise<DiscoveryReport> {
-    return this.#json("/_p2p/discover", DiscoveryReport, opts, {
+  /**
+   * `POST /_p2p/discover`: the peer scans `range` (none: its interfaces' subnets).
+   * With `onProgress`, the answer streams how far the scan is (`?progress=1`).
+   */
+  async discover(
+    range?: string,
+    opts: CallOptions & { onProgress?: (p: DiscoverProgress) => void } = {},
+  ): Promise<DiscoveryReport> {
+    const init = {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify(range === undefined ? {} : { range }),
-    });
+    };
+    if (!opts.onProgress) return await this.#json("/_p2p/discover", DiscoveryReport, opts, init);
+    const res = await this.#fetch("/_p2p/discover?progress=1", opts.signal, false, init);
+    for await (const e of this.#lines(res, DiscoverEvent)) {
+      if (e.type === "done") return e.report;
+      if (e.type === "error") throw streamError(e);
+      opts.onProgress(e);
+    }
+    throw endedEarly();
   }
 
   /** `POST /_p2p/login-links`: a new one-time link that logs a browser in to the web app. */

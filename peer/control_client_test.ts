@@ -33,6 +33,16 @@ Deno.test("ControlClient reads status, peers, payloads, network payloads, where,
   assert.equal((await client.networkPayloads()).errors[0].source, "tracker");
   assert.equal((await client.where(COMPLETE)).chunks, 3);
   assert.deepEqual((await client.discover("127.0.0.3")).ranges, ["127.0.0.3"]);
+  // With onProgress the answer streams: the probes' progress, then the report.
+  const seen: string[] = [];
+  const streamed = await client.discover("127.0.0.3", {
+    onProgress: (p) => seen.push(`${p.phase} ${p.probed}/${p.total} ${p.found}`),
+  });
+  assert.deepEqual(streamed.ranges, ["127.0.0.3"]);
+  assert.equal(streamed.found[0].peerId, PEER_B);
+  // The first and the last are always sent; between them at most one per 100 ms.
+  assert.equal(seen[0], "devices 0/2 0");
+  assert.equal(seen.at(-1), "probing 2/2 1");
   node.log.record("conn.open", {});
   node.log.record("payload.put", {});
   const page = await client.log({ type: "conn", limit: 5 });

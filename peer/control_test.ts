@@ -115,6 +115,7 @@ Deno.test("createControlApp() answers bad input with 400, 404, 409 and 413 error
     ["/_p2p/discover", post("{"), 400, "invalid_json", /not JSON/],
     ["/_p2p/discover", post('{"range": 5}'), 400, "invalid_body", /range/],
     ["/_p2p/discover", post('{"range": "lan"}'), 400, "invalid_range", /Invalid range 'lan'/],
+    ["/_p2p/discover?progress=yes", post("{}"), 400, "invalid_query", /progress/],
     ["/_p2p/discover", post(" ".repeat(5000)), 413, "too_large", /4096 bytes/],
     ["/_p2p/events?type=", undefined, 400, "invalid_query", /type/],
     [`/_p2p/payloads?name=${"n".repeat(256)}`, post("x"), 400, "invalid_query", /255/],

@@ -25,6 +25,7 @@ import {
   PingbackAnswer,
   pingbackSignedBytes,
   ProtectedAnswer,
+  type ScanProgress,
 } from "../proto/discovery.ts";
 import { isOpenNetwork, keyProof, verifyKeyProof } from "../proto/network_key.ts";
 import { fromBase64Url, toBase64Url } from "../proto/ids.ts";
@@ -186,6 +187,8 @@ export interface ScanOptions {
   signal?: AbortSignal;
   /** The network key, proven to each device and required of its answer. */
   networkKey?: Uint8Array;
+  /** Told once the devices are listed, then after each probe ends. */
+  onProgress?: (p: ScanProgress) => void;
 }
 
 /** What `scan()` saw. */
@@ -223,15 +226,25 @@ export async function scan(opts: ScanOptions): Promise<ScanResult> {
     candidates.set(key, { ...candidates.get(key), ...k });
   }
   const all = [...candidates.values()];
+  let probed = 0;
+  let verified = 0;
+  const tell = (phase: ScanProgress["phase"]) =>
+    opts.onProgress?.({ phase, devices, probed, total: all.length, found: verified });
+  tell("devices");
   const results = await mapLimit(
     all,
     opts.concurrency ?? 32,
-    (c) =>
-      probePingback(c.host, c.port, {
+    async (c) => {
+      const r = await probePingback(c.host, c.port, {
         timeoutMs: opts.timeoutMs,
         signal: opts.signal,
         networkKey: opts.networkKey,
-      }),
+      });
+      probed++;
+      if (r.ok && r.answer.peerId !== opts.self) verified++;
+      tell("probing");
+      return r;
+    },
   );
   const out: ScanResult = { devices, probed: all.length, found: [], rejected: [], silent: [] };
   if (devicesError) out.devicesError = devicesError;

@@ -20,6 +20,7 @@ import {
   formatRange,
   interfaceRanges,
   parseRange,
+  type ScanProgress,
 } from "../proto/discovery.ts";
 import { InvalidInputError } from "../proto/errors.ts";
 import { hostPort } from "../lib/net_addr.ts";
@@ -61,13 +62,19 @@ export class LanScan {
    * before it is done, and records what it finds. `InvalidInputError` when there is
    * nothing to scan; `RangeError` for a malformed range.
    */
-  discover(rangeText?: string): Promise<DiscoveryReport> {
-    const run = this.#running.then(() => this.#discover(rangeText));
+  discover(
+    rangeText?: string,
+    onProgress?: (p: ScanProgress) => void,
+  ): Promise<DiscoveryReport> {
+    const run = this.#running.then(() => this.#discover(rangeText, onProgress));
     this.#running = run.catch(() => undefined);
     return run;
   }
 
-  async #discover(rangeText?: string): Promise<DiscoveryReport> {
+  async #discover(
+    rangeText?: string,
+    onProgress?: (p: ScanProgress) => void,
+  ): Promise<DiscoveryReport> {
     const { table, log } = this.#deps;
     const started = performance.now();
     const ranges = rangeText !== undefined
@@ -91,6 +98,7 @@ export class LanScan {
       pingbackPort: this.#deps.pingbackPort ?? DEFAULT_PINGBACK_PORT,
       signal: this.#deps.signal,
       ...(this.#deps.networkKey ? { networkKey: this.#deps.networkKey } : {}),
+      ...(onProgress ? { onProgress } : {}),
     });
     const found: DiscoveredPeer[] = [];
     for (const r of result.found) {

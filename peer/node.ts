@@ -44,7 +44,7 @@ import type {
   StatusAnswer,
   WhereAnswer,
 } from "../proto/control.ts";
-import type { DiscoveryReport } from "../proto/discovery.ts";
+import type { DiscoveryReport, ScanProgress } from "../proto/discovery.ts";
 import { errorMessage } from "../proto/errors.ts";
 import { CHUNK_SIZE } from "../proto/manifest.ts";
 import type { HelloHeader, WirePorts } from "../proto/messages.ts";
@@ -252,8 +252,8 @@ export class PeerNode {
   }
 
   /** Scans a LAN range (none: this machine's subnets) for peers; one scan at a time. */
-  discover(range?: string): Promise<DiscoveryReport> {
-    return this.#scan.discover(range);
+  discover(range?: string, onProgress?: (p: ScanProgress) => void): Promise<DiscoveryReport> {
+    return this.#scan.discover(range, onProgress);
   }
 
   /** A summary for `p2p status`. */

@@ -3,7 +3,7 @@ import { probePingback, scan } from "./discovery.ts";
 import { loadIdentity } from "./identity.ts";
 import { startPingback } from "./pingback.ts";
 import { type FakeMode, fakePingbackHandler } from "../tests/_fake_pingback.ts";
-import { parseRange, PINGBACK_PROOF_LABEL } from "../proto/discovery.ts";
+import { parseRange, PINGBACK_PROOF_LABEL, type ScanProgress } from "../proto/discovery.ts";
 import { keyProof, newNetworkKey, OPEN_NETWORK_KEY } from "../proto/network_key.ts";
 import { toBase64Url } from "../proto/ids.ts";
 import { serveLocal } from "../tests/_serve.ts";
@@ -163,8 +163,10 @@ Deno.test("scan() keeps verified peers, drops itself, rejects fakes and reports 
   );
   assert.ok(self.addr.port === port && fake.addr.port === port && liar.addr.port === port);
   const ranges = [parseRange("127.0.0.2-127.0.0.6")];
+  const progress: ScanProgress[] = [];
   const result = await scan({
     ranges,
+    onProgress: (p) => progress.push(p),
     known: [
       // Known at an address where nobody answers now.
       { host: "127.0.0.7", port, peerId: "f".repeat(40) },
@@ -195,6 +197,12 @@ Deno.test("scan() keeps verified peers, drops itself, rejects fakes and reports 
     [`127.0.0.4:${port}`, `127.0.0.5:${port}`, `127.0.0.6:${port}`],
   );
   assert.deepEqual(result.silent.map((s) => s.peerId), ["f".repeat(40)]);
+  // Progress: the devices listed, then one line per probe that ended, up to all 6.
+  assert.deepEqual(progress[0], { phase: "devices", devices: 5, probed: 0, total: 6, found: 0 });
+  assert.deepEqual(progress.slice(1).map((p) => p.probed), [1, 2, 3, 4, 5, 6]);
+  assert.ok(progress.slice(1).every((p) => p.phase === "probing" && p.total === 6));
+  // Our own answer (127.0.0.3) is not counted as found: the other peer alone is.
+  assert.equal(progress.at(-1)?.found, 1);
 });
 
 Deno.test("scan() still probes known peers when listing devices fails, and says why", async () => {

@@ -9,7 +9,7 @@
  * | --------------------------------------- | --------------------------------------- |
  * | `GET /_p2p/status`                      | `StatusAnswer`                          |
  * | `GET /_p2p/peers`                       | `PeersAnswer`                           |
- * | `POST /_p2p/discover` (`DiscoverRequest`) | `DiscoveryReport`                     |
+ * | `POST /_p2p/discover` (`DiscoverRequest`) | `DiscoveryReport`; `?progress=1`: NDJSON `DiscoverEvent` |
  * | `GET /_p2p/payloads`                    | `PayloadsAnswer`                        |
  * | `GET /_p2p/payloads/:ref`               | `PayloadInfo` (held here or not)        |
  * | `DELETE /_p2p/payloads/:ref` (`RemoveQuery`) | `RemoveAnswer`                     |
@@ -56,11 +56,11 @@
  */
 import { z } from "zod";
 import { ActivityPage, ActivityRecord } from "./activity.ts";
-import { DiscoverRequest, DiscoveryReport } from "./discovery.ts";
+import { DiscoverDone, DiscoverProgress, DiscoverRequest, DiscoveryReport } from "./discovery.ts";
 import { PayloadId, PeerId } from "./ids.ts";
 import { WirePorts } from "./messages.ts";
 
-export { ActivityPage, ActivityRecord, DiscoverRequest, DiscoveryReport };
+export { ActivityPage, ActivityRecord, DiscoverProgress, DiscoverRequest, DiscoveryReport };
 
 /** The path prefix of every control route. */
 export const CONTROL_PREFIX = "/_p2p";
@@ -356,6 +356,15 @@ export const ErrorEvent = z.object({
 });
 /** The last event of a stream that failed. */
 export type ErrorEvent = z.infer<typeof ErrorEvent>;
+
+/** A line of `POST /_p2p/discover?progress=1`: progress, then `done` (or `error`). */
+export const DiscoverEvent = z.discriminatedUnion("type", [
+  DiscoverProgress,
+  DiscoverDone,
+  ErrorEvent,
+]);
+/** A line of a streamed discovery. */
+export type DiscoverEvent = z.infer<typeof DiscoverEvent>;
 
 /** What `put()` did: the payload, and the chunk copies pushed to other peers. */
 export const PutResult = z.object({

@@ -231,6 +231,11 @@ export const DiscoverRequest = z.object({
 /** A discovery request. */
 export type DiscoverRequest = z.infer<typeof DiscoverRequest>;
 
+/** `POST /_p2p/discover` query: `progress=1` streams NDJSON (`DiscoverProgress`, then `DiscoverDone`). */
+export const DiscoverQuery = z.object({
+  progress: z.enum(["0", "1"], "must be 0 or 1").optional().transform((v) => v === "1"),
+});
+
 /** A peer identified by a scan. */
 export const DiscoveredPeer = z.object({
   peerId: PeerId,
@@ -262,3 +267,26 @@ export const DiscoveryReport = z.object({
 });
 /** What one discovery run did. */
 export type DiscoveryReport = z.infer<typeof DiscoveryReport>;
+
+/**
+ * How far a discovery run is (`POST /_p2p/discover?progress=1` streams these as NDJSON
+ * before its `done` line): `devices` once the devices are listed, then `probing`
+ * after each answer or timeout. `total` counts the devices and the known peers.
+ */
+export const DiscoverProgress = z.object({
+  type: z.literal("progress"),
+  phase: z.enum(["devices", "probing"]),
+  devices: z.number().int().nonnegative(),
+  probed: z.number().int().nonnegative(),
+  total: z.number().int().nonnegative(),
+  found: z.number().int().nonnegative(),
+});
+/** How far a discovery run is. */
+export type DiscoverProgress = z.infer<typeof DiscoverProgress>;
+/** The counts of a `DiscoverProgress`, as a scan tells them. */
+export type ScanProgress = Omit<DiscoverProgress, "type">;
+
+/** The last line of a streamed discovery: its report. */
+export const DiscoverDone = z.object({ type: z.literal("done"), report: DiscoveryReport });
+/** The last line of a streamed discovery. */
+export type DiscoverDone = z.infer<typeof DiscoverDone>;
