@@ -10,11 +10,11 @@ import { MAX_TAGS } from "../proto/search.ts";
 import { UploadTags } from "../proto/tracker.ts";
 
 /**
- * The tags of an upload: those of the query (`tag` repeated) and of the JSON body,
- * without repeats. `InvalidInputError` (`invalid_tag`) for a bad tag or too many.
+ * The tags of an upload: those of the query (`tag` repeated) and of the JSON body, in
+ * lower case (as the peer keeps them, `peer/search/metadata.ts`), without repeats. `InvalidInputError` (`invalid_tag`) for a bad tag or too many.
  */
 export function uploadTags(...lists: (string[] | undefined)[]): string[] {
-  const tags = [...new Set(lists.flatMap((l) => l ?? []))];
+  const tags = [...new Set(lists.flatMap((l) => l ?? []).map((t) => t.toLowerCase()))];
   const parsed = UploadTags.safeParse(tags);
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
@@ -23,8 +23,7 @@ export function uploadTags(...lists: (string[] | undefined)[]): string[] {
     "invalid_tag",
     bad === undefined
       ? `Cannot take ${tags.length} tags: a payload has at most ${MAX_TAGS}`
-      : `Cannot take tag '${bad.slice(0, 80)}': a tag is 1 to 64 characters without ` +
-        "spaces, commas or quotes",
+      : `Tag '${bad.slice(0, 80)}' is not valid: 1 to 64 characters, no spaces, commas or quotes`,
   );
 }
 

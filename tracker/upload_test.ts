@@ -72,7 +72,7 @@ Deno.test("POST /payloads keeps the tags of ?tag= and of JSON, merged over uploa
     assert.ok(res.status < 300, await res.clone().text());
     return UploadResponse.parse(await res.json()).payloadId;
   };
-  const id = await up("/payloads?name=notes.md&tag=work&tag=2026-report&tag=work", {
+  const id = await up("/payloads?name=notes.md&tag=work&tag=2026-report&tag=Work", {
     body: "some notes",
   });
   const row = async () => (await t.store.getPayload(id))!;
@@ -91,11 +91,11 @@ Deno.test("POST /payloads refuses a bad tag or too many with one line, storing n
   await using t = await testTracker();
   const many = Array.from({ length: 33 }, (_, i) => `tag=t${i}`).join("&");
   const cases: [string, RequestInit, string][] = [
-    ["/payloads?tag=two%20words", { body: "x" }, "Cannot take tag 'two words'"],
-    ["/payloads?tag=", { body: "x" }, "Cannot take tag ''"],
-    [`/payloads?tag=${"x".repeat(65)}`, { body: "x" }, "Cannot take tag 'xxx"],
+    ["/payloads?tag=two%20words", { body: "x" }, "Tag 'two words' is not valid"],
+    ["/payloads?tag=", { body: "x" }, "Tag '' is not valid"],
+    [`/payloads?tag=${"x".repeat(65)}`, { body: "x" }, "Tag 'xxx"],
     [`/payloads?${many}`, { body: "x" }, "Cannot take 33 tags: a payload has at most 32"],
-    ["/payloads?tag=a,b", { body: "x" }, "Cannot take tag 'a,b'"],
+    ["/payloads?tag=a,b", { body: "x" }, "Tag 'a,b' is not valid: 1 to 64 characters"],
   ];
   for (const [path, init, message] of cases) {
     const res = await t.request(path, { method: "POST", ...init });
