@@ -32,6 +32,7 @@ import { type Relay, startRelay } from "../lib/http_relay/mod.ts";
 import { errorBody } from "../lib/http_api.ts";
 import { P2pError } from "../proto/errors.ts";
 import { httpUrl, reachableHost } from "../lib/net_addr.ts";
+import { startSearch } from "./search/registry.ts";
 
 /** A running peer process. */
 export interface RunningPeer {
@@ -93,6 +94,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
   let tokenFile: string;
   let auth: ControlAuth;
   let unregister = () => {};
+  let searchClosed = () => Promise.resolve();
   /** The Host values of the main server, known once it listens. */
   const hosts = new Set<string>();
   try {
@@ -186,6 +188,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       serveHttp: (conn) => running.serve(conn),
     });
     control.resolve(createControlApp(node, { auth }));
+    searchClosed = startSearch(data.store, log);
     // Under every name it answers to, so `--node` finds it however it names it.
     const urls = new Set([
       mainUrl,
@@ -226,6 +229,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       await pingback?.stop();
       await relay?.close();
       await started.stop();
+      await searchClosed();
       await Promise.all(servers.map((s) => s.shutdown()));
       done.resolve();
     })();
