@@ -43,7 +43,7 @@ async function openInput(
   file: string,
   name: string | undefined,
 ): Promise<{ body: ReadableStream<Uint8Array>; size?: number; name?: string }> {
-  if (file === "-") return { body: Deno.stdin.readable, ...(name ? { name } : {}) };
+  if (file === "-") return { body: gathered(Deno.stdin.readable), ...(name ? { name } : {}) };
   let f: Deno.FsFile;
   try {
     f = await Deno.open(file);
@@ -57,6 +57,40 @@ async function openInput(
     throw new ClientError(`'${file}' is a folder; put takes a file or -`);
   }
   return { body: f.readable, size: info.size, name: name ?? file.split(/[\\/]/).pop() };
+}
+
+/** Bytes a piece of standard input gathers before it is sent. */
+const STDIN_PIECE = 1024 * 1024;
+
+/**
+ * `input` in pieces of `STDIN_PIECE` (the last one shorter). A pipe brings a few KiB
+ * per read, and the peer's HTTP server spent CPU on every piece sent as it came:
+ * 64 MiB through `cat FILE | p2p put -` cost the peer 3.4 CPU-s, against 0.9 with the
+ * same bytes from a file on standard input.
+ */
+export function gathered(input: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  let piece = new Uint8Array(STDIN_PIECE);
+  let at = 0;
+  return input.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        while (chunk.length > 0) {
+          const n = Math.min(chunk.length, piece.length - at);
+          piece.set(chunk.subarray(0, n), at);
+          at += n;
+          chunk = chunk.subarray(n);
+          if (at === piece.length) {
+            controller.enqueue(piece);
+            piece = new Uint8Array(STDIN_PIECE);
+            at = 0;
+          }
+        }
+      },
+      flush(controller) {
+        if (at > 0) controller.enqueue(piece.subarray(0, at));
+      },
+    }),
+  );
 }
 
 /** `input` counting what is read on the bar. */
