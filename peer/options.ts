@@ -8,6 +8,7 @@
 
 import type { PeerData } from "./data_dir.ts";
 import type { HttpStats } from "../proto/control.ts";
+import type { SearchBackend } from "./search/backend.ts";
 
 /** Requests a second per client address on the main HTTP server, by default. */
 export const DEFAULT_RATE_LIMIT = 200;
@@ -88,4 +89,6 @@ export interface PeerOptions {
    * both ends are loopback addresses. Identities and the network key are still proven.
    */
   plaintextLoopback?: boolean;
+  /** The index that answers searches (default: the embedded one, `peer/search/backend.ts`). */
+  search?: SearchBackend;
 }
