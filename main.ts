@@ -43,6 +43,7 @@ import { keygen } from "./cli/keygen.ts";
 import { NETWORK_KEY_ENV } from "./lib/network_key_file.ts";
 import { VERSION } from "./version.ts";
 import { putMetaTarget, search, SEARCH_HELP, tag, tagAfterPut } from "./cli/search.ts";
+import { searchBackendOption, searchUrlOption } from "./cli/search_options.ts";
 
 /** `--network-key-file`, shared by the tracker and the peer. */
 function networkKeyOption() {
@@ -196,6 +197,8 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
       "links to other peers without encryption, for measuring its cost; only between " +
         "loopback addresses (127.0.0.0/8)",
     )
+    .addOption(searchBackendOption())
+    .addOption(searchUrlOption())
     .option("--verbose", "print activity to stderr as it happens")
     .action(async (opts) => {
       await runPeer(opts);
