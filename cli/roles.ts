@@ -15,6 +15,8 @@ import { errorMessage, P2pError } from "../proto/errors.ts";
 import { hostPort } from "../lib/net_addr.ts";
 import { busyMessage, busyPorts } from "./ports.ts";
 import { startupLines, trackerWatch } from "./startup.ts";
+import { peerSearchBackend } from "./search_options.ts";
+import type { SearchBackend } from "../peer/search/backend.ts";
 
 /** Options of `p2p tracker`, as parsed. */
 export interface TrackerCliOptions {
@@ -158,11 +160,14 @@ export interface PeerCliOptions {
   maxStore?: number;
   insecurePlaintext?: boolean;
   rateLimit: number;
+  searchBackend?: SearchBackend["kind"];
+  searchUrl?: string;
 }
 
 export async function runPeer(opts: PeerCliOptions): Promise<void> {
   const dataDir = opts.dataDir ??
     `${defaultDataDir()}/peer-${opts.host.replace(/[^\w.-]/g, "_")}-${opts.port}`;
+  const search = peerSearchBackend(opts.searchBackend, opts.searchUrl);
   const warn = (m: string) => console.error(`p2p peer: warning: ${m}`);
   const network = await resolveNetworkKey(opts.networkKeyFile, undefined, warn);
   const tls = await readTls(opts.tlsCert, opts.tlsKey);
@@ -189,6 +194,7 @@ export async function runPeer(opts: PeerCliOptions): Promise<void> {
       maxStore: opts.maxStore,
       plaintextLoopback: opts.insecurePlaintext,
       rateLimit: opts.rateLimit,
+      search,
     });
   } catch (err) {
     if (err instanceof Deno.errors.AddrInUse) {
