@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { InvalidArgumentError } from "@commander-js/extra-typings";
 import { peerSearchBackend, searchBackendOption, searchUrlOption } from "./search_options.ts";
 import { P2pError } from "../proto/errors.ts";
+import { p2pClient } from "../tests/_peer_process.ts";
 
 Deno.test("--search-backend takes embedded or elasticsearch and refuses other names", () => {
   const parse = (v: string) => searchBackendOption().parseArg!(v, undefined);
@@ -55,35 +56,16 @@ Deno.test("peerSearchBackend() pairs the two flags: elasticsearch needs a URL, e
 Deno.test("p2p peer documents the search flags and refuses bad ones in one line, starting nothing", async () => {
   const dir = await Deno.makeTempDir({ prefix: "p2p-search-flags-" });
   try {
-    const run = async (...flags: string[]) => {
-      const out = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          "main.ts",
-          "peer",
-          "--host",
-          "127.0.0.1",
-          "--port",
-          "0",
-          "--http-port",
-          "0",
-          "--pingback-port",
-          "0",
-          "--app-port",
-          "0",
-          "--data-dir",
-          `${dir}/peer`,
-          ...flags,
-        ],
-        cwd: new URL("../", import.meta.url),
-        env: { NO_COLOR: "1", DENO_NO_UPDATE_CHECK: "1", P2P_HOME: dir },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const text = (b: Uint8Array) => new TextDecoder().decode(b);
-      return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
-    };
+    // Were the check to fail, the peer would start on loopback with ports the OS picks.
+    const where = `--host 127.0.0.1 --port 0 --http-port 0 --pingback-port 0 --app-port 0`;
+    const run = (...flags: string[]) =>
+      p2pClient(
+        ["peer", ...where.split(" "), "--data-dir", `${dir}/peer`, ...flags],
+        undefined,
+        30_000,
+        undefined,
+        { P2P_HOME: dir },
+      );
     const badName = await run("--search-backend", "solr");
     assert.equal(badName.code, 2);
     assert.match(badName.stderr, /^p2p: .*Search backend 'solr' is not known.*\n$/);
