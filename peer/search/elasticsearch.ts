@@ -4,10 +4,10 @@
  * `delete` actions), `POST /{index}/_search` with a `bool` query of `multi_match`,
  * `term` and `prefix` clauses and `highlight`. The request bodies are built by pure
  * functions here and checked by the unit tests against the documented shapes; it has
- * NOT been run against a live server (none can be installed on these machines), and
- * `--search-backend elasticsearch` is not wired into the peer yet (that needs
- * `peer/options.ts` and `peer/server.ts`). The embedded index (`search_index.ts`)
- * stays the default.
+ * NOT been run against a live server (none can be installed on these machines).
+ * `p2p peer --search-backend elasticsearch --search-url URL` selects it
+ * (`backend.ts`, `registry.ts`): the embedded index (`search_index.ts`, the default)
+ * then sends it every document it adds or drops, and it answers the peer's searches.
  *
  * Hits are turned into `LocalHit`s like the embedded index's: scores divided by the
  * best (`max_score`), the highlight of `text` (else `name`) as the snippet, its

@@ -16,7 +16,9 @@
  * @module
  */
 import type { SearchAnswer } from "../../proto/search.ts";
-import { type IndexedStore, SearchIndex } from "./search_index.ts";
+import { type IndexedStore, type RemoteIndex, SearchIndex } from "./search_index.ts";
+import type { SearchBackend } from "./backend.ts";
+import { ElasticsearchIndex } from "./elasticsearch.ts";
 
 /** A peer's search: its index and a search of the whole network. */
 export interface PeerSearch {
@@ -27,6 +29,8 @@ export interface PeerSearch {
 }
 
 const searches = new WeakMap<object, PeerSearch>();
+/** The remote index chosen for a store (`startSearch()`), read when its index opens. */
+const remotes = new WeakMap<object, RemoteIndex>();
 
 /** The folder of the index of a store in `DATA/store`: `DATA/search`. */
 export function indexDirOf(storeDir: string): string {
@@ -48,7 +52,8 @@ export function provideSearch(
   let closing: Promise<void> | undefined;
   const index = () => {
     if (signal.aborted) return Promise.reject(signal.reason);
-    opening ??= SearchIndex.open(indexDirOf(store.dir), store).then((ix) => {
+    const remote = remotes.get(store);
+    opening ??= SearchIndex.open(indexDirOf(store.dir), store, undefined, remote).then((ix) => {
       ix.watch();
       const close = () => closing ??= ix.close().catch(() => undefined);
       if (signal.aborted) close();
@@ -86,16 +91,25 @@ export interface SearchLog {
  * stale), then caught up with what the store completed meanwhile. Logs `search.open`
  * (`documents`, `rebuilt`, `ms`) once it is ready, or an `error` record. Returns what
  * the peer's stop awaits: the index closed and saved. Nothing when no search is
- * registered for `store`.
+ * registered for `store`. With `backend` elasticsearch, the index sends what it holds
+ * to that server, which answers the peer's local searches (`search_index.ts`).
  */
-export function startSearch(store: object, log: SearchLog): () => Promise<void> {
+export function startSearch(
+  store: object,
+  log: SearchLog,
+  backend: SearchBackend = { kind: "embedded" },
+): () => Promise<void> {
   const search = searchOf(store);
   if (!search) return () => Promise.resolve();
+  if (backend.kind === "elasticsearch") {
+    remotes.set(store, new ElasticsearchIndex(backend.url, backend.index));
+  }
   const started = performance.now();
   search.index().then(async (ix) => {
     await ix.sync();
     const ms = Math.round(performance.now() - started);
-    log.record("search.open", { documents: ix.size, rebuilt: ix.rebuilt, ms });
+    const remote = backend.kind === "elasticsearch" ? { backend: backend.url } : {};
+    log.record("search.open", { documents: ix.size, rebuilt: ix.rebuilt, ms, ...remote });
   }).catch((err) => {
     // Stopped while opening, or the folder cannot be written: searches say so later.
     log.record("error", { during: "search.open", message: String(err?.message ?? err) });

@@ -17,6 +17,12 @@
  * Tags and given types live in `DATA/search/meta.json` (`metadata.ts`), so a rebuilt
  * index gives the same answers.
  *
+ * **Elsewhere** (`--search-backend elasticsearch`): given a `RemoteIndex`, the index
+ * still follows the store as above, always rebuilt at open, and sends every document
+ * it adds or drops to the remote one (bulk requests of at most `PUSH_BATCH`, at most
+ * that many waiting), which then answers `search()`. A failed push is kept in
+ * `remoteError`; the remote's own errors reach the searcher.
+ *
  * **Queries** (`search_query.ts`): each alternative is one MiniSearch query (its terms
  * ANDed; words of 4+ letters match with one typo, of 8+ with two, prefixes as prefixes,
  * `name:`/`tag:` limited to their field, name and tags boosted 2x), `type:` a filter on
@@ -33,6 +39,7 @@ import type { LocalHit, PayloadMeta } from "../../proto/search.ts";
 import { MAX_SEARCH_LIMIT } from "../../proto/search.ts";
 import { sha256Hex } from "../../proto/manifest.ts";
 import type { ChunkStore } from "../chunk_store.ts";
+import type { EsDocument } from "./elasticsearch.ts";
 import { readHead, sniffType, textOf } from "./extract.ts";
 import { MetadataFile } from "./metadata.ts";
 import { phraseIn, snippetOf } from "./snippet.ts";
@@ -47,6 +54,16 @@ const TEXT_CACHE_BYTES = 8 * 1024 * 1024;
 const SYNC_CONCURRENCY = 4;
 /** Delay between a change and the save it causes. */
 const SAVE_DELAY_MS = 1000;
+
+/** Documents sent to a remote index per request, and waiting at most. */
+const PUSH_BATCH = 200;
+
+/** An index elsewhere that answers instead (`ElasticsearchIndex`). */
+export interface RemoteIndex {
+  create(): Promise<unknown>;
+  bulk(docs: EsDocument[], removed: string[]): Promise<unknown>;
+  search(q: SearchQuery, limit: number): Promise<LocalHit[]>;
+}
 
 /** What the index needs of the store. */
 export type IndexedStore = Pick<ChunkStore, "list" | "payload" | "exportStream" | "onChunk">;
@@ -89,8 +106,21 @@ export class SearchIndex {
   #textBytes = 0;
   /** Whether the index was rebuilt at open (no file, another version, another fingerprint). */
   rebuilt = false;
+  readonly #remote: RemoteIndex | undefined;
+  /** Documents (null: removals) waiting to be sent to the remote index, by payloadId. */
+  readonly #toPush = new Map<string, EsDocument | null>();
+  #pushing: Promise<void> = Promise.resolve();
+  /** The last failure to send documents to the remote index. */
+  remoteError: string | undefined;
 
-  private constructor(dir: string, store: IndexedStore, meta: MetadataFile, read?: ReadHead) {
+  private constructor(
+    dir: string,
+    store: IndexedStore,
+    meta: MetadataFile,
+    read?: ReadHead,
+    remote?: RemoteIndex,
+  ) {
+    this.#remote = remote;
     this.dir = dir;
     this.#store = store;
     this.#meta = meta;
@@ -100,12 +130,20 @@ export class SearchIndex {
 
   /**
    * Opens the index saved in `dir` (made when missing), or rebuilds it from the store
-   * when it is missing, of another version or does not match the store.
+   * when it is missing, of another version or does not match the store. With a
+   * `remote`, its index is created (an existing one is kept) and everything sent again.
    */
-  static async open(dir: string, store: IndexedStore, read?: ReadHead): Promise<SearchIndex> {
+  static async open(
+    dir: string,
+    store: IndexedStore,
+    read?: ReadHead,
+    remote?: RemoteIndex,
+  ): Promise<SearchIndex> {
     await Deno.mkdir(dir, { recursive: true });
     const meta = await MetadataFile.open(`${dir}/meta.json`);
-    const index = new SearchIndex(dir, store, meta, read);
+    // An index that exists already is an error answer here, and kept.
+    await remote?.create().catch(() => undefined);
+    const index = new SearchIndex(dir, store, meta, read, remote);
     await index.#load();
     return index;
   }
@@ -164,6 +202,32 @@ export class SearchIndex {
     if (this.#closed || this.#ms.has(payloadId) || !this.#store.payload(payloadId)) return;
     this.#ms.add(doc);
     this.#changed();
+    if (this.#remote) {
+      const { id, tags, ...rest } = doc;
+      await this.#push(id, { ...rest, payloadId: id, tags: tags ? tags.split(" ") : [] });
+    }
+  }
+
+  /** Queues a document (null: a removal) for the remote index; waits when many are. */
+  async #push(payloadId: string, doc: EsDocument | null): Promise<void> {
+    const remote = this.#remote;
+    if (!remote) return;
+    if (this.#toPush.size >= PUSH_BATCH) await this.#pushing;
+    this.#toPush.set(payloadId, doc);
+    this.#pushing = this.#pushing.then(async () => {
+      const batch = [...this.#toPush].slice(0, PUSH_BATCH);
+      if (batch.length === 0) return;
+      for (const [id] of batch) this.#toPush.delete(id);
+      const docs = batch.flatMap(([, d]) => d ? [d] : []);
+      const removed = batch.flatMap(([id, d]) => d ? [] : [id]);
+      try {
+        await remote.bulk(docs, removed);
+        this.remoteError = undefined;
+      } catch (err) {
+        this.remoteError = err instanceof Error ? err.message : String(err);
+      }
+    });
+    await Promise.resolve();
   }
 
   /** Drops a payload from the index. */
@@ -172,6 +236,7 @@ export class SearchIndex {
     if (!this.#ms.has(payloadId)) return;
     this.#ms.discard(payloadId);
     this.#changed();
+    this.#push(payloadId, null).catch(() => undefined);
   }
 
   #forget(payloadId: string): void {
@@ -200,6 +265,10 @@ export class SearchIndex {
   async search(q: string | SearchQuery, limit = MAX_SEARCH_LIMIT): Promise<LocalHit[]> {
     const query = typeof q === "string" ? parseSearchQuery(q) : q;
     await this.sync();
+    if (this.#remote) {
+      await this.#pushing;
+      return await this.#remote.search(query, limit);
+    }
     const best = new Map<string, SearchResult>();
     for (const group of query.groups) {
       for (const r of await this.#group(group)) {
@@ -287,17 +356,20 @@ export class SearchIndex {
   async #load(): Promise<void> {
     const path = `${this.dir}/index.json`;
     const complete = this.#store.list().filter((p) => p.complete).map((p) => p.payloadId);
-    try {
-      const saved = JSON.parse(await Deno.readTextFile(path));
-      if (
-        saved?.version === INDEX_VERSION &&
-        saved.fingerprint === await this.#fingerprint(complete)
-      ) {
-        this.#ms = MiniSearch.loadJS<Doc>(saved.index, OPTIONS);
-        return;
+    // With a remote index, every document is read and sent again.
+    if (!this.#remote) {
+      try {
+        const saved = JSON.parse(await Deno.readTextFile(path));
+        if (
+          saved?.version === INDEX_VERSION &&
+          saved.fingerprint === await this.#fingerprint(complete)
+        ) {
+          this.#ms = MiniSearch.loadJS<Doc>(saved.index, OPTIONS);
+          return;
+        }
+      } catch {
+        // Missing or unreadable: rebuilt below.
       }
-    } catch {
-      // Missing or unreadable: rebuilt below.
     }
     this.rebuilt = true;
     this.#ms = new MiniSearch<Doc>(OPTIONS);
@@ -333,6 +405,7 @@ export class SearchIndex {
     this.#closed = true;
     clearTimeout(this.#saveTimer);
     this.#saveTimer = undefined;
+    await this.#pushing;
     await this.save();
   }
 }

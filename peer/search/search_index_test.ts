@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ChunkStore } from "../chunk_store.ts";
 import { SearchIndex } from "./search_index.ts";
+import { ElasticsearchIndex } from "./elasticsearch.ts";
 import { InvalidInputError } from "../../proto/errors.ts";
 
 const DOCS: Record<string, string> = {
@@ -124,4 +125,59 @@ Deno.test("SearchIndex follows the store: a payload removed is gone, one added i
   await index2.close();
   again.close();
   await Deno.remove(dir, { recursive: true });
+});
+
+/**
+ * A stand-in for an Elasticsearch server on loopback: keeps the documents of `_bulk`
+ * requests and answers every `_search` with all of them (so an answer shows that it
+ * came from here, not from the embedded index).
+ */
+function stubElasticsearch() {
+  const docs = new Map<string, Record<string, unknown>>();
+  const requests: string[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const path = new URL(req.url).pathname;
+    requests.push(`${req.method} ${path}`);
+    const body = await req.text();
+    if (path === "/_bulk") {
+      const lines = body.split("\n").filter((l) => l).map((l) => JSON.parse(l));
+      for (let i = 0; i < lines.length; i++) {
+        if (lines[i].index) docs.set(lines[i].index._id, lines[++i]);
+        else docs.delete(lines[i].delete._id);
+      }
+      return Response.json({ errors: false, items: [] });
+    }
+    if (path === "/p2p/_search") {
+      const hits = [...docs].map(([id, d]) => ({ _id: id, _score: 1, _source: d }));
+      return Response.json({ hits: { max_score: 1, hits } });
+    }
+    return Response.json({ acknowledged: true });
+  });
+  return { docs, requests, url: `http://127.0.0.1:${server.addr.port}`, server };
+}
+
+Deno.test("SearchIndex with a remote index sends what it holds and drops, and the remote answers", async () => {
+  const { dir, store, ids } = await setup();
+  const es = stubElasticsearch();
+  const remote = new ElasticsearchIndex(es.url);
+  const index = await SearchIndex.open(`${dir}/search`, store, undefined, remote);
+  index.watch();
+  try {
+    assert.equal(es.requests[0], "PUT /p2p");
+    assert.equal(index.rebuilt, true);
+    // Words the embedded index would not match: the answer is the remote's.
+    const hits = await index.search("nothing-here-at-all");
+    assert.equal(hits.length, 7);
+    assert.equal(es.docs.get(ids["cats.txt"])?.name, "cats.txt");
+    assert.match(String(es.docs.get(ids["cats.txt"])?.text), /curious animals/);
+    await store.remove(ids["cats.txt"]);
+    assert.equal((await index.search("x")).length, 6);
+    assert.equal(es.docs.has(ids["cats.txt"]), false);
+    assert.equal(index.remoteError, undefined);
+  } finally {
+    await index.close();
+    store.close();
+    await es.server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
