@@ -188,7 +188,7 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
       serveHttp: (conn) => running.serve(conn),
     });
     control.resolve(createControlApp(node, { auth }));
-    searchClosed = startSearch(data.store, log);
+    searchClosed = startSearch(data.store, log, opts.search);
     // Under every name it answers to, so `--node` finds it however it names it.
     const urls = new Set([
       mainUrl,
