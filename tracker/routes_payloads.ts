@@ -222,6 +222,7 @@ function payloadInfo(row: PayloadRow): PayloadInfo {
     chunkSize: row.chunkSize,
     chunks: row.chunks,
     ...(row.name ? { name: row.name } : {}),
+    ...(row.tags?.length ? { tags: row.tags } : {}),
     createdAt: new Date(row.createdAt).toISOString(),
     stored: row.stored,
   };

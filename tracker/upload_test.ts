@@ -5,7 +5,7 @@ import { PayloadTooLargeError } from "./errors.ts";
 import { ingest } from "./upload.ts";
 import { testTracker } from "./_test_setup.ts";
 import { ErrorBody } from "../proto/error_body.ts";
-import { UploadResponse } from "../proto/tracker.ts";
+import { PayloadList, UploadResponse } from "../proto/tracker.ts";
 
 /** A sink that keeps the chunks it is given, by index. */
 function fakeStore() {
@@ -85,6 +85,11 @@ Deno.test("POST /payloads keeps the tags of ?tag= and of JSON, merged over uploa
   assert.deepEqual((await row()).tags, ["work", "2026-report", "café", "minutes"]);
   const plain = await up("/payloads", { body: "no tags" });
   assert.equal((await t.store.getPayload(plain))!.tags, undefined);
+  // GET /payloads lists them; a payload without tags has none.
+  const list = PayloadList.parse(await (await t.request("/payloads")).json());
+  const byId = new Map(list.payloads.map((p) => [p.payloadId, p]));
+  assert.deepEqual(byId.get(id)?.tags, ["work", "2026-report", "café", "minutes"]);
+  assert.equal(byId.get(plain)?.tags, undefined);
 });
 
 Deno.test("POST /payloads refuses a bad tag or too many with one line, storing nothing", async () => {
