@@ -223,7 +223,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     )
     .argument("<file>", "file to share, or - for standard input")
     .option("--name <name>", "name kept with the payload (default: the file name)")
-    .option("--tag <tag...>", "tags that search finds it by (given to the payload of that name)")
+    .option("--tag <tag...>", "tags that search finds it by")
     .option("--type <mime>", "its content type for search, e.g. text/markdown (default: sniffed)")
     .option("--json", "print a JSON summary instead of the payloadId")
     .addOption(nodeOption())
@@ -231,8 +231,9 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     .action(async (file, opts) => {
       const metaName = putMetaTarget(file, opts);
       const target = await client.peerTarget(opts.node, opts.token);
-      await put(target, file, opts);
-      if (metaName) await tagAfterPut(target, metaName, opts);
+      const payloadId = await put(target, file, opts);
+      // By id: another payload may have the same name.
+      if (metaName) await tagAfterPut(target, payloadId, opts);
     });
 
   const payloadArgument = "its id, 6 or more of the id's first hex digits, or its name";

@@ -138,7 +138,7 @@ export async function put(
   node: PeerTarget,
   file: string,
   opts: { name?: string; json?: boolean },
-): Promise<void> {
+): Promise<string> {
   const input = await openInput(file, opts.name);
   const progress = putProgress(input.size);
   const { done, status } = await withPeer(node, async (client) => {
@@ -166,4 +166,5 @@ export async function put(
         "asked (too few peers known?); it is safe here, and copied as peers come",
     );
   }
+  return done.payloadId;
 }

@@ -145,19 +145,19 @@ export function putMetaTarget(
 }
 
 /**
- * After `p2p put`: gives the payload just put (named `name`, resolved by the peer) its
- * tags and type, and says so on standard error (standard output keeps put's answer).
+ * After `p2p put`: gives the payload just put (`ref`: its id) its tags and type, and
+ * says so on standard error (standard output keeps put's answer).
  */
 export async function tagAfterPut(
   node: PeerTarget,
-  name: string,
+  ref: string,
   opts: { tag?: string[]; type?: string },
 ): Promise<void> {
   const body = JSON.stringify({
     ...(opts.tag?.length ? { tags: opts.tag } : {}),
     ...(opts.type ? { type: opts.type } : {}),
   });
-  const path = `/_p2p/search/meta/${encodeURIComponent(name)}`;
+  const path = `/_p2p/search/meta/${encodeURIComponent(ref)}`;
   const meta = await call(node, path, PayloadMeta, { method: "PUT", body });
   const parts = [meta.tags?.length ? `tags ${meta.tags.join(", ")}` : "", meta.type ?? ""];
   console.error(`p2p: ${parts.filter((p) => p).join("; ")} kept for search`);

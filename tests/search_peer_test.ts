@@ -44,6 +44,13 @@ Deno.test("a peer searches what it holds: control API, tags, bad queries and p2p
     );
     assert.equal(tagged2.code, 0, tagged2.stderr);
     assert.match(tagged2.stderr, /tags roadmap, 2027; text\/markdown kept for search/);
+    // Another payload of the same name: its tags go to it, by id, not to an ambiguous name.
+    const sameName = await p2pClient(
+      ["put", "-", "--name", "plan.txt", "--tag", "draft", ...node],
+      enc("# Plan\nAn older draft."),
+    );
+    assert.equal(sameName.code, 0, sameName.stderr);
+    assert.match(sameName.stderr, /tags draft kept for search/);
     const badTag = await p2pClient(
       ["put", "-", "--name", "x.txt", "--tag", "a,b", ...node],
       enc("x"),
