@@ -56,7 +56,8 @@ interface PeerRow {
   rttMs?: number;
   stale: boolean;
   failures: number;
-  lastSeen: number;
+  /** ISO 8601, as every time in the CLI's JSON. */
+  lastSeen: string;
 }
 
 /** A fake device (`tests/_fake_pingback.ts`) on `host`'s pingback port. */
@@ -293,7 +294,7 @@ Deno.test({
       peers.push(again);
       const rows = await eventually("h1 to reconnect to a known peer", 15_000, async () => {
         const rows = await client<PeerRow[]>(h1, ["peers"]);
-        return rows.some((r) => r.peerId === p2.peerId && r.lastSeen >= restarted)
+        return rows.some((r) => r.peerId === p2.peerId && Date.parse(r.lastSeen) >= restarted)
           ? rows
           : undefined;
       });

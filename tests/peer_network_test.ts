@@ -63,8 +63,19 @@ async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
 }
 
 /** `p2p put FILE --json` on a peer; asserts success and returns the summary. */
-async function put(peer: PeerProcess, file: string): Promise<Record<string, unknown>> {
-  const run = await p2pClient(["put", file, "--json", "--node", peer.http]);
+/**
+ * `p2p put FILE --json` on `peer`; with `stdin`, the file's bytes go through standard
+ * input (`put -`), so the peer keeps them in chunk files of its own rather than
+ * linking to the file.
+ */
+async function put(
+  peer: PeerProcess,
+  file: string,
+  stdin = false,
+): Promise<Record<string, unknown>> {
+  const run = stdin
+    ? await p2pClient(["put", "-", "--json", "--node", peer.http], await Deno.readFile(file))
+    : await p2pClient(["put", file, "--json", "--node", peer.http]);
   assert.equal(run.code, 0, `put on ${peer.host}: ${run.stderr}`);
   return JSON.parse(run.stdout);
 }
@@ -228,7 +239,8 @@ Deno.test("a source serving corrupted chunks is dropped for failing verification
   });
   await using b = await spawnPeer({ dataDir: `${dir.path}/b`, host: "127.0.0.3" });
   const id = String((await put(a, input.path)).payloadId);
-  assert.equal((await put(b, input.path)).payloadId, id);
+  // Through standard input: b keeps chunk files of its own (a put by path links to the file).
+  assert.equal((await put(b, input.path, true)).payloadId, id);
 
   // A disk fault on b: one flipped byte in every chunk file, same size (b does not re-hash).
   let corrupted = 0;
