@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { followLog, p2pClient, peerAddress, type PeerProcess, spawnPeer } from "./_peer_process.ts";
 import { tempDir } from "./_tracker_process.ts";
+import { contains } from "./_capture.ts";
 import { connectPeer } from "../peer/dial.ts";
 import { formatNetworkKey, newNetworkKey } from "../proto/network_key.ts";
 import { P2pError, UnauthorizedError } from "../proto/errors.ts";
@@ -20,18 +21,6 @@ function markedPayload(size: number): { bytes: Uint8Array; needle: Uint8Array } 
   const bytes = new Uint8Array(size);
   for (let i = 0; i < size; i += text.length) bytes.set(text.subarray(0, size - i), i);
   return { bytes, needle: text };
-}
-
-/** Whether `needle` occurs in `haystack`. */
-function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
-  const first = needle[0];
-  for (let i = haystack.indexOf(first); i >= 0; i = haystack.indexOf(first, i + 1)) {
-    if (i + needle.length > haystack.length) return false;
-    let j = 1;
-    while (j < needle.length && haystack[i + j] === needle[j]) j++;
-    if (j === needle.length) return true;
-  }
-  return false;
 }
 
 async function writeKeyFile(path: string): Promise<string> {
