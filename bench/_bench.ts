@@ -26,6 +26,13 @@ export interface Figure {
   note?: string;
   /** Set when this figure is wrong or suspect; says why. */
   flag?: string;
+  /**
+   * The bound an issue sets on this figure (a ratio, usually): met when `value` is at
+   * least `min` and at most `max`. The table prints whether it is met.
+   */
+  target?: { min?: number; max?: number };
+  /** For a ratio: what it is measured against, e.g. `raw write of a new 1 GiB file`. */
+  reference?: string;
 }
 
 /** What a benchmark module hands back. */
