@@ -1,7 +1,7 @@
 /**
- * What every benchmark module shares: the `Benchmark` shape that `run.ts` runs in
- * sequence, the figures a run reports, the way a benchmark says it was skipped, and
- * the table the figures are printed as.
+ * What every benchmark module shares: the `Benchmark` shape that `run.ts` runs,
+ * the figures a run reports, the way a benchmark says it was skipped, and how a
+ * value is formatted (the tables are in `_report.ts`, the chart in `_chart.ts`).
  *
  * A benchmark measures, it does not judge: it returns figures, plus flags for
  * anything that makes a figure untrustworthy (error answers under load, say).
@@ -33,6 +33,12 @@ export interface Figure {
   target?: { min?: number; max?: number };
   /** For a ratio: what it is measured against, e.g. `raw write of a new 1 GiB file`. */
   reference?: string;
+  /**
+   * The chart's bar group for a ratio with a `reference`, e.g. `p2p get -o, 1 GiB from
+   * 3 sources`: ratios of one scenario to its several references share a group. When
+   * unset, the name before its first `: ` (or the whole name) is the group.
+   */
+  scenario?: string;
 }
 
 /** What a benchmark module hands back. */
@@ -60,6 +66,11 @@ export interface Benchmark {
   name: string;
   /** One line saying what is measured. */
   description: string;
+  /**
+   * How many times `run.ts` runs it when `--runs` is not given; for a very long
+   * benchmark that should run fewer times than the default (3).
+   */
+  runs?: number;
   /** Runs the benchmark; throws `BenchSkip` when a prerequisite is missing. */
   run(ctx: BenchContext): Promise<BenchOutput>;
 }
@@ -93,27 +104,6 @@ export function formatValue(value: number | null): string {
     minimumFractionDigits: digits,
     maximumFractionDigits: digits,
   });
-}
-
-/** The figures of all results as a plain-text table, one row per figure. */
-export function formatTable(results: BenchResult[]): string {
-  const rows: string[][] = [["benchmark", "figure", "value", "unit", "note"]];
-  for (const r of results) {
-    if (r.figures.length === 0) {
-      rows.push([r.name, `(${r.status})`, "", "", r.reason ?? ""]);
-      continue;
-    }
-    for (const f of r.figures) {
-      const note = f.flag ? `FLAG: ${f.flag}` : f.note ?? "";
-      rows.push([r.name, f.name, formatValue(f.value), f.unit, note]);
-    }
-  }
-  const widths = rows[0].map((_, c) => Math.max(...rows.map((row) => row[c].length)));
-  const line = (row: string[]) =>
-    row.map((cell, c) => c === 2 ? cell.padStart(widths[c]) : cell.padEnd(widths[c]))
-      .join("  ").trimEnd();
-  const rule = widths.map((w) => "-".repeat(w)).join("  ");
-  return [line(rows[0]), rule, ...rows.slice(1).map(line)].join("\n");
 }
 
 /** Memory of a running process from `/proc/PID/status`, in KiB; null fields when unknown. */
