@@ -65,8 +65,11 @@ build: $(DENO)
 	  exit 1; fi; \
 	echo "built dist/p2p"; ls -l dist/p2p
 
+# Installs missing reference tools (aria2, opentracker, nginx, wrk, mktorrent, curl)
+# from Debian when root, then runs every benchmark; e.g. BENCH_ARGS="--runs 1 -d 4".
 bench: $(DENO)
-	$(DENO) run -A bench/run.ts
+	@sh bench/install-tools.sh
+	$(DENO) run -A bench/run.ts $(BENCH_ARGS)
 
 clean:
 	rm -rf dist .test-artifacts
