@@ -250,9 +250,21 @@ export class TrackerClient {
     }
   }
 
-  /** Live peers. */
-  async peers(): Promise<z.infer<typeof PeerList>["peers"]> {
-    return (await this.#json(PeerList, "GET", "/peers")).peers;
+  /** Live peers: a sample of at most `numwant` (the tracker's default: 100). */
+  async peers(numwant?: number): Promise<PeerList["peers"]> {
+    return (await this.listPeers({ numwant })).peers;
+  }
+
+  /**
+   * `GET /peers`: a sample of at most `numwant` live peers, or with `since` (the
+   * `version` of an earlier answer) what changed after it; see `PeerList`.
+   */
+  listPeers(q: { numwant?: number; since?: number } = {}): Promise<PeerList> {
+    const params = new URLSearchParams();
+    if (q.numwant !== undefined) params.set("numwant", String(q.numwant));
+    if (q.since !== undefined) params.set("since", String(q.since));
+    const search = params.size > 0 ? `?${params}` : "";
+    return this.#json(PeerList, "GET", `/peers${search}`);
   }
 
   /** Publishes a manifest (without bytes) so the tracker can list holders. */

@@ -136,3 +136,38 @@ Deno.test("TrackerClient.withdraw() takes this peer off a payload's holders with
     await server.shutdown();
   }
 });
+
+Deno.test("TrackerClient.listPeers() asks a protected tracker for a sample, then for the changes since its version", async () => {
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  await using t = await testTracker({ networkKey: key });
+  await using tracker = fakeTracker(async (req) => {
+    const url = new URL(req.url);
+    const body = req.body ? await req.arrayBuffer() : undefined;
+    return await t.request(url.pathname + url.search, {
+      method: req.method,
+      headers: req.headers,
+      ...(body ? { body } : {}),
+    });
+  });
+  const clients = [];
+  for (let i = 0; i < 3; i++) {
+    const dir = await Deno.makeTempDir({ prefix: "p2p-tracker-client-" });
+    const identity = await loadIdentity(dir);
+    await Deno.remove(dir, { recursive: true });
+    const client = new TrackerClient(tracker.url, { identity, networkKey: key });
+    await client.register({ host: "127.0.0.2", port: 6000 + i });
+    clients.push({ client, identity });
+  }
+  const [a] = clients;
+  const sample = await a.client.listPeers({ numwant: 2 });
+  assert.equal(sample.kind, "sample");
+  assert.equal(sample.peers.length, 2);
+  assert.equal((await a.client.peers()).length, 3);
+  await clients[1].client.unregister(clients[1].identity.peerId);
+  const changes = await a.client.listPeers({ numwant: 2, since: sample.version });
+  assert.deepEqual([changes.kind, changes.peers, changes.removed], [
+    "changes",
+    [],
+    [clients[1].identity.peerId],
+  ]);
+});

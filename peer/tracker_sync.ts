@@ -1,8 +1,12 @@
 /**
  * The peer's side of the tracker: a heartbeat that registers the peer (every
  * `heartbeatMs`, at least three times per the tracker's TTL; backing off 1, 2, 4 … 30
- * s while the tracker fails), takes the tracker's live peers into the table and
- * flushes the announce queue; the queue itself, which coalesces the chunks of one
+ * s while the tracker fails), takes the peers the tracker lists into the table and
+ * flushes the announce queue. The first beat asks for a sample of `NUMWANT` live peers;
+ * each later one passes the `version` of the last answer and gets only the peers that
+ * changed since (and the ids of those gone), so a heartbeat costs the same in a network
+ * of 10,000 peers as in one of 100 (`PeerList` in `proto/tracker.ts`). The peers
+ * learned so far (at most `MAX_LIVE`) are this peer's view of the live network; the queue itself, which coalesces the chunks of one
  * burst into one announcement per payload (published first), kept for the next
  * heartbeat when the tracker fails; withdrawals, which tell the tracker (signed) that
  * this peer holds no chunk of a payload it removed, queued and retried alike; and the spreading of payloads uploaded to the
@@ -27,6 +31,10 @@ import { verifyRegistration } from "../proto/tracker_auth.ts";
 const COALESCE_MS = 50;
 /** Longest wait between tries while the tracker fails. */
 const MAX_BACKOFF_MS = 30_000;
+/** Peers asked of the tracker at a time. */
+export const NUMWANT = 50;
+/** Live peers this peer keeps in its view of the network (the oldest learned go first). */
+export const MAX_LIVE = 1024;
 
 /** How the tracker was doing lately, for `status()`. */
 export interface TrackerState {
@@ -42,7 +50,7 @@ export interface TrackerSyncDeps {
     TrackerClient,
     | "url"
     | "register"
-    | "peers"
+    | "listPeers"
     | "publish"
     | "announce"
     | "withdraw"
@@ -88,6 +96,10 @@ export class TrackerSync {
   #failures = 0;
   #state: TrackerState = { ok: false };
   #spreading: Promise<void> | undefined;
+  /** The `version` of the tracker's last listing, for the next `since`. */
+  #version: number | undefined;
+  /** The live peers learned from the tracker, oldest first. */
+  readonly #live = new Set<string>();
 
   constructor(deps: TrackerSyncDeps) {
     this.#deps = deps;
@@ -143,9 +155,15 @@ export class TrackerSync {
       }
       this.#state = { ok: true, lastContact: Date.now() };
       next = Math.min(next, res.ttlSeconds * 1000 / 3);
-      const livePeers = await tracker.peers();
+      const list = await tracker.listPeers({ numwant: NUMWANT, since: this.#version });
+      // A sample (or an older tracker's whole list) starts the view anew.
+      if (list.kind !== "changes") this.#live.clear();
+      for (const id of list.removed ?? []) this.#live.delete(id);
       let dropped = 0;
-      for (const p of livePeers) {
+      for (const p of list.peers) {
+        // Every listed id counts for rendezvous, as the tracker lists it to all.
+        this.#live.delete(p.peerId);
+        this.#live.add(p.peerId);
         if (!await signedByItself(p)) {
           dropped++;
           continue;
@@ -158,13 +176,18 @@ export class TrackerSync {
           publicKey: p.publicKey,
         }, "tracker");
       }
+      for (const id of this.#live) {
+        if (this.#live.size <= MAX_LIVE) break;
+        this.#live.delete(id);
+      }
+      this.#version = list.version;
       if (dropped > 0) log.record("tracker.unsigned", { url: tracker.url, dropped });
       // After an outage (or at first contact), everything held is announced again.
       if (this.#failures > 0 || this.#published.size === 0) {
         for (const p of store.list()) this.#announce.add(p.payloadId);
       }
       await this.flush();
-      this.#spread(livePeers.map((p) => p.peerId));
+      this.#spread([...this.#live]);
       this.#failures = 0;
     } catch (err) {
       this.#failures++;

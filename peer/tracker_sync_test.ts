@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { TrackerSync, type TrackerSyncDeps } from "./tracker_sync.ts";
+import { NUMWANT, TrackerSync, type TrackerSyncDeps } from "./tracker_sync.ts";
 import { Scheduler } from "./scheduler.ts";
 import { TrackerError } from "./tracker_client.ts";
 import { bytesStream, fakeLog, memoryTable, peerIdOf, tempStore } from "./_fakes.ts";
@@ -7,13 +7,15 @@ import { rankByRendezvous } from "./replication.ts";
 import { loadIdentity } from "./identity.ts";
 import { registrationBytes } from "../proto/tracker_auth.ts";
 import { toBase64Url } from "../proto/ids.ts";
-import type { PeerInfo } from "../proto/tracker.ts";
+import type { PeerInfo, PeerList } from "../proto/tracker.ts";
 
 const MiB = 1024 * 1024;
 const SELF = peerIdOf("self");
 
 /** A tracker in memory: it records calls, and `fail` makes every call fail. */
-function fakeTracker(opts: { peers?: (string | PeerInfo)[]; stored?: string[] } = {}) {
+function fakeTracker(
+  opts: { peers?: (string | PeerInfo)[]; stored?: string[]; lists?: PeerList[] } = {},
+) {
   const calls: { method: string; args: unknown[] }[] = [];
   const state = { fail: undefined as Error | undefined };
   const call = <T>(method: string, args: unknown[], value: T): Promise<T> => {
@@ -33,7 +35,8 @@ function fakeTracker(opts: { peers?: (string | PeerInfo)[]; stored?: string[] } 
     url: "http://127.0.0.1:1",
     register: (reg) =>
       call("register", [reg], { peer: peerInfo(SELF), created: true, ttlSeconds: 60 }),
-    peers: () => call("peers", [], (opts.peers ?? []).map(peerInfo)),
+    listPeers: (q) =>
+      call("listPeers", [q], opts.lists?.shift() ?? { peers: (opts.peers ?? []).map(peerInfo) }),
     publish: (id, m) =>
       call("publish", [id], {
         payloadId: id,
@@ -234,4 +237,34 @@ Deno.test("TrackerSync.start() beats at once through the scheduler, and stop() l
   await beat.promise;
   s.scheduler.stop();
   assert.equal(s.scheduler.pending, 0);
+});
+
+Deno.test("TrackerSync.beat() asks for a sample first, then only the changes since the version it last saw", async () => {
+  const [a, b, c] = [await signedPeer(), await signedPeer(), await signedPeer()];
+  const ids = Array.from({ length: 8 }, (_, i) => i.toString(16).padStart(2, "0").repeat(32));
+  const t = fakeTracker({
+    stored: ids,
+    lists: [
+      { peers: [a, b], version: 10, kind: "sample" },
+      { peers: [c], version: 12, kind: "changes", removed: [a.peerId] },
+      // The tracker restarted: a sample starts the view anew.
+      { peers: [b], version: 99, kind: "sample" },
+    ],
+  });
+  await using s = await setup(t, 1);
+  await s.sync.beat();
+  await s.sync.beat();
+  assert.deepEqual(t.of("listPeers").map((x) => x.args[0]), [
+    { numwant: NUMWANT, since: undefined },
+    { numwant: NUMWANT, since: 10 },
+  ]);
+  assert.deepEqual(s.table.get(c.peerId)?.sources, ["tracker"]);
+  await s.sync.stop(); // waits for the spreading of the second beat
+  s.fetched.length = 0;
+  await s.sync.beat();
+  assert.deepEqual(t.of("listPeers").at(-1)?.args[0], { numwant: NUMWANT, since: 12 });
+  await s.sync.stop();
+  // Spreading ranks the view at the last beat: b and this peer.
+  const mine = ids.filter((id) => rankByRendezvous(id, -1, [b.peerId, SELF], (p) => p)[0] === SELF);
+  assert.deepEqual(s.fetched, mine);
 });

@@ -89,8 +89,54 @@ export const RegisterPeerResponse = z.object({
 /** `POST /peers` answer. */
 export type RegisterPeerResponse = z.infer<typeof RegisterPeerResponse>;
 
+/** Peers a `GET /peers` answer lists when the caller gives no `numwant`. */
+export const DEFAULT_NUMWANT = 100;
+/** Most peers one `GET /peers` answer lists; a larger `numwant` is taken as this. */
+export const MAX_NUMWANT = 200;
+
+/** A non-negative decimal integer in a query string, at most `digits` digits. */
+function queryInt(digits: number) {
+  return z.string().regex(new RegExp(`^[0-9]{1,${digits}}$`), "must be a non-negative integer")
+    .transform(Number);
+}
+
+/**
+ * `GET /peers?numwant=N&since=VERSION`. `numwant` (default {@linkcode DEFAULT_NUMWANT},
+ * at most {@linkcode MAX_NUMWANT}) bounds the peers listed, like a BitTorrent tracker's;
+ * `since` is the `version` of the caller's last answer: the tracker then answers only
+ * what changed after it (see `PeerList`).
+ */
+export const PeerListQuery = z.object({
+  numwant: queryInt(6).transform((n) => Math.min(n, MAX_NUMWANT)).optional(),
+  since: queryInt(16).pipe(z.number().max(Number.MAX_SAFE_INTEGER)).optional(),
+});
+/** `GET /peers` query, parsed. */
+export type PeerListQuery = z.infer<typeof PeerListQuery>;
+
+/**
+ * `GET /peers` answer. `version` names the tracker's peer set as answered: the next
+ * call passes it as `since`. `kind` says what `peers` is:
+ *
+ * - `sample`: up to `numwant` live peers picked at random (all of them when there are
+ *   no more): what a caller with no `since` gets, or one whose `since` the tracker no
+ *   longer covers (it restarted, or too much changed). The caller starts its view anew.
+ * - `changes`: the peers registered, moved or changed after `since`, and in `removed`
+ *   the ids of those gone since; a heartbeat that changes nothing listed is not a
+ *   change. When more changed than `numwant`, `more` is true and `version` is that of
+ *   the last change given: the next call continues from there.
+ *
+ * Older trackers send neither `version` nor `kind`: their `peers` is every live peer.
+ * A listed peer's `lastSeen` and `expiresAt` may lag its heartbeats by a few seconds.
+ */
+export const PeerList = z.object({
+  peers: z.array(PeerInfo),
+  version: z.number().int().nonnegative().optional(),
+  kind: z.enum(["sample", "changes"]).optional(),
+  removed: z.array(PeerId).optional(),
+  more: z.boolean().optional(),
+});
 /** `GET /peers` answer. */
-export const PeerList = z.object({ peers: z.array(PeerInfo) });
+export type PeerList = z.infer<typeof PeerList>;
 
 /** The tags of an upload (`?tag=` repeated, or `tags` in JSON): those of `proto/search.ts`. */
 export const UploadTags = z.array(Tag).max(MAX_TAGS);

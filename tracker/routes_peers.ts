@@ -1,7 +1,9 @@
 /**
  * The tracker's peer routes, to mount at `/peers`: `POST /peers` registers or
  * heartbeats a peer (its host defaults to the caller's address), `GET /peers` lists
- * the live ones, `GET|DELETE /peers/{peerId}` reads or removes one. A registration is
+ * live ones (`?numwant=` of them at random, or `?since=` a version only what changed
+ * after it; answered from the `PeerListing` kept ready, see `peer_listing.ts`),
+ * `GET|DELETE /peers/{peerId}` reads or removes one. A registration is
  * a record signed by the peer it describes, and a removal carries that peer's
  * signature (`P2P-Signature` header): nobody changes another peer's entry
  * (`identity.ts`). Answers carry each signed record so others can check it.
@@ -14,8 +16,8 @@ import type { z } from "zod";
 import { ForbiddenError, InvalidInputError } from "../proto/errors.ts";
 import { PeerId } from "../proto/ids.ts";
 import {
-  type PeerInfo,
-  type PeerList,
+  DEFAULT_NUMWANT,
+  PeerListQuery,
   RegisterPeerRequest,
   type RegisterPeerResponse,
   type RemovedResponse,
@@ -26,12 +28,12 @@ import {
   peerRemoveBytes,
   registrationBytes,
 } from "../proto/tracker_auth.ts";
-import { jsonBody, limitBody, param } from "../lib/http_api.ts";
+import { jsonBody, limitBody, param, query } from "../lib/http_api.ts";
 import { isWildcard, plainAddress } from "../lib/net_addr.ts";
 import type { TrackerDeps, TrackerEnv } from "./deps.ts";
 import { bodyTooLarge, unknownPeer } from "./errors.ts";
 import { staleRecord } from "./identity.ts";
-import type { PeerRow } from "./store.ts";
+import { peerInfo } from "./peer_listing.ts";
 
 /** Largest `POST /peers` body. */
 const REGISTER_JSON = 64 * 1024;
@@ -40,7 +42,6 @@ const REGISTER_JSON = 64 * 1024;
 export function peerRoutes(
   { store, config, identity }: Pick<TrackerDeps, "store" | "config" | "identity">,
 ) {
-  let listing: { version: number; until: number; body: string } | undefined;
   return new Hono<TrackerEnv>()
     .post("/", limitBody(REGISTER_JSON, () => bodyTooLarge(REGISTER_JSON)), async (c) => {
       const body = await jsonBody(c, RegisterPeerRequest);
@@ -71,21 +72,12 @@ export function peerRoutes(
       };
       return c.json(res, created ? 201 : 200);
     })
-    .get("/", async (c) => {
-      // Peers poll this: the answer is made once per change of the index (or expiry).
-      const version = store.peersVersion;
-      if (!listing || listing.version !== version || store.now() >= listing.until) {
-        const rows = await store.listPeers();
-        const body: z.infer<typeof PeerList> = { peers: rows.map(peerInfo) };
-        listing = {
-          version,
-          until: rows.reduce((m, r) => Math.min(m, r.expiresAt), Infinity),
-          // Kept as text: a string answer goes out in one write with its head (bytes are
-          // copied per request and wait for the garbage collector outside the JS heap).
-          body: JSON.stringify(body),
-        };
-      }
-      return c.body(listing.body, 200, { "content-type": "application/json" });
+    .get("/", (c) => {
+      const q = query(c, PeerListQuery);
+      // Kept as text: a string answer goes out in one write with its head (bytes are
+      // copied per request and wait for the garbage collector outside the JS heap).
+      const body = store.listing.answer(q.numwant ?? DEFAULT_NUMWANT, q.since);
+      return c.body(body, 200, { "content-type": "application/json" });
     })
     .get("/:peerId", async (c) => {
       const peerId = param(c, "peerId", PeerId, "Peer id");
@@ -128,20 +120,4 @@ export function peerRoutes(
 function remoteHost(c: Context<TrackerEnv>): string | undefined {
   const host = c.env?.remoteAddr?.hostname;
   return host === undefined ? undefined : plainAddress(host);
-}
-
-function peerInfo(row: PeerRow): PeerInfo {
-  return {
-    peerId: row.peerId,
-    host: row.host,
-    port: row.port,
-    ...(row.name !== undefined ? { name: row.name } : {}),
-    ...(row.ports !== undefined ? { ports: row.ports } : {}),
-    ...(row.publicKey !== undefined ? { publicKey: row.publicKey } : {}),
-    ...(row.version !== undefined ? { version: row.version } : {}),
-    ...(row.record !== undefined ? { record: row.record } : {}),
-    registeredAt: new Date(row.registeredAt).toISOString(),
-    lastSeen: new Date(row.lastSeen).toISOString(),
-    expiresAt: new Date(row.expiresAt).toISOString(),
-  };
 }

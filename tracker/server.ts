@@ -85,10 +85,13 @@ export async function startTracker(opts: TrackerOptions): Promise<RunningTracker
     kv.close();
     throw err;
   }
-  const store = new TrackerStore(kv, activity);
+  const peerTtlMs = opts.peerTtl * 1000;
+  // A listing shows lastSeen to a few seconds, well within a peer's TTL.
+  const store = new TrackerStore(kv, activity, Date.now, {
+    listingCoarseMs: Math.min(5_000, peerTtlMs / 4),
+  });
   await store.load();
   const metrics = new Metrics();
-  const peerTtlMs = opts.peerTtl * 1000;
   const limits: TrackerLimits = { ...DEFAULT_TRACKER_LIMITS, ...opts.limits };
   const replay = new ReplayCache();
   const app = createTrackerApp({

@@ -1,9 +1,8 @@
 /**
- * The tracker's state in Deno KV. Key layout:
+ * The tracker's state in Deno KV: its peers (`peer_store.ts`, `["peer", …]` and
+ * `["addr", …]`) and, here, its payloads. Key layout:
  *
  * ```text
- * ["peer", peerId]            PeerRow (expiresAt checked on every read)
- * ["addr", "host:port"]       peerId: the index that keeps (host, port) unique
  * ["payload", payloadId]      PayloadRow
  * ["manifest", payloadId, p]  page p of the chunk hashes, 1024 × 32 bytes at most
  * ["chunk", sha256, piece]    the bytes of one chunk, in pieces under 64 KiB
@@ -17,14 +16,20 @@
  *
  * @module
  */
-import type { ActivityLog } from "./activity.ts";
-import { fromHex, randomPeerId, toHex } from "../proto/ids.ts";
+import { fromHex, toHex } from "../proto/ids.ts";
 import { chunkLength, type Manifest, sha256Hex } from "../proto/manifest.ts";
-import type { PeerPorts, RegisterPeerRequest } from "../proto/tracker.ts";
-import { ForbiddenError, IntegrityError, P2pError } from "../proto/errors.ts";
+import { IntegrityError } from "../proto/errors.ts";
 import { staleRecord } from "./identity.ts";
-import { hostPort } from "../lib/net_addr.ts";
 import { mergeTags } from "./tags.ts";
+import { ContentionError, MAX_RETRIES, type PeerRow, PeerStore } from "./peer_store.ts";
+
+export {
+  addrKey,
+  ContentionError,
+  type PeerRow,
+  type PeerStoreOptions,
+  type Registration,
+} from "./peer_store.ts";
 
 /** KV values must stay under 64 KiB: chunk bytes are stored in pieces of this size. */
 export const PIECE_SIZE = 64_000;
@@ -32,23 +37,6 @@ export const PIECE_SIZE = 64_000;
 const PAGE_HASHES = 1024;
 /** Pieces per atomic commit, keeping a commit well under KV's size limit. */
 const PIECES_PER_COMMIT = 8;
-const MAX_RETRIES = 32;
-
-/** A registered peer; times are ms since the epoch. */
-export interface PeerRow {
-  peerId: string;
-  host: string;
-  port: number;
-  name?: string;
-  ports?: PeerPorts;
-  publicKey?: string;
-  version?: string;
-  /** The record as the peer signed it (rows of older trackers have none). */
-  record?: RegisterPeerRequest;
-  registeredAt: number;
-  lastSeen: number;
-  expiresAt: number;
-}
 
 /** A payload the tracker knows; `stored` means it holds every chunk's bytes. */
 export interface PayloadRow {
@@ -72,288 +60,15 @@ export interface HaveRow {
   signedAt?: number;
 }
 
-/** A KV entry as read, or absent (`versionstamp` null): what an atomic check needs. */
-type Entry<T> = { key: Deno.KvKey; value: T | null; versionstamp: string | null };
-
-/** Raised when a write lost its race too many times in a row: `503 busy`, try again. */
-export class ContentionError extends P2pError {
-  constructor(message: string) {
-    super("busy", message, { status: 503 });
-  }
-}
-
-/** What `registerPeer()` is asked to store. */
-export interface Registration {
-  host: string;
-  port: number;
-  peerId?: string;
-  name?: string;
-  ports?: PeerPorts;
-  publicKey?: string;
-  version?: string;
-  /** The signed record (its signature already checked); its `signedAt` must be the newest. */
-  record?: RegisterPeerRequest;
-  /**
-   * Whether this registration may take the address over from another live peer: only
-   * a caller at that host may (a peer restarted there with a new identity), so a
-   * stranger cannot push a peer out of the list by claiming its address.
-   */
-  mayEvict?: boolean;
-}
-
 /** Typed access to the tracker's KV database. */
-export class TrackerStore {
-  readonly kv: Deno.Kv;
-  readonly #clock: () => number;
-  readonly #activity: ActivityLog;
-  readonly #locks = new KeyedLock();
-  /** The peer index, with the versionstamps last read or written. */
-  readonly #peers = new Map<string, Deno.KvEntry<PeerRow>>();
-  #peersVersion = 0;
-  readonly #addrs = new Map<string, Deno.KvEntry<string>>();
-
-  constructor(kv: Deno.Kv, activity: ActivityLog, clock: () => number = Date.now) {
-    this.kv = kv;
-    this.#activity = activity;
-    this.#clock = clock;
-  }
-
+export class TrackerStore extends PeerStore {
   /**
-   * Loads the peer index into memory. Reads are served from it; every write still
-   * checks the KV versionstamps it read, so a change made behind this process's back
-   * fails the commit, reloads the keys and retries. Uploads a stop cut off are dropped.
+   * Loads the peer index into memory (`PeerStore`) and drops the uploads a stop cut
+   * off.
    */
   async load(): Promise<void> {
     await this.discardUpload();
-    this.#peers.clear();
-    this.#peersVersion++;
-    this.#addrs.clear();
-    for await (const e of this.kv.list<PeerRow>({ prefix: ["peer"] })) {
-      this.#peers.set(e.key[1] as string, e);
-      this.#peersVersion++;
-    }
-    for await (const e of this.kv.list<string>({ prefix: ["addr"] })) {
-      this.#addrs.set(e.key[1] as string, e);
-    }
-  }
-
-  #live(row: PeerRow | null): row is PeerRow {
-    return row !== null && row.expiresAt > this.#clock();
-  }
-
-  /** The cached entry, or on a miss what KV holds now (another writer may have added it). */
-  async #peerEntry(peerId: string): Promise<Entry<PeerRow>> {
-    const hit = this.#peers.get(peerId);
-    if (hit) return hit;
-    const e = await this.kv.get<PeerRow>(["peer", peerId]);
-    if (e.versionstamp !== null) {
-      this.#peers.set(peerId, e as Deno.KvEntry<PeerRow>);
-      this.#peersVersion++;
-    }
-    return e;
-  }
-
-  /** The cached entry, or on a miss what KV holds now. */
-  async #addrEntry(addr: string): Promise<Entry<string>> {
-    const hit = this.#addrs.get(addr);
-    if (hit) return hit;
-    const e = await this.kv.get<string>(["addr", addr]);
-    if (e.versionstamp !== null) this.#addrs.set(addr, e as Deno.KvEntry<string>);
-    return e;
-  }
-
-  /** Re-reads index keys from KV after a commit lost to another writer. */
-  async #reload(keys: Deno.KvKey[]): Promise<void> {
-    this.#peersVersion++;
-    for (let i = 0; i < keys.length; i += 10) {
-      for (const e of await this.kv.getMany<unknown[]>(keys.slice(i, i + 10))) {
-        const [kind, id] = e.key as [string, string];
-        const cache = (kind === "peer" ? this.#peers : this.#addrs) as Map<string, Entry<unknown>>;
-        if (e.versionstamp === null) cache.delete(id);
-        else cache.set(id, e);
-      }
-    }
-  }
-
-  /**
-   * Registers a peer or refreshes it. A (host, port) pair maps to one peerId only:
-   * registering it again, however many callers race, refreshes the same entry.
-   * A registration that names another peerId for a taken address takes it over when
-   * `mayEvict`, and is refused (`403 address_taken`) otherwise. A signed record must be
-   * later than the one stored (`409 stale_record`) and carry the same key (`403`).
-   */
-  registerPeer(reg: Registration, ttlMs: number): Promise<{ row: PeerRow; created: boolean }> {
-    const addr = addrKey(reg.host, reg.port);
-    // Registrations of one address queue up in this process, so racing callers do not
-    // spin on failed commits; the atomic checks keep the rule across processes too.
-    return this.#locks.run(addr, () => this.#register(addr, reg, ttlMs));
-  }
-
-  async #register(
-    addr: string,
-    reg: Registration,
-    ttlMs: number,
-  ): Promise<{ row: PeerRow; created: boolean }> {
-    const expireIn = ttlMs * 2 + 60_000;
-    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
-      const now = this.#clock();
-      const addrEntry = await this.#addrEntry(addr);
-      const holder = addrEntry.value === null ? null : await this.#peerEntry(addrEntry.value);
-      const holderLive = holder !== null && this.#live(holder.value);
-      const peerId = reg.peerId ?? (holderLive ? holder.value!.peerId : randomPeerId());
-      const target = await this.#peerEntry(peerId);
-      const op = this.kv.atomic().check(addrEntry).check(target);
-      const touched: Deno.KvKey[] = [addrEntry.key, target.key];
-      if (holder) touched.push(holder.key);
-      const prev = this.#live(target.value) ? target.value : null;
-      const stored = target.value;
-      if (stored?.publicKey !== undefined && reg.publicKey !== stored.publicKey) {
-        throw new ForbiddenError(
-          "key_mismatch",
-          `Cannot register peer '${peerId}': it registered with another public key`,
-        );
-      }
-      if (reg.record && stored?.record && reg.record.signedAt <= stored.record.signedAt) {
-        throw staleRecord(
-          `registration of '${peerId}'`,
-          reg.record.signedAt,
-          stored.record.signedAt,
-        );
-      }
-      // The address belonged to another live peer: that entry goes.
-      const evicted = holderLive && holder.value!.peerId !== peerId ? holder : null;
-      if (evicted && reg.mayEvict === false) {
-        throw new ForbiddenError(
-          "address_taken",
-          `Cannot register peer '${peerId}' at '${addr}': another live peer holds that ` +
-            "address; only a caller at that host may take it over",
-        );
-      }
-      if (evicted) {
-        op.check(evicted).delete(evicted.key);
-        touched.push(evicted.key);
-      }
-      // This peer moved from another address: its old index entry goes.
-      let vacated: Entry<string> | null = null;
-      if (prev && addrKey(prev.host, prev.port) !== addr) {
-        const old = await this.#addrEntry(addrKey(prev.host, prev.port));
-        if (old.value === peerId) {
-          op.check(old).delete(old.key);
-          vacated = old;
-          touched.push(old.key);
-        }
-      }
-      const row: PeerRow = {
-        peerId,
-        host: reg.host,
-        port: reg.port,
-        ...(reg.name !== undefined ? { name: reg.name } : {}),
-        ...(reg.ports !== undefined ? { ports: reg.ports } : {}),
-        ...(reg.publicKey !== undefined ? { publicKey: reg.publicKey } : {}),
-        ...(reg.version !== undefined ? { version: reg.version } : {}),
-        ...(reg.record !== undefined ? { record: reg.record } : {}),
-        registeredAt: prev?.registeredAt ?? now,
-        lastSeen: now,
-        expiresAt: now + ttlMs,
-      };
-      const created = prev === null || addrKey(prev.host, prev.port) !== addr;
-      op.set(target.key, row, { expireIn }).set(addrEntry.key, peerId, { expireIn });
-      const rec = this.#activity.stage(op, created ? "peer.register" : "peer.heartbeat", {
-        peerId,
-        host: reg.host,
-        port: reg.port,
-        ...(reg.name ? { name: reg.name } : {}),
-      });
-      const res = await op.commit();
-      if (res.ok) {
-        this.#activity.committed(rec);
-        this.#peersVersion++;
-        if (evicted) this.#peers.delete(evicted.value!.peerId);
-        if (vacated) this.#addrs.delete(vacated.key[1] as string);
-        this.#peers.set(peerId, { key: target.key, value: row, versionstamp: res.versionstamp });
-        this.#addrs.set(addr, {
-          key: addrEntry.key,
-          value: peerId,
-          versionstamp: res.versionstamp,
-        });
-        return { row, created };
-      }
-      await this.#reload(touched);
-    }
-    throw new ContentionError(`Cannot register peer '${addr}': too many concurrent writes`);
-  }
-
-  /**
-   * Changes whenever the peer index does: with `now()` and the listed rows' `expiresAt`,
-   * what tells a cached listing from a stale one.
-   */
-  get peersVersion(): number {
-    return this.#peersVersion;
-  }
-
-  /** The store's clock (ms since the epoch). */
-  now(): number {
-    return this.#clock();
-  }
-
-  /** A live peer by id, or null. */
-  getPeer(peerId: string): Promise<PeerRow | null> {
-    const row = this.#peers.get(peerId)?.value ?? null;
-    return Promise.resolve(this.#live(row) ? row : null);
-  }
-
-  /** Every live peer, oldest registration first. */
-  listPeers(): Promise<PeerRow[]> {
-    const out: PeerRow[] = [];
-    for (const e of this.#peers.values()) if (this.#live(e.value)) out.push(e.value);
-    return Promise.resolve(out.sort((a, b) => a.registeredAt - b.registeredAt));
-  }
-
-  /**
-   * Removes a live peer; false when there is none with that id. `allow` sees the row
-   * first and may throw to refuse (a removal must be signed later than the record).
-   */
-  async removePeer(
-    peerId: string,
-    reason: "peer.remove" | "peer.expire",
-    allow?: (row: PeerRow) => void,
-  ): Promise<boolean> {
-    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
-      const e = await this.#peerEntry(peerId);
-      if (e.value === null) return false;
-      if (reason === "peer.remove" && !this.#live(e.value)) return false;
-      if (reason === "peer.expire" && this.#live(e.value)) return false;
-      allow?.(e.value);
-      const op = this.kv.atomic().check(e).delete(e.key);
-      const addr = await this.#addrEntry(addrKey(e.value.host, e.value.port));
-      const ownsAddr = addr.value === peerId;
-      if (ownsAddr) op.check(addr).delete(addr.key);
-      const rec = this.#activity.stage(op, reason, {
-        peerId,
-        host: e.value.host,
-        port: e.value.port,
-      });
-      if ((await op.commit()).ok) {
-        this.#activity.committed(rec);
-        this.#peers.delete(peerId);
-        this.#peersVersion++;
-        if (ownsAddr) this.#addrs.delete(addr.key[1] as string);
-        return true;
-      }
-      await this.#reload([e.key, addr.key]);
-    }
-    throw new ContentionError(`Cannot remove peer '${peerId}': too many concurrent writes`);
-  }
-
-  /** Removes every peer whose time ran out, with a `peer.expire` record each; returns how many. */
-  async expirePeers(): Promise<number> {
-    const now = this.#clock();
-    let n = 0;
-    const expired = [...this.#peers.values()].filter((e) => e.value.expiresAt <= now);
-    for (const e of expired) {
-      if (await this.removePeer(e.value.peerId, "peer.expire")) n++;
-    }
-    return n;
+    await this.loadPeers();
   }
 
   /** Stores one chunk's bytes under its hash (idempotent). */
@@ -478,7 +193,7 @@ export class TrackerStore {
       const created = e.value === null;
       const tags = mergeTags(e.value?.tags, meta.tags);
       if (!created && (e.value!.stored || !meta.stored) && !tags) {
-        this.#activity.record(activityType, { payloadId, size: e.value!.size, created });
+        this.activity.record(activityType, { payloadId, size: e.value!.size, created });
         return { row: e.value!, created };
       }
       const row: PayloadRow = created
@@ -489,12 +204,12 @@ export class TrackerStore {
           chunks: manifest.chunks.length,
           ...(meta.name ? { name: meta.name } : {}),
           ...(tags ? { tags } : {}),
-          createdAt: this.#clock(),
+          createdAt: this.clock(),
           stored: meta.stored,
         }
         : { ...e.value!, stored: e.value!.stored || meta.stored, ...(tags ? { tags } : {}) };
       const op = this.kv.atomic().check(e).set(e.key, row);
-      const rec = this.#activity.stage(op, activityType, {
+      const rec = this.activity.stage(op, activityType, {
         payloadId,
         size: row.size,
         chunks: row.chunks,
@@ -502,7 +217,7 @@ export class TrackerStore {
         ...(row.name ? { name: row.name } : {}),
       });
       if ((await op.commit()).ok) {
-        this.#activity.committed(rec);
+        this.activity.committed(rec);
         return { row, created };
       }
     }
@@ -541,13 +256,13 @@ export class TrackerStore {
         peerId,
         bits,
         count,
-        updatedAt: this.#clock(),
+        updatedAt: this.clock(),
         ...(signedAt !== undefined ? { signedAt } : {}),
       };
       const op = this.kv.atomic().check(prev).set(key, row);
-      const rec = this.#activity.stage(op, "payload.have", { payloadId, peerId, count });
+      const rec = this.activity.stage(op, "payload.have", { payloadId, peerId, count });
       if ((await op.commit()).ok) {
-        this.#activity.committed(rec);
+        this.activity.committed(rec);
         return;
       }
     }
@@ -566,7 +281,7 @@ export class TrackerStore {
 
   /** Counts for metrics: live peers, payloads, and bytes of the payloads stored here. */
   async stats(): Promise<{ livePeers: number; payloads: number; storedBytes: number }> {
-    const livePeers = (await this.listPeers()).length;
+    const livePeers = this.livePeers();
     let payloads = 0;
     let storedBytes = 0;
     for await (const e of this.kv.list<PayloadRow>({ prefix: ["payload"] })) {
@@ -574,26 +289,5 @@ export class TrackerStore {
       if (e.value.stored) storedBytes += e.value.size;
     }
     return { livePeers, payloads, storedBytes };
-  }
-}
-
-/** The unique-address key of a (host, port) pair. */
-export function addrKey(host: string, port: number): string {
-  return hostPort(host, port);
-}
-
-/** Runs async functions one at a time per key. */
-class KeyedLock {
-  readonly #tails = new Map<string, Promise<unknown>>();
-
-  run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.#tails.get(key) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const tail = next.catch(() => {});
-    this.#tails.set(key, tail);
-    tail.then(() => {
-      if (this.#tails.get(key) === tail) this.#tails.delete(key);
-    });
-    return next;
   }
 }

@@ -1,0 +1,159 @@
+/**
+ * Group commit for Deno KV: writes that arrive within a short window, or while the
+ * previous group is being committed, go to KV in one atomic commit, which costs
+ * little more than one write alone. Each write still has its own checks, and its
+ * promise settles only with the outcome of the commit that carried it: `ok` once KV
+ * has it, never before.
+ *
+ * A group stays within KV's limits of one atomic operation (checks, mutations,
+ * bytes), and never holds two writes that touch one key (both would pass their checks
+ * against the same versionstamp): the later one waits for the next group. When a
+ * group fails its checks, each of its writes is committed again alone, so one stale
+ * write does not fail the others; a commit that throws rejects every write it carried.
+ *
+ * @module
+ */
+
+/** One write: its keys, its size, and what it adds to the atomic operation. */
+export interface GroupWrite<T> {
+  /** Keys it checks or changes (what two writes of one group must not share). */
+  keys: Deno.KvKey[];
+  checks: number;
+  mutations: number;
+  /** Bytes its values and keys take, about. */
+  bytes: number;
+  /** Adds its checks and mutations to `op`; what it returns comes back with the outcome. */
+  build(op: Deno.AtomicOperation): T;
+}
+
+/** How one write ended: `ok` with the versionstamp of the commit that carried it. */
+export type GroupOutcome<T> =
+  | { ok: true; versionstamp: string; value: T }
+  | { ok: false; value: T };
+
+/** Limits of one group; the defaults are Deno KV's, with a margin. */
+export interface GroupCommitOptions {
+  /** Milliseconds a write waits for others before its group goes (default 1). */
+  windowMs?: number;
+  maxChecks?: number;
+  maxMutations?: number;
+  maxBytes?: number;
+}
+
+interface Queued {
+  write: GroupWrite<unknown>;
+  done: PromiseWithResolvers<GroupOutcome<unknown>>;
+}
+
+/** Batches writes into few atomic commits. */
+export class GroupCommit {
+  readonly #kv: Deno.Kv;
+  readonly #windowMs: number;
+  readonly #max: { checks: number; mutations: number; bytes: number };
+  #queue: Queued[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #running = false;
+  /** Atomic commits made, and writes they carried (for tests and metrics). */
+  readonly stats = { commits: 0, writes: 0 };
+
+  constructor(kv: Deno.Kv, opts: GroupCommitOptions = {}) {
+    this.#kv = kv;
+    this.#windowMs = opts.windowMs ?? 1;
+    this.#max = {
+      checks: opts.maxChecks ?? 100,
+      mutations: opts.maxMutations ?? 1000,
+      bytes: opts.maxBytes ?? 600_000,
+    };
+  }
+
+  /** Commits `write` with the others of its group; settles once that commit ended. */
+  commit<T>(write: GroupWrite<T>): Promise<GroupOutcome<T>> {
+    const done = Promise.withResolvers<GroupOutcome<unknown>>();
+    this.#queue.push({ write, done });
+    this.#schedule();
+    return done.promise as Promise<GroupOutcome<T>>;
+  }
+
+  #schedule(): void {
+    if (this.#running || this.#timer !== undefined || this.#queue.length === 0) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#running = true;
+      this.#drain().finally(() => {
+        this.#running = false;
+        this.#schedule();
+      });
+    }, this.#windowMs);
+  }
+
+  /** Commits groups until the queue is empty. */
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const group = this.#take();
+      await this.#commitGroup(group);
+    }
+  }
+
+  /** The next group: queued writes in order, within the limits and without shared keys. */
+  #take(): Queued[] {
+    const group: Queued[] = [];
+    const rest: Queued[] = [];
+    const keys = new Set<string>();
+    let checks = 0;
+    let mutations = 0;
+    let bytes = 0;
+    for (const q of this.#queue) {
+      const w = q.write;
+      const ks = w.keys.map(keyText);
+      const fits = group.length === 0 || (
+        checks + w.checks <= this.#max.checks &&
+        mutations + w.mutations <= this.#max.mutations &&
+        bytes + w.bytes <= this.#max.bytes && !ks.some((k) => keys.has(k))
+      );
+      if (!fits) {
+        rest.push(q);
+        // A later write on a deferred key waits too, so writes of one key keep their order.
+        for (const k of ks) keys.add(k);
+        continue;
+      }
+      group.push(q);
+      for (const k of ks) keys.add(k);
+      checks += w.checks;
+      mutations += w.mutations;
+      bytes += w.bytes;
+    }
+    this.#queue = rest;
+    return group;
+  }
+
+  async #commitGroup(group: Queued[]): Promise<void> {
+    const op = this.#kv.atomic();
+    let values: unknown[];
+    let res: Deno.KvCommitResult | Deno.KvCommitError;
+    try {
+      values = group.map((q) => q.write.build(op));
+      res = await op.commit();
+    } catch (err) {
+      for (const q of group) q.done.reject(err);
+      return;
+    }
+    this.stats.commits++;
+    this.stats.writes += group.length;
+    if (res.ok) {
+      group.forEach((q, i) =>
+        q.done.resolve({ ok: true, versionstamp: res.versionstamp, value: values[i] })
+      );
+      return;
+    }
+    if (group.length === 1) {
+      group[0].done.resolve({ ok: false, value: values[0] });
+      return;
+    }
+    // One of them is stale: each goes alone, so only that one fails.
+    for (const q of group) await this.#commitGroup([q]);
+  }
+}
+
+function keyText(key: Deno.KvKey): string {
+  return JSON.stringify(key, (_k, v) => typeof v === "bigint" ? `${v}n` : v);
+}
