@@ -84,7 +84,7 @@ function intValue(text: string | undefined, what: string, min: number, max: numb
   return n;
 }
 
-function parseArgs(args: string[]): RunArgs {
+function parseArgs(args: string[], benchmarks: Benchmark[]): RunArgs {
   const out: RunArgs = { names: [], duration: DEFAULT_DURATION, runs: null };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
@@ -96,13 +96,13 @@ function parseArgs(args: string[]): RunArgs {
     if (m) {
       const text = m[2] ?? args[++i];
       if (m[1] === "-d" || m[1] === "--duration") {
-        out.duration = intValue(text, "Duration in seconds", 1, 600);
+        out.duration = intValue(text, "--duration", 1, 600);
       } else {
-        out.runs = intValue(text, "Runs", 1, 20);
+        out.runs = intValue(text, "--runs", 1, 20);
       }
     } else if (arg.startsWith("-")) {
       throw new RangeError(`Unknown option '${arg}'`);
-    } else if (!BENCHMARKS.some((b) => b.name === arg)) {
+    } else if (!benchmarks.some((b) => b.name === arg)) {
       throw new RangeError(`No benchmark named '${arg}'`);
     } else if (!out.names.includes(arg)) {
       out.names.push(arg);
@@ -169,9 +169,12 @@ interface Report {
   summary: BenchSummary[];
 }
 
-/** Writes the JSON and SVG (dated, and `latest` for a full run) and the README table. */
-async function writeReport(root: string, report: Report, names: string[]): Promise<void> {
-  const dir = `${root}/bench/results`;
+/**
+ * Writes the JSON and SVG (dated, and `latest` for a full run) to `out/results/` and,
+ * after a full run, the table in `out/README.md`.
+ */
+async function writeReport(out: string, report: Report, names: string[]): Promise<void> {
+  const dir = `${out}/results`;
   await Deno.mkdir(dir, { recursive: true });
   const stamp = report.startedAt.replace(/[-:]/g, "").slice(0, 15) + "Z";
   const base = report.full ? stamp : `${stamp}-${names.join("+")}`.slice(0, 100);
@@ -190,7 +193,7 @@ async function writeReport(root: string, report: Report, names: string[]): Promi
     );
     return;
   }
-  const readmePath = `${root}/bench/README.md`;
+  const readmePath = `${out}/README.md`;
   try {
     const readme = await Deno.readTextFile(readmePath);
     const maxRuns = Math.max(0, ...report.summary.map((b) => b.runs));
@@ -203,7 +206,7 @@ async function writeReport(root: string, report: Report, names: string[]): Promi
   // The committed files pass `make check`'s `deno fmt --check` as written.
   const fmt = await new Deno.Command(Deno.execPath(), {
     args: ["fmt", "--quiet", readmePath, `${dir}/latest.json`, `${dir}/latest.svg`],
-    cwd: root,
+    cwd: out,
     stdout: "null",
     stderr: "piped",
   }).output();
@@ -213,17 +216,27 @@ async function writeReport(root: string, report: Report, names: string[]): Promi
   }
 }
 
+/** What `main()` runs and where it writes; the defaults are this repository's. */
+export interface RunSetup {
+  benchmarks?: Benchmark[];
+  /** The repository root, handed to every benchmark. */
+  root?: string;
+  /** Where `README.md` and `results/` are: `bench/` of the root. */
+  out?: string;
+}
+
 /** Runs the selected benchmarks and reports; returns the exit status. */
-export async function main(args: string[]): Promise<number> {
+export async function main(args: string[], setup: RunSetup = {}): Promise<number> {
+  const benchmarks = setup.benchmarks ?? BENCHMARKS;
   let opts: RunArgs;
   try {
-    opts = parseArgs(args);
+    opts = parseArgs(args, benchmarks);
   } catch (err) {
-    console.error(`bench: ${errorMessage(err)}\n${USAGE}`);
+    console.error(`bench: ${errorMessage(err)} (see --help)`);
     return 2;
   }
-  const root = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-  const plan = BENCHMARKS
+  const root = setup.root ?? new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+  const plan = benchmarks
     .filter((b) => opts.names.length === 0 || opts.names.includes(b.name))
     .map((bench) => ({ bench, runs: opts.runs ?? Math.min(bench.runs ?? DEFAULT_RUNS, 20) }));
   const passes = Math.max(0, ...plan.map((p) => p.runs));
@@ -271,7 +284,7 @@ export async function main(args: string[]): Promise<number> {
   console.log(`\n${statuses.join("; ") || "no benchmarks selected"}`);
   console.log(describeMachine(machine));
 
-  await writeReport(root, {
+  await writeReport(setup.out ?? `${root}/bench`, {
     startedAt,
     finishedAt: new Date().toISOString(),
     args,
