@@ -83,7 +83,7 @@ export class BenchSkip extends Error {
   }
 }
 
-/** How one benchmark ended, as printed and written to `bench.json`. */
+/** How one run of a benchmark ended, as `bench/results/*.json` records it. */
 export interface BenchResult {
   name: string;
   description: string;

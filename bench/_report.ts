@@ -242,6 +242,18 @@ export function formatMarkdownTable(benches: BenchSummary[]): string {
   return [line(HEADER), `|${align.join("|")}|`, ...tableRows(benches).map(line)].join("\n");
 }
 
+/**
+ * The benchmarks' notes (versions, sizes, a reference that could not run), one
+ * `name: note` line each, distinct over the runs; `markdown` makes them list items.
+ */
+export function formatNotes(benches: BenchSummary[], markdown = false): string {
+  return benches.flatMap((b) =>
+    b.notes.map((note) =>
+      markdown ? `- ${b.name}: ${note.replace(/\s*\n\s*/g, " ")}` : `${b.name}: ${note}`
+    )
+  ).join("\n");
+}
+
 /** The machine a run was on, as `bench/results/*.json` records it. */
 export interface Machine {
   /** `model name` of the first CPU in /proc/cpuinfo; null when unknown. */
@@ -332,6 +344,8 @@ export function readmeBlock(
   run: { finishedAt: string; runs: number; machine: Machine },
 ): string {
   const date = run.finishedAt.slice(0, 16).replace("T", " ");
+  const notes = formatNotes(benches, true);
   return `Latest full run: **${date} UTC**, up to ${run.runs} runs of each benchmark, on ` +
-    `${describeMachine(run.machine)}.\n\n${formatMarkdownTable(benches)}\n`;
+    `${describeMachine(run.machine)}.\n\n${formatMarkdownTable(benches)}\n` +
+    (notes ? `\nNotes of the benchmarks:\n\n${notes}\n` : "");
 }

@@ -165,13 +165,14 @@ Deno.test("readmeBlock() says when and on what machine, then the table", () => {
     "Example CPU @ 2.20GHz, 2 cores, 8.0 GiB, Linux 6.1.0, Deno 2.9.6, " +
       "1-min load 0.50 at start, 1.25 at end",
   );
-  const block = readmeBlock(summarize([[result("a", [ratio(1)])]]), {
+  const block = readmeBlock(summarize([[{ ...result("a", [ratio(1)]), notes: ["aria2c 1.36"] }]]), {
     finishedAt: "2026-12-03T12:34:56.000Z",
     runs: 3,
     machine,
   });
   assert.match(block, /^Latest full run: \*\*2026-12-03 12:34 UTC\*\*, up to 3 runs/);
   assert.match(block, /\n\| a \| get -o: vs raw write \| 1 \|/);
+  assert.match(block, /\nNotes of the benchmarks:\n\n- a: aria2c 1.36\n$/);
 });
 
 Deno.test("parseCpuInfo() reads the model name and counts processors", () => {

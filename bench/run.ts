@@ -25,6 +25,7 @@ import { renderChart } from "./_chart.ts";
 import {
   type BenchSummary,
   describeMachine,
+  formatNotes,
   formatTextTable,
   loadAverage,
   type Machine,
@@ -273,6 +274,8 @@ export async function main(args: string[], setup: RunSetup = {}): Promise<number
 
   const summary = summarize(runs);
   console.log(`\n${formatTextTable(summary)}`);
+  const notes = formatNotes(summary);
+  if (notes) console.log(`\nnotes:\n${notes}`);
   const all = runs.flat();
   const statuses = summary.map((b) => {
     const mine = all.filter((r) => r.name === b.name);
