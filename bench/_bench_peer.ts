@@ -1,7 +1,8 @@
 /**
  * Peers and payload bytes for `peer_download`: a `p2p peer` child process with a typed
  * client of its control API (`peer/control_client.ts`), a wait until a peer knows its
- * seeds, a pseudo-random payload generated as a stream, and the SHA-256 of a file.
+ * seeds, a pseudo-random payload generated as a stream, the SHA-256 of a file, and a
+ * reset of a process's peak RSS (so that a peak measures one phase).
  *
  * @module
  */
@@ -158,4 +159,18 @@ export async function sha256File(
     reader.releaseLock();
   }
   return { hex: hash.digest("hex"), bytes };
+}
+
+/**
+ * Resets the peak resident memory (VmHWM) of a process to its current RSS by writing
+ * `5` to `/proc/PID/clear_refs` (Linux 4.0+, a process of this user); false when that
+ * failed, and the peak then still counts from the process's start.
+ */
+export async function clearPeakRss(pid: number): Promise<boolean> {
+  try {
+    await Deno.writeTextFile(`/proc/${pid}/clear_refs`, "5");
+    return true;
+  } catch {
+    return false;
+  }
 }
