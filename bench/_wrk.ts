@@ -18,6 +18,8 @@ export interface WrkOptions {
   script?: string;
   /** Seconds after which wrk counts a request as timed out. */
   timeout?: number;
+  /** Request headers (`-H`), e.g. `Accept-Encoding: gzip,br`. */
+  headers?: string[];
   signal?: AbortSignal;
 }
 
@@ -54,6 +56,7 @@ export async function runWrk(opts: WrkOptions): Promise<{ report: WrkReport; out
     `--timeout`,
     `${opts.timeout ?? 5}s`,
     "--latency",
+    ...(opts.headers ?? []).flatMap((h) => ["-H", h]),
     ...(opts.script ? ["-s", opts.script] : []),
     opts.url,
   ];

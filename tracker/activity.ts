@@ -47,6 +47,8 @@ export class ActivityLog {
   readonly #keep: number;
   #lastId: number;
   #pending: ActivityRecord[] = [];
+  /** Committed records not yet in the file (written at the end of the current task). */
+  #committed: ActivityRecord[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #flushing: Promise<void> = Promise.resolve();
   #closed = false;
@@ -118,9 +120,19 @@ export class ActivityLog {
     return rec;
   }
 
-  /** Appends a record that was committed with `stage()` to the JSON-lines file. */
+  /**
+   * Appends a record that was committed with `stage()` to the JSON-lines file: the
+   * records of one group commit, acknowledged together, go in one write.
+   */
   committed(rec: ActivityRecord): void {
-    this.#append([rec]);
+    this.#committed.push(rec);
+    if (this.#committed.length === 1) queueMicrotask(() => this.#appendCommitted());
+  }
+
+  #appendCommitted(): void {
+    const batch = this.#committed;
+    this.#committed = [];
+    this.#append(batch);
   }
 
   /** Records an event that changes no state (a query, an error); written within 100 ms. */
@@ -224,6 +236,7 @@ export class ActivityLog {
   async close(): Promise<void> {
     // What was counted is recorded before the last flush.
     this.#fold.close();
+    this.#appendCommitted();
     await this.flush().catch((err) => console.error(`activity: cannot write records: ${err}`));
     this.#closed = true;
     this.#file?.close();

@@ -1,13 +1,14 @@
 /**
- * Group commit for Deno KV: writes that arrive within a short window, or while the
- * previous group is being committed, go to KV in one atomic commit, which costs
- * little more than one write alone. Each write still has its own checks, and its
+ * Group commit for Deno KV: writes that arrive within a short window go to KV in
+ * one atomic commit, which costs little more than one write alone; while a few groups
+ * are being committed (`maxInFlight`), the next one gathers what arrives meanwhile. Each write still has its own checks, and its
  * promise settles only with the outcome of the commit that carried it: `ok` once KV
  * has it, never before.
  *
  * A group stays within KV's limits of one atomic operation (checks, mutations,
- * bytes), and never holds two writes that touch one key (both would pass their checks
- * against the same versionstamp): the later one waits for the next group. When a
+ * bytes), and never holds two writes that touch one key, nor one that touches a key
+ * of a group being committed (both would pass their checks against the same
+ * versionstamp): the later one waits for the next group. When a
  * group fails its checks, each of its writes is committed again alone, so one stale
  * write does not fail the others; a commit that throws rejects every write it carried.
  *
@@ -35,6 +36,8 @@ export type GroupOutcome<T> =
 export interface GroupCommitOptions {
   /** Milliseconds a write waits for others before its group goes (default 1). */
   windowMs?: number;
+  /** Groups being committed at once (default 4); the next one forms meanwhile. */
+  maxInFlight?: number;
   maxChecks?: number;
   maxMutations?: number;
   maxBytes?: number;
@@ -43,6 +46,7 @@ export interface GroupCommitOptions {
 interface Queued {
   write: GroupWrite<unknown>;
   done: PromiseWithResolvers<GroupOutcome<unknown>>;
+  keys: string[];
 }
 
 /** Batches writes into few atomic commits. */
@@ -50,15 +54,19 @@ export class GroupCommit {
   readonly #kv: Deno.Kv;
   readonly #windowMs: number;
   readonly #max: { checks: number; mutations: number; bytes: number };
+  readonly #maxInFlight: number;
   #queue: Queued[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
-  #running = false;
+  #inFlight = 0;
+  /** Keys of the groups being committed: a write on one of them waits for its group. */
+  readonly #busy = new Set<string>();
   /** Atomic commits made, and writes they carried (for tests and metrics). */
   readonly stats = { commits: 0, writes: 0 };
 
   constructor(kv: Deno.Kv, opts: GroupCommitOptions = {}) {
     this.#kv = kv;
     this.#windowMs = opts.windowMs ?? 1;
+    this.#maxInFlight = opts.maxInFlight ?? 4;
     this.#max = {
       checks: opts.maxChecks ?? 100,
       mutations: opts.maxMutations ?? 1000,
@@ -69,55 +77,55 @@ export class GroupCommit {
   /** Commits `write` with the others of its group; settles once that commit ended. */
   commit<T>(write: GroupWrite<T>): Promise<GroupOutcome<T>> {
     const done = Promise.withResolvers<GroupOutcome<unknown>>();
-    this.#queue.push({ write, done });
+    this.#queue.push({ write, done, keys: write.keys.map(keyText) });
     this.#schedule();
     return done.promise as Promise<GroupOutcome<T>>;
   }
 
   #schedule(): void {
-    if (this.#running || this.#timer !== undefined || this.#queue.length === 0) return;
+    if (this.#inFlight >= this.#maxInFlight || this.#timer !== undefined) return;
+    if (this.#queue.length === 0) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#running = true;
-      this.#drain().finally(() => {
-        this.#running = false;
+      const group = this.#take();
+      if (group.length === 0) return; // all wait for keys being committed
+      this.#inFlight++;
+      const keys = group.flatMap((q) => q.keys);
+      for (const k of keys) this.#busy.add(k);
+      this.#commitGroup(group).finally(() => {
+        for (const k of keys) this.#busy.delete(k);
+        this.#inFlight--;
         this.#schedule();
       });
+      this.#schedule();
     }, this.#windowMs);
   }
 
-  /** Commits groups until the queue is empty. */
-  async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      const group = this.#take();
-      await this.#commitGroup(group);
-    }
-  }
-
-  /** The next group: queued writes in order, within the limits and without shared keys. */
+  /**
+   * The next group: queued writes in order, within the limits, sharing no key with
+   * each other or with a group being committed.
+   */
   #take(): Queued[] {
     const group: Queued[] = [];
     const rest: Queued[] = [];
-    const keys = new Set<string>();
+    const keys = new Set<string>(this.#busy);
     let checks = 0;
     let mutations = 0;
     let bytes = 0;
     for (const q of this.#queue) {
       const w = q.write;
-      const ks = w.keys.map(keyText);
-      const fits = group.length === 0 || (
+      const fits = !q.keys.some((k) => keys.has(k)) && (group.length === 0 || (
         checks + w.checks <= this.#max.checks &&
         mutations + w.mutations <= this.#max.mutations &&
-        bytes + w.bytes <= this.#max.bytes && !ks.some((k) => keys.has(k))
-      );
+        bytes + w.bytes <= this.#max.bytes
+      ));
+      // A write that waits holds its keys, so later writes of one key keep their order.
+      for (const k of q.keys) keys.add(k);
       if (!fits) {
         rest.push(q);
-        // A later write on a deferred key waits too, so writes of one key keep their order.
-        for (const k of ks) keys.add(k);
         continue;
       }
       group.push(q);
-      for (const k of ks) keys.add(k);
       checks += w.checks;
       mutations += w.mutations;
       bytes += w.bytes;
@@ -154,6 +162,7 @@ export class GroupCommit {
   }
 }
 
+/** A key as text for comparing (parts that print alike only make a write wait). */
 function keyText(key: Deno.KvKey): string {
-  return JSON.stringify(key, (_k, v) => typeof v === "bigint" ? `${v}n` : v);
+  return key.map(String).join("\u0000");
 }

@@ -10,8 +10,9 @@
  *   moves the peer's `lastSeen`, which a listing shows to `coarseMs` (its entry is
  *   serialized again when older than that), so polling peers do not rebuild anything.
  * - A **sample** (`numwant` peers at random, or all when there are no more) is joined
- *   from the serialized entries; the answer listing every live peer is kept whole until
- *   the peer set changes, a listed peer's time runs out or `coarseMs` passes.
+ *   from the serialized entries; the answer listing every live peer is kept whole (and
+ *   gzipped once, for callers that accept it) until the peer set changes, a listed
+ *   peer's time runs out or `coarseMs` passes.
  * - **Changes since a version** come from the change log: removed peers leave a
  *   tombstone (at most `maxTombstones`; past that the oldest go and a `since` before
  *   them gets a sample). Versions start at the clock in microseconds when the index is
@@ -19,6 +20,7 @@
  *
  * @module
  */
+import { gzipSync } from "node:zlib";
 import type { PeerInfo } from "../proto/tracker.ts";
 import type { PeerRow } from "./peer_store.ts";
 
@@ -61,7 +63,7 @@ export class PeerListing {
   readonly #tombstones = new Set<string>();
   /** `[version, peerId]` in version order; an entry a later change superseded is stale. */
   #log: [number, string][] = [];
-  #all: { version: number; until: number; body: string; count: number } | undefined;
+  #all: { version: number; until: number; body: string; gzip?: Uint8Array } | undefined;
   /** How often whole answers and entries were serialized (for tests). */
   readonly builds = { all: 0, entries: 0 };
 
@@ -151,12 +153,21 @@ export class PeerListing {
     }
   }
 
-  /** The JSON text of the answer to `GET /peers` with these parameters. */
-  answer(numwant: number, since?: number): string {
+  /**
+   * The answer to `GET /peers` with these parameters: JSON text, or with `gzip` (the
+   * caller accepts it) the gzip of the JSON when the answer is the whole listing kept
+   * ready (compressed once per change: a quarter of the bytes on the wire).
+   */
+  answer(numwant: number, since?: number, gzip = false): string | Uint8Array {
     if (since !== undefined && since >= this.#floor && since <= this.#version) {
       return this.#changes(numwant, since);
     }
-    return this.#sample(numwant);
+    const now = this.#clock();
+    if (this.#entries.size > numwant) return this.#sample(numwant, now);
+    const all = this.#everyone(now);
+    if (!gzip) return all.body;
+    all.gzip ??= gzipSync(all.body, { level: 6 });
+    return all.gzip;
   }
 
   #live(e: Listed | undefined, now: number): e is Listed {
@@ -172,9 +183,7 @@ export class PeerListing {
     return e.json;
   }
 
-  #sample(numwant: number): string {
-    const now = this.#clock();
-    if (this.#entries.size <= numwant) return this.#everyone(now);
+  #sample(numwant: number, now: number): string {
     const picked: string[] = [];
     // A partial Fisher-Yates shuffle over the ids, swaps kept aside: the ids stay put.
     const swapped = new Map<number, number>();
@@ -191,16 +200,16 @@ export class PeerListing {
   }
 
   /** Every live peer, oldest registration first: kept whole until something changes. */
-  #everyone(now: number): string {
+  #everyone(now: number): { body: string; gzip?: Uint8Array } {
     const all = this.#all;
-    if (all && all.version === this.#version && now < all.until) return all.body;
+    if (all && all.version === this.#version && now < all.until) return all;
     const live = [...this.#entries.values()].filter((e) => this.#live(e, now))
       .sort((a, b) => a.row.registeredAt - b.row.registeredAt);
     const until = live.reduce((m, e) => Math.min(m, e.row.expiresAt), now + this.#coarseMs);
     const text = body(live.map((e) => this.#entryJson(e, now)), this.#version, "sample");
-    this.#all = { version: this.#version, until, body: text, count: live.length };
+    this.#all = { version: this.#version, until, body: text };
     this.builds.all++;
-    return text;
+    return this.#all;
   }
 
   #changes(numwant: number, since: number): string {

@@ -8,6 +8,7 @@ import {
 } from "./_test_setup.ts";
 import { DEFAULT_NUMWANT, ErrorBody, MAX_NUMWANT, PeerList } from "../proto/tracker.ts";
 import { verifyRegistration } from "../proto/tracker_auth.ts";
+import { acceptsGzip } from "./routes_peers.ts";
 
 type T = Awaited<ReturnType<typeof testTracker>>;
 
@@ -197,4 +198,43 @@ Deno.test("TrackerStore.registerPeer() of many peers at once shares commits and 
   assert.ok(answered.every(Boolean), "each registration is in KV when it is answered");
   const commits = t.store.commits.stats.commits - before.commits;
   assert.ok(commits < 30, `${commits} commits for 30 registrations`);
+});
+
+Deno.test("GET /peers gzips the listing kept whole for a caller that accepts gzip, once per change", async () => {
+  await using t = await testTracker();
+  await registerMany(t, 3);
+  const get = (q: string, enc: string) =>
+    t.request(`/peers${q}`, { headers: { "accept-encoding": enc } });
+  const plain = await (await t.request("/peers")).text();
+  const res = await get("", "gzip, br");
+  assert.equal(res.headers.get("content-encoding"), "gzip");
+  assert.equal(res.headers.get("vary"), "accept-encoding");
+  const unzipped = new Response(res.body!.pipeThrough(new DecompressionStream("gzip")));
+  assert.equal(await unzipped.text(), plain);
+  // Not for a caller that refuses it, nor for a random sample or changes (made per call).
+  for (
+    const [q, enc] of [["", "gzip;q=0"], ["", "identity"], ["?numwant=2", "gzip"], [
+      "?since=0",
+      "br",
+    ]]
+  ) {
+    const other = await get(q, enc);
+    assert.equal(other.headers.get("content-encoding"), null, `${q} ${enc}`);
+    PeerList.parse(await other.json());
+  }
+});
+
+Deno.test("acceptsGzip() reads Accept-Encoding: gzip or *, unless its q is 0", () => {
+  const cases: [string | undefined, boolean][] = [
+    [undefined, false],
+    ["", false],
+    ["gzip", true],
+    ["gzip,br", true],
+    ["br, GZIP;q=0.5", true],
+    ["gzip;q=0", false],
+    ["gzip; q=0.0", false],
+    ["*", true],
+    ["deflate, br", false],
+  ];
+  for (const [header, want] of cases) assert.equal(acceptsGzip(header), want, String(header));
 });

@@ -74,10 +74,15 @@ export function peerRoutes(
     })
     .get("/", (c) => {
       const q = query(c, PeerListQuery);
-      // Kept as text: a string answer goes out in one write with its head (bytes are
-      // copied per request and wait for the garbage collector outside the JS heap).
-      const body = store.listing.answer(q.numwant ?? DEFAULT_NUMWANT, q.since);
-      return c.body(body, 200, { "content-type": "application/json" });
+      const gzip = acceptsGzip(c.req.header("accept-encoding"));
+      const body = store.listing.answer(q.numwant ?? DEFAULT_NUMWANT, q.since, gzip);
+      const headers: Record<string, string> = {
+        "content-type": "application/json",
+        vary: "accept-encoding",
+      };
+      // A string answer (kept as text) goes out in one write with its head.
+      if (typeof body !== "string") headers["content-encoding"] = "gzip";
+      return c.body(body as string | Uint8Array<ArrayBuffer>, 200, headers);
     })
     .get("/:peerId", async (c) => {
       const peerId = param(c, "peerId", PeerId, "Peer id");
@@ -114,6 +119,17 @@ export function peerRoutes(
       const res: z.infer<typeof RemovedResponse> = { removed: peerId };
       return c.json(res);
     });
+}
+
+/** Whether an `Accept-Encoding` header takes gzip (named without `q=0`, or `*`). */
+export function acceptsGzip(header: string | undefined): boolean {
+  for (const part of (header ?? "").toLowerCase().split(",")) {
+    const [coding, ...params] = part.split(";").map((x) => x.trim());
+    if (coding !== "gzip" && coding !== "*") continue;
+    const q = params.find((p) => p.startsWith("q="));
+    return q === undefined || Number(q.slice(2)) > 0;
+  }
+  return false;
 }
 
 /** The caller's address in its plain form (an IPv4-mapped address as IPv4). */
