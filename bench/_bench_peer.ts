@@ -161,6 +161,37 @@ export async function sha256File(
   return { hex: hash.digest("hex"), bytes };
 }
 
+/** What putting a payload into a peer gave. */
+export interface PutDone {
+  payloadId: string;
+  size: number;
+  /** SHA-256 of the bytes put, hex. */
+  sha256: string;
+  seconds: number;
+}
+
+/**
+ * Streams `size` pseudo-random bytes into `peer` with `POST /_p2p/payloads` (the
+ * control client sends it with node:http and a `content-length`), hashing them on
+ * the way.
+ */
+export async function putPayload(
+  peer: BenchPeer,
+  size: number,
+  label: string,
+  signal: AbortSignal,
+): Promise<PutDone> {
+  const hash = createHash("sha256");
+  const t0 = performance.now();
+  const done = await peer.control.put(
+    pseudoRandomStream(size, size >>> 20, (block) => hash.update(block)),
+    { name: `bench ${label}`, size, signal },
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  if (done.size !== size) throw new Error(`Put stored ${done.size} bytes, not ${size}`);
+  return { payloadId: done.payloadId, size, sha256: hash.digest("hex"), seconds };
+}
+
 /**
  * Resets the peak resident memory (VmHWM) of a process to its current RSS by writing
  * `5` to `/proc/PID/clear_refs` (Linux 4.0+, a process of this user); false when that

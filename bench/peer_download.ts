@@ -36,7 +36,6 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import { compareWithReferences } from "./_download_references.ts";
 import {
   type BenchContext,
@@ -55,7 +54,8 @@ import {
 import {
   type BenchPeer,
   clearPeakRss,
-  pseudoRandomStream,
+  type PutDone,
+  putPayload,
   sha256File,
   spawnBenchPeer,
   waitForPeers,
@@ -411,39 +411,6 @@ function cpuFigures(
       };
     }),
   ];
-}
-
-// ---- putting the payload ----
-
-/** What putting the payload into source 1 gave. */
-interface PutDone {
-  payloadId: string;
-  size: number;
-  /** SHA-256 of the bytes put, hex. */
-  sha256: string;
-  seconds: number;
-}
-
-/**
- * Streams `size` pseudo-random bytes into `peer` with `POST /_p2p/payloads` (the
- * control client sends it with node:http and a `content-length`), hashing them on
- * the way.
- */
-async function putPayload(
-  peer: BenchPeer,
-  size: number,
-  label: string,
-  signal: AbortSignal,
-): Promise<PutDone> {
-  const hash = createHash("sha256");
-  const t0 = performance.now();
-  const done = await peer.control.put(
-    pseudoRandomStream(size, size >>> 20, (block) => hash.update(block)),
-    { name: `bench ${label}`, size, signal },
-  );
-  const seconds = (performance.now() - t0) / 1000;
-  if (done.size !== size) throw new Error(`Put stored ${done.size} bytes, not ${size}`);
-  return { payloadId: done.payloadId, size, sha256: hash.digest("hex"), seconds };
 }
 
 /** The sizes to run: all, or one as `P2P_BENCH_SMALL` or `P2P_BENCH_MIB` say (with a note). */
