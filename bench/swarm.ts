@@ -114,7 +114,10 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     notes.push(
       `${label}: downloaders finished between ${all.first.toFixed(2)} and ${
         all.last.toFixed(2)
-      } s; chunks from the seeder ${all.fromSeeder} of ${all.chunks}`,
+      } s; chunks from the seeder ${all.fromSeeder} of ${all.chunks}; CPU over the swarm: ` +
+        `seeder ${all.seederCpu?.toFixed(2) ?? "?"} s, downloaders together ${
+          all.downloadersCpu?.toFixed(2) ?? "?"
+        } s`,
     );
 
     const payload = await writePayloadFile(
@@ -188,6 +191,8 @@ interface Together {
   fromSeeder: number;
   /** CPU-seconds the seeder used over the swarm's downloads. */
   seederCpu: number | null;
+  /** CPU-seconds all downloaders used over them together. */
+  downloadersCpu: number | null;
 }
 
 /** `n` downloaders started and linked, then all downloading at once. */
@@ -216,13 +221,13 @@ async function downloadTogether(
     );
     ctx.log(`${n} downloaders started and linked; downloading`);
     const signal = phaseSignal(ctx.signal, n * put.size);
-    const [cpu0] = await cpuOf([seeder]);
+    const cpu0 = await cpuOf([seeder, ...peers]);
     const t0 = performance.now();
     const results = await Promise.all(peers.map(async (d) => {
       const done = await d.control.download(put.payloadId, { signal });
       return { seconds: (performance.now() - t0) / 1000, done };
     }));
-    const [cpu1] = await cpuOf([seeder]);
+    const cpu1 = await cpuOf([seeder, ...peers]);
     const times = results.map((r) => r.seconds);
     ctx.log(`${n} downloaders done in ${Math.max(...times).toFixed(2)} s; checking every copy`);
     for (const d of peers) await assertHolds(d, put, ctx.signal);
@@ -234,11 +239,22 @@ async function downloadTogether(
       last: Math.max(...times),
       chunks: sum((b) => Object.values(b).reduce((x, y) => x + y, 0)),
       fromSeeder: sum((b) => b[seeder.peerId] ?? 0),
-      seederCpu: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0,
+      seederCpu: used(cpu0.slice(0, 1), cpu1.slice(0, 1)),
+      downloadersCpu: used(cpu0.slice(1), cpu1.slice(1)),
     };
   } finally {
     await Promise.all(peers.map((p) => p.stop()));
   }
+}
+
+/** CPU-seconds used between two readings of the same processes; null when one is unknown. */
+function used(before: (number | null)[], after: (number | null)[]): number | null {
+  let sum = 0;
+  for (let i = 0; i < before.length; i++) {
+    if (before[i] === null || after[i] === null) return null;
+    sum += after[i]! - before[i]!;
+  }
+  return sum;
 }
 
 /** Throws unless the peer's copy of the payload, read back, hashes as what was put. */
