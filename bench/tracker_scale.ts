@@ -15,8 +15,8 @@
  *
  * Registrations and heartbeats are signed before the phase that sends them (each
  * signature must be fresh: the tracker takes `signedAt` within 60 s of its clock).
- * The client speaks HTTP/1.1 on raw keep-alive sockets, so it counts every byte and
- * costs the shared CPU little.
+ * The client speaks HTTP/1.1 on raw keep-alive sockets, with the headers a peer's
+ * `fetch()` sends, so it counts every byte and costs the shared CPU little.
  *
  * @module
  */
@@ -249,7 +249,7 @@ class Http1 {
   /** Sends one request and resolves with the answer's body; throws on a status ≥ 400. */
   async request(method: string, path: string, body?: string): Promise<string> {
     const payload = body === undefined ? undefined : encoder.encode(body);
-    const head = `${method} ${path} HTTP/1.1\r\nHost: ${this.#host}\r\n` +
+    const head = `${method} ${path} HTTP/1.1\r\nHost: ${this.#host}\r\n${FETCH_HEADERS}` +
       (payload ? `Content-Type: application/json\r\nContent-Length: ${payload.length}\r\n` : "") +
       "\r\n";
     const bytes = encoder.encode(head);
@@ -291,6 +291,9 @@ class Http1 {
   }
 }
 
+/** The headers Deno's fetch() (a peer's tracker client) adds to every request. */
+const FETCH_HEADERS = "Accept: */*\r\nAccept-Encoding: gzip,br\r\nAccept-Language: *\r\n" +
+  `User-Agent: Deno/${Deno.version.deno}\r\n`;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 

@@ -122,8 +122,8 @@ export type PeerListQuery = z.infer<typeof PeerListQuery>;
  *   longer covers (it restarted, or too much changed). The caller starts its view anew.
  * - `changes`: the peers registered, moved or changed after `since`, and in `removed`
  *   the ids of those gone since; a heartbeat that changes nothing listed is not a
- *   change. When more changed than `numwant`, `more` is true and `version` is that of
- *   the last change given: the next call continues from there.
+ *   change. When more changed than `numwant`, `more` is true and `version` is where
+ *   the changes given end: the next call continues from there.
  *
  * Older trackers send neither `version` nor `kind`: their `peers` is every live peer.
  * A listed peer's `lastSeen` and `expiresAt` may lag its heartbeats by a few seconds.

@@ -21,6 +21,12 @@ import { peerIdFromPublicKey } from "../proto/signature.ts";
 import { REQUEST_WINDOW_MS } from "../proto/tracker_auth.ts";
 import type { ReplayCache } from "./replay_cache.ts";
 
+/**
+ * Public keys kept derived and imported: more than the peers of a large network, whose
+ * heartbeats come round one after the other (a smaller memory would miss every time).
+ */
+const KEYS_KEPT = 16_384;
+
 /** Checks identity signatures against the clock and the replay memory. */
 export class IdentityCheck {
   readonly #replay: ReplayCache;
@@ -46,7 +52,7 @@ export class IdentityCheck {
         raw = new Uint8Array();
       }
       id = raw.byteLength === 32 ? await peerIdFromPublicKey(raw) : "";
-      if (this.#ids.size >= 4096) this.#ids.clear();
+      if (this.#ids.size >= KEYS_KEPT) this.#ids.delete(this.#ids.keys().next().value!);
       this.#ids.set(publicKey, id);
     }
     return id;
@@ -58,7 +64,7 @@ export class IdentityCheck {
       let key = this.#keys.get(publicKey);
       if (!key) {
         key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: publicKey }, format: "jwk" });
-        if (this.#keys.size >= 4096) this.#keys.delete(this.#keys.keys().next().value!);
+        if (this.#keys.size >= KEYS_KEPT) this.#keys.delete(this.#keys.keys().next().value!);
         this.#keys.set(publicKey, key);
       }
       const sig = fromBase64Url(signature);
