@@ -175,7 +175,8 @@ function listingVersion(body: string): number | undefined {
   return typeof v === "number" ? v : undefined;
 }
 
-function figuresOf(
+/** The figures of the measured sizes (the first is the reference). */
+export function figuresOf(
   rows: { size: number; bytes: number; cpu: number; req: number; ans: number }[],
 ): Figure[] {
   const figures: Figure[] = [];
@@ -230,7 +231,7 @@ function figuresOf(
  * A minimal HTTP/1.1 client on one keep-alive connection: one request at a time,
  * answers with `Content-Length` (what the tracker sends). Counts bytes both ways.
  */
-class Http1 {
+export class Http1 {
   readonly #conn: Deno.TcpConn;
   readonly #host: string;
   #buf: Uint8Array = new Uint8Array(0);

@@ -79,6 +79,14 @@ export function createTrackerApp(deps: TrackerDeps): Hono<TrackerEnv> {
         help: "Bytes of the payloads whose chunks the tracker stores.",
         value: s.storedBytes,
       },
+      p2p_tracker_peer_writes: {
+        help: "Registrations, heartbeats and removals committed (or refused by KV's checks).",
+        value: store.commits.stats.writes,
+      },
+      p2p_tracker_peer_commits: {
+        help: "KV commits that carried them (heartbeats arriving together share one).",
+        value: store.commits.stats.commits,
+      },
     });
     return c.text(text, 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
   });

@@ -490,6 +490,8 @@ Deno.test("GET /metrics counts requests by route and status in Prometheus format
   assert.match(text, /^p2p_tracker_live_peers 1$/m);
   assert.match(text, /^p2p_tracker_payloads 1$/m);
   assert.match(text, /^p2p_tracker_stored_bytes 100$/m);
+  assert.match(text, /^p2p_tracker_peer_writes 1$/m);
+  assert.match(text, /^p2p_tracker_peer_commits 1$/m);
 });
 
 Deno.test("a storage failure answers 503 JSON and leaves an activity record in the log file", async () => {
