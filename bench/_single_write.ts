@@ -96,8 +96,12 @@ async function check(file: string, put: PutPayload, ctx: BenchContext): Promise<
   }
 }
 
-/** The middle value. */
-const median = (a: number[]) => a.toSorted((x, y) => x - y)[Math.floor(a.length / 2)];
+/** The middle value; of an even count, the mean of the two middle ones (of 2 rounds, not the worse). */
+function median(a: number[]): number {
+  const s = a.toSorted((x, y) => x - y);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
 
 /** What a whole command is compared with in `ratioFigure()`. */
 const RAW_REFERENCE = "raw write of a new file of as many bytes, beside it";
