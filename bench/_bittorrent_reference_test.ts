@@ -36,3 +36,24 @@ Deno.test({
     }
   },
 });
+
+Deno.test("bittorrentReference() without its tools on PATH gives one note naming them", async () => {
+  const ctx = context();
+  const payload = await writePayloadFile("payload.bin", pseudoRandomStream(1024, 1), ctx.signal);
+  const path = Deno.env.get("PATH") ?? "";
+  Deno.env.set("PATH", payload.dir);
+  try {
+    const got = await bittorrentReference(ctx, "1 KiB", payload, {
+      seeders: ["127.0.0.2"],
+      leechers: ["127.0.0.3"],
+    });
+    assert.equal(got.seconds, undefined);
+    assert.match(
+      got.note ?? "",
+      /^1 KiB: no aria2c BitTorrent reference .*: aria2c, opentracker, mktorrent not installed$/,
+    );
+  } finally {
+    Deno.env.set("PATH", path);
+    await Deno.remove(payload.dir, { recursive: true });
+  }
+});
