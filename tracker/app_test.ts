@@ -15,11 +15,13 @@ import {
   HolderList,
   ManifestResponse,
   PayloadInfo,
+  PeerInfo,
   PeerList,
   RegisterPeerResponse,
   UploadResponse,
 } from "../proto/tracker.ts";
 import { ActivityPage } from "../proto/activity.ts";
+import { verifyRegistration } from "../proto/tracker_auth.ts";
 
 async function errorOf(res: Response, status: number, code: string): Promise<string> {
   assert.equal(
@@ -150,6 +152,15 @@ Deno.test("POST /peers with another peerId for a taken address replaces the old 
   const list = PeerList.parse(await (await t.request("/peers")).json());
   assert.deepEqual(list.peers.map((p) => p.peerId), [b.peerId]);
   await errorOf(await t.request(`/peers/${a.peerId}`), 404, "unknown_peer");
+});
+
+Deno.test("POST /peers answers without the caller's own record; GET /peers/{id} passes it on as signed", async () => {
+  await using t = await testTracker();
+  const a = await register(t, { host: "127.0.0.2", port: 5801, name: "a" });
+  assert.equal(a.peer.record, undefined);
+  assert.equal(a.peer.name, "a");
+  const byId = PeerInfo.parse(await (await t.request(`/peers/${a.peer.peerId}`)).json());
+  assert.ok(byId.record && await verifyRegistration(byId.record));
 });
 
 Deno.test("POST /peers for a known peerId at a new address moves it", async () => {

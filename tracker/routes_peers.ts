@@ -65,8 +65,10 @@ export function peerRoutes(
         { ...fields, host, record: body, mayEvict: caller === undefined || caller === host },
         config.peerTtlMs,
       );
+      // The caller has its record: the answer leaves it out (a third of its bytes).
+      const { record: _r, ...peer } = peerInfo(row);
       const res: RegisterPeerResponse = {
-        peer: peerInfo(row),
+        peer,
         created,
         ttlSeconds: config.peerTtlMs / 1000,
       };
