@@ -2,15 +2,19 @@
  * The peer's side of the tracker: a heartbeat that registers the peer (every
  * `heartbeatMs`, at least three times per the tracker's TTL; backing off 1, 2, 4 … 30
  * s while the tracker fails), takes the peers the tracker lists into the table and
- * flushes the announce queue. The first beat asks for a sample of `NUMWANT` live peers;
- * each later one passes the `version` of the last answer and gets only the peers that
- * changed since (and the ids of those gone), so a heartbeat costs the same in a network
- * of 10,000 peers as in one of 100 (`PeerList` in `proto/tracker.ts`). The peers
- * learned so far (at most `MAX_LIVE`) are this peer's view of the live network; the queue itself, which coalesces the chunks of one
- * burst into one announcement per payload (published first), kept for the next
- * heartbeat when the tracker fails; withdrawals, which tell the tracker (signed) that
- * this peer holds no chunk of a payload it removed, queued and retried alike; and the spreading of payloads uploaded to the
- * tracker: the `replicas` live peers ranked highest by rendezvous fetch each one.
+ * flushes the announce queue. The first beat asks for a sample of `NUMWANT` live
+ * peers; each later one passes the `version` of the last answer and gets only the
+ * peers that changed since and the ids of those gone, so a heartbeat costs the same
+ * in a network of 10,000 peers as in one of 100 (`PeerList` in `proto/tracker.ts`).
+ * The ids learned so far (at most `MAX_LIVE`) are this peer's view of the network.
+ *
+ * Also here: the announce queue, which coalesces the chunks of one burst into one
+ * announcement per payload (published first), kept for the next heartbeat when the
+ * tracker fails; withdrawals, which tell the tracker (signed) that this peer holds no
+ * chunk of a payload it removed, queued and retried alike; and the spreading of
+ * payloads uploaded to the tracker: the `replicas` peers of the view ranked highest
+ * by rendezvous fetch each one.
+ *
  * A listed peer is taken into the table only when its registration, as the tracker
  * passes it on, is signed by that peer (`verifyRegistration()`): a tracker cannot
  * make up peers or move them, and an address is still only learned, not trusted.

@@ -1,16 +1,16 @@
 /**
- * Group commit for Deno KV: writes that arrive within a short window go to KV in
- * one atomic commit, which costs little more than one write alone; while a few groups
- * are being committed (`maxInFlight`), the next one gathers what arrives meanwhile. Each write still has its own checks, and its
- * promise settles only with the outcome of the commit that carried it: `ok` once KV
- * has it, never before.
+ * Group commit for Deno KV: writes that arrive within a short window go to KV in one
+ * atomic commit, which costs little more than one write alone; while a few groups are
+ * being committed (`maxInFlight`), the next one gathers what arrives meanwhile. Each
+ * write still has its own checks, and its promise settles only with the outcome of the
+ * commit that carried it: `ok` once KV has it, never before.
  *
- * A group stays within KV's limits of one atomic operation (checks, mutations,
- * bytes), and never holds two writes that touch one key, nor one that touches a key
- * of a group being committed (both would pass their checks against the same
- * versionstamp): the later one waits for the next group. When a
- * group fails its checks, each of its writes is committed again alone, so one stale
- * write does not fail the others; a commit that throws rejects every write it carried.
+ * A group stays within KV's limits of one atomic operation (checks, mutations, bytes),
+ * and never holds two writes that touch one key, nor one that touches a key of a group
+ * being committed (both would pass their checks against the same versionstamp): the
+ * later one waits for the next group. When a group fails its checks, each of its
+ * writes is committed again alone, so one stale write does not fail the others; a
+ * commit that throws rejects every write it carried.
  *
  * @module
  */
