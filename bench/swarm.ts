@@ -5,8 +5,11 @@
  * one downloader alone from the same seeder (target at most 2x: a swarm whose
  * members serve each other stays flat), and aria2c over BitTorrent with 1 seeder
  * and 16 leechers (opentracker, `bench/_bittorrent_reference.ts`) on the same bytes,
- * as aria2c's time over p2p's (target at least 1x: p2p faster). Also the seeder's
- * CPU-seconds per GiB it served, and how far apart the downloaders finished.
+ * as aria2c's time over p2p's (target at least 1x: p2p faster), beside aria2c's own
+ * 16-leecher time over one aria2c leecher alone (what flatness BitTorrent reaches on
+ * this machine). Also the seeder's CPU-seconds per GiB it served, and in the notes
+ * how far apart the downloaders finished and the CPU they used together (on 2 cores,
+ * 16 downloaders' CPU per GiB bounds the swarm's time).
  *
  * The downloaders are started one after the other, each given the seeder and every
  * downloader before it as `--peer` seeds, and are all linked (each lists the seeder
@@ -120,36 +123,65 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         } s`,
     );
 
-    const payload = await writePayloadFile(
-      "payload.bin",
-      pseudoRandomStream(bytes, bytes >>> 20),
-      ctx.signal,
-    );
-    try {
-      if (payload.sha256 !== put.sha256) throw new Error("The reference payload differs");
-      const bt = await bittorrentReference(ctx, label, payload, {
-        seeders: [SEEDER_HOST],
-        leechers: Array.from({ length: n }, (_, i) => downloaderHost(i)),
-      });
-      if (bt.seconds === undefined) {
-        notes.push(bt.note ?? `${label}: no BitTorrent time`);
-      } else {
-        ctx.log(`${label}: aria2c BitTorrent ${bt.seconds.toFixed(2)} s`);
-        figures.push(...bittorrentFigures(label, bt.seconds, all.last, bytes, n));
-        const times = bt.leechers ?? [];
-        notes.push(
-          `${label}: aria2c leechers finished between ${Math.min(...times).toFixed(2)} and ${
-            Math.max(...times).toFixed(2)
-          } s; leechers' CPU ${bt.cpuSeconds?.toFixed(2) ?? "?"} s`,
-        );
-      }
-    } finally {
-      await Deno.remove(payload.dir, { recursive: true }).catch(() => {});
-    }
+    const bt = await bittorrentPart(ctx, label, put, n, all.last);
+    figures.push(...bt.figures);
+    notes.push(...bt.notes);
     return { figures, notes };
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
+}
+
+/**
+ * aria2c over BitTorrent on the same bytes and addresses: one leecher alone, then
+ * `n` at once (what BitTorrent's own flatness is here), compared with p2p's `n`.
+ */
+async function bittorrentPart(
+  ctx: BenchContext,
+  label: string,
+  put: PutDone,
+  n: number,
+  p2pLast: number,
+): Promise<{ figures: Figure[]; notes: string[] }> {
+  const figures: Figure[] = [];
+  const notes: string[] = [];
+  const payload = await writePayloadFile(
+    "payload.bin",
+    pseudoRandomStream(put.size, put.size >>> 20),
+    ctx.signal,
+  );
+  try {
+    if (payload.sha256 !== put.sha256) throw new Error("The reference payload differs");
+    const alone = await bittorrentReference(ctx, label, payload, {
+      seeders: [SEEDER_HOST],
+      leechers: [ALONE_HOST],
+    });
+    const bt = alone.seconds === undefined ? alone : await bittorrentReference(
+      ctx,
+      label,
+      payload,
+      { seeders: [SEEDER_HOST], leechers: Array.from({ length: n }, (_, i) => downloaderHost(i)) },
+    );
+    if (alone.seconds === undefined || bt.seconds === undefined) {
+      notes.push(bt.note ?? `${label}: no BitTorrent time`);
+      return { figures, notes };
+    }
+    ctx.log(
+      `${label}: aria2c BitTorrent ${bt.seconds.toFixed(2)} s, alone ${alone.seconds.toFixed(2)} s`,
+    );
+    figures.push(
+      ...bittorrentFigures(label, { alone: alone.seconds, all: bt.seconds }, p2pLast, put.size, n),
+    );
+    const times = bt.leechers ?? [];
+    notes.push(
+      `${label}: aria2c leechers finished between ${Math.min(...times).toFixed(2)} and ${
+        Math.max(...times).toFixed(2)
+      } s; leechers' CPU ${bt.cpuSeconds?.toFixed(2) ?? "?"} s`,
+    );
+  } finally {
+    await Deno.remove(payload.dir, { recursive: true }).catch(() => {});
+  }
+  return { figures, notes };
 }
 
 function downloaderHost(i: number): string {
@@ -318,7 +350,7 @@ function p2pFigures(
 
 function bittorrentFigures(
   label: string,
-  bt: number,
+  bt: { alone: number; all: number },
   p2p: number,
   bytes: number,
   n: number,
@@ -326,15 +358,24 @@ function bittorrentFigures(
   return [
     {
       name: `reference: aria2c BitTorrent, ${label}`,
-      value: rate(n * bytes, bt),
+      value: rate(n * bytes, bt.all),
       unit: "MiB/s",
-      note: `${bt.toFixed(2)} s until the last of ${n} leechers held the payload`,
+      note: `${bt.all.toFixed(2)} s until the last of ${n} leechers held the payload`,
+    },
+    {
+      name: `reference: aria2c BitTorrent, ${label}: all done / one alone`,
+      value: bt.all / bt.alone,
+      unit: "x",
+      note: `${bt.all.toFixed(2)} s / ${bt.alone.toFixed(2)} s for one leecher alone: ` +
+        `BitTorrent's own flatness on this machine`,
+      reference: "one aria2c leecher alone from the same seeder",
+      scenario: `aria2c BitTorrent swarm, ${label}`,
     },
     {
       name: `${label}: p2p vs aria2c BitTorrent`,
-      value: bt / p2p,
+      value: bt.all / p2p,
       unit: "x",
-      note: `aria2c ${bt.toFixed(2)} s / p2p ${p2p.toFixed(2)} s, all done`,
+      note: `aria2c ${bt.all.toFixed(2)} s / p2p ${p2p.toFixed(2)} s, all done`,
       target: { min: TARGET_VS_BITTORRENT },
       reference: `aria2c over BitTorrent, 1 seeder and ${n} leechers, opentracker`,
       scenario: `p2p swarm, ${label}`,
