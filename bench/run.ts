@@ -38,12 +38,16 @@ import { httpProxy } from "./http_proxy.ts";
 import { lanDiscovery } from "./lan_discovery.ts";
 import { peerDownload } from "./peer_download.ts";
 import { search } from "./search.ts";
+import { swarm } from "./swarm.ts";
+import { trackerScale } from "./tracker_scale.ts";
 import { trackerHttp } from "./tracker_http.ts";
 
 /** Every benchmark, in the order they run. Add new modules here. */
 export const BENCHMARKS: Benchmark[] = [
   trackerHttp,
+  trackerScale,
   peerDownload,
+  swarm,
   lanDiscovery,
   httpProxy,
   search,
