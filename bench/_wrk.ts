@@ -141,3 +141,38 @@ export function luaString(s: string): string {
   // Lua drops a newline right after the opening bracket: give it one to drop.
   return `[${eq}[\n${s}]${eq}]`;
 }
+
+/**
+ * Several wrk runs of one load as one report: requests and errors summed, the rate
+ * over the summed time, the median of the 50th percentiles and the worst of the
+ * others (a run's latency distribution cannot be merged exactly).
+ */
+export function mergeReports(reports: WrkReport[]): WrkReport {
+  if (reports.length === 0) throw new RangeError("Cannot merge no wrk reports");
+  const sum = (f: (r: WrkReport) => number) => reports.reduce((n, r) => n + f(r), 0);
+  const requests = sum((r) => r.requests);
+  const seconds = sum((r) => r.seconds);
+  const percentilesMs: Record<string, number> = {};
+  for (const p of Object.keys(reports[0].percentilesMs)) {
+    const values = reports.map((r) => r.percentilesMs[p]).filter((v) => v !== undefined);
+    percentilesMs[p] = p === "50"
+      ? values.toSorted((a, b) => a - b)[Math.floor((values.length - 1) / 2)]
+      : Math.max(...values);
+  }
+  return {
+    requests,
+    seconds,
+    requestsPerSec: seconds > 0 ? requests / seconds : 0,
+    latencyAvgMs: sum((r) => r.latencyAvgMs * r.requests) / Math.max(1, requests),
+    latencyMaxMs: Math.max(...reports.map((r) => r.latencyMaxMs)),
+    percentilesMs,
+    non2xx: sum((r) => r.non2xx),
+    socketErrors: {
+      connect: sum((r) => r.socketErrors.connect),
+      read: sum((r) => r.socketErrors.read),
+      write: sum((r) => r.socketErrors.write),
+      timeout: sum((r) => r.socketErrors.timeout),
+    },
+    transferPerSec: seconds > 0 ? sum((r) => r.transferPerSec * r.seconds) / seconds : 0,
+  };
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { luaString, parseWrkReport } from "./_wrk.ts";
+import { luaString, mergeReports, parseWrkReport } from "./_wrk.ts";
 
 // Captured from wrk 4.1.0 (Debian) against the tracker.
 const GET_PEERS = `Running 3s test @ http://127.0.0.1:42663/peers
@@ -66,4 +66,18 @@ Deno.test("luaString() quotes text containing closing long brackets", () => {
   assert.equal(luaString(`{"a":1}`), `[[\n{"a":1}]]`);
   assert.equal(luaString("x]]y"), "[=[\nx]]y]=]");
   assert.equal(luaString("]]]=]"), "[==[\n]]]=]]==]");
+});
+
+Deno.test("mergeReports() sums requests and errors, rates over the summed time, median p50 and worst p99", () => {
+  const a = parseWrkReport(GET_PEERS);
+  const b = parseWrkReport(HEALTH_WITH_ERRORS);
+  const m = mergeReports([a, b, a]);
+  assert.equal(m.requests, 2 * a.requests + b.requests);
+  assert.ok(Math.abs(m.seconds - (2 * a.seconds + b.seconds)) < 1e-9);
+  assert.ok(Math.abs(m.requestsPerSec - m.requests / m.seconds) < 1e-9);
+  assert.equal(m.percentilesMs["50"], a.percentilesMs["50"]);
+  assert.equal(m.percentilesMs["99"], Math.max(a.percentilesMs["99"], b.percentilesMs["99"]));
+  assert.equal(m.non2xx, 2 * a.non2xx + b.non2xx);
+  assert.equal(m.socketErrors.read, 2 * a.socketErrors.read + b.socketErrors.read);
+  assert.throws(() => mergeReports([]), RangeError);
 });

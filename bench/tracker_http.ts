@@ -46,8 +46,8 @@ import {
   kibToMib,
 } from "./_bench.ts";
 import { spawnTracker } from "./_tracker.ts";
-import { findWrk, luaString, runWrk, type WrkReport } from "./_wrk.ts";
-import { findOpentracker, startOpentracker } from "./_opentracker.ts";
+import { findWrk, luaString, mergeReports, runWrk, type WrkReport } from "./_wrk.ts";
+import { findOpentracker, type Opentracker, startOpentracker } from "./_opentracker.ts";
 
 /** Peers registered before any load. */
 const REGISTERED = 50;
@@ -55,6 +55,8 @@ const REGISTERED = 50;
 const HEARTBEAT_PAIRS = 100;
 const THREADS = 2;
 const CONNECTIONS = 32;
+/** Slices GET /peers, opentracker and POST /peers are measured in, in turn. */
+const ROUNDS = 3;
 /** Seconds of unmeasured load before each measured phase. */
 const WARMUP = 2;
 /** What Deno's fetch() (a peer's tracker client) sends: the tracker gzips its listing. */
@@ -132,48 +134,62 @@ async function measure(ctx: BenchContext, dir: string): Promise<BenchOutput> {
   figures.push(...loadFigures("GET /health", health, load));
   const peaks: Figure[] = [await peakFigure(tracker, "GET /health")];
 
-  // GET /peers: the listing of 50 peers, as a peer asks for it at its first beat.
+  // GET /peers (the listing of 50 peers, as a peer asks for it at its first beat),
+  // opentracker's announce (the reference) and POST /peers heartbeats run in turn, in
+  // slices, so a change of the shared machine's load falls on all three alike.
   const listUrl = `${tracker.url}/peers?numwant=${REGISTERED}`;
-  ctx.log(`GET /peers: ${WARMUP}s warm-up, then ${load}`);
-  requests += (await wrk(listUrl, WARMUP)).report.requests;
-  const get = (await wrk(listUrl, ctx.duration)).report;
-  requests += get.requests;
-  figures.push(...loadFigures(`GET /peers (${REGISTERED} peers)`, get, load));
-  peaks.push(await peakFigure(tracker, "GET /peers"));
+  await using ot = await announceReference(ctx, dir);
+  const otUrl = ot ? ot.url + ot.announcePath(REGISTERED, REGISTERED) : undefined;
 
-  // The reference: opentracker's announce (a heartbeat and a list of 50 peers) under the
-  // same load, measured between the two phases it is compared with.
-  const ot = await opentrackerAnnounce(ctx, dir, wrk, load);
-
-  // POST /peers: heartbeats of a fixed set of (host, port) pairs, in rotation.
-  // Enough signed heartbeats per pair for 6,000 req/s; past them, the pairs start over
-  // and the tracker refuses the replays (409, counted as non-2xx).
+  // Heartbeats of a fixed set of (host, port) pairs, in rotation, each slice with its
+  // own, signed just before it (a signature must be fresh), enough for 6,000 a second;
+  // past them, the pairs start over and the tracker refuses the replays (non-2xx).
   const ids = await Promise.all(Array.from({ length: HEARTBEAT_PAIRS }, () => testIdentity()));
-  const perPair = (seconds: number) => Math.ceil(seconds * 6000 / HEARTBEAT_PAIRS);
-  const warmScript = `${dir}/heartbeat-warm.lua`;
-  const script = `${dir}/heartbeat.lua`;
-  const base = Date.now() + 30_000;
-  await Deno.writeTextFile(
-    warmScript,
-    await heartbeatScript(ids, THREADS, perPair(WARMUP), base),
-  );
-  await Deno.writeTextFile(
-    script,
-    await heartbeatScript(ids, THREADS, perPair(ctx.duration), base + perPair(WARMUP) + 1),
-  );
-  ctx.log(`POST /peers: ${WARMUP}s warm-up (registers the ${HEARTBEAT_PAIRS} pairs), then ${load}`);
-  requests += (await wrk(`${tracker.url}/peers`, WARMUP, warmScript)).report.requests;
-  const post = (await wrk(`${tracker.url}/peers`, ctx.duration, script)).report;
-  requests += post.requests;
-  figures.push(...loadFigures(`POST /peers heartbeat (${HEARTBEAT_PAIRS} pairs)`, post, load));
+  let signedUpTo = Date.now();
+  const heartbeats = async (name: string, seconds: number) => {
+    const perPair = Math.ceil(seconds * 6000 / HEARTBEAT_PAIRS);
+    const base = Math.max(Date.now(), signedUpTo + 1);
+    signedUpTo = base + perPair;
+    const path = `${dir}/${name}.lua`;
+    await Deno.writeTextFile(path, await heartbeatScript(ids, THREADS, perPair, base));
+    return path;
+  };
 
-  if (ot) {
-    figures.push(...loadFigures(`opentracker announce (${REGISTERED} peers)`, ot, load, true));
-    const reference = `opentracker announce of ${REGISTERED} peers, ${load}`;
+  ctx.log(`${WARMUP}s warm-up each (the heartbeats register the ${HEARTBEAT_PAIRS} pairs)`);
+  requests += (await wrk(listUrl, WARMUP)).report.requests;
+  if (otUrl) await wrk(otUrl, WARMUP);
+  const warmScript = await heartbeats("heartbeat-warm", WARMUP);
+  requests += (await wrk(`${tracker.url}/peers`, WARMUP, warmScript)).report.requests;
+
+  const slice = Math.max(1, Math.round(ctx.duration / ROUNDS));
+  const turns = `wrk -t${THREADS} -c${CONNECTIONS}, ${ROUNDS} × ${slice}s in turn`;
+  const slices: { get: WrkReport[]; ot: WrkReport[]; post: WrkReport[] } = {
+    get: [],
+    ot: [],
+    post: [],
+  };
+  for (let round = 1; round <= ROUNDS; round++) {
+    ctx.log(`round ${round} of ${ROUNDS}: GET /peers, opentracker, POST /peers, ${slice}s each`);
+    const script = await heartbeats(`heartbeat-${round}`, slice);
+    slices.get.push((await wrk(listUrl, slice)).report);
+    if (otUrl) slices.ot.push((await wrk(otUrl, slice)).report);
+    slices.post.push((await wrk(`${tracker.url}/peers`, slice, script)).report);
+  }
+  const get = mergeReports(slices.get);
+  const post = mergeReports(slices.post);
+  requests += get.requests + post.requests;
+  figures.push(...loadFigures(`GET /peers (${REGISTERED} peers)`, get, turns));
+  peaks.push(await peakFigure(tracker, "GET /peers and POST /peers"));
+  figures.push(...loadFigures(`POST /peers heartbeat (${HEARTBEAT_PAIRS} pairs)`, post, turns));
+  const ref = slices.ot.length > 0 ? mergeReports(slices.ot) : null;
+
+  if (ref) {
+    figures.push(...loadFigures(`opentracker announce (${REGISTERED} peers)`, ref, turns, true));
+    const reference = `opentracker announce of ${REGISTERED} peers, ${turns}`;
     figures.push(
       {
         name: `tracker GET /peers vs opentracker announce`,
-        value: get.requestsPerSec / ot.requestsPerSec,
+        value: get.requestsPerSec / ref.requestsPerSec,
         unit: "x",
         note: `req/s ratio, ${REGISTERED} peers listed`,
         target: { min: 0.5 },
@@ -181,7 +197,7 @@ async function measure(ctx: BenchContext, dir: string): Promise<BenchOutput> {
       },
       {
         name: `tracker POST /peers heartbeat vs opentracker announce`,
-        value: post.requestsPerSec / ot.requestsPerSec,
+        value: post.requestsPerSec / ref.requestsPerSec,
         unit: "x",
         note: "req/s ratio",
         target: { min: 0.25 },
@@ -251,42 +267,40 @@ async function measure(ctx: BenchContext, dir: string): Promise<BenchOutput> {
 }
 
 /**
- * opentracker's announce under wrk: a swarm of `REGISTERED` peers announced first,
- * then one peer announcing again and again with `numwant` of them. Null when
- * opentracker is not installed.
+ * opentracker with a swarm of `REGISTERED` peers announced, or null (one log line)
+ * when it is not installed. `await using` stops it.
  */
-async function opentrackerAnnounce(
-  ctx: BenchContext,
-  dir: string,
-  wrk: (url: string, duration: number) => Promise<{ report: WrkReport }>,
-  load: string,
-): Promise<WrkReport | null> {
+async function announceReference(ctx: BenchContext, dir: string): Promise<Opentracker | null> {
   const binary = await findOpentracker();
   if (!binary) {
     ctx.log("opentracker is not installed: its reference rows are skipped");
     return null;
   }
   const otDir = await Deno.makeTempDir({ dir, prefix: "opentracker-" });
-  await using ot = await startOpentracker(binary, otDir, ctx.signal);
-  // It loads its whitelist in a thread of its own: the first announces may come before.
-  const deadline = Date.now() + 5_000;
-  for (let i = 0; i < REGISTERED;) {
-    const res = await fetch(ot.url + ot.announcePath(i, 0));
-    const text = await res.text();
-    if (res.ok && !text.includes("failure reason")) i++;
-    else if (Date.now() > deadline) {
-      throw new Error(`opentracker refused announce ${i}: ${res.status} ${text}`);
-    } else await new Promise((r) => setTimeout(r, 100));
+  const ot = await startOpentracker(binary, otDir, ctx.signal);
+  try {
+    // It loads its whitelist in a thread of its own: the first announces may come before.
+    const deadline = Date.now() + 5_000;
+    for (let i = 0; i < REGISTERED;) {
+      const res = await fetch(ot.url + ot.announcePath(i, 0));
+      const text = await res.text();
+      if (res.ok && !text.includes("failure reason")) i++;
+      else if (Date.now() > deadline) {
+        throw new Error(`opentracker refused announce ${i}: ${res.status} ${text}`);
+      } else await new Promise((r) => setTimeout(r, 100));
+    }
+    const check = await fetch(ot.url + ot.announcePath(REGISTERED, REGISTERED));
+    // Compact peers: 6 bytes each, in `5:peers300:…`.
+    const text = new TextDecoder("latin1").decode(await check.arrayBuffer());
+    if (!text.includes(`5:peers${6 * REGISTERED}:`)) {
+      throw new Error(`opentracker's announce does not list ${REGISTERED} peers: ${text}`);
+    }
+  } catch (err) {
+    await ot.stop();
+    throw err;
   }
-  const url = ot.url + ot.announcePath(REGISTERED, REGISTERED);
-  const check = new Uint8Array(await (await fetch(url)).arrayBuffer());
-  // Compact peers: 6 bytes each in `5:peers300:`.
-  if (!new TextDecoder("latin1").decode(check).includes(`5:peers${6 * REGISTERED}:`)) {
-    throw new Error(`opentracker's announce does not list ${REGISTERED} peers`);
-  }
-  ctx.log(`opentracker pid ${ot.pid} on ${ot.url}: ${WARMUP}s warm-up, then ${load}`);
-  await wrk(url, WARMUP);
-  return (await wrk(url, ctx.duration)).report;
+  ctx.log(`opentracker pid ${ot.pid} on ${ot.url}, ${REGISTERED} peers announced`);
+  return ot;
 }
 
 /** The tracker's peak RSS so far, read after the phase `after`: which phase sets the peak. */
