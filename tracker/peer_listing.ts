@@ -166,7 +166,8 @@ export class PeerListing {
     if (this.#entries.size > numwant) return this.#sample(numwant, now);
     const all = this.#everyone(now);
     if (!gzip) return all.body;
-    all.gzip ??= gzipSync(all.body, { level: 6 });
+    // A plain Uint8Array (not the Buffer gzipSync gives) makes a cheaper Response body.
+    all.gzip ??= new Uint8Array(gzipSync(all.body, { level: 6 }));
     return all.gzip;
   }
 
