@@ -12,11 +12,24 @@
  * does: the tracker answers its whole listing gzipped (8 KiB instead of 36 KiB).
  *
  * Each load phase gets a short warm-up that is not counted, so the JIT and the
- * first registrations of the heartbeat set are out of the figures. Registrations are
+ * first registrations of the heartbeat set are out of the figures. `GET /peers`,
+ * opentracker and `POST /peers` are then measured in turn, three slices each, so a
+ * change of the shared machine's load falls on all three alike. Registrations are
  * signed by each peer's identity with a `signedAt` that must grow, so the heartbeats
- * are signed before the load: each wrk thread owns its own pairs and sends each
- * pair's heartbeats in order (a separate set for the warm-up and the measured phase).
- * The tracker runs with `--rate-limit 0`: wrk sends everything from one address.
+ * are signed before each slice: each wrk thread owns its own pairs and sends each
+ * pair's heartbeats in order. The tracker runs with `--rate-limit 0`: wrk sends
+ * everything from one address.
+ *
+ * Measured 2026-12-03 (`-d 5` and `-d 6`, load average 3 to 6 from other work): GET
+ * /peers 3,300-8,500/s against opentracker's 6,100-14,600/s, ratio 0.38-0.73; POST
+ * /peers 1,450-2,350/s, ratio 0.13-0.24. What bounds them, from `--cpu-prof` and the
+ * main thread's CPU time: a `GET /health` costs 83 us of it, `GET /peers` 140-165 us
+ * (writing the 8 KiB answer through the gate is 29% of it), a heartbeat 486 us: the
+ * HTTP path as for `GET /peers` (the gate's copies, `Deno.serve`, Hono), reading and
+ * checking the JSON body (about 9%), the Ed25519 verify (9-12%, after moving it from
+ * WebCrypto at 130-150 us to `node:crypto` at 50 us) and the KV commit (12%, shared
+ * by the heartbeats of a group). opentracker answers from C in a few microseconds and
+ * its rate is what wrk can open connections at.
  *
  * Measured 2026-12-03 on the project's 2-core VM under a load average of 3 to 10
  * (other work running), `-d 5`, runs interleaved in one window, so read ranges:
