@@ -21,6 +21,7 @@
  */
 import { statfsSync } from "node:fs";
 import { TooLargeError } from "../proto/errors.ts";
+import type { BufferPool } from "../proto/bytes.ts";
 
 /** Share of its disk the store leaves free when it has no `maxBytes`: 10 %. */
 export const DISK_FREE_SHARE = 0.1;
@@ -201,8 +202,8 @@ export class ChunkFiles {
    * Reads the chunk's file, expecting `want` bytes: the result is shorter or longer
    * (by one byte) when the file is; `Deno.errors.NotFound` when it is missing.
    */
-  async read(hash: string, want: number): Promise<Uint8Array> {
-    return await readExact(this.#chunkPath(hash), want);
+  async read(hash: string, want: number, pool?: BufferPool): Promise<Uint8Array> {
+    return await readExact(this.#chunkPath(hash), want, pool);
   }
 
   /** Records the size of each of `hashes`' files that exists (not re-hashed). */
@@ -246,18 +247,25 @@ export class ChunkFiles {
 }
 
 /**
- * Reads a file into a fresh buffer of the expected length (plus one byte, to notice
- * a longer file). A `Uint8Array` made here is accounted by V8, unlike the buffers of
- * `Deno.readFile`, so streaming many chunks keeps memory flat.
+ * Reads a file into a buffer of the expected length (plus one byte, to notice a
+ * longer file): one of `pool`'s when it is given and large enough, else a fresh one.
+ * A `Uint8Array` made here is accounted by V8, unlike the buffers of `Deno.readFile`,
+ * so streaming many chunks keeps memory flat. A pooled buffer is given back here on
+ * failure; on success the caller gives it back (`pool.release()`) once done.
  */
-async function readExact(path: string, want: number): Promise<Uint8Array> {
+async function readExact(path: string, want: number, pool?: BufferPool): Promise<Uint8Array> {
   using file = await Deno.open(path);
-  const buf = new Uint8Array(want + 1);
+  const buf = pool && want + 1 <= pool.size ? pool.take(want + 1) : new Uint8Array(want + 1);
   let fill = 0;
-  while (fill < buf.length) {
-    const n = await file.read(buf.subarray(fill));
-    if (n === null) break;
-    fill += n;
+  try {
+    while (fill < buf.length) {
+      const n = await file.read(buf.subarray(fill));
+      if (n === null) break;
+      fill += n;
+    }
+  } catch (err) {
+    pool?.release(buf);
+    throw err;
   }
   return fill === want ? buf.subarray(0, want) : buf.subarray(0, fill);
 }

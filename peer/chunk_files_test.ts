@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ChunkFiles, DISK_FREE_SHARE, diskSpace } from "./chunk_files.ts";
 import { TooLargeError } from "../proto/errors.ts";
+import { BufferPool } from "../proto/bytes.ts";
 
 const MiB = 1024 * 1024;
 const A = "ab".repeat(32);
@@ -157,4 +158,21 @@ Deno.test("diskSpace() reads a real disk's size and free space", () => {
   const { total, available } = diskSpace(Deno.cwd());
   assert.ok(total > 0);
   assert.ok(available >= 0 && available <= total);
+});
+
+Deno.test("ChunkFiles.read() with a pool reads into its buffers; a short file comes back short, a missing one takes none", async () => {
+  await withDir(async (dir) => {
+    const files = new ChunkFiles(dir, { maxBytes: MiB });
+    await files.prepare();
+    await files.store(A, new Uint8Array([1, 2, 3]));
+    const pool = new BufferPool(16, 4);
+    const got = await files.read(A, 3, pool);
+    assert.deepEqual([...got], [1, 2, 3]);
+    assert.equal(got.buffer.byteLength, 16, "read into the pool's buffer");
+    assert.ok(pool.release(got));
+    assert.equal((await files.read(A, 5, pool)).length, 3);
+    // Too large for the pool: a fresh buffer.
+    assert.equal((await files.read(A, 20, pool)).buffer.byteLength, 21);
+    await assert.rejects(files.read(B, 3, pool), Deno.errors.NotFound);
+  });
 });

@@ -42,6 +42,7 @@
  * @module
  */
 import { IntegrityError } from "../proto/errors.ts";
+import type { BufferPool } from "../proto/bytes.ts";
 import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
 import {
   assertManifestShape,
@@ -266,14 +267,15 @@ export class ChunkStore {
    * Reads a held chunk for serving, without hashing it again (see the module notes).
    * `RangeError` when the payload is unknown or the chunk is not held; `IntegrityError`
    * when its file turns out to be missing or of the wrong size, after which the chunk
-   * is no longer held.
+   * is no longer held. With `pool`, a chunk file is read into one of its buffers (when
+   * large enough), which the caller gives back once the bytes are sent.
    */
-  async readChunk(payloadId: string, index: number): Promise<Uint8Array> {
+  async readChunk(payloadId: string, index: number, pool?: BufferPool): Promise<Uint8Array> {
     const e = this.#entry(payloadId, "read chunk");
     if (!this.has(payloadId, index)) {
       throw new RangeError(`Cannot read chunk '${index}' of payload '${payloadId}': not held`);
     }
-    return await this.#readFile(e, index);
+    return await this.#readFile(e, index, pool);
   }
 
   /**
@@ -497,13 +499,13 @@ export class ChunkStore {
   }
 
   /** Reads chunk `index` of a payload: a chunk file checking only its length, or the linked file. */
-  async #readFile(e: Entry, index: number): Promise<Uint8Array> {
+  async #readFile(e: Entry, index: number, pool?: BufferPool): Promise<Uint8Array> {
     const hash = e.manifest.chunks[index];
     const want = chunkLength(e.manifest.size, index, e.manifest.chunkSize);
     if (this.#fromLink(e, index)) return await this.#links.read(e, index, want);
     let bytes: Uint8Array;
     try {
-      bytes = await this.#files.read(hash, want);
+      bytes = await this.#files.read(hash, want, pool);
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
       await this.#forget(hash);
@@ -513,6 +515,7 @@ export class ChunkStore {
       );
     }
     if (bytes.length !== want) {
+      pool?.release(bytes);
       await this.#forget(hash);
       throw new IntegrityError(
         `Chunk '${index}' of payload '${e.payloadId}' has '${bytes.length}' bytes on disk, ` +

@@ -524,11 +524,14 @@ export class PeerConnection {
       if (this.#closeReason !== undefined) return;
       // The handler returned something that is not a valid message.
       await this.#answer(msg, errorMessage("internal", textOf(err))).catch(noop);
+    } finally {
+      out.sent?.();
     }
   }
 
   #answer(request: Message, out: HandlerResult): Promise<void> {
-    return this.#write(framed({ ...out, requestId: request.requestId } as MessageInit));
+    const { sent: _, ...message } = out;
+    return this.#write(framed({ ...message, requestId: request.requestId } as MessageInit));
   }
 
   /** Writes the parts of one frame (or the greeting) back to back, before any other frame. */

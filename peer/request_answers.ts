@@ -34,8 +34,12 @@ import { errorMessage as textOf, P2pError } from "../proto/errors.ts";
 import type { Message } from "../proto/messages.ts";
 import type { PeerConnection } from "./connection.ts";
 
-/** What a handler returns: the answer (its `requestId` is replaced by the request's). */
-export type HandlerResult = OutgoingMessage & { requestId?: number };
+/**
+ * What a handler returns: the answer (its `requestId` is replaced by the request's).
+ * `sent`, when present, is called once the answer has been written or could not be:
+ * e.g. to give a pooled body buffer back.
+ */
+export type HandlerResult = OutgoingMessage & { requestId?: number; sent?: () => void };
 
 /**
  * Answers one request from the other side. The returned message goes back with the

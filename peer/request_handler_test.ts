@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { AGREEMENT_IDLE_MS, createRequestHandler } from "./request_handler.ts";
+import { AGREEMENT_IDLE_MS, createRequestHandler, SERVED_CHUNKS } from "./request_handler.ts";
 import { RemoteError } from "./connection.ts";
 import {
   bytesStream,
@@ -81,6 +81,22 @@ Deno.test("request handler: GET_CHUNK sends a held chunk through the upload limi
   assert.equal(res.body.length, MiB / 2);
   assert.deepEqual(taken, [MiB / 2]);
   assert.deepEqual(p.log.of("chunk.sent").map((r) => r.bytes), [MiB / 2]);
+});
+
+Deno.test("request handler: GET_CHUNK reads into pooled buffers, gives each back once sent, and every answer stays intact", async () => {
+  await using p = await serving();
+  const idle = SERVED_CHUNKS.idle;
+  // Concurrent and repeated, so buffers are reused while other answers are on the way.
+  const indexes = [0, 1, 2, 0, 1, 2, 1, 0];
+  const answers = await Promise.all(
+    indexes.map((index) =>
+      p.b.request({ type: "GET_CHUNK", header: { payloadId: p.payloadId, index } })
+    ),
+  );
+  for (const [i, res] of answers.entries()) {
+    assert.deepEqual(res.body, await p.store.readChunk(p.payloadId, indexes[i]));
+  }
+  assert.ok(SERVED_CHUNKS.idle > idle, "the buffers came back to the pool");
 });
 
 Deno.test("request handler: unknown payloads and chunks not held are refused with their codes", async () => {
