@@ -90,8 +90,8 @@ const PLAINTEXT = ["--insecure-plaintext"];
 /** The `peer_download` benchmark. */
 export const peerDownload: Benchmark = {
   name: "peer_download",
-  description: "peer downloads of 256 MiB and 1 GiB on loopback from 1 and 3 sources, " +
-    "to disk and exported, MiB/s and the downloader's peak RSS",
+  description: "peer downloads of 256 MiB and 1 GiB on loopback from 1 and 3 sources; " +
+    "p2p get -o / put FILE against a raw write, curl, aria2c BitTorrent and metalink",
   run,
 };
 
