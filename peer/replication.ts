@@ -31,6 +31,12 @@ import { type Manifest, verifyChunk } from "../proto/manifest.ts";
 
 /** Chunks pushed at once by `replicate()`. */
 const PUSH_WORKERS = 4;
+/**
+ * Chunks fetched back from each replica target to check it holds what it said: a
+ * target that kept only half of them passes one check half the time, four checks one
+ * time in sixteen. Each costs a chunk's transfer, so not more.
+ */
+export const SPOT_CHECKS = 4;
 
 /** What `replicate()` did. */
 export type ReplicateResult = Pick<PutResult, "replicas" | "underReplicated">;
@@ -118,8 +124,9 @@ export class Replication {
    * address costs that one wait, then its back-off); a peer counts once its link
    * proved the id the table has for it, and one link counts as one peer whatever ids
    * it claims. A peer that fails a push is passed over for the next in rank. At the
-   * end each target is spot-checked: one random chunk it reported holding is fetched
-   * back and hashed; a target that fails loses every copy it was counted for, and
+   * end each target is spot-checked: `SPOT_CHECKS` random chunks it reported holding
+   * (all of them when it holds fewer) are fetched back, one at a time, and hashed; a
+   * target that fails one loses every copy it was counted for, and
    * `underReplicated` counts the chunks left with fewer than `replicas` copies.
    */
   async replicate(
@@ -224,16 +231,26 @@ export class Replication {
     return targets;
   }
 
-  /** Fetches back one random chunk a target said it holds; on a mismatch it holds nothing. */
+  /**
+   * Fetches back `SPOT_CHECKS` random chunks a target said it holds, one at a time;
+   * on the first mismatch it holds nothing.
+   */
   async #spotCheck(payloadId: string, m: Manifest, t: Target): Promise<void> {
-    if (t.holds.size === 0) return;
     const held = [...t.holds];
-    const index = held[Math.floor(Math.random() * held.length)];
+    // A partial Fisher-Yates shuffle: the first SPOT_CHECKS are a random sample.
+    const picks = Math.min(SPOT_CHECKS, held.length);
+    for (let i = 0; i < picks; i++) {
+      const j = i + Math.floor(Math.random() * (held.length - i));
+      [held[i], held[j]] = [held[j], held[i]];
+    }
+    let index = -1;
     try {
-      const res = await t.conn.request({ type: "GET_CHUNK", header: { payloadId, index } }, {
-        timeoutMs: this.#deps.pushTimeoutMs ?? 15_000,
-      });
-      await verifyChunk(m, index, res.body);
+      for (index of held.slice(0, picks)) {
+        const res = await t.conn.request({ type: "GET_CHUNK", header: { payloadId, index } }, {
+          timeoutMs: this.#deps.pushTimeoutMs ?? 15_000,
+        });
+        await verifyChunk(m, index, res.body);
+      }
     } catch (err) {
       this.#deps.log.record("replicate.spot_check_failed", {
         peerId: t.peerId,

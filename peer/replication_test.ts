@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { rankByRendezvous, rendezvous, Replication } from "./replication.ts";
+import { rankByRendezvous, rendezvous, Replication, SPOT_CHECKS } from "./replication.ts";
 import type { KnownPeer } from "./peer_table.ts";
 import { bytesStream, fakeLog, memoryTable, peerIdOf, scriptedConn, tempStore } from "./_fakes.ts";
 import type { PutProgress } from "../proto/control.ts";
@@ -31,8 +31,14 @@ Deno.test("rankByRendezvous() spreads first places evenly and keeps ranks when a
   }
 });
 
-/** A peer that agrees to every offer and stores what it is pushed (or, `lying`, only says so). */
-function holder(name: string, opts: { refusePush?: boolean; lying?: boolean } = {}) {
+/**
+ * A peer that agrees to every offer and stores what it is pushed (or, `lying`, only
+ * says so; or keeps all but chunk `drops`).
+ */
+function holder(
+  name: string,
+  opts: { refusePush?: boolean; lying?: boolean; drops?: number } = {},
+) {
   const held = new Map<number, Uint8Array>();
   const conn = scriptedConn(name, (msg) => {
     const h = msg.header as { payloadId: string; index: number };
@@ -47,7 +53,7 @@ function holder(name: string, opts: { refusePush?: boolean; lying?: boolean } = 
         if (opts.refusePush) {
           return { type: "ERROR", header: { code: "store_full", message: "Full" } };
         }
-        if (!opts.lying) held.set(h.index, msg.body!);
+        if (!opts.lying && h.index !== opts.drops) held.set(h.index, msg.body!);
         return { type: "PUT_OK", header: h };
       case "GET_CHUNK":
         return { type: "CHUNK", header: h, body: held.get(h.index) ?? new Uint8Array(MiB) };
@@ -91,7 +97,14 @@ Deno.test("Replication.put() offers the payload, pushes each chunk to the top-ra
   assert.equal(log.of("chunk.pushed").length, 8);
   assert.ok(log.of("replicate.fail").length > 0);
   const sent = conns.get(peerIdOf("p"))!.sent.map((m) => m.type);
-  assert.deepEqual(sent, ["HAVE_REQ", ...Array(4).fill("PUT_CHUNK"), "GET_CHUNK"]);
+  assert.deepEqual(sent, [
+    "HAVE_REQ",
+    ...Array(4).fill("PUT_CHUNK"),
+    ...Array(SPOT_CHECKS).fill("GET_CHUNK"),
+  ]);
+  // Each of the four chunks it holds was checked once.
+  const checked = conns.get(peerIdOf("p"))!.sent.filter((m) => m.type === "GET_CHUNK");
+  assert.deepEqual(checked.map((m) => m.header.index).sort(), [0, 1, 2, 3]);
   assert.deepEqual(conns.get(peerIdOf("p"))!.sent[0].header.offer, {
     size: 3.5 * MiB,
     chunkSize: MiB,
@@ -155,6 +168,34 @@ Deno.test("Replication: forty made-up ids on one link that answer PUT_OK without
   assert.equal(log.of("replicate.spot_check_failed")[0].peerId, peerIdOf("liar"));
   // The liar's link was offered the payload once, not forty times.
   assert.equal(liar.sent.filter((m) => m.type === "HAVE_REQ").length, 1);
+});
+
+Deno.test("Replication: a target that kept three of its four chunks fails the spot-check and counts for none", async () => {
+  await using store = await tempStore();
+  await using table = await memoryTable();
+  const log = fakeLog();
+  const names = ["keeper", "forgetful"];
+  for (const n of names) {
+    await table.upsert({ peerId: peerIdOf(n), host: "127.0.0.2", ports: { chunk: 1 } }, "seed");
+  }
+  const conns = new Map(
+    names.map((n) => [peerIdOf(n), holder(n, { drops: n === "keeper" ? -1 : 2 })]),
+  );
+  const replication = new Replication({
+    store,
+    table,
+    log,
+    pool: { connectKnown: (p: KnownPeer) => Promise.resolve(conns.get(p.peerId)) },
+    replicas: 2,
+    announce: () => {},
+  });
+  const res = await replication.put(bytesStream(4 * MiB, 3));
+  assert.deepEqual(Object.keys(res.replicas), [peerIdOf("keeper")]);
+  assert.equal(res.underReplicated, 4);
+  const failed = log.of("replicate.spot_check_failed");
+  assert.deepEqual(failed.map((r) => [r.peerId, r.index, r.discounted]), [
+    [peerIdOf("forgetful"), 2, 4],
+  ]);
 });
 
 Deno.test("Replication: ten silent addresses cost one bounded wait for all, then a back-off", async () => {
