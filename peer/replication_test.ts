@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { rankByRendezvous, rendezvous, Replication, SPOT_CHECKS } from "./replication.ts";
-import type { KnownPeer } from "./peer_table.ts";
+import type { KnownPeer, PeerTable } from "./peer_table.ts";
 import { bytesStream, fakeLog, memoryTable, peerIdOf, scriptedConn, tempStore } from "./_fakes.ts";
 import type { PutProgress } from "../proto/control.ts";
 
@@ -64,16 +64,25 @@ function holder(
   return Object.assign(conn, { held });
 }
 
+/** Seeds the table with `names` and makes each one's link with `make`, by peerId. */
+async function holders(
+  table: Pick<PeerTable, "upsert">,
+  names: string[],
+  make: (name: string) => ReturnType<typeof holder>,
+): Promise<Map<string, ReturnType<typeof holder>>> {
+  for (const n of names) {
+    await table.upsert({ peerId: peerIdOf(n), host: "127.0.0.2", ports: { chunk: 1 } }, "seed");
+  }
+  return new Map(names.map((n) => [peerIdOf(n), make(n)]));
+}
+
 Deno.test("Replication.put() offers the payload, pushes each chunk to the top-ranked peers and spot-checks them", async () => {
   await using store = await tempStore();
   await using table = await memoryTable();
   const log = fakeLog();
-  const names = ["p", "q", "r"];
-  for (const n of names) {
-    await table.upsert({ peerId: peerIdOf(n), host: "127.0.0.2", ports: { chunk: 1 } }, "seed");
-  }
   // q agrees but refuses every push: its chunks go to the next in rank.
-  const conns = new Map(names.map((n) => [peerIdOf(n), holder(n, { refusePush: n === "q" })]));
+  const names = ["p", "q", "r"];
+  const conns = await holders(table, names, (n) => holder(n, { refusePush: n === "q" }));
   const announced: string[] = [];
   const replication = new Replication({
     store,
@@ -174,12 +183,10 @@ Deno.test("Replication: a target that kept three of its four chunks fails the sp
   await using store = await tempStore();
   await using table = await memoryTable();
   const log = fakeLog();
-  const names = ["keeper", "forgetful"];
-  for (const n of names) {
-    await table.upsert({ peerId: peerIdOf(n), host: "127.0.0.2", ports: { chunk: 1 } }, "seed");
-  }
-  const conns = new Map(
-    names.map((n) => [peerIdOf(n), holder(n, { drops: n === "keeper" ? -1 : 2 })]),
+  const conns = await holders(
+    table,
+    ["keeper", "forgetful"],
+    (n) => holder(n, { drops: n === "keeper" ? -1 : 2 }),
   );
   const replication = new Replication({
     store,
