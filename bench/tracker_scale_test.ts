@@ -22,10 +22,10 @@ Deno.test("Http1 sends requests on one keep-alive connection and counts every by
   }
 });
 
-Deno.test("figuresOf() gives the ratios to the first size with their targets, and the cores at 20 s", () => {
+Deno.test("figuresOf() gives the ratios to the first size with their targets, and the cores measured at the largest", () => {
   const figures = figuresOf([
-    { size: 100, bytes: 1000, cpu: 0.001, req: 400, ans: 600 },
-    { size: 10_000, bytes: 1100, cpu: 0.0012, req: 400, ans: 700 },
+    { size: 100, bytes: 1000, cpu: 0.001, req: 400, ans: 600, cores: 0.5, rate: 500 },
+    { size: 10_000, bytes: 1100, cpu: 0.0012, req: 400, ans: 700, cores: 0.6, rate: 499 },
   ]);
   const byName = new Map(figures.map((f) => [f.name, f]));
   const bytes = byName.get("heartbeat bytes at 10,000 vs 100 peers")!;
@@ -35,6 +35,12 @@ Deno.test("figuresOf() gives the ratios to the first size with their targets, an
   const cpu = byName.get("tracker CPU per heartbeat at 10,000 vs 100 peers")!;
   assert.ok(Math.abs(cpu.value! - 1.2) < 1e-9);
   const cores = byName.get("tracker CPU with 10,000 peers heartbeating every 20 s")!;
-  assert.ok(Math.abs(cores.value! - 0.6) < 1e-9);
+  assert.equal(cores.value, 0.6);
   assert.deepEqual(cores.target, { max: 1 });
+  assert.equal(cores.flag, undefined);
+  // A tracker that could not keep the rate is flagged.
+  const [slow] = figuresOf([
+    { size: 10_000, bytes: 1100, cpu: 0.003, req: 400, ans: 700, cores: 1, rate: 330 },
+  ]).filter((f) => f.unit === "cores");
+  assert.match(slow.flag ?? "", /fell behind/);
 });

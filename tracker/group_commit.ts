@@ -34,8 +34,10 @@ export type GroupOutcome<T> =
 
 /** Limits of one group; the defaults are Deno KV's, with a margin. */
 export interface GroupCommitOptions {
-  /** Milliseconds a write waits for others before its group goes (default 1). */
+  /** Milliseconds a write waits for others before its group goes (default 5). */
   windowMs?: number;
+  /** Writes queued that make a group go at once, without waiting (default 32). */
+  fullGroup?: number;
   /** Groups being committed at once (default 4); the next one forms meanwhile. */
   maxInFlight?: number;
   maxChecks?: number;
@@ -55,6 +57,7 @@ export class GroupCommit {
   readonly #windowMs: number;
   readonly #max: { checks: number; mutations: number; bytes: number };
   readonly #maxInFlight: number;
+  readonly #fullGroup: number;
   #queue: Queued[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #inFlight = 0;
@@ -65,8 +68,9 @@ export class GroupCommit {
 
   constructor(kv: Deno.Kv, opts: GroupCommitOptions = {}) {
     this.#kv = kv;
-    this.#windowMs = opts.windowMs ?? 1;
+    this.#windowMs = opts.windowMs ?? 5;
     this.#maxInFlight = opts.maxInFlight ?? 4;
+    this.#fullGroup = opts.fullGroup ?? 32;
     this.#max = {
       checks: opts.maxChecks ?? 100,
       mutations: opts.maxMutations ?? 1000,
@@ -83,22 +87,32 @@ export class GroupCommit {
   }
 
   #schedule(): void {
-    if (this.#inFlight >= this.#maxInFlight || this.#timer !== undefined) return;
-    if (this.#queue.length === 0) return;
-    this.#timer = setTimeout(() => {
+    if (this.#inFlight >= this.#maxInFlight || this.#queue.length === 0) return;
+    // A full group goes at once; a smaller one waits out the window for company.
+    if (this.#queue.length >= this.#fullGroup) {
+      clearTimeout(this.#timer);
       this.#timer = undefined;
-      const group = this.#take();
-      if (group.length === 0) return; // all wait for keys being committed
-      this.#inFlight++;
-      const keys = group.flatMap((q) => q.keys);
-      for (const k of keys) this.#busy.add(k);
-      this.#commitGroup(group).finally(() => {
-        for (const k of keys) this.#busy.delete(k);
-        this.#inFlight--;
-        this.#schedule();
-      });
-      this.#schedule();
+      this.#startGroup();
+      return;
+    }
+    this.#timer ??= setTimeout(() => {
+      this.#timer = undefined;
+      this.#startGroup();
     }, this.#windowMs);
+  }
+
+  #startGroup(): void {
+    const group = this.#take();
+    if (group.length === 0) return; // all wait for keys being committed
+    this.#inFlight++;
+    const keys = group.flatMap((q) => q.keys);
+    for (const k of keys) this.#busy.add(k);
+    this.#commitGroup(group).finally(() => {
+      for (const k of keys) this.#busy.delete(k);
+      this.#inFlight--;
+      this.#schedule();
+    });
+    this.#schedule();
   }
 
   /**

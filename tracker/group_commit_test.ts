@@ -38,7 +38,7 @@ function setWrite(
 
 Deno.test("GroupCommit carries writes that arrive together in one commit and settles each only once KV has it", async () => {
   await using t = await tempKv();
-  const group = new GroupCommit(t.kv);
+  const group = new GroupCommit(t.kv, { fullGroup: 100 });
   const seen: (string | null)[] = [];
   const writes = Array.from(
     { length: 20 },
@@ -93,4 +93,15 @@ Deno.test("GroupCommit rejects every write of a commit that throws and acknowled
   t.close();
   const settled = await Promise.allSettled(writes);
   assert.deepEqual(settled.map((s) => s.status), ["rejected", "rejected"]);
+});
+
+Deno.test("GroupCommit sends a full group at once, without waiting out its window", async () => {
+  await using t = await tempKv();
+  // A window no test would wait for: only a full group can go.
+  const group = new GroupCommit(t.kv, { windowMs: 3_600_000, fullGroup: 4 });
+  const results = await Promise.all(
+    Array.from({ length: 4 }, (_, i) => group.commit(setWrite(["f", i], "x"))),
+  );
+  assert.ok(results.every((r) => r.ok));
+  assert.deepEqual(group.stats, { commits: 1, writes: 4 });
 });
