@@ -20,9 +20,12 @@
  * pair's heartbeats in order. The tracker runs with `--rate-limit 0`: wrk sends
  * everything from one address.
  *
- * Measured 2026-12-03 (`-d 5` and `-d 6`, load average 3 to 6 from other work): GET
- * /peers 3,300-8,500/s against opentracker's 6,100-14,600/s, ratio 0.38-0.73; POST
- * /peers 1,450-2,350/s, ratio 0.13-0.24. What bounds them, from `--cpu-prof` and the
+ * Measured 2026-12-03 with `-d 6`, load average 2 to 14 from other work: in turn,
+ * GET /peers 3,300-4,400/s against opentracker's 7,500-12,500/s, ratio 0.35-0.48,
+ * POST /peers 1,100-2,100/s, ratio 0.14-0.18 (run one after the other the same code
+ * gave 0.31-0.73 and 0.13-0.24). Gzip is worth it: in one tracker, alternating 2 s
+ * runs, GET /peers answered 24,900 requests gzipped where it answered 19,100 as plain
+ * JSON and 42,300 `GET /health`. What bounds them, from `--cpu-prof` and the
  * main thread's CPU time: a `GET /health` costs 83 us of it, `GET /peers` 140-165 us
  * (writing the 8 KiB answer through the gate is 29% of it), a heartbeat 486 us: the
  * HTTP path as for `GET /peers` (the gate's copies, `Deno.serve`, Hono), reading and
