@@ -9,7 +9,10 @@
  * and is dropped for this download after `maxStrikes`; a source that errors or
  * times out loses the chunk to another holder and, after repeated failures, is
  * dropped. Near the end, idle sources race for the chunks still in flight
- * (endgame). Chunks already held are never fetched again, so an interrupted
+ * (endgame). Every `refreshMs` the sources are looked up again while chunks are
+ * still coming: what each source holds is brought up to date and new holders join,
+ * so downloaders of the same payload serve each other the chunks they already have
+ * instead of all waiting on the first holder (a swarm). Chunks already held are never fetched again, so an interrupted
  * download resumes where it stopped, and positions with identical bytes (zero-filled
  * regions, say) are fetched once.
  *
@@ -71,8 +74,13 @@ export interface DownloadOptions {
   payloadId: string;
   manifest: Manifest;
   store: DownloadStore;
-  /** Finds sources; called at start and again whenever every source is gone. */
+  /**
+   * Finds sources; called at start, every `refreshMs` while the download runs, and
+   * again whenever every source is gone.
+   */
   findSources: () => Promise<Source[]>;
+  /** Time between two lookups of sources while chunks are coming (default 2000 ms; 0: none). */
+  refreshMs?: number;
   /** Requests in flight per source (default 8). */
   pipeline?: number;
   /**
@@ -142,6 +150,8 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   /** Which source is fetching a chunk (several in endgame). */
   const assigned = new Map<number, Set<string>>();
   const wake = { resolve: () => {} };
+  /** Aborted once the download ends, however: stops the refresh loop. */
+  const finished = new AbortController();
   let refreshes = 0;
   /** Positions that share their bytes with another one: fetched once, stored at each. */
   const twins = new Map<string, number[]>();
@@ -161,8 +171,17 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
     });
 
   const addSource = (s: Source) => {
-    if (sources.has(s.id) || gone.has(s.id) || banned.has(s.id)) return;
     if (s.have.length !== bitfieldLength(n)) return;
+    const known = sources.get(s.id);
+    if (known) {
+      // A later answer of the same source: what it holds now.
+      const before = known.source.have;
+      for (let i = 0; i < n; i++) availability[i] += +hasBit(s.have, i) - +hasBit(before, i);
+      // Its fresh answer (over the connection open now); requests in flight go on.
+      known.source = s;
+      return;
+    }
+    if (gone.has(s.id) || banned.has(s.id)) return;
     sources.set(s.id, { source: s, inflight: new Map(), strikes: 0, failures: 0, chunks: 0 });
     for (let i = 0; i < n; i++) if (hasBit(s.have, i)) availability[i]++;
   };
@@ -285,55 +304,13 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
 
   for (const s of await opts.findSources()) addSource(s);
   progress();
-  while (needed.size > 0) {
-    opts.signal?.throwIfAborted();
-    if (fatal !== undefined) throw fatal;
-    // Fill pipelines one slot per source per round, so work spreads across sources,
-    // up to the global cap.
-    let active = 0;
-    for (const st of sources.values()) active += st.inflight.size;
-    for (let depth = 1; depth <= pipeline && active < maxInFlight; depth++) {
-      for (const st of [...sources.values()]) {
-        if (active >= maxInFlight) break;
-        if (st.inflight.size >= depth || !sources.has(st.source.id)) continue;
-        const i = pick(st);
-        if (i !== undefined) {
-          fetchOne(st, i);
-          active++;
-        }
-      }
-    }
-    active = 0;
-    for (const st of sources.values()) active += st.inflight.size;
-    if (active === 0) {
-      // Nobody can serve what is missing: look for more sources.
-      if (refreshes >= (opts.maxRefresh ?? 3)) {
-        const sample = [...needed].slice(0, 8).join(",");
-        throw new DownloadError(
-          `No reachable source holds chunks ${sample}${
-            needed.size > 8 ? ",…" : ""
-          } of payload '${payloadId}' (${needed.size} of ${n} missing)`,
-        );
-      }
-      if (refreshes > 0) {
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, 500 * 2 ** refreshes);
-          opts.signal?.addEventListener("abort", () => {
-            clearTimeout(t);
-            resolve();
-          }, { once: true });
-        });
-      }
-      refreshes++;
-      gone.clear();
-      for (const s of await opts.findSources()) addSource(s);
-      progress();
-      continue;
-    }
-    refreshes = 0;
-    const { promise, resolve } = Promise.withResolvers<void>();
-    wake.resolve = resolve;
-    await promise;
+  // Not awaited at the end: a lookup under way (a slow address) must not hold up the
+  // answer; what it finds after the end is dropped.
+  void refreshLoop();
+  try {
+    await fetchAll();
+  } finally {
+    finished.abort();
   }
   if (fatal !== undefined) throw fatal;
   // Let endgame losers settle before returning.
@@ -347,4 +324,86 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
     chunksBySource: bySource,
     dropped,
   };
+
+  /** Looks sources up again every `refreshMs` until the download ends; never rejects. */
+  async function refreshLoop(): Promise<void> {
+    const every = opts.refreshMs ?? 2000;
+    if (!(every > 0)) return;
+    while (!finished.signal.aborted) {
+      await sleep(every, finished.signal);
+      if (finished.signal.aborted) return;
+      try {
+        const found = await opts.findSources();
+        if (finished.signal.aborted) return;
+        for (const s of found) addSource(s);
+        wake.resolve();
+      } catch { /* the next round, or the lookup when every source is gone, tries again */ }
+    }
+  }
+
+  async function fetchAll(): Promise<void> {
+    while (needed.size > 0) {
+      opts.signal?.throwIfAborted();
+      if (fatal !== undefined) throw fatal;
+      // Fill pipelines one slot per source per round, so work spreads across sources,
+      // up to the global cap.
+      let active = 0;
+      for (const st of sources.values()) active += st.inflight.size;
+      for (let depth = 1; depth <= pipeline && active < maxInFlight; depth++) {
+        for (const st of [...sources.values()]) {
+          if (active >= maxInFlight) break;
+          if (st.inflight.size >= depth || !sources.has(st.source.id)) continue;
+          const i = pick(st);
+          if (i !== undefined) {
+            fetchOne(st, i);
+            active++;
+          }
+        }
+      }
+      active = 0;
+      for (const st of sources.values()) active += st.inflight.size;
+      if (active === 0) {
+        // Nobody can serve what is missing: look for more sources.
+        if (refreshes >= (opts.maxRefresh ?? 3)) {
+          const sample = [...needed].slice(0, 8).join(",");
+          throw new DownloadError(
+            `No reachable source holds chunks ${sample}${
+              needed.size > 8 ? ",…" : ""
+            } of payload '${payloadId}' (${needed.size} of ${n} missing)`,
+          );
+        }
+        if (refreshes > 0) {
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, 500 * 2 ** refreshes);
+            opts.signal?.addEventListener("abort", () => {
+              clearTimeout(t);
+              resolve();
+            }, { once: true });
+          });
+        }
+        refreshes++;
+        gone.clear();
+        for (const s of await opts.findSources()) addSource(s);
+        progress();
+        continue;
+      }
+      refreshes = 0;
+      const { promise, resolve } = Promise.withResolvers<void>();
+      wake.resolve = resolve;
+      await promise;
+    }
+  }
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }

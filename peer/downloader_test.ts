@@ -280,3 +280,45 @@ Deno.test("download() releases every fetched array once, after the store is done
   assert.equal(released.size, fetched.size);
   for (const bytes of fetched.keys()) assert.equal(released.get(bytes), 1);
 });
+
+Deno.test("download() looks sources up again while it runs: a new holder joins, a known one's new chunks are used", async () => {
+  const { data, manifest } = await payload(12);
+  const store = memoryStore(manifest);
+  // The first holder is slow; the second holds nothing at first, then everything.
+  const slow = source("slow", data, manifest, { delayMs: 40 });
+  const late = source("late", data, manifest, { holds: [] });
+  const joined = source("joined", data, manifest);
+  let lookups = 0;
+  const res = await download({
+    payloadId: "p",
+    manifest,
+    store,
+    pipeline: 1,
+    refreshMs: 10,
+    findSources: () => {
+      lookups++;
+      if (lookups === 1) return Promise.resolve([slow, late]);
+      // The same "late", answering afresh: it holds everything now.
+      return Promise.resolve([slow, source("late", data, manifest), joined]);
+    },
+  });
+  assert.deepEqual(assembled(store, 12), data);
+  assert.ok(lookups >= 2, "looked up again while chunks were coming");
+  assert.ok((res.chunksBySource["late"] ?? 0) > 0, "a known source's new chunks were used");
+  assert.ok((res.chunksBySource["joined"] ?? 0) > 0, "a new holder joined");
+});
+
+Deno.test("download() with refreshMs 0 looks sources up only at start", async () => {
+  const { data, manifest } = await payload(6);
+  const store = memoryStore(manifest);
+  let lookups = 0;
+  await download({
+    payloadId: "p",
+    manifest,
+    store,
+    refreshMs: 0,
+    findSources: () => (lookups++, Promise.resolve([source("a", data, manifest, { delayMs: 5 })])),
+  });
+  assert.equal(lookups, 1);
+  assert.equal(store.chunks.size, 6);
+});

@@ -42,9 +42,16 @@ export interface SourcingDeps {
   release?: (bytes: Uint8Array) => void;
 }
 
+/** An address that did not answer HAVE? is not asked again for this long. */
+export const ASK_RETRY_MS = 30_000;
+/** Unreachable addresses remembered at most; the oldest goes first. */
+const MAX_UNREACHABLE = 1024;
+
 /** Finds manifests and sources of payloads. */
 export class Sourcing {
   readonly #deps: SourcingDeps;
+  /** Address → when it may be asked again, after it could not be reached. */
+  readonly #unreachable = new Map<string, number>();
 
   constructor(deps: SourcingDeps) {
     this.#deps = deps;
@@ -92,12 +99,18 @@ export class Sourcing {
     );
   }
 
-  /** Sources for a payload: the tracker's holders, every known peer that answers HAVE?, the tracker. */
+  /**
+   * Sources for a payload: the tracker's holders, every known peer that answers HAVE?,
+   * the tracker. A download asks again every few seconds; an address that could not
+   * be reached is left out of the asks for `ASK_RETRY_MS`.
+   */
   async sources(payloadId: string, m: Manifest): Promise<Source[]> {
     const { tracker, table, log } = this.#deps;
     const out = new Map<string, Source>();
     const ask = async (peerId: string, host: string, port: number) => {
       if (out.has(peerId) || peerId === this.#deps.self.peerId) return;
+      const where = hostPort(host, port);
+      if ((this.#unreachable.get(where) ?? 0) > Date.now()) return;
       try {
         const conn = await this.#deps.pool.connect(host, port);
         const res = await conn.request({ type: "HAVE_REQ", header: { payloadId } }, {
@@ -109,7 +122,11 @@ export class Sourcing {
         }
       } catch (err) {
         if (!(err instanceof RemoteError)) {
-          log.record("conn.fail", { peerId, address: hostPort(host, port), message: String(err) });
+          this.#unreachable.set(where, Date.now() + ASK_RETRY_MS);
+          if (this.#unreachable.size > MAX_UNREACHABLE) {
+            this.#unreachable.delete(this.#unreachable.keys().next().value!);
+          }
+          log.record("conn.fail", { peerId, address: where, message: String(err) });
         }
       }
     };

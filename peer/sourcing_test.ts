@@ -131,6 +131,23 @@ Deno.test("Sourcing.sources() lists peers that hold some chunks, and the tracker
   assert.deepEqual(await tracker.fetch(1, new AbortController().signal), p.chunks[1]);
 });
 
+Deno.test("Sourcing.sources() leaves an address it could not reach out of the next asks", async () => {
+  const p = await aPayload();
+  // "gone" is in the table but its connection fails; "a" answers.
+  await using s = await setup({ a: holder("a", p, [0]) });
+  await s.table.upsert(
+    { peerId: peerIdOf("gone"), host: "127.0.0.9", ports: { chunk: 1 } },
+    "seed",
+  );
+  for (let i = 0; i < 3; i++) {
+    const sources = await s.sourcing.sources(p.payloadId, p.manifest);
+    assert.deepEqual(sources.map((x) => x.id), [peerIdOf("a")]);
+  }
+  const fails = s.log.of("conn.fail");
+  assert.equal(fails.length, 1, "asked once, then left out");
+  assert.equal(fails[0].address, "127.0.0.9:1");
+});
+
 Deno.test("Sourcing.where() lists this peer first, then each holder with its bitfield", async () => {
   const p = await aPayload();
   await using s = await setup({ a: holder("a", p, [0, 2]) });
