@@ -215,6 +215,7 @@ export async function runPeer(opts: PeerCliOptions): Promise<void> {
     name: node.opts.name,
     host: opts.host,
     chunkPort: node.chunkPort,
+    ...await node.linkTls.then((port) => port === undefined ? {} : { linkTlsPort: port }),
     httpUrl: peer.httpUrl,
     ...(node.pingbackPort === undefined ? {} : { pingbackPort: node.pingbackPort }),
     ...(peer.appUrl === undefined || opts.app ? {} : { appUrl: peer.appUrl }),

@@ -25,6 +25,8 @@ export interface StartupFacts {
   name: string;
   host: string;
   chunkPort: number;
+  /** The TLS link port, when there is one. */
+  linkTlsPort?: number;
   httpUrl: string;
   pingbackPort?: number;
   /** The app port the main server proxies to, when it is the built-in one. */
@@ -53,6 +55,7 @@ export function startupLines(f: StartupFacts): string[] {
     `http ${f.httpUrl}`,
     ...(f.pingbackPort === undefined ? [] : [`pingback ${f.pingbackPort}`]),
     ...(f.appUrl === undefined ? [] : [`app ${f.appUrl} (served through http)`]),
+    ...(f.linkTlsPort === undefined ? [] : [`tls links ${f.linkTlsPort}`]),
   ];
   const open = browserUrl(f.httpUrl, f.host);
   const local = isWildcard(f.host) ? ` (on this machine: ${f.httpUrl}/)` : "";

@@ -32,6 +32,26 @@ Deno.test("startupLines() keep the listening line first and say what to open", (
   assert.match(lines[4], /^p2p peer: no tracker/);
 });
 
+Deno.test("startupLines() name the TLS link port last among the ports, when there is one", () => {
+  const [first] = startupLines({
+    peerId: "ab".repeat(20),
+    name: "alice",
+    host: "127.0.0.2",
+    chunkPort: 5801,
+    linkTlsPort: 5802,
+    httpUrl: "http://127.0.0.2:5805",
+    pingbackPort: 5800,
+    dataDir: "/d",
+    loginUrl: "http://127.0.0.2:5805/_p2p/login?once=x",
+    membership: "network: OPEN",
+  });
+  assert.equal(
+    first,
+    `p2p peer ${"ab".repeat(20)} "alice" listening: chunks tcp://127.0.0.2:5801, ` +
+      "http http://127.0.0.2:5805, pingback 5800, tls links 5802 (data /d)",
+  );
+});
+
 Deno.test("trackerWatch() prints the first contact, one line per outage, and the return", () => {
   const out: string[] = [];
   const watch = trackerWatch((l) => out.push(l));

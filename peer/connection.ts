@@ -224,7 +224,11 @@ export class PeerConnection {
       endWrites: () => this.#writer.close(),
       fail: (err) => this.#fail(err),
     });
-    if (conn.remoteAddr?.transport === "tcp") this.remoteAddr = conn.remoteAddr;
+    // (A `Deno.startTls` connection's address has no `transport`; it is TCP.)
+    const ra = conn.remoteAddr as Partial<Deno.NetAddr> | undefined;
+    if ((ra?.transport ?? "tcp") === "tcp" && ra?.hostname !== undefined && ra.port !== undefined) {
+      this.remoteAddr = { transport: "tcp", hostname: ra.hostname, port: ra.port };
+    }
     const { framePool: pool } = opts;
     this.tunnels = new TunnelMux({
       send: (m) => this.send(m),

@@ -5,10 +5,14 @@
  *
  * ```text
  * dialer                                         acceptor
- *   preamble (flags: bit 0 = plaintext asked) ─►
- *                                             ◄─ preamble, LINK {mode: "tls"} + its certificate (DER)
+ *   preamble (flags: bit 0 = plaintext asked,
+ *             bit 1 = TLS port asked)          ─►
+ *                                             ◄─ preamble, LINK {mode: "tls", tlsPort?} + its certificate (DER)
  *                                                (or ERROR, e.g. busy, plaintext_refused)
+ *   without tlsPort: on this connection
  *   Deno.startTls(pinned to exactly that cert) ◄─► node:tls TLSSocket (server side)
+ *   with tlsPort: the acceptor closes this connection; the dialer opens one to that
+ *   port of the same host and runs Deno.startTls (pinned) ◄─► Deno.listenTls
  *   … then the PeerConnection inside the tunnel: preamble, AUTH_NONCE, AUTH_KEY, HELLO …
  * ```
  *
@@ -18,9 +22,16 @@
  * bind its SHA-256 fingerprint into their proofs, so a man in the middle with a
  * certificate of its own is refused by the acceptor.
  *
- * Deno has no server-side upgrade of an accepted TCP connection, so the acceptor
- * runs node:tls over a `node:stream` Duplex of the `Deno.TcpConn`; the dialer uses
- * Deno's own TLS, the faster receiver (downloads read on dialed connections).
+ * Deno has no server-side upgrade of an accepted TCP connection, so a link accepted
+ * on the chunk port runs node:tls over a `node:stream` Duplex of the `Deno.TcpConn`,
+ * which costs the sending side about 0.8 CPU-s per GiB more than Deno's own TLS.
+ * So the acceptor also listens with `Deno.listenTls` on a port of its own (the TLS
+ * link port, `ChunkService.tlsPort`) and offers it in LINK to a dialer that asks;
+ * the dialer then links there with Deno's TLS pinned to the same certificate, and
+ * remembers port and certificate for its next links to that address
+ * (`dialNativeTls()`). A LINK can only point at another port of the host that was
+ * dialed. Where the TLS port cannot be reached (a firewall), the dialer links on the
+ * chunk port as before.
  *
  * With `--insecure-plaintext` on both sides and both addresses in 127.0.0.0/8, the
  * LINK says `plaintext` and no TLS runs: only for measuring what TLS costs. A side
@@ -44,6 +55,8 @@ import type { DuplexConn } from "./connection.ts";
 export const LINK_CERT_NAME = "p2p.invalid";
 /** Preamble flag of a dialer that asks for a plaintext loopback link. */
 export const FLAG_PLAINTEXT = 0x0001;
+/** Preamble flag of a dialer that asks for the acceptor's TLS link port. */
+export const FLAG_TLS_PORT = 0x0002;
 /** Largest LINK frame a dialer reads (a certificate is about 400 bytes). */
 const MAX_LINK_FRAME = 8 * 1024;
 
@@ -64,6 +77,15 @@ export interface OpenedLink {
   /** SHA-256 of the certificate's DER; empty on a plaintext link. */
   fingerprint: Uint8Array;
   mode: "tls" | "plaintext";
+}
+
+/** The acceptor's answer to a dialer that asked for its TLS link port: link there. */
+export interface TlsPortOffer {
+  mode: "tls-port";
+  /** The port, on the host that was dialed. */
+  tlsPort: number;
+  /** The certificate to pin there (DER). */
+  der: Uint8Array;
 }
 
 /** Makes a certificate for this process's links: ECDSA P-256, `CA:FALSE`, SAN `p2p.invalid`. */
@@ -98,6 +120,8 @@ export async function certFingerprint(der: Uint8Array): Promise<Uint8Array> {
 export interface DialLinkOptions {
   /** Ask for a plaintext link (`--insecure-plaintext`); the acceptor must agree. */
   plaintext?: boolean;
+  /** Ask for the acceptor's TLS link port; one that has it answers with a `TlsPortOffer`. */
+  askTlsPort?: boolean;
   /** Aborting it closes the connection and rejects. */
   signal?: AbortSignal;
 }
@@ -105,19 +129,30 @@ export interface DialLinkOptions {
 /**
  * The dialer's start of a link over a fresh TCP connection: sends the preamble,
  * reads the acceptor's preamble and LINK, and starts TLS pinned to the certificate
- * it sent. Rejects, after closing `conn`, with `RemoteError` (the acceptor sent
- * ERROR: `busy`, `plaintext_refused`), `UnauthorizedError` `plaintext_refused` or
- * `tls_failed` (TLS did not complete with exactly that certificate),
- * `ProtocolError` (bad magic, version, frame), or the signal's reason.
+ * it sent; or, when `askTlsPort` was set and the acceptor offers its TLS link port,
+ * closes `conn` and returns the offer (link there with `dialNativeTls()`). Rejects,
+ * after closing `conn`, with `RemoteError` (the acceptor sent ERROR: `busy`,
+ * `plaintext_refused`), `UnauthorizedError` `plaintext_refused` or `tls_failed` (TLS
+ * did not complete with exactly that certificate), `ProtocolError` (bad magic,
+ * version, frame), or the signal's reason.
  */
+export function dialLink(
+  conn: Deno.TcpConn,
+  opts?: DialLinkOptions & { askTlsPort?: false },
+): Promise<OpenedLink>;
+export function dialLink(
+  conn: Deno.TcpConn,
+  opts: DialLinkOptions,
+): Promise<OpenedLink | TlsPortOffer>;
 export async function dialLink(
   conn: Deno.TcpConn,
   opts: DialLinkOptions = {},
-): Promise<OpenedLink> {
+): Promise<OpenedLink | TlsPortOffer> {
   const addr = describeAddr(conn.remoteAddr);
   return await guarded(conn, opts.signal, async () => {
     conn.setNoDelay(true);
-    await writeAll(conn, encodePreamble(undefined, opts.plaintext ? FLAG_PLAINTEXT : 0));
+    const flags = (opts.plaintext ? FLAG_PLAINTEXT : 0) | (opts.askTlsPort ? FLAG_TLS_PORT : 0);
+    await writeAll(conn, encodePreamble(undefined, flags));
     const decoder = new FrameDecoder({ maxFrameLength: MAX_LINK_FRAME });
     decoder.push(await readExactly(conn, PREAMBLE_LENGTH));
     const length = await readExactly(conn, 4);
@@ -143,21 +178,53 @@ export async function dialLink(
         `Peer at ${addr} does not run with --insecure-plaintext; both ends must`,
       );
     }
-    const certPem = pem("CERTIFICATE", msg.body);
-    const secured = await Deno.startTls(conn, { hostname: LINK_CERT_NAME, caCerts: [certPem] });
-    try {
-      // Now, so that a certificate other than the one LINK carried fails here.
-      await secured.handshake();
-    } catch (err) {
-      closeQuietly(secured);
-      throw new UnauthorizedError(
-        "tls_failed",
-        `Peer at ${addr}: TLS with the certificate it sent failed: ${String(err)}`,
-        { cause: err },
-      );
+    if (opts.askTlsPort && msg.header.tlsPort !== undefined) {
+      closeQuietly(conn);
+      return { mode: "tls-port", tlsPort: msg.header.tlsPort, der: msg.body };
     }
-    return { conn: secured, fingerprint: await certFingerprint(msg.body), mode: "tls" };
+    return await secureDialed(conn, msg.body, addr);
   });
+}
+
+/**
+ * The dialer's side of a link on an acceptor's TLS link port, over a fresh TCP
+ * connection to it: Deno's TLS pinned to exactly `der` (from the acceptor's LINK),
+ * nothing in clear. Rejects, after closing `conn`, with `UnauthorizedError`
+ * `tls_failed` (another certificate: the acceptor restarted, say) or the signal's reason.
+ */
+export async function dialNativeTls(
+  conn: Deno.TcpConn,
+  der: Uint8Array,
+  signal?: AbortSignal,
+): Promise<OpenedLink> {
+  return await guarded(conn, signal, () => {
+    conn.setNoDelay(true);
+    return secureDialed(conn, der, describeAddr(conn.remoteAddr));
+  });
+}
+
+/** Deno's TLS over `conn`, pinned to the certificate `der`, handshake done. */
+async function secureDialed(
+  conn: Deno.TcpConn,
+  der: Uint8Array,
+  addr: string,
+): Promise<OpenedLink> {
+  const secured = await Deno.startTls(conn, {
+    hostname: LINK_CERT_NAME,
+    caCerts: [pem("CERTIFICATE", der)],
+  });
+  try {
+    // Now, so that a certificate other than the one LINK carried fails here.
+    await secured.handshake();
+  } catch (err) {
+    closeQuietly(secured);
+    throw new UnauthorizedError(
+      "tls_failed",
+      `Peer at ${addr}: TLS with the certificate it sent failed: ${String(err)}`,
+      { cause: err },
+    );
+  }
+  return { conn: secured, fingerprint: await certFingerprint(der), mode: "tls" };
 }
 
 /** Options of `acceptLink()`. */
@@ -166,6 +233,8 @@ export interface AcceptLinkOptions {
   cert: LinkCert;
   /** We run with `--insecure-plaintext`: a loopback dialer that asks for it gets it. */
   plaintextLoopback?: boolean;
+  /** Our TLS link port, offered to a dialer that asks for it. */
+  tlsPort?: number;
   /** Aborting it closes the connection and rejects. */
   signal?: AbortSignal;
 }
@@ -174,15 +243,26 @@ export interface AcceptLinkOptions {
  * The acceptor's start of a link over an accepted TCP connection: reads the
  * dialer's preamble, answers with ours and LINK (or ERROR `plaintext_refused` when
  * the two ends disagree on plaintext, or a plaintext link is asked for off
- * loopback), and serves TLS. Rejects, after closing `conn`, with `ProtocolError`
- * (bad magic, version), `UnauthorizedError` `plaintext_refused`, or the signal's reason.
+ * loopback), and serves TLS; or, to a dialer that asked for our TLS link port when
+ * we have one, offers it in LINK, closes `conn` and resolves to `null`. Rejects,
+ * after closing `conn`, with `ProtocolError` (bad magic, version),
+ * `UnauthorizedError` `plaintext_refused`, or the signal's reason.
  */
-export async function acceptLink(conn: Deno.TcpConn, opts: AcceptLinkOptions): Promise<OpenedLink> {
+export function acceptLink(
+  conn: Deno.TcpConn,
+  opts: AcceptLinkOptions & { tlsPort?: undefined },
+): Promise<OpenedLink>;
+export function acceptLink(conn: Deno.TcpConn, opts: AcceptLinkOptions): Promise<OpenedLink | null>;
+export async function acceptLink(
+  conn: Deno.TcpConn,
+  opts: AcceptLinkOptions,
+): Promise<OpenedLink | null> {
   return await guarded(conn, opts.signal, async () => {
     conn.setNoDelay(true);
     const decoder = new FrameDecoder();
     decoder.push(await readExactly(conn, PREAMBLE_LENGTH));
-    const askedPlaintext = ((decoder.preamble?.flags ?? 0) & FLAG_PLAINTEXT) !== 0;
+    const flags = decoder.preamble?.flags ?? 0;
+    const askedPlaintext = (flags & FLAG_PLAINTEXT) !== 0;
     const loopback = isLoopback(conn.remoteAddr.hostname) && isLoopback(conn.localAddr.hostname);
     const refusal = askedPlaintext !== !!opts.plaintextLoopback
       ? (askedPlaintext
@@ -216,18 +296,52 @@ export async function acceptLink(conn: Deno.TcpConn, opts: AcceptLinkOptions): P
       );
       return { conn, fingerprint: new Uint8Array(0), mode: "plaintext" };
     }
+    const offer = (flags & FLAG_TLS_PORT) !== 0 && opts.tlsPort !== undefined;
+    const header = offer
+      ? { mode: "tls" as const, tlsPort: opts.tlsPort }
+      : { mode: "tls" as const };
     await writeAll(
       conn,
       concatBytes(
         encodePreamble(),
-        encodeFrame({ type: "LINK", requestId: 0, header: { mode: "tls" }, body: opts.cert.der }),
+        encodeFrame({ type: "LINK", requestId: 0, header, body: opts.cert.der }),
       ),
     );
+    if (offer) {
+      // The dialer closes first once it has read LINK; ours follows.
+      closeQuietly(conn);
+      return null;
+    }
     return {
       conn: serveTls(conn, opts.cert),
       fingerprint: await certFingerprint(opts.cert.der),
       mode: "tls",
     };
+  });
+}
+
+/**
+ * The acceptor's side of a link on its TLS link port: the TLS handshake of a
+ * connection `Deno.listenTls` accepted (which does none before asked). Rejects,
+ * after closing `conn`, with `UnauthorizedError` `tls_failed` or the signal's reason.
+ */
+export async function acceptNativeTls(
+  conn: Deno.TlsConn,
+  cert: LinkCert,
+  signal?: AbortSignal,
+): Promise<OpenedLink> {
+  return await guarded(conn, signal, async () => {
+    try {
+      await conn.handshake();
+    } catch (err) {
+      throw new UnauthorizedError(
+        "tls_failed",
+        `TLS from ${describeAddr(conn.remoteAddr)} failed: ${String(err)}`,
+        { cause: err },
+      );
+    }
+    // (Deno.TlsConn has no setNoDelay: Nagle's algorithm stays on for this side.)
+    return { conn, fingerprint: await certFingerprint(cert.der), mode: "tls" };
   });
 }
 
@@ -299,7 +413,7 @@ class TcpDuplex extends Duplex {
 
 /** Runs `work` on `conn`; on failure or abort closes `conn` and rejects. */
 async function guarded<T>(
-  conn: Deno.TcpConn,
+  conn: Deno.TcpConn | Deno.TlsConn,
   signal: AbortSignal | undefined,
   work: () => Promise<T>,
 ): Promise<T> {

@@ -5,10 +5,13 @@ import { RemoteError } from "../proto/answers.ts";
 import { UnauthorizedError } from "../proto/errors.ts";
 import {
   acceptLink,
+  acceptNativeTls,
   certFingerprint,
   createLinkCert,
   dialLink,
+  dialNativeTls,
   LINK_CERT_NAME,
+  type LinkCert,
 } from "./link_tls.ts";
 
 const LOCAL = "127.0.0.1";
@@ -111,5 +114,66 @@ Deno.test("a plaintext link is made only when both ends ask for it, on loopback"
     assert.ok(err instanceof RemoteError || err instanceof UnauthorizedError, String(err));
     assert.equal(err.code, "plaintext_refused");
     assert.equal((accepted as PromiseRejectedResult).reason.code, "plaintext_refused");
+  }
+});
+
+/** A TLS link listener on 127.0.0.1 with `cert`, as a chunk service runs one. */
+function listenTls(cert: LinkCert): Deno.TlsListener {
+  return Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: cert.certPem, key: cert.keyPem });
+}
+
+Deno.test("acceptLink() offers its TLS link port to a dialer that asks, and only then; dialNativeTls() links there pinned", async () => {
+  const cert = await createLinkCert();
+  const tls = listenTls(cert);
+  try {
+    // Asked: the offer, and the chunk port's connection is closed on both sides.
+    const [d, a] = await tcpPair();
+    const [offer, accepted] = await Promise.all([
+      dialLink(d, { askTlsPort: true }),
+      acceptLink(a, { cert, tlsPort: tls.addr.port }),
+    ]);
+    assert.equal(accepted, null);
+    assert.equal(offer.mode, "tls-port");
+    if (offer.mode !== "tls-port") return;
+    assert.equal(offer.tlsPort, tls.addr.port);
+    assert.deepEqual(offer.der, cert.der);
+    // There: Deno's TLS on both ends, the same certificate's fingerprint.
+    const raw = await Deno.connect({ hostname: "127.0.0.1", port: offer.tlsPort });
+    const [dialed, served] = await Promise.all([
+      dialNativeTls(raw, offer.der),
+      tls.accept().then((c) => acceptNativeTls(c, cert)),
+    ]);
+    assert.deepEqual(dialed.fingerprint, served.fingerprint);
+    assert.equal(await echo(dialed.conn.writable, served.conn.readable, "over"), "over");
+    dialed.conn.close();
+    served.conn.close();
+    // Not asked: TLS on this connection, as before.
+    const [d2, a2] = await tcpPair();
+    const [plain, there] = await Promise.all([
+      dialLink(d2),
+      acceptLink(a2, { cert, tlsPort: tls.addr.port }),
+    ]);
+    assert.equal(plain.mode, "tls");
+    assert.ok(there);
+    plain.conn.close();
+    there.conn.close();
+  } finally {
+    tls.close();
+  }
+});
+
+Deno.test("dialNativeTls() refuses a TLS link port whose certificate is not the one offered", async () => {
+  const [offered, other] = await Promise.all([createLinkCert(), createLinkCert()]);
+  const tls = listenTls(other);
+  try {
+    const raw = await Deno.connect({ hostname: "127.0.0.1", port: tls.addr.port });
+    const served = tls.accept().then((c) => acceptNativeTls(c, other)).catch((err) => err);
+    await assert.rejects(
+      dialNativeTls(raw, offered.der),
+      (err) => err instanceof UnauthorizedError && err.code === "tls_failed",
+    );
+    assert.ok((await served) instanceof UnauthorizedError, "the acceptor's side fails too");
+  } finally {
+    tls.close();
   }
 });

@@ -205,6 +205,14 @@ export class PeerNode {
     return this.#ports.chunk;
   }
 
+  /**
+   * The TLS link port (`service.ts`), once it listens: undefined with
+   * `--insecure-plaintext` or when it could not be bound.
+   */
+  get linkTls(): Promise<number | undefined> {
+    return this.#service.ready.then(() => this.#service.tlsPort);
+  }
+
   /** The pingback port, when there is a pingback server. */
   get pingbackPort(): number | undefined {
     return this.#ports.pingback;
@@ -265,7 +273,10 @@ export class PeerNode {
       peerId: this.identity.peerId,
       name: this.opts.name,
       version: VERSION,
-      ports: { ...this.#ports },
+      ports: {
+        ...this.#ports,
+        ...(this.#service.tlsPort === undefined ? {} : { tls: this.#service.tlsPort }),
+      },
       host: this.opts.host,
       dataDir: this.opts.dataDir,
       tracker: this.#tracker?.state ?? null,

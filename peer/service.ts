@@ -67,7 +67,13 @@ import { RequestRate } from "../lib/request_rate.ts";
 import { encodeFrame, encodePreamble, FrameBudget } from "../proto/frame.ts";
 import type { HelloHeader } from "../proto/messages.ts";
 import { PeerConnection, type RequestHandler } from "./connection.ts";
-import { acceptLink, createLinkCert, type LinkCert } from "./link_tls.ts";
+import {
+  acceptLink,
+  acceptNativeTls,
+  createLinkCert,
+  type LinkCert,
+  type OpenedLink,
+} from "./link_tls.ts";
 
 /** How the service's side of each link proves itself. */
 export interface ServiceLinkOptions {
@@ -114,6 +120,13 @@ export interface ChunkServiceOptions {
    * 64 MiB): a connection whose frame would go over it is closed (`over_budget`).
    */
   maxFrameMemory?: number;
+  /**
+   * Port of the TLS link listener (`Deno.listenTls`, on the chunk listener's address),
+   * offered in LINK to dialers that ask: default the chunk port + 1 when that is free,
+   * else one the kernel chooses; `false`: none (every link runs node:tls on the chunk
+   * port). Not with `plaintextLoopback`.
+   */
+  tlsPort?: number | false;
   /** Each connection's whole handshake (clear text, TLS, proofs) has this many ms (default 5000). */
   handshakeTimeoutMs?: number;
   /** Passed to each `PeerConnection` (default 60000). */
@@ -152,6 +165,10 @@ export interface ChunkServiceStats {
 export interface ChunkService extends AsyncDisposable {
   /** The address it listens on, with the port the kernel chose. */
   readonly addr: Deno.NetAddr;
+  /** The TLS link port once it listens (the certificate is made first); else undefined. */
+  readonly tlsPort: number | undefined;
+  /** Resolves once the TLS link listener is up, or has failed to start (then `tlsPort` stays undefined). */
+  readonly ready: Promise<void>;
   /** Connections past their handshake. */
   readonly connections: ReadonlySet<PeerConnection>;
   /** Counters since the start. */
@@ -211,6 +228,8 @@ class TcpChunkService implements ChunkService {
   readonly #cert: Promise<LinkCert>;
   readonly #frameBudget: FrameBudget;
   readonly #listener: Deno.TcpListener;
+  #tlsListener: Deno.TlsListener | undefined;
+  readonly ready: Promise<void>;
   readonly #connections = new Set<PeerConnection>();
   /** One per accepted connection, settled once it is closed. */
   readonly #tasks = new Set<Promise<void>>();
@@ -219,6 +238,7 @@ class TcpChunkService implements ChunkService {
   /** Aborted when stop() ends: closes connections still in their handshake. */
   readonly #closeAll = new AbortController();
   readonly #acceptLoop: Promise<void>;
+  #tlsLoop: Promise<void> | undefined;
   #stopped: Promise<void> | undefined;
   #open = 0;
   #accepted = 0;
@@ -265,7 +285,38 @@ class TcpChunkService implements ChunkService {
       throw new TypeError("Cannot start chunk service: give a listener, or a hostname and a port");
     }
     this.addr = this.#listener.addr;
-    this.#acceptLoop = this.#acceptAll();
+    this.#acceptLoop = this.#acceptAll(this.#listener);
+    const tls = opts.link.plaintextLoopback || opts.tlsPort === false
+      ? undefined
+      : this.#cert.then((cert) => this.#listenTls(cert, opts.tlsPort as number | undefined));
+    this.ready = tls?.then(noop, (err) => {
+      this.#emit("accept.error", { error: `TLS link port: ${errorMessage(err)}` });
+    }) ?? Promise.resolve();
+  }
+
+  get tlsPort(): number | undefined {
+    return this.#tlsListener?.addr.port;
+  }
+
+  /** Starts the TLS link listener and its accept loop (unless stop() came first). */
+  #listenTls(cert: LinkCert, port: number | undefined): void {
+    if (this.#stopping.signal.aborted) return;
+    const hostname = this.addr.hostname;
+    const listen = (p: number) =>
+      Deno.listenTls({ hostname, port: p, cert: cert.certPem, key: cert.keyPem, transport: "tcp" });
+    let listener: Deno.TlsListener;
+    if (port !== undefined) listener = listen(port);
+    else if (this.addr.port === 0 || this.addr.port === 65535) listener = listen(0);
+    else {
+      try {
+        listener = listen(this.addr.port + 1);
+      } catch (err) {
+        if (!(err instanceof Deno.errors.AddrInUse)) throw err;
+        listener = listen(0);
+      }
+    }
+    this.#tlsListener = listener;
+    this.#tlsLoop = this.#acceptAll(listener);
   }
 
   get connections(): ReadonlySet<PeerConnection> {
@@ -293,10 +344,14 @@ class TcpChunkService implements ChunkService {
 
   async #stop(graceMs: number): Promise<void> {
     this.#stopping.abort();
-    try {
-      this.#listener.close();
-    } catch { /* already closed */ }
+    await this.ready;
+    for (const listener of [this.#listener, this.#tlsListener]) {
+      try {
+        listener?.close();
+      } catch { /* already closed */ }
+    }
     await this.#acceptLoop;
+    await this.#tlsLoop;
     const drained = Promise.all([...this.#connections].map((c) => c.drain()));
     let timer: ReturnType<typeof setTimeout> | undefined;
     const grace = new Promise<void>((resolve) => timer = setTimeout(resolve, graceMs));
@@ -308,11 +363,11 @@ class TcpChunkService implements ChunkService {
     this.#rateRejects.close();
   }
 
-  async #acceptAll(): Promise<void> {
+  async #acceptAll(listener: Deno.TcpListener | Deno.TlsListener): Promise<void> {
     while (!this.#stopping.signal.aborted) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.TcpConn | Deno.TlsConn;
       try {
-        conn = await this.#listener.accept();
+        conn = await listener.accept();
       } catch (err) {
         if (this.#stopping.signal.aborted || err instanceof Deno.errors.BadResource) return;
         // EMFILE and the like: the connection waits in the backlog, so pause
@@ -325,7 +380,8 @@ class TcpChunkService implements ChunkService {
     }
   }
 
-  #track(conn: Deno.TcpConn): void {
+  /** Applies the rate and the caps to a new connection, then serves it. */
+  #track(conn: Deno.TcpConn | Deno.TlsConn): void {
     const remote = formatAddr(conn.remoteAddr);
     const host = conn.remoteAddr.hostname;
     const fromHost = this.#perAddress.get(host) ?? 0;
@@ -342,7 +398,7 @@ class TcpChunkService implements ChunkService {
           reason: "too many new connections from this address",
         });
       }
-      task = conn.write(RATE_LIMITED).then(noop, noop).finally(() => closeQuietly(conn));
+      task = refuse(conn, RATE_LIMITED);
     } else if (this.#open >= this.#maxConnections || fromHost >= this.#maxPerAddress) {
       const overall = this.#open >= this.#maxConnections;
       this.#rejected++;
@@ -352,10 +408,7 @@ class TcpChunkService implements ChunkService {
         code: "busy",
         reason: overall ? "too many connections" : "too many connections from this address",
       });
-      // Tell it why (a fresh socket's send buffer takes 80 bytes at once), then close.
-      task = conn.write(overall ? BUSY : BUSY_ADDRESS).then(noop, noop).finally(() =>
-        closeQuietly(conn)
-      );
+      task = refuse(conn, overall ? BUSY : BUSY_ADDRESS);
     } else {
       this.#open++;
       this.#accepted++;
@@ -372,7 +425,7 @@ class TcpChunkService implements ChunkService {
   }
 
   /** Runs one connection from handshake to close; never rejects. */
-  async #serve(conn: Deno.TcpConn, remote: string): Promise<void> {
+  async #serve(conn: Deno.TcpConn | Deno.TlsConn, remote: string): Promise<void> {
     // Set once the handshake is done; warnings can come just before.
     const who: { peerId?: string } = {};
     let hello: HelloHeader;
@@ -396,12 +449,16 @@ class TcpChunkService implements ChunkService {
       );
     }, timeoutMs);
     try {
-      const link = await acceptLink(conn, {
-        cert: await this.#cert,
-        plaintextLoopback,
-        signal: AbortSignal.any([this.#closeAll.signal, deadline.signal]),
-      });
+      const signal = AbortSignal.any([this.#closeAll.signal, deadline.signal]);
+      const cert = await this.#cert;
+      let link: OpenedLink | null;
+      if (isTls(conn)) link = await acceptNativeTls(conn, cert, signal);
+      else {
+        link = await acceptLink(conn, { cert, plaintextLoopback, tlsPort: this.tlsPort, signal });
+      }
       clearTimeout(timer);
+      // The dialer was told our TLS link port and links there.
+      if (link === null) return;
       pc = await PeerConnection.open(link.conn, {
         hello,
         link: { role: "acceptor", sign, networkKey, fingerprint: link.fingerprint },
@@ -458,6 +515,24 @@ class TcpChunkService implements ChunkService {
       this.#opts.onEvent?.(type, fields);
     } catch { /* a failing listener must not stop the service */ }
   }
+}
+
+/**
+ * Closes a refused connection; on the chunk port it is first told why (a fresh
+ * socket's send buffer takes the 80 bytes at once). The TLS link port says nothing
+ * before TLS, which a refused connection gets none of: its dialer falls back to the
+ * chunk port and hears why there.
+ */
+function refuse(conn: Deno.TcpConn | Deno.TlsConn, why: Uint8Array): Promise<void> {
+  if (isTls(conn)) {
+    closeQuietly(conn);
+    return Promise.resolve();
+  }
+  return conn.write(why).then(noop, noop).finally(() => closeQuietly(conn));
+}
+
+function isTls(conn: Deno.TcpConn | Deno.TlsConn): conn is Deno.TlsConn {
+  return "handshake" in conn;
 }
 
 /** What a refused connection gets: our preamble, then an ERROR with `code`. */

@@ -16,6 +16,9 @@ async function rateService(opts: Partial<ChunkServiceOptions>) {
     link: { sign: BOOK.get("service").sign },
     handler: () => undefined,
     onEvent: (type, fields) => events.push({ type, fields }),
+    // One connection per link, on the chunk port (the TLS link port's share of the
+    // rate is dial_test.ts's).
+    tlsPort: false,
     ...opts,
   });
   const rejects = () => events.filter((e) => e.type === "conn.reject").map((e) => e.fields);

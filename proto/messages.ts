@@ -261,8 +261,13 @@ export type ErrorHeader = z.infer<typeof ErrorHeader>;
  * LINK (32): the accepting side's answer to a dialer's preamble, in the clear:
  * `tls` with its ephemeral certificate (DER) as the body, which the dialer pins, or
  * `plaintext` (empty body) when both ends asked for a loopback link without TLS.
+ * `tlsPort`, to a dialer that asked for it: link on that port of this host instead,
+ * with Deno's TLS on both ends (`peer/link_tls.ts`).
  */
-export const LinkHeader = z.looseObject({ mode: z.enum(["tls", "plaintext"]) });
+export const LinkHeader = z.looseObject({
+  mode: z.enum(["tls", "plaintext"]),
+  tlsPort: z.number().int().min(1).max(65535).optional(),
+});
 /** LINK header. */
 export type LinkHeader = z.infer<typeof LinkHeader>;
 

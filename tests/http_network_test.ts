@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { tempDir } from "./_tracker_process.ts";
 import { followLog, p2pClient, spawnPeer } from "./_peer_process.ts";
 import { captureLoopback, contains } from "./_capture.ts";
+import { concatBytes } from "../proto/bytes.ts";
 import { serveLocal as serve } from "./_serve.ts";
 import {
   ActivityRecord,
@@ -389,9 +390,16 @@ for (const plaintext of [false, true]) {
       name: "bob",
       args: ["--app", app.url, ...args],
     });
-    // What goes to or from B's chunk port (the link) and B's main server.
+    // What goes to or from B's link ports (the chunk port, and the TLS link port the
+    // link moves to) and B's main server.
     const bHttp = new URL(b.http).host;
-    await using capture = await captureLoopback(dir.path, [`${b.host}:${b.port}`, bHttp]);
+    const status = await (await fetch(`${b.http}/_p2p/status`, { headers: b.auth })).json();
+    assert.equal(status.ports.tls === undefined, plaintext, "a TLS link port unless plaintext");
+    const linkPorts = [b.port, ...(plaintext ? [] : [status.ports.tls])];
+    await using capture = await captureLoopback(dir.path, [
+      ...linkPorts.map((p) => `${b.host}:${p}`),
+      bHttp,
+    ]);
     await using a = await spawnPeer({
       dataDir: `${dir.path}/a`,
       host: "127.0.0.2",
@@ -431,7 +439,12 @@ for (const plaintext of [false, true]) {
 
     // The capture may lose packets when it falls behind, but sees most of them; in
     // plaintext it finds the requests, so that it finds nothing when encrypted counts.
-    const [link, bMain] = await capture.stop();
+    const seenBy = await capture.stop();
+    const bMain = seenBy.pop()!;
+    const link = {
+      bytes: seenBy.reduce((n, c) => n + c.bytes, 0),
+      data: concatBytes(...seenBy.map((c) => c.data)),
+    };
     assert.ok(link.bytes > body.length / 2, `the capture saw the link (${link.bytes} bytes)`);
     assert.equal(bMain.bytes, 0, "nothing went to B's main server over TCP");
     const seen = (s: string) => contains(link.data, new TextEncoder().encode(s));
