@@ -189,6 +189,8 @@ export async function startPeer(opts: PeerOptions): Promise<RunningPeer> {
     });
     control.resolve(createControlApp(node, { auth }));
     searchClosed = startSearch(data.store, log, opts.search);
+    // The TLS link port listens once the link certificate is made: up before we return.
+    await node.linkTls;
     // Under every name it answers to, so `--node` finds it however it names it.
     const urls = new Set([
       mainUrl,

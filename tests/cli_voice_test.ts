@@ -44,7 +44,7 @@ Deno.test("status and log print ports in words, the store's disk use and short i
     );
     assert.match(
       status.stdout,
-      /^ports {5}chunk \d+, pingback \d+, http \d+, app \d+ on 127\.0\.0\.2$/m,
+      /^ports {5}chunk \d+, pingback \d+, http \d+, app \d+, tls \d+ on 127\.0\.0\.2$/m,
     );
     assert.match(status.stdout, /^store {5}0 B on disk, room for [\d.]+ [KMGT]?i?B more$/m);
     const log = await cli("log", "--limit", "1");
