@@ -36,7 +36,8 @@ const CONNECTIONS = 32;
 const WARMUP = 2;
 const TARGET_SHARE = 0.7;
 /** The peer's startup line: group 1 its main server, group 2 its app server, 3 its id. */
-const PEER_LISTENING = /listening: .*, http (http:\/\/[\d.]+:\d+), .*app (http:\/\/[\d.]+:\d+) \(/;
+const PEER_LISTENING =
+  /listening: .*?, http (http:\/\/[\d.]+:\d+)(?:.*?, app (http:\/\/[\d.]+:\d+) \()?/;
 /** The peer's id, on the same line. */
 const PEER_ID = /p2p peer ([0-9a-f]{40}) /;
 const APP_LISTENING = /listening on (http:\/\/[\d.]+:\d+) \(/;
