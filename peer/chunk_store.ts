@@ -23,13 +23,11 @@
  * **Linked files** (`linked_files.ts`, `_store_links.ts`): a payload's chunks may live in
  * an owner's file (a local `get -o` destination, a local `put`) instead of chunk files.
  *
- * Files are not fsynced (that would cost more than the network at 1 GiB/s): after a
- * crash a chunk may be lost or short, which the size check at start-up catches, and
- * the rare same-size damage is caught by the hash checks above.
+ * Files are not fsynced (that would cost more than the network at 1 GiB/s): a chunk lost
+ * or short after a crash is caught by the size check at start-up, other damage by hashes.
  *
- * A payload is `pinned` when the owner put it or got it here (`pin()`); the others are
- * replicas held for other peers. `remove()` drops a payload's manifest and the chunk
- * files no other payload shares.
+ * A payload is `pinned` when the owner put it or got it here (`pin()`); the others are replicas
+ * held for other peers. `remove()` drops its manifest and the chunk files no other shares.
  *
  * One directory belongs to one store in one process. An import that fails part-way
  * leaves its chunk files unreferenced; a later import of the same bytes reuses them.
@@ -267,8 +265,7 @@ export class ChunkStore {
    * Reads a held chunk for serving, without hashing it again (see the module notes).
    * `RangeError` when the payload is unknown or the chunk is not held; `IntegrityError`
    * when its file turns out to be missing or of the wrong size, after which the chunk
-   * is no longer held. With `pool`, a chunk file is read into one of its buffers (when
-   * large enough), which the caller gives back once the bytes are sent.
+   * is no longer held. `pool`: read into one of its buffers, which the caller gives back.
    */
   async readChunk(payloadId: string, index: number, pool?: BufferPool): Promise<Uint8Array> {
     const e = this.#entry(payloadId, "read chunk");
