@@ -10,6 +10,7 @@
  * @module
  */
 
+import { BoundedMap } from "./bounded_map.ts";
 /** What `RequestRate.take()` decides. */
 export type RateDecision =
   | { ok: true }
@@ -25,9 +26,8 @@ interface Bucket {
 export class RequestRate {
   readonly #rate: number;
   readonly #burst: number;
-  readonly #max: number;
   readonly #clock: () => number;
-  readonly #buckets = new Map<string, Bucket>();
+  readonly #buckets: BoundedMap<string, Bucket>;
 
   /** `rate` 0 turns limiting off. */
   constructor(
@@ -35,7 +35,8 @@ export class RequestRate {
   ) {
     this.#rate = opts.rate;
     this.#burst = opts.burst ?? Math.max(1, opts.rate * 2);
-    this.#max = opts.maxAddresses ?? 10_000;
+    // The least recently seen addresses go first past the cap.
+    this.#buckets = new BoundedMap(opts.maxAddresses ?? 10_000);
     this.#clock = opts.clock ?? Date.now;
   }
 
@@ -45,14 +46,10 @@ export class RequestRate {
     const now = this.#clock();
     let b = this.#buckets.get(address);
     if (b) {
-      this.#buckets.delete(address);
       b.tokens = Math.min(this.#burst, b.tokens + (now - b.at) * this.#rate / 1000);
       b.at = now;
     } else {
       b = { tokens: this.#burst, at: now, refusing: false };
-      if (this.#buckets.size >= this.#max) {
-        this.#buckets.delete(this.#buckets.keys().next().value!);
-      }
     }
     this.#buckets.set(address, b);
     if (b.tokens >= 1) {

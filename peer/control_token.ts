@@ -11,6 +11,7 @@
 import { Buffer } from "node:buffer";
 import { timingSafeEqual } from "node:crypto";
 import { toBase64Url } from "../proto/ids.ts";
+import { BoundedMap } from "../lib/bounded_map.ts";
 
 /** The token file's name in a peer's data directory. */
 export const TOKEN_FILE = "control.token";
@@ -84,7 +85,7 @@ export class ControlAuth {
   readonly #token: string;
   readonly #now: () => number;
   /** Outstanding one-time codes and when each expires. */
-  readonly #codes = new Map<string, number>();
+  readonly #codes = new BoundedMap<string, number>(MAX_LOGIN_CODES);
 
   constructor(token: string, opts: ControlAuthOptions = {}) {
     if (!isTokenShaped(token)) throw new TypeError("A control token must be 32 bytes in base64url");
@@ -112,9 +113,6 @@ export class ControlAuth {
   /** A new one-time login code and when it expires (ms since the epoch). */
   loginLink(): { code: string; expiresAt: number } {
     this.#prune();
-    while (this.#codes.size >= MAX_LOGIN_CODES) {
-      this.#codes.delete(this.#codes.keys().next().value!);
-    }
     const code = randomToken();
     const expiresAt = this.#now() + LOGIN_CODE_TTL_MS;
     this.#codes.set(code, expiresAt);

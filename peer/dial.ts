@@ -18,24 +18,17 @@ import { type ConnectionOptions, type LinkOptions, PeerConnection } from "./conn
 import { dialLink, dialNativeTls, type OpenedLink } from "./link_tls.ts";
 import { P2pError, PeerTimeoutError, UnauthorizedError } from "../proto/errors.ts";
 import { hostPort } from "../lib/net_addr.ts";
+import { BoundedMap } from "../lib/bounded_map.ts";
 
 /** A remembered TLS link port: where, and the certificate to pin; or none until `retryAt`. */
 type TlsPortEntry = { tlsPort: number; der: Uint8Array } | { retryAt: number };
 
 /** TLS link ports by the address (`host:port` of the chunk port) they were offered for. */
-const TLS_PORTS = new Map<string, TlsPortEntry>();
-/** Entries kept at most; the oldest goes first. */
-const MAX_TLS_PORTS = 1024;
+const TLS_PORTS = new BoundedMap<string, TlsPortEntry>(1024);
 /** An address whose TLS link port could not be reached is not asked again for this long. */
 export const NO_TLS_PORT_MS = 10 * 60_000;
 /** Time allowed to reach a TLS link port before falling back to the chunk port. */
 const TLS_PORT_CONNECT_MS = 1000;
-
-function remember(key: string, entry: TlsPortEntry): void {
-  TLS_PORTS.delete(key);
-  TLS_PORTS.set(key, entry);
-  if (TLS_PORTS.size > MAX_TLS_PORTS) TLS_PORTS.delete(TLS_PORTS.keys().next().value!);
-}
 
 /** Options of `connectPeer()`. */
 export interface ConnectPeerOptions extends Omit<ConnectionOptions, "link"> {
@@ -121,12 +114,12 @@ export async function connectPeer(
     try {
       const tlsConn = await connect(link.tlsPort, Math.min(connectTimeoutMs, TLS_PORT_CONNECT_MS));
       const pc = await open(await dialNativeTls(tlsConn, link.der, linkSignal));
-      remember(where, { tlsPort: link.tlsPort, der: link.der });
+      TLS_PORTS.set(where, { tlsPort: link.tlsPort, der: link.der });
       return pc;
     } catch (err) {
       if (opts.signal?.aborted || (err instanceof P2pError && !beforeProofs(err))) throw err;
       // The TLS link port cannot be reached from here (a firewall): the chunk port.
-      remember(where, { retryAt: Date.now() + NO_TLS_PORT_MS });
+      TLS_PORTS.set(where, { retryAt: Date.now() + NO_TLS_PORT_MS });
       const again = await connect(addr.port, connectTimeoutMs);
       return await open(await dialLink(again, { plaintext, signal: linkSignal }));
     }

@@ -21,6 +21,7 @@ import { RemoteError } from "../proto/answers.ts";
 import { assertBitfield, bitfieldCount, bitfieldFromIndices } from "../proto/bitfield.ts";
 import { errorMessage, NotFoundError } from "../proto/errors.ts";
 import { toHex } from "../proto/ids.ts";
+import { BoundedMap } from "../lib/bounded_map.ts";
 import { manifestFrom } from "../proto/manifest_body.ts";
 import { assertManifestLimits, type Manifest } from "../proto/manifest.ts";
 import type { WhereAnswer, WhereRow } from "../proto/control.ts";
@@ -44,14 +45,12 @@ export interface SourcingDeps {
 
 /** An address that did not answer HAVE? is not asked again for this long. */
 export const ASK_RETRY_MS = 30_000;
-/** Unreachable addresses remembered at most; the oldest goes first. */
-const MAX_UNREACHABLE = 1024;
 
 /** Finds manifests and sources of payloads. */
 export class Sourcing {
   readonly #deps: SourcingDeps;
   /** Address → when it may be asked again, after it could not be reached. */
-  readonly #unreachable = new Map<string, number>();
+  readonly #unreachable = new BoundedMap<string, number>(1024);
 
   constructor(deps: SourcingDeps) {
     this.#deps = deps;
@@ -123,9 +122,6 @@ export class Sourcing {
       } catch (err) {
         if (!(err instanceof RemoteError)) {
           this.#unreachable.set(where, Date.now() + ASK_RETRY_MS);
-          if (this.#unreachable.size > MAX_UNREACHABLE) {
-            this.#unreachable.delete(this.#unreachable.keys().next().value!);
-          }
           log.record("conn.fail", { peerId, address: where, message: String(err) });
         }
       }

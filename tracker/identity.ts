@@ -20,6 +20,7 @@ import { fromBase64Url } from "../proto/ids.ts";
 import { peerIdFromPublicKey } from "../proto/signature.ts";
 import { REQUEST_WINDOW_MS } from "../proto/tracker_auth.ts";
 import type { ReplayCache } from "./replay_cache.ts";
+import { BoundedMap } from "../lib/bounded_map.ts";
 
 /**
  * Public keys kept derived and imported: more than the peers of a large network, whose
@@ -32,9 +33,9 @@ export class IdentityCheck {
   readonly #replay: ReplayCache;
   readonly #clock: () => number;
   /** peerIds of the public keys seen lately. */
-  readonly #ids = new Map<string, string>();
+  readonly #ids = new BoundedMap<string, string>(KEYS_KEPT);
   /** The public keys seen lately, imported. */
-  readonly #keys = new Map<string, KeyObject>();
+  readonly #keys = new BoundedMap<string, KeyObject>(KEYS_KEPT);
 
   constructor(replay: ReplayCache, clock: () => number = Date.now) {
     this.#replay = replay;
@@ -52,7 +53,6 @@ export class IdentityCheck {
         raw = new Uint8Array();
       }
       id = raw.byteLength === 32 ? await peerIdFromPublicKey(raw) : "";
-      if (this.#ids.size >= KEYS_KEPT) this.#ids.delete(this.#ids.keys().next().value!);
       this.#ids.set(publicKey, id);
     }
     return id;
@@ -64,7 +64,6 @@ export class IdentityCheck {
       let key = this.#keys.get(publicKey);
       if (!key) {
         key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: publicKey }, format: "jwk" });
-        if (this.#keys.size >= KEYS_KEPT) this.#keys.delete(this.#keys.keys().next().value!);
         this.#keys.set(publicKey, key);
       }
       const sig = fromBase64Url(signature);
