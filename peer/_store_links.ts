@@ -30,16 +30,14 @@ export interface LinkHost {
   /** Marks a position held and tells listeners; whether it was not. */
   hold(e: LinkEntry, index: number): boolean;
   unhold(e: LinkEntry, index: number): void;
-  /** Reads a held chunk (a chunk file, or the linked file). */
+  /** Reads a held chunk (from the payload file, or the linked file). */
   readFile(e: LinkEntry, index: number): Promise<Uint8Array>;
   /** Rewrites the payload's manifest file (with its link record, if any). */
   writeManifest(e: LinkEntry): Promise<void>;
-  /** The size of the chunk's file, when one is in place. */
-  fileSize(hash: string): number | undefined;
-  /** Stores a verified chunk file (may throw `store_full`). */
-  storeFile(hash: string, bytes: Uint8Array): Promise<void>;
-  /** Marks held every position whose chunk file is in place. */
-  mark(hash: string, e: LinkEntry): void;
+  /** Whether position `index` is in the payload's own file. */
+  stored(e: LinkEntry, index: number): boolean;
+  /** Writes a verified chunk to the payload's own file and holds it (may throw `store_full`). */
+  store(e: LinkEntry, index: number, bytes: Uint8Array): Promise<void>;
   /** Whether `e` is still the store's entry of its payload. */
   current(e: LinkEntry): boolean;
   warn(message: string): void;
@@ -139,14 +137,12 @@ export class StoreLinks {
     await link.close();
     const host = this.#host;
     for (let i = 0; i < e.manifest.chunks.length && !link.previous; i++) {
-      const hash = e.manifest.chunks[i];
-      if (!link.has(i) || host.fileSize(hash) !== undefined) continue;
+      if (!link.has(i) || host.stored(e, i)) continue;
       const want = chunkLength(e.manifest.size, i, e.manifest.chunkSize);
-      const bytes = await link.read(i, want, hash).catch(() => undefined);
-      if (bytes) await host.storeFile(hash, bytes).catch(() => undefined);
+      const bytes = await link.read(i, want, e.manifest.chunks[i]).catch(() => undefined);
       link.set(i, false);
-      if (host.fileSize(hash) === undefined) host.unhold(e, i);
-      else host.mark(hash, e);
+      if (bytes) await host.store(e, i, bytes).catch(() => undefined);
+      if (!host.stored(e, i)) host.unhold(e, i);
     }
     e.link = link.previous;
     await Deno.remove(link.path).catch(() => undefined);
@@ -154,7 +150,7 @@ export class StoreLinks {
 
   /**
    * Reads chunk `index` from the linked file, checked; a file that changed or vanished
-   * is un-linked (its positions without a chunk file stop being held, the manifest
+   * is un-linked (its positions not in the payload file stop being held, the manifest
    * forgets it), a chunk that fails its hash stops being held.
    */
   async read(e: LinkEntry, index: number, want: number): Promise<Uint8Array> {
@@ -166,7 +162,7 @@ export class StoreLinks {
       if (wholeFileChanged(err) && e.link === link) {
         e.link = undefined;
         for (let i = 0; i < e.manifest.chunks.length; i++) {
-          if (link.has(i) && host.fileSize(e.manifest.chunks[i]) === undefined) host.unhold(e, i);
+          if (link.has(i) && !host.stored(e, i)) host.unhold(e, i);
         }
         host.warn((err as Error).message);
         if (host.current(e)) await host.writeManifest(e).catch(() => undefined);

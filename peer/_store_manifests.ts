@@ -1,11 +1,19 @@
 /**
  * The chunk store's manifest files (`<dir>/manifests/<payloadId>.json`): their JSON
  * form, with the payload's name, time, pin and linked file, and reading one back
- * (shape-checked and verified). Internal to `chunk_store.ts`.
+ * (shape-checked and verified), and the manifest of a byte stream. Internal to
+ * `chunk_store.ts`.
  *
  * @module
  */
-import { assertManifestShape, type Manifest, verifyManifest } from "../proto/manifest.ts";
+import {
+  assertManifestShape,
+  CHUNK_SIZE,
+  Chunker,
+  type Manifest,
+  sha256Hex,
+  verifyManifest,
+} from "../proto/manifest.ts";
 import type { LinkRecord } from "./linked_files.ts";
 import { SHA256_HEX } from "../proto/ids.ts";
 
@@ -125,4 +133,29 @@ export function describe(e: {
     addedAt: e.addedAt,
     pinned: e.pinned,
   };
+}
+
+/**
+ * Cuts `source` into chunks holding about one in memory, hashes each and hands it to
+ * `onChunk` (awaited) before the next; resolves with the manifest of the hashes.
+ * `RangeError` for empty input.
+ */
+export async function manifestOfStream(
+  source: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
+  onChunk: (chunk: Uint8Array, hash: string) => Promise<void>,
+): Promise<Manifest> {
+  const chunker = new Chunker(CHUNK_SIZE);
+  const chunks: string[] = [];
+  const take = async (chunk: Uint8Array) => {
+    const hash = await sha256Hex(chunk);
+    await onChunk(chunk, hash);
+    chunks.push(hash);
+  };
+  for await (const part of source) {
+    for (const chunk of chunker.push(part)) await take(chunk);
+  }
+  const last = chunker.finish();
+  if (last) await take(last);
+  if (chunker.total === 0) throw new RangeError("Cannot import an empty payload");
+  return { size: chunker.total, chunkSize: CHUNK_SIZE, chunks };
 }

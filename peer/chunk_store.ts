@@ -3,39 +3,32 @@
  *
  * ```text
  * <dir>/manifests/<payloadId>.json   { size, chunkSize, chunks: [hex…], name?, addedAt, pinned? }
- * <dir>/chunks/<hh>/<sha256 hex>     one file per distinct chunk, <hh> = first 2 hex digits
+ * <dir>/data/<payloadId>             the payload's bytes at their offsets, then one bit per chunk held
  * <dir>/tmp/                         temporaries; emptied by `ChunkStore.open()`
  * ```
  *
- * Chunks are stored by their SHA-256, so two payloads that share a chunk share its
- * file, and storing it for one makes it held for the other. Every file is written to
- * a unique temporary in `tmp/` and renamed into place, so a reader never sees half a
- * file. Nothing reaches `manifests/` or `chunks/` unverified: a manifest must hash to
- * its payloadId and a chunk to its manifest entry. That is why `open()` trusts a chunk
- * file of the right size without hashing it again (hashing GiBs would make start-up
- * slow) and `readChunk()`, which serves chunks to other peers, does not re-hash either
- * (the receiver verifies every chunk anyway). `exportStream()`, which hands bytes to
- * the user, re-hashes a chunk only when this process has not verified it itself (it
- * records every chunk it verified on arrival or hashed on import; chunk files found at
- * start-up are hashed on their first export). A chunk found short, missing or corrupt
- * is removed and stops being held, so it can be fetched again.
+ * Each payload's chunks live in one file of its own (`payload_files.ts`); a chunk that
+ * two payloads (or two positions of one) share is written to each, and storing it for
+ * one holds it for the others. Manifests are renamed into place from `tmp/`. Nothing
+ * reaches `manifests/` or `data/` unverified: a manifest must hash to its payloadId and
+ * a chunk to its manifest entry. That is why `open()` trusts what a payload file says
+ * it holds without hashing it again (hashing GiBs would make start-up slow) and
+ * `readChunk()`, which serves other peers, does not re-hash either (they verify).
+ * `exportStream()`, which hands bytes to the user, re-hashes a chunk only when this
+ * process has not verified it itself (on arrival or import). A chunk found short,
+ * missing or corrupt stops being held, so it can be fetched again. A store of the
+ * earlier layout (`chunks/<hh>/<sha256>`) is moved into payload files when opened.
+ * Files are not fsynced (that would cost more than the network at 1 GiB/s).
  *
  * **Linked files** (`linked_files.ts`, `_store_links.ts`): a payload's chunks may live in
- * an owner's file (a local `get -o` destination, a local `put`) instead of chunk files.
- *
- * Files are not fsynced (that would cost more than the network at 1 GiB/s): a chunk lost
- * or short after a crash is caught by the size check at start-up, other damage by hashes.
- *
- * A payload is `pinned` when the owner put it or got it here (`pin()`); the others are replicas
- * held for other peers. `remove()` drops its manifest and the chunk files no other shares.
+ * an owner's file (a local `get -o` destination, a local `put`) instead of its payload file.
+ * A payload is `pinned` when the owner put it or got it here (`pin()`); the others are
+ * replicas held for other peers. `remove()` drops its manifest and its payload file.
  *
  * One directory belongs to one store in one process. An import that fails part-way
- * leaves its chunk files unreferenced; a later import of the same bytes reuses them.
- *
- * The chunk files themselves (their paths, atomic and once-only writes, reads and
- * removal) and the store's capacity (`maxBytes`, i.e. `--max-store`, or 10 % of the
- * disk kept free; `store_full` past it) are `ChunkFiles`, in `chunk_files.ts`; this
- * module keeps the manifests and which chunks of each payload are held.
+ * leaves nothing. The payload files (writes, reads, removal, imports) and the capacity
+ * (`maxBytes`, i.e. `--max-store`, or 10 % of the disk kept free; `store_full` past
+ * it) are `PayloadFiles`; this module keeps manifests, shared chunks and what is held.
  *
  * @module
  */
@@ -44,8 +37,6 @@ import type { BufferPool } from "../proto/bytes.ts";
 import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
 import {
   assertManifestShape,
-  CHUNK_SIZE,
-  Chunker,
   chunkLength,
   type Manifest,
   payloadIdOf,
@@ -53,25 +44,26 @@ import {
   verifyChunk,
   verifyManifest,
 } from "../proto/manifest.ts";
-import { ChunkFiles, type ChunkFilesOptions } from "./chunk_files.ts";
+import { migrateChunkFiles, PayloadFiles, type PayloadFilesOptions } from "./payload_files.ts";
 import { type LinkedFile, LocalFileSource } from "./linked_files.ts";
 import { StoreLinks } from "./_store_links.ts";
 import {
   describe,
   manifestFileBytes,
   type ManifestMeta,
+  manifestOfStream,
   readManifestDir,
   type StoredPayload,
 } from "./_store_manifests.ts";
 
-export { DISK_FREE_SHARE, type DiskSpace, diskSpace } from "./chunk_files.ts";
+export { DISK_FREE_SHARE, type DiskSpace, diskSpace } from "./payload_files.ts";
 export type { StoredPayload } from "./_store_manifests.ts";
 
 /**
- * Options of `ChunkStore.open()`: the capacity (`maxBytes`, `disk`, see `ChunkFiles`)
+ * Options of `ChunkStore.open()`: the capacity (`maxBytes`, `disk`, see `PayloadFiles`)
  * and where warnings go (by default `console.warn`).
  */
-export interface ChunkStoreOptions extends Pick<ChunkFilesOptions, "maxBytes" | "disk"> {
+export interface ChunkStoreOptions extends Pick<PayloadFilesOptions, "maxBytes" | "disk"> {
   /** Called with a message for every damaged file skipped or removed. */
   warn?: (message: string) => void;
 }
@@ -109,8 +101,8 @@ export class ChunkStore {
   /** The store's directory. */
   readonly dir: string;
   readonly #warn: (message: string) => void;
-  /** The chunk files, their sizes and the capacity. */
-  readonly #files: ChunkFiles;
+  /** The payload files, what they hold and the capacity. */
+  readonly #files: PayloadFiles;
   readonly #payloads = new Map<string, Entry>();
   /** Chunk hash → every payload position that has it. */
   readonly #refs = new Map<string, Ref[]>();
@@ -127,15 +119,16 @@ export class ChunkStore {
   private constructor(dir: string, opts: ChunkStoreOptions) {
     this.dir = dir;
     this.#warn = opts.warn ?? ((m) => console.warn(m));
-    this.#files = new ChunkFiles(dir, { maxBytes: opts.maxBytes, disk: opts.disk });
+    this.#files = new PayloadFiles(dir, { maxBytes: opts.maxBytes, disk: opts.disk });
     this.#links = new StoreLinks({
       hold: (e, i) => this.#hold(e as Entry, i),
       unhold: (e, i) => this.#unhold(e as Entry, i),
       readFile: (e, i) => this.#readFile(e as Entry, i),
       writeManifest: (e) => this.#writeManifest(e.payloadId, e.manifest, e as Entry),
-      fileSize: (hash) => this.#files.size(hash),
-      storeFile: (hash, bytes) => this.#files.store(hash, bytes),
-      mark: (hash, e) => void this.#mark(hash, e as Entry, -1),
+      stored: (e, i) => this.#files.stored(e.payloadId, i),
+      store: async (e, i, bytes) => {
+        if (await this.#files.write(e.payloadId, i, bytes)) this.#hold(e as Entry, i);
+      },
       current: (e) => this.#payloads.get(e.payloadId) === e,
       warn: (m) => this.#warn(m),
     });
@@ -144,8 +137,8 @@ export class ChunkStore {
   /**
    * Opens the store in `dir`, creating its folders, emptying `tmp/`, loading every
    * manifest that hashes to the id in its file name (others are removed with a
-   * warning; a damaged file never stops the store from opening) and marking a chunk
-   * held when its file exists with the right size.
+   * warning; a damaged file never stops the store from opening) and what each payload
+   * file holds.
    */
   static async open(dir: string, opts: ChunkStoreOptions = {}): Promise<ChunkStore> {
     const store = new ChunkStore(dir, opts);
@@ -153,7 +146,7 @@ export class ChunkStore {
     return store;
   }
 
-  /** Bytes of the chunk files held. */
+  /** Bytes of the chunks held in payload files. */
   get usedBytes(): number {
     return this.#files.usedBytes;
   }
@@ -185,12 +178,12 @@ export class ChunkStore {
     await this.#links.finish(this.#entry(payloadId, "save"), path, force);
   }
 
-  /** Gives up a linked download: its chunks become chunk files when they fit (resume). */
+  /** Gives up a linked download: its chunks go to the payload file when they fit (resume). */
   async abandonLink(payloadId: string): Promise<void> {
     await this.#links.abandon(payloadId, this.#payloads.get(payloadId));
   }
 
-  /** Most bytes of chunk files the store may hold (see `ChunkFiles.capacity()`). */
+  /** Most bytes of chunks the store may hold (see `PayloadFiles.capacity()`). */
   capacity = (): number => this.#files.capacity();
 
   /** Bytes that still fit: `capacity()` less the bytes held and being written, never below 0. */
@@ -217,8 +210,8 @@ export class ChunkStore {
   /**
    * Adds a manifest: checks its shape (`TypeError`/`RangeError`, empty payloads are
    * refused) and that it hashes to `payloadId` (`IntegrityError`), writes it to disk
-   * atomically, then marks held the chunks whose files are already in place (shared
-   * with another payload, or left by an earlier run) and tells `onChunk` listeners.
+   * atomically, then holds the chunks already on disk (left by an earlier run, or
+   * copied from another payload that shares them) and tells `onChunk` listeners.
    * Resolves `false` when the payload was already known.
    */
   async addManifest(
@@ -293,9 +286,11 @@ export class ChunkStore {
     }
     if (hasBit(e.bits, index)) return false;
     const hash = e.manifest.chunks[index];
-    await this.#files.store(hash, bytes);
+    const stored = await this.#files.write(payloadId, index, bytes);
     this.#verified.add(hash);
-    return this.#mark(hash, e, index);
+    const mine = stored && this.#hold(e, index);
+    await this.#fill(hash, bytes);
+    return mine;
   }
 
   /**
@@ -310,33 +305,29 @@ export class ChunkStore {
   ): Promise<{ payloadId: string; manifest: Manifest; created: boolean }> {
     this.#assertOpen("import");
     const local = source instanceof LocalFileSource ? source : undefined;
-    const chunker = new Chunker(CHUNK_SIZE);
-    const chunks: string[] = [];
-    const store = async (chunk: Uint8Array) => {
-      const hash = await sha256Hex(chunk);
-      if (!local) await this.#files.store(hash, chunk);
-      this.#verified.add(hash);
-      chunks.push(hash);
-    };
-    for await (const part of source) {
-      for (const chunk of chunker.push(part)) await store(chunk);
+    // Written where the payload's file will be, once its id is known.
+    const imp = local ? undefined : await this.#files.startImport();
+    try {
+      const manifest = await manifestOfStream(source, async (chunk, hash) => {
+        await imp?.write(chunk);
+        this.#verified.add(hash);
+      });
+      const payloadId = await payloadIdOf(manifest);
+      if (local) await local.assertUnchanged(manifest.size);
+      const created = await this.addManifest(payloadId, manifest, meta);
+      if (!created && meta.pinned) await this.pin(payloadId);
+      // Already known: the chunks just stored may fill positions it lacked.
+      const e = this.#payloads.get(payloadId)!;
+      if (imp) { for (const i of await this.#files.adopt(payloadId, imp)) this.#hold(e, i); }
+      if (local && !e.link?.writing) {
+        this.#links.linkWhole(e, local.record);
+        await this.#writeManifest(payloadId, e.manifest, e);
+      }
+      for (const hash of new Set(manifest.chunks)) await this.#fill(hash);
+      return { payloadId, manifest: e.manifest, created };
+    } finally {
+      await imp?.abort();
     }
-    const last = chunker.finish();
-    if (last) await store(last);
-    if (chunker.total === 0) throw new RangeError("Cannot import an empty payload");
-    const manifest: Manifest = { size: chunker.total, chunkSize: CHUNK_SIZE, chunks };
-    const payloadId = await payloadIdOf(manifest);
-    if (local) await local.assertUnchanged(chunker.total);
-    const created = await this.addManifest(payloadId, manifest, meta);
-    if (!created && meta.pinned) await this.pin(payloadId);
-    // Already known: the chunks just stored may fill positions it lacked.
-    const e = this.#payloads.get(payloadId)!;
-    if (local && !e.link?.writing) {
-      this.#links.linkWhole(e, local.record);
-      await this.#writeManifest(payloadId, e.manifest, e);
-    }
-    for (const hash of new Set(chunks)) this.#mark(hash, e, -1);
-    return { payloadId, manifest: e.manifest, created };
   }
 
   /**
@@ -356,13 +347,13 @@ export class ChunkStore {
           throw new IntegrityError(`Cannot export payload '${payloadId}': chunk '${i}' is missing`);
         }
         const hash = e.manifest.chunks[i];
-        // A linked file's chunks are hashed as they are read; a chunk file once.
+        // A linked file's chunks are hashed as they are read; a payload file's once.
         const checked = this.#verified.has(hash) || this.#fromLink(e, i);
         const bytes = await this.#readFile(e, i);
         const actual = checked ? hash : await sha256Hex(bytes);
         if (actual === hash) this.#verified.add(hash);
         else {
-          await this.#forget(e.manifest.chunks[i]);
+          await this.#forget(e, i);
           throw new IntegrityError(
             `Cannot export payload '${payloadId}': chunk '${i}' on disk hashes to '${actual}', ` +
               `expected '${e.manifest.chunks[i]}'; it is no longer held`,
@@ -387,9 +378,9 @@ export class ChunkStore {
   }
 
   /**
-   * Removes a payload: its manifest, and the chunk files no other payload shares.
-   * Resolves with the bytes of the chunk files removed. `RangeError` for an unknown
-   * payload. The caller checks that no download of it runs.
+   * Removes a payload: its manifest and its file. Resolves with the bytes of the
+   * chunks its file held. `RangeError` for an unknown payload. The caller checks that
+   * no download of it runs.
    */
   async remove(payloadId: string): Promise<number> {
     this.#assertOpen("remove");
@@ -399,7 +390,6 @@ export class ChunkStore {
     await Deno.remove(`${this.dir}/manifests/${payloadId}.json`).catch((err) => {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
     });
-    let freed = 0;
     for (const hash of new Set(e.manifest.chunks)) {
       const refs = (this.#refs.get(hash) ?? []).filter((r) => r.entry !== e);
       if (refs.length > 0) {
@@ -407,10 +397,9 @@ export class ChunkStore {
         continue;
       }
       this.#refs.delete(hash);
-      freed += this.#files.size(hash) ?? 0;
-      await this.#files.remove(hash).finally(() => this.#verified.delete(hash));
+      this.#verified.delete(hash);
     }
-    return freed;
+    return await this.#files.remove(payloadId);
   }
 
   /**
@@ -429,7 +418,8 @@ export class ChunkStore {
   /**
    * Closes the store: later `addManifest()`, `writeChunk()` and `importStream()` calls
    * throw, listeners are dropped. Reads keep working. Idempotent; there are no handles
-   * to release, as every file is opened and closed within one call.
+   * to release, as every file is opened and closed within one call (an import's within
+   * `importStream()`).
    */
   close(): void {
     this.#closed = true;
@@ -447,31 +437,32 @@ export class ChunkStore {
   }
 
   /**
-   * Marks held every position whose chunk is `hash` and whose length matches its file,
-   * tells listeners, and returns whether position `index` of `mine` was among them.
+   * Writes the chunk `hash` to every position that has it and does not hold it yet
+   * (other payloads, or twins in one), and holds them. The bytes are `bytes` (verified)
+   * or read from a payload file that holds them; best effort: a position that does not
+   * fit stays missing.
    */
-  #mark(hash: string, mine: Entry, index: number): boolean {
-    const size = this.#files.size(hash);
-    if (size === undefined) return false;
-    const fresh: Ref[] = [];
-    for (const ref of this.#refs.get(hash) ?? []) {
-      if (ref.length !== size || hasBit(ref.entry.bits, ref.index)) continue;
-      ref.entry.bits[ref.index >> 3] |= 0x80 >> (ref.index & 7);
-      ref.entry.held++;
-      fresh.push(ref);
+  async #fill(hash: string, bytes?: Uint8Array): Promise<void> {
+    const refs = this.#refs.get(hash) ?? [];
+    const todo = refs.filter((r) =>
+      !hasBit(r.entry.bits, r.index) && this.#payloads.get(r.entry.payloadId) === r.entry
+    );
+    const from = bytes || todo.length === 0
+      ? undefined
+      : refs.find((r) => this.#files.stored(r.entry.payloadId, r.index));
+    bytes ??= from && await this.#readFile(from.entry, from.index).catch(() => undefined);
+    for (const r of todo) {
+      if (bytes?.length !== r.length) continue;
+      const ok = await this.#files.write(r.entry.payloadId, r.index, bytes).catch(() => false);
+      if (ok) this.#hold(r.entry, r.index);
     }
-    for (const ref of fresh) this.#emit(ref.entry.payloadId, ref.index);
-    return fresh.some((ref) => ref.entry === mine && ref.index === index);
   }
 
-  /** Un-holds every position whose chunk is `hash` (unless in a linked file) and removes its file. */
-  async #forget(hash: string): Promise<void> {
-    for (const ref of this.#refs.get(hash) ?? []) {
-      if (!hasBit(ref.entry.bits, ref.index) || ref.entry.link?.has(ref.index)) continue;
-      ref.entry.bits[ref.index >> 3] &= ~(0x80 >> (ref.index & 7));
-      ref.entry.held--;
-    }
-    await this.#files.remove(hash).finally(() => this.#verified.delete(hash));
+  /** Un-holds position `index` (unless its linked file has it) and forgets it in the file. */
+  async #forget(e: Entry, index: number): Promise<void> {
+    if (!e.link?.has(index)) this.#unhold(e, index);
+    this.#verified.delete(e.manifest.chunks[index]);
+    await this.#files.drop(e.payloadId, index);
   }
 
   /** Marks position `index` held (when it was not) and tells listeners; whether it was not. */
@@ -490,22 +481,21 @@ export class ChunkStore {
     e.held--;
   }
 
-  /** Whether chunk `index` is read from the payload's linked file (no chunk file has it). */
+  /** Whether chunk `index` is read from the payload's linked file (its payload file lacks it). */
   #fromLink(e: Entry, index: number): boolean {
-    return e.link?.has(index) === true && this.#files.size(e.manifest.chunks[index]) === undefined;
+    return e.link?.has(index) === true && !this.#files.stored(e.payloadId, index);
   }
 
-  /** Reads chunk `index` of a payload: a chunk file checking only its length, or the linked file. */
+  /** Reads chunk `index` of a payload: its payload file checking only the length, or the linked file. */
   async #readFile(e: Entry, index: number, pool?: BufferPool): Promise<Uint8Array> {
-    const hash = e.manifest.chunks[index];
     const want = chunkLength(e.manifest.size, index, e.manifest.chunkSize);
     if (this.#fromLink(e, index)) return await this.#links.read(e, index, want);
     let bytes: Uint8Array;
     try {
-      bytes = await this.#files.read(hash, want, pool);
+      bytes = await this.#files.read(e.payloadId, index, want, pool);
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
-      await this.#forget(hash);
+      await this.#forget(e, index);
       throw new IntegrityError(
         `Chunk '${index}' of payload '${e.payloadId}' vanished from disk; it is no longer held`,
         { cause: err },
@@ -513,7 +503,7 @@ export class ChunkStore {
     }
     if (bytes.length !== want) {
       pool?.release(bytes);
-      await this.#forget(hash);
+      await this.#forget(e, index);
       throw new IntegrityError(
         `Chunk '${index}' of payload '${e.payloadId}' has '${bytes.length}' bytes on disk, ` +
           `expected '${want}'; it is no longer held`,
@@ -533,9 +523,9 @@ export class ChunkStore {
   }
 
   /**
-   * Registers a verified manifest: persists it when `persist`, learns which of its
-   * chunk files are in place, then marks those held in one synchronous step (so a
-   * write finishing meanwhile is not missed) and tells listeners.
+   * Registers a verified manifest: persists it when `persist`, reads which chunks its
+   * payload file holds, holds those and tells listeners, then copies in the chunks
+   * other payloads hold.
    */
   async #addVerified(
     payloadId: string,
@@ -552,7 +542,12 @@ export class ChunkStore {
       chunks: Object.freeze([...m.chunks]) as string[],
     });
     if (persist) await this.#writeManifest(payloadId, manifest, { name, addedAt, pinned });
-    await this.#files.stat(manifest.chunks);
+    const { held, damaged } = await this.#files.open(payloadId, manifest);
+    if (damaged) {
+      this.#warn(
+        `Chunk store: the file of payload '${payloadId}' had the wrong size and was removed`,
+      );
+    }
     const entry: Entry = {
       payloadId,
       manifest,
@@ -570,7 +565,8 @@ export class ChunkStore {
       if (refs) refs.push(ref);
       else this.#refs.set(hash, [ref]);
     });
-    for (const hash of new Set(manifest.chunks)) this.#mark(hash, entry, -1);
+    for (const i of held) this.#hold(entry, i);
+    for (const hash of new Set(manifest.chunks)) await this.#fill(hash);
     if (meta.linked) await this.#links.relink(entry, meta.linked);
     await this.#links.attach(entry);
     return true;
@@ -593,8 +589,11 @@ export class ChunkStore {
     await Deno.mkdir(`${this.dir}/manifests`, { recursive: true });
     await this.#files.prepare();
     const found = await readManifestDir(`${this.dir}/manifests`, this.#warn);
+    await migrateChunkFiles(this.#files, found, this.#warn);
     for (const p of found) {
       await this.#addVerified(p.payloadId, p.manifest, p, p.addedAt, false);
     }
+    const swept = await this.#files.sweep();
+    if (swept) this.#warn(`Chunk store: removed ${swept} payload files without a manifest`);
   }
 }

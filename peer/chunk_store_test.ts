@@ -102,10 +102,9 @@ Deno.test("importStream() gives the payloadId of an independently computed manif
     assert.deepEqual(store.missing(payloadId), []);
     assert.deepEqual(await collect(store.exportStream(payloadId)), bytes);
     assert.deepEqual(await filesUnder(`${dir}/manifests`), [`${payloadId}.json`]);
-    assert.deepEqual(
-      await filesUnder(`${dir}/chunks`),
-      expected.chunks.map((h) => `${h.slice(0, 2)}/${h}`).sort(),
-    );
+    // One file: the payload's bytes, then one trailer byte of 3 bits held.
+    assert.deepEqual(await filesUnder(`${dir}/data`), [payloadId]);
+    assert.equal((await Deno.stat(`${dir}/data/${payloadId}`)).size, bytes.length + 1);
     assert.deepEqual(await filesUnder(`${dir}/tmp`), []);
     const again = await store.importStream(streamOf(bytes, 1000 * 1000));
     assert.equal(again.payloadId, payloadId);
@@ -204,7 +203,7 @@ Deno.test("writeChunk() rejects bytes that do not match the manifest with Integr
     await assert.rejects(store.writeChunk(id, 1, chunkOf(bytes, 0)), IntegrityError);
     await assert.rejects(store.writeChunk(id, 1, new Uint8Array(9)), IntegrityError);
     assert.deepEqual(store.missing(id), [0, 1]);
-    assert.deepEqual(await filesUnder(`${dir}/chunks`), []);
+    assert.deepEqual(await filesUnder(`${dir}/data`), []);
     assert.deepEqual(await filesUnder(`${dir}/tmp`), []);
 
     await assert.rejects(store.writeChunk(id, 2, new Uint8Array(1)), RangeError);
@@ -244,7 +243,7 @@ Deno.test("addManifest() refuses a manifest that does not hash to the payloadId 
   });
 });
 
-Deno.test("ChunkStore.open() drops a corrupt or mismatched manifest, does not hold a truncated chunk and empties tmp/", async () => {
+Deno.test("ChunkStore.open() drops a corrupt or mismatched manifest, a payload file of the wrong size or without a manifest, and empties tmp/", async () => {
   const dir = await Deno.makeTempDir({ prefix: "p2p-chunk-store-" });
   try {
     const a = pseudoRandom(MiB + 1, 7);
@@ -260,8 +259,8 @@ Deno.test("ChunkStore.open() drops a corrupt or mismatched manifest, does not ho
     const bManifest = await manifestOf(b);
     await Deno.writeTextFile(`${dir}/manifests/${aId}.json`, '{"size": 3, "chunks": [');
     await Deno.copyFile(`${dir}/manifests/${bId}.json`, `${dir}/manifests/${"0".repeat(64)}.json`);
-    const h1 = bManifest.chunks[1];
-    await Deno.truncate(`${dir}/chunks/${h1.slice(0, 2)}/${h1}`, 1000);
+    assert.equal(bManifest.chunks.length, 3);
+    await Deno.truncate(`${dir}/data/${bId}`, 1000);
     await Deno.writeTextFile(`${dir}/tmp/stale-123`, "half a chunk");
 
     const warnings: string[] = [];
@@ -269,15 +268,17 @@ Deno.test("ChunkStore.open() drops a corrupt or mismatched manifest, does not ho
     try {
       assert.deepEqual(store.list().map((p) => p.payloadId), [bId]);
       assert.equal(store.getManifest(aId), undefined);
-      assert.deepEqual(store.missing(bId), [1]);
+      // A payload file of the wrong size is dropped whole; a's, without a manifest, too.
+      assert.deepEqual(store.missing(bId), [0, 1, 2]);
       assert.equal(store.payload(bId)?.complete, false);
-      assert.equal(warnings.length, 2);
+      assert.equal(warnings.length, 4);
       assert.deepEqual(await filesUnder(`${dir}/manifests`), [`${bId}.json`]);
       assert.deepEqual(await filesUnder(`${dir}/tmp`), []);
+      assert.deepEqual(await filesUnder(`${dir}/data`), []);
       await assert.rejects(store.readChunk(bId, 1), RangeError);
       await assert.rejects(collect(store.exportStream(bId)), IntegrityError);
 
-      assert.equal(await store.writeChunk(bId, 1, chunkOf(b, 1)), true);
+      for (const i of [0, 1, 2]) assert.equal(await store.writeChunk(bId, i, chunkOf(b, i)), true);
       assert.deepEqual(await collect(store.exportStream(bId)), b);
     } finally {
       store.close();
@@ -287,15 +288,19 @@ Deno.test("ChunkStore.open() drops a corrupt or mismatched manifest, does not ho
   }
 });
 
-Deno.test("exportStream() errors with IntegrityError when a chunk file found at start-up is corrupt", async () => {
+Deno.test("exportStream() errors with IntegrityError when a chunk found at start-up is corrupt", async () => {
   await withStore(async (first, dir) => {
     const bytes = pseudoRandom(2.5 * MiB, 9);
     const { payloadId, manifest } = await first.importStream(streamOf(bytes));
-    const h = manifest.chunks[1];
-    const path = `${dir}/chunks/${h.slice(0, 2)}/${h}`;
+    assert.equal(manifest.chunks.length, 3);
+    const path = `${dir}/data/${payloadId}`;
     const damaged = chunkOf(bytes, 1);
     damaged[500] ^= 0xff;
-    await Deno.writeFile(path, damaged);
+    {
+      using file = await Deno.open(path, { write: true });
+      await file.seek(CHUNK_SIZE + 500, Deno.SeekMode.Start);
+      await file.write(damaged.subarray(500, 501));
+    }
     // Verified on arrival by this process: exported without hashing again.
     assert.equal((await collect(first.exportStream(payloadId))).length, bytes.length);
     first.close();
@@ -305,7 +310,8 @@ Deno.test("exportStream() errors with IntegrityError when a chunk file found at 
     assert.deepEqual(await store.readChunk(payloadId, 1), damaged);
     await assert.rejects(collect(store.exportStream(payloadId)), IntegrityError);
     assert.deepEqual(store.missing(payloadId), [1], "the damaged chunk is no longer held");
-    await assert.rejects(Deno.stat(path), Deno.errors.NotFound);
+    const raw = await Deno.readFile(path);
+    assert.equal(raw[raw.length - 1], 0b1010_0000, "nor is it on disk");
 
     assert.equal(await store.writeChunk(payloadId, 1, chunkOf(bytes, 1)), true);
     assert.deepEqual(await collect(store.exportStream(payloadId)), bytes);
@@ -328,7 +334,7 @@ Deno.test("readChunk() returns a held chunk and throws RangeError for one not he
   });
 });
 
-Deno.test("two payloads sharing a chunk share one file, and storing it for one holds it for both", async () => {
+Deno.test("a chunk two payloads share is written to both, and storing it for one holds it for both", async () => {
   await withStore(async (store, dir) => {
     const shared = pseudoRandom(MiB, 11);
     const tailA = pseudoRandom(MiB, 12);
@@ -350,11 +356,12 @@ Deno.test("two payloads sharing a chunk share one file, and storing it for one h
     assert.equal(await store.writeChunk(bId, 0, shared), false);
     assert.equal(await store.writeChunk(aId, 1, tailA), true);
     assert.equal(await store.writeChunk(bId, 1, tailB), true);
-    assert.deepEqual((await filesUnder(`${dir}/chunks`)).length, 3);
+    assert.deepEqual(await filesUnder(`${dir}/data`), [aId, bId].sort());
+    assert.equal(store.usedBytes, a.length + b.length, "each payload's file has its copy");
     assert.deepEqual(await collect(store.exportStream(aId)), a);
     assert.deepEqual(await collect(store.exportStream(bId)), b);
 
-    // A manifest added later finds the shared chunk already on disk.
+    // A manifest added later copies the shared chunk from a payload that holds it.
     const c = concatBytes(shared, new Uint8Array([1, 2, 3]));
     const cManifest = await manifestOf(c);
     const cId = await payloadIdOf(cManifest);
@@ -362,6 +369,7 @@ Deno.test("two payloads sharing a chunk share one file, and storing it for one h
     await store.addManifest(cId, cManifest);
     assert.deepEqual(store.missing(cId), [1]);
     assert.equal(seen.length, 1);
+    assert.deepEqual(await store.readChunk(cId, 0), shared);
   });
 });
 
@@ -384,7 +392,7 @@ Deno.test("onChunk() fires once per newly stored chunk, also for concurrent writ
     assert.deepEqual(results.sort(), [false, false, true]);
     assert.deepEqual(seen, [0]);
     assert.equal(store.payload(id)?.held, 1);
-    assert.equal((await filesUnder(`${dir}/chunks`)).length, 1);
+    assert.deepEqual(await filesUnder(`${dir}/data`), [id]);
     assert.deepEqual(await filesUnder(`${dir}/tmp`), []);
 
     await store.writeChunk(id, 2, chunkOf(bytes, 2));
@@ -457,8 +465,8 @@ Deno.test("writeChunk() and importStream() refuse with store_full past maxBytes 
     );
     assert.equal(store.has(id, 2), false);
     await assert.rejects(store.importStream(streamOf(pseudoRandom(MiB, 9))), TooLargeError);
-    const chunkFiles = (await filesUnder(`${dir}/chunks`)).length;
-    assert.equal(chunkFiles, 2);
+    assert.deepEqual(await filesUnder(`${dir}/data`), [id]);
+    assert.equal(store.usedBytes, 2 * MiB);
     assert.equal((await filesUnder(`${dir}/tmp`)).length, 0);
     store.close();
     // Counted again from the files at start.
@@ -497,7 +505,7 @@ Deno.test("capacity() without maxBytes keeps 10 % of the disk free, read with th
   }
 });
 
-Deno.test("pin() marks a payload the owner's across a reopen, and remove() drops its manifest and the chunk files no other payload shares", async () => {
+Deno.test("pin() marks a payload the owner's across a reopen, and remove() drops its manifest and its file", async () => {
   await withStore(async (store, dir) => {
     const shared = pseudoRandom(MiB, 21);
     const a = concatBytes(shared, pseudoRandom(MiB, 22));
@@ -512,13 +520,39 @@ Deno.test("pin() marks a payload the owner's across a reopen, and remove() drops
     assert.equal(reopened.payload(aId)?.name, "a");
     reopened.close();
 
-    assert.equal(await store.remove(aId), MiB, "only the chunk a does not share");
+    assert.equal(await store.remove(aId), 2 * MiB, "a's file, shared chunk included");
     assert.equal(store.payload(aId), undefined);
-    assert.equal((await filesUnder(`${dir}/chunks`)).length, 2);
+    assert.deepEqual(await filesUnder(`${dir}/data`), [bId]);
     assert.deepEqual(await collect(store.exportStream(bId)), b);
     await assert.rejects(Deno.stat(`${dir}/manifests/${aId}.json`), Deno.errors.NotFound);
     assert.equal(await store.remove(bId), MiB + 10);
-    assert.deepEqual(await filesUnder(`${dir}/chunks`), []);
+    assert.deepEqual(await filesUnder(`${dir}/data`), []);
     await assert.rejects(store.remove(bId), RangeError);
+  });
+});
+
+Deno.test("ChunkStore.open() moves a store of one file per chunk into payload files", async () => {
+  await withStore(async (first, dir) => {
+    const bytes = pseudoRandom(2 * MiB + 5, 31);
+    const { payloadId, manifest } = await first.importStream(streamOf(bytes), { name: "old" });
+    first.close();
+    // The earlier layout: chunks/<hh>/<sha256>, one file per chunk, and no data/.
+    for (const [i, hash] of manifest.chunks.entries()) {
+      await Deno.mkdir(`${dir}/chunks/${hash.slice(0, 2)}`, { recursive: true });
+      await Deno.writeFile(`${dir}/chunks/${hash.slice(0, 2)}/${hash}`, chunkOf(bytes, i));
+    }
+    await Deno.remove(`${dir}/data`, { recursive: true });
+    const warnings: string[] = [];
+    const store = await ChunkStore.open(dir, { warn: (m) => warnings.push(m) });
+    try {
+      assert.equal(store.payload(payloadId)?.complete, true);
+      assert.equal(store.payload(payloadId)?.name, "old");
+      assert.deepEqual(await collect(store.exportStream(payloadId)), bytes);
+      assert.deepEqual(await filesUnder(`${dir}/data`), [payloadId]);
+      await assert.rejects(Deno.stat(`${dir}/chunks`), Deno.errors.NotFound);
+      assert.match(warnings.join("\n"), /moved 3 chunks/);
+    } finally {
+      store.close();
+    }
   });
 });

@@ -119,9 +119,9 @@ export interface ControlNode {
     exportStream(payloadId: string): ReadableStream<Uint8Array>;
     /** Marks a payload as the owner's (put or got here). */
     pin(payloadId: string): Promise<void>;
-    /** Removes a payload's manifest and unshared chunk files; resolves with the bytes freed. */
+    /** Removes a payload's manifest and its file; resolves with the bytes freed. */
     remove(payloadId: string): Promise<number>;
-    /** Bytes of the chunk files held. */
+    /** Bytes of the chunks held in payload files. */
     readonly usedBytes: number;
     /** Most bytes the store may hold. */
     capacity(): number;

@@ -1,6 +1,6 @@
 /**
  * Linked files: a payload whose chunks live in one of the owner's own files instead of
- * the store's chunk files, so that `p2p get -o FILE` and `p2p put FILE` on the peer's
+ * the store's payload files, so that `p2p get -o FILE` and `p2p put FILE` on the peer's
  * machine leave each byte on disk once.
  *
  * **Why linking, not a copy.** The store's copy could be made with a reflink or
@@ -22,7 +22,7 @@
  * (path, size, mtime): a crash before that leaves no linked record, so nothing half
  * written is ever held after a restart.
  *
- * The bytes of linked files are not chunk-file bytes: they do not count against
+ * The bytes of linked files are not the store's: they do not count against
  * `--max-store` (`ChunkStore.usedBytes`), and a download into a linked file needs no
  * room in the store. `ChunkStore.linkedBytes` reports them apart.
  *
@@ -283,7 +283,7 @@ export function wholeFileChanged(err: unknown): boolean {
 /**
  * A local file as the input of `ChunkStore.importStream()`: its bytes as a stream
  * (read in 4 MiB reads), and its path and stat, so that the store links the payload to
- * the file instead of writing chunk files. `InvalidInputError` for a path that is not
+ * the file instead of writing a payload file. `InvalidInputError` for a path that is not
  * absolute or not a regular file (a symlink is followed: the owner names the file).
  */
 export class LocalFileSource extends ReadableStream<Uint8Array> {

@@ -84,7 +84,7 @@ Deno.test("ChunkStore.linkTo(): a download goes straight into the file, the stor
     assert.deepEqual(await Deno.readFile(dest), bytes);
     assert.equal(store.usedBytes, 0);
     assert.equal(store.linkedBytes, bytes.length);
-    assert.equal(await bytesUnder(`${dir}/chunks`), 0, "no chunk files");
+    assert.equal(await bytesUnder(`${dir}/data`), 0, "no payload file");
     assert.equal(store.payload(id)?.complete, true);
     assert.deepEqual(await collect(store.exportStream(id)), bytes);
     store.close();
@@ -104,7 +104,7 @@ Deno.test("ChunkStore: a linked file that the owner changed or removed is no lon
     await Deno.writeFile(path, bytes);
     const store = await ChunkStore.open(dir);
     const { payloadId } = await store.importStream(await LocalFileSource.open(path));
-    assert.equal(store.usedBytes, 0, "a local put writes no chunk file");
+    assert.equal(store.usedBytes, 0, "a local put writes no payload file");
     assert.deepEqual(await store.readChunk(payloadId, 1), chunk(bytes, 1));
 
     // The same size, a later mtime: changed.
@@ -174,7 +174,7 @@ Deno.test("ChunkStore: a crash mid-write leaves nothing of the partial file held
   });
 });
 
-Deno.test("ChunkStore.abandonLink(): the chunks received are kept as chunk files, so the next run resumes", async () => {
+Deno.test("ChunkStore.abandonLink(): the chunks received are kept in the payload file, so the next run resumes", async () => {
   await withDirs(async (dir, home) => {
     const bytes = pseudoRandom(2.5 * MiB, 8);
     const { id, manifest } = await manifestOf(bytes);

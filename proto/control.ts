@@ -139,7 +139,7 @@ export type MemoryStats = z.infer<typeof MemoryStats>;
 
 /** The chunk store's disk use, in bytes. */
 export const StoreUsage = z.object({
-  /** Bytes of the chunk files held (a chunk shared by payloads counts once). */
+  /** Bytes of the chunks held in payload files (a chunk two payloads share counts twice). */
   usedBytes: Count,
   /** Most bytes the store may hold (`--max-store`, or what keeps 10 % of the disk free). */
   capacityBytes: Count,
@@ -279,7 +279,7 @@ export type RemoveQuery = z.infer<typeof RemoveQuery>;
 export const RemoveAnswer = z.object({
   payloadId: PayloadId,
   name: z.string().max(255).optional(),
-  /** Bytes of chunk files removed (chunks shared with other payloads stay). */
+  /** Bytes of chunks removed with the payload's file. */
   freedBytes: Count,
   /** Chunks of which this peer held the last known copy (removed with `force`). */
   lastCopies: Count,

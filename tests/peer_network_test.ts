@@ -65,7 +65,7 @@ async function sha256(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
 /** `p2p put FILE --json` on a peer; asserts success and returns the summary. */
 /**
  * `p2p put FILE --json` on `peer`; with `stdin`, the file's bytes go through standard
- * input (`put -`), so the peer keeps them in chunk files of its own rather than
+ * input (`put -`), so the peer keeps them in a payload file of its own rather than
  * linking to the file.
  */
 async function put(
@@ -239,21 +239,18 @@ Deno.test("a source serving corrupted chunks is dropped for failing verification
   });
   await using b = await spawnPeer({ dataDir: `${dir.path}/b`, host: "127.0.0.3" });
   const id = String((await put(a, input.path)).payloadId);
-  // Through standard input: b keeps chunk files of its own (a put by path links to the file).
+  // Through standard input: b keeps a payload file of its own (a put by path links to the file).
   assert.equal((await put(b, input.path, true)).payloadId, id);
 
-  // A disk fault on b: one flipped byte in every chunk file, same size (b does not re-hash).
+  // A disk fault on b: one flipped byte in every chunk of its file, same size (b does not re-hash).
   let corrupted = 0;
-  const chunksDir = `${b.dataDir}/store/chunks`;
-  for await (const prefix of Deno.readDir(chunksDir)) {
-    for await (const f of Deno.readDir(`${chunksDir}/${prefix.name}`)) {
-      const path = `${chunksDir}/${prefix.name}/${f.name}`;
-      const bytes = await Deno.readFile(path);
-      bytes[bytes.length >> 1] ^= 0xff;
-      await Deno.writeFile(path, bytes);
-      corrupted++;
-    }
+  const path = `${b.dataDir}/store/data/${id}`;
+  const bytes = await Deno.readFile(path);
+  for (let at = 0; at < input.size; at += MiB) {
+    bytes[Math.min(at + MiB / 2, input.size - 1)] ^= 0xff;
+    corrupted++;
   }
+  await Deno.writeFile(path, bytes);
   assert.equal(corrupted, input.chunks);
 
   await using c = await spawnPeer({

@@ -125,8 +125,9 @@ Deno.test("a stranger's unsolicited pushes, 524,288-hash manifests and pushes ov
     );
     const after = await rss(peer);
     assert.ok(after - before < 64 * MiB, `RSS grew by ${(after - before) / MiB} MiB`);
-    const stored = await bytesUnder(`${dir.path}/a/store/chunks`);
-    assert.equal(stored, 2 * MiB, "only the agreed payload is on disk");
+    const stored = await bytesUnder(`${dir.path}/a/store/data`);
+    // Its file: 2 MiB and a trailer byte of which chunks it holds.
+    assert.equal(stored, 2 * MiB + 1, "only the agreed payload is on disk");
     await log.waitFor(
       (r) => r.type === "chunk.refused" && r.code === "not_agreed",
       "a refused push",
