@@ -75,6 +75,8 @@ interface Slot {
   ready?: Promise<void>;
   /** Chunk index → its write under way. */
   readonly busy: Map<number, Promise<boolean>>;
+  /** The writes to the file, one after the other. */
+  queue: Promise<unknown>;
   /** An import being moved in: writes wait for it. */
   adopting?: Promise<unknown>;
   removed: boolean;
@@ -187,6 +189,7 @@ export class PayloadFiles {
       bits: new Uint8Array(bitfieldLength(count)),
       bytes: 0,
       busy: new Map(),
+      queue: Promise.resolve(),
       removed: false,
     };
     this.#slots.set(payloadId, slot);
@@ -246,7 +249,11 @@ export class PayloadFiles {
       );
     }
     this.#writing += bytes.length;
+    // One write at a time per file: concurrent writes to one file only contend for its
+    // inode lock (perf: 14 % of a downloader's CPU spinning in rwsem_spin_on_owner).
+    const turn = s.queue;
     const op = (async () => {
+      await turn.catch(() => {});
       await (s.ready ??= this.#create(s).catch((err) => {
         s.ready = undefined;
         throw err;
@@ -266,6 +273,7 @@ export class PayloadFiles {
       s.busy.delete(index);
     });
     s.busy.set(index, op);
+    s.queue = op;
     return await op;
   }
 
