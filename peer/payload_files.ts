@@ -241,14 +241,7 @@ export class PayloadFiles {
       if (!busy) break;
       await busy.catch(() => {});
     }
-    const capacity = this.capacity();
-    if (this.#used + this.#writing + bytes.length > capacity) {
-      throw new TooLargeError(
-        "store_full",
-        `Cannot store a chunk of '${bytes.length}' bytes: the store holds '${this.#used}' of at most '${capacity}' bytes`,
-      );
-    }
-    this.#writing += bytes.length;
+    this.#reserve(bytes.length);
     // One write at a time per file: concurrent writes to one file only contend for its
     // inode lock (perf: 14 % of a downloader's CPU spinning in rwsem_spin_on_owner).
     const turn = s.queue;
@@ -336,16 +329,7 @@ export class PayloadFiles {
     const path = `${this.dir}/tmp/import-${Deno.pid}-${++this.#tmpSeq}-${crypto.randomUUID()}`;
     const file = await Deno.open(path, { write: true, read: true, createNew: true });
     return new ImportFile(path, file, {
-      reserve: (n) => {
-        const capacity = this.capacity();
-        if (this.#used + this.#writing + n > capacity) {
-          throw new TooLargeError(
-            "store_full",
-            `Cannot store a chunk of '${n}' bytes: the store holds '${this.#used}' of at most '${capacity}' bytes`,
-          );
-        }
-        this.#writing += n;
-      },
+      reserve: (n) => this.#reserve(n),
       release: (n) => void (this.#writing -= n),
     });
   }
@@ -420,6 +404,18 @@ export class PayloadFiles {
       await Deno.remove(tmp).catch(() => {});
       throw err;
     }
+  }
+
+  /** Counts `n` bytes as being written; `store_full` when they would not fit. */
+  #reserve(n: number): void {
+    const capacity = this.capacity();
+    if (this.#used + this.#writing + n > capacity) {
+      throw new TooLargeError(
+        "store_full",
+        `Cannot store a chunk of '${n}' bytes: the store holds '${this.#used}' of at most '${capacity}' bytes`,
+      );
+    }
+    this.#writing += n;
   }
 
   #slot(payloadId: string): Slot {
