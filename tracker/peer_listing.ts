@@ -274,17 +274,24 @@ function sameListing(a: PeerRow, b: PeerRow): boolean {
     (a.record?.host ?? null) === (b.record?.host ?? null);
 }
 
+/** The fields a peer may leave out. */
+type OptionalKey = "name" | "ports" | "publicKey" | "version" | "record";
+const OPTIONAL_KEYS: OptionalKey[] = ["name", "ports", "publicKey", "version", "record"];
+
+/** The optional fields of a peer that `src` sets (an absent one is left out, not `undefined`). */
+export function optionalPeerFields(src: Pick<PeerRow, OptionalKey>): Pick<PeerRow, OptionalKey> {
+  const out: Record<string, unknown> = {};
+  for (const key of OPTIONAL_KEYS) if (src[key] !== undefined) out[key] = src[key];
+  return out as Pick<PeerRow, OptionalKey>;
+}
+
 /** A peer's row as the API shows it. */
 export function peerInfo(row: PeerRow): PeerInfo {
   return {
     peerId: row.peerId,
     host: row.host,
     port: row.port,
-    ...(row.name !== undefined ? { name: row.name } : {}),
-    ...(row.ports !== undefined ? { ports: row.ports } : {}),
-    ...(row.publicKey !== undefined ? { publicKey: row.publicKey } : {}),
-    ...(row.version !== undefined ? { version: row.version } : {}),
-    ...(row.record !== undefined ? { record: row.record } : {}),
+    ...optionalPeerFields(row),
     registeredAt: new Date(row.registeredAt).toISOString(),
     lastSeen: new Date(row.lastSeen).toISOString(),
     expiresAt: new Date(row.expiresAt).toISOString(),

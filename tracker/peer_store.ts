@@ -22,7 +22,7 @@ import { ForbiddenError, P2pError } from "../proto/errors.ts";
 import { staleRecord } from "./identity.ts";
 import { hostPort } from "../lib/net_addr.ts";
 import { GroupCommit, type GroupCommitOptions } from "./group_commit.ts";
-import { PeerListing } from "./peer_listing.ts";
+import { optionalPeerFields, PeerListing } from "./peer_listing.ts";
 
 export const MAX_RETRIES = 32;
 /** Expired peers removed at once by one sweep (their removals share group commits). */
@@ -237,11 +237,7 @@ export class PeerStore {
         peerId,
         host: reg.host,
         port: reg.port,
-        ...(reg.name !== undefined ? { name: reg.name } : {}),
-        ...(reg.ports !== undefined ? { ports: reg.ports } : {}),
-        ...(reg.publicKey !== undefined ? { publicKey: reg.publicKey } : {}),
-        ...(reg.version !== undefined ? { version: reg.version } : {}),
-        ...(reg.record !== undefined ? { record: reg.record } : {}),
+        ...optionalPeerFields(reg),
         registeredAt: prev?.registeredAt ?? now,
         lastSeen: now,
         expiresAt: now + ttlMs,
