@@ -9,12 +9,16 @@
  * with the relay's codec (`lib/http_relay/head.ts`: a head must arrive whole within
  * `headTimeoutMs` (`408`), be at most `maxHeadBytes` (`431`) and parse (`400`, with
  * the codec's smuggling guards), each a JSON error body and then the close), and
- * lets a whole request (head and body) take at most `requestTimeoutMs`. Requests
- * that pass go on as they came, byte for byte, over one loopback connection per
- * client connection to a `Deno.serve` listening on 127.0.0.1; answers come back
- * untouched. The handler learns the client's address from the loopback
- * connection's port; a connection to the inner server that did not come through
- * the gate is answered 403.
+ * lets a whole request (head and body) take at most `requestTimeoutMs`. A small
+ * request that passes (no body or a counted one up to 64 KiB) goes to the handler
+ * straight from the parsed head, and the gate writes its answer
+ * (`http_gate_direct.ts`): that is every request of a heartbeating peer. The others
+ * go on as they came, byte for byte, over one loopback connection per client
+ * connection to a `Deno.serve` listening on 127.0.0.1; answers come back untouched,
+ * and the rest of that connection takes the same way so that answers keep their
+ * order. The handler learns the client's address from the gate, or from the
+ * loopback connection's port; a connection to the inner server that did not come
+ * through the gate is answered 403.
  *
  * Measured against `node:http` carrying the same limits, see `tracker/http_server.ts`.
  *
@@ -28,6 +32,13 @@ import { type BodyFraming, requestFraming } from "./http_relay/framing.ts";
 import { headEnd, parseRequestHead, type RequestHead } from "./http_relay/head.ts";
 import { closeQuietly, Inbox, writeAll } from "./http_relay/inbox.ts";
 import { reasonPhrase } from "./http_relay/reasons.ts";
+import {
+  answersDirectly,
+  closesAfter,
+  directRequest,
+  readDirectBody,
+  writeDirectAnswer,
+} from "./http_gate_direct.ts";
 
 /** Limits of the gate. */
 export interface GateLimits {
@@ -68,8 +79,16 @@ export interface Gate {
   addr: Deno.NetAddr;
   /** Where the inner server listens (on loopback; it answers 403 to anything but the gate). */
   inner: Deno.NetAddr;
+  /** Requests answered by the gate itself, and client connections relayed to the inner server. */
+  readonly counts: GateCounts;
   /** Stops accepting, lets requests under way finish (`graceMs`, 10 s), then closes every connection. */
   shutdown(graceMs?: number): Promise<void>;
+}
+
+/** What `Gate.counts` tells. */
+export interface GateCounts {
+  directRequests: number;
+  relayedConnections: number;
 }
 
 const encoder = new TextEncoder();
@@ -87,9 +106,7 @@ export async function startGate(opts: GateOptions): Promise<Gate> {
     onListen: listening.resolve,
     onError: (err) => {
       opts.onError?.(err);
-      return Response.json(errorBody("unavailable", "Server cannot serve this now"), {
-        status: 503,
-      });
+      return unavailable();
     },
   }, async (req, info) => {
     const inside = clients.get(info.remoteAddr.port);
@@ -119,6 +136,7 @@ export async function startGate(opts: GateOptions): Promise<Gate> {
   return {
     addr: listener.addr as Deno.NetAddr,
     inner: innerAddr,
+    counts: gate.counts,
     shutdown: async (graceMs = 10_000) => {
       await gate.close(graceMs);
       await inner.shutdown();
@@ -142,10 +160,12 @@ interface Client {
 class GateServer {
   readonly #listener: Deno.Listener;
   readonly #inner: Deno.NetAddr;
+  readonly #addr: Deno.NetAddr;
   readonly #clients: Map<number, Inside>;
   readonly #opts: GateOptions;
   readonly #deadlines: Deadlines;
   readonly #perAddress = new Map<string, number>();
+  readonly counts: GateCounts = { directRequests: 0, relayedConnections: 0 };
   readonly #open = new Map<Deno.Conn, Client>();
   readonly #accepting: Promise<void>;
   #closing: Promise<void> | undefined;
@@ -158,6 +178,7 @@ class GateServer {
     opts: GateOptions,
   ) {
     this.#listener = listener;
+    this.#addr = listener.addr as Deno.NetAddr;
     this.#inner = inner;
     this.#clients = clients;
     this.#opts = opts;
@@ -206,46 +227,94 @@ class GateServer {
     });
   }
 
-  /** Serves one client connection: heads checked here, everything relayed to the inner server. */
+  /**
+   * Serves one client connection: heads checked here; small requests answered here
+   * (`http_gate_direct.ts`), the others relayed to the inner server. Once one was
+   * relayed, the rest of the connection is too, so that answers keep their order.
+   */
   async #serve(conn: Deno.Conn, remote: Deno.NetAddr, client: Client): Promise<void> {
     const { limits } = this.#opts;
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-    const up = client.up = await Deno.connect({
-      hostname: this.#inner.hostname,
-      port: this.#inner.port,
-    });
-    up.setNoDelay(true);
-    const upPort = (up.localAddr as Deno.NetAddr).port;
     const inside: Inside = { remote, busy: 0 };
-    this.#clients.set(upPort, inside);
     /** What a passing deadline means now. */
-    let phase: "idle" | "head" | "request" = "idle";
+    let phase: "idle" | "head" | "request" | "handler" | "answer" = "idle";
     /** Bytes of answers sent to the client so far. */
     let answered = 0;
     let answeredAtStart = 0;
-    const answers = this.#answers(up, conn, (n) => {
-      answered += n;
-      // An answer going out is not idleness.
-      if (phase === "idle") deadline.arm(limits.idleTimeoutMs);
-    });
+    /** The relay to the inner server, once a request needed it. */
+    let relay: { up: Deno.Conn; port: number; answers: Promise<void> } | undefined;
     const inbox = new Inbox(conn);
     const deadline = this.#deadlines.make(() => {
       // Idle while the handler still works on this connection's request: not idle.
       if (phase === "idle" && inside.busy > 0) return deadline.arm(limits.idleTimeoutMs);
+      // The handler's time is its own, as for a relayed request.
+      if (phase === "handler") return deadline.arm(limits.idleTimeoutMs);
       // A head that has begun, or a request not answered yet: 408; idle: just the close.
-      if (phase !== "idle" && answered === answeredAtStart) {
+      if ((phase === "head" || phase === "request") && answered === answeredAtStart) {
         const message = `Request did not arrive within ${limits.headTimeoutMs} ms (head) or ` +
           `${limits.requestTimeoutMs} ms (whole)`;
         this.#refused({ remote: remote.hostname, status: 408, code: "timeout", message });
         writeAll(conn, errorAnswer(408, "timeout", message)).catch(() => {}).finally(() => {
           closeQuietly(conn);
-          closeQuietly(up);
+          if (relay) closeQuietly(relay.up);
         });
       } else {
         closeQuietly(conn);
-        closeQuietly(up);
+        if (relay) closeQuietly(relay.up);
       }
     });
+    const relayTo = async () => {
+      const up = client.up = await Deno.connect({
+        hostname: this.#inner.hostname,
+        port: this.#inner.port,
+      });
+      up.setNoDelay(true);
+      const port = (up.localAddr as Deno.NetAddr).port;
+      this.#clients.set(port, inside);
+      this.counts.relayedConnections++;
+      const answers = this.#answers(up, conn, (n) => {
+        answered += n;
+        // An answer going out is not idleness.
+        if (phase === "idle") deadline.arm(limits.idleTimeoutMs);
+      });
+      return { up, port, answers };
+    };
+    /** Answers one request here; false when the connection must close. */
+    const answer = async (head: { parsed: RequestHead; framing: BodyFraming }) => {
+      const body = await readDirectBody(inbox, head.framing);
+      if (body === undefined) return false;
+      let req: Request;
+      try {
+        req = directRequest(head.parsed, body, `${this.#addr.hostname}:${this.#addr.port}`);
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        this.#refused({ remote: remote.hostname, status: 400, code: "bad_request", message });
+        await writeAll(conn, errorAnswer(400, "bad_request", message)).catch(() => {});
+        return false;
+      }
+      phase = "handler";
+      deadline.arm(limits.idleTimeoutMs);
+      this.counts.directRequests++;
+      let res: Response;
+      inside.busy++;
+      try {
+        res = await this.#opts.handler(req, remote);
+      } catch (err) {
+        this.#opts.onError?.(err);
+        res = unavailable();
+      } finally {
+        inside.busy--;
+      }
+      phase = "answer";
+      const close = closesAfter(head.parsed) || this.#closing !== undefined;
+      await writeDirectAnswer(res, close, async (bytes) => {
+        // Each part must go within the idle time: a client that stops reading is dropped.
+        deadline.arm(limits.idleTimeoutMs);
+        await writeAll(conn, bytes);
+        answered += bytes.byteLength;
+      });
+      return !close;
+    };
     try {
       for (let first = true;; first = false) {
         client.idle = true;
@@ -274,21 +343,28 @@ class GateServer {
         if (!head) return;
         phase = "request";
         deadline.arm(limits.requestTimeoutMs);
+        if (!relay && answersDirectly(head.parsed, head.framing)) {
+          if (!await answer(head)) return;
+          continue;
+        }
+        const { up } = relay ??= await relayTo();
         await writeAll(up, head.raw);
         const whole = await copyBody(inbox, head.framing, (bytes) => writeAll(up, bytes));
         if (!whole) return;
       }
     } finally {
       deadline.disarm();
-      // The client sent all it will: an answer under way may still go out, for a while.
-      await up.closeWrite().catch(() => {});
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([
-        answers,
-        new Promise<void>((r) => timer = setTimeout(r, limits.idleTimeoutMs)),
-      ]);
-      clearTimeout(timer);
-      this.#clients.delete(upPort);
+      if (relay) {
+        // The client sent all it will: an answer under way may still go out, for a while.
+        await relay.up.closeWrite().catch(() => {});
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          relay.answers,
+          new Promise<void>((r) => timer = setTimeout(r, limits.idleTimeoutMs)),
+        ]);
+        clearTimeout(timer);
+        this.#clients.delete(relay.port);
+      }
     }
   }
 
@@ -373,6 +449,11 @@ async function readRawHead(
     scanned = inbox.length;
     if (!await inbox.fill()) return undefined;
   }
+}
+
+/** The answer to a request whose handler failed. */
+function unavailable(): Response {
+  return Response.json(errorBody("unavailable", "Server cannot serve this now"), { status: 503 });
 }
 
 /** A JSON error answer that closes the connection. */

@@ -106,14 +106,27 @@ export type ProofField = string | Uint8Array;
  * same bytes.
  */
 export function transcript(label: string, fields: ProofField[]): Uint8Array {
-  const parts: Uint8Array[] = [];
-  for (const f of [label, ...fields]) {
-    const bytes = typeof f === "string" ? encoder.encode(f) : f;
-    const len = new Uint8Array(4);
-    new DataView(len.buffer).setUint32(0, bytes.byteLength);
-    parts.push(len, bytes);
-  }
-  return concatBytes(...parts);
+  // One buffer of the most the fields can take (UTF-8: at most 3 bytes per UTF-16
+  // unit), filled in place: a heartbeat's check spent 4% of the tracker's time in
+  // encoding each field apart and joining the parts.
+  let most = 4 + 3 * label.length;
+  for (const f of fields) most += 4 + (typeof f === "string" ? 3 * f.length : f.byteLength);
+  const out = new Uint8Array(most);
+  const view = new DataView(out.buffer);
+  let at = 0;
+  const put = (f: ProofField) => {
+    let n: number;
+    if (typeof f === "string") n = encoder.encodeInto(f, out.subarray(at + 4)).written;
+    else {
+      out.set(f, at + 4);
+      n = f.byteLength;
+    }
+    view.setUint32(at, n);
+    at += 4 + n;
+  };
+  put(label);
+  for (const f of fields) put(f);
+  return out.subarray(0, at);
 }
 
 const keyCache = new WeakMap<Uint8Array, Promise<CryptoKey>>();

@@ -63,6 +63,18 @@ Deno.test("transcript() is unambiguous: moving bytes between fields changes it",
   assert.notDeepEqual(transcript("l", []), transcript("l", [""]));
 });
 
+Deno.test("transcript() is the label and each field as a 4-byte big-endian length and its UTF-8 or raw bytes", () => {
+  const got = transcript("lé", ["a😀", new Uint8Array([0, 255]), "", "\ud800"]);
+  const want = [
+    [0, 0, 0, 3, 0x6c, 0xc3, 0xa9],
+    [0, 0, 0, 5, 0x61, 0xf0, 0x9f, 0x98, 0x80],
+    [0, 0, 0, 2, 0, 255],
+    [0, 0, 0, 0],
+    [0, 0, 0, 3, 0xef, 0xbf, 0xbd], // a lone surrogate is U+FFFD, as TextEncoder writes it
+  ].flat();
+  assert.deepEqual([...got], want);
+});
+
 Deno.test("keyProof() verifies only with the same key, label and fields", async () => {
   const key = newNetworkKey();
   const proof = await keyProof(key, "test v1", ["x", new Uint8Array([1])]);

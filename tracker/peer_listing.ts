@@ -10,9 +10,13 @@
  *   moves the peer's `lastSeen`, which a listing shows to `coarseMs` (its entry is
  *   serialized again when older than that), so polling peers do not rebuild anything.
  * - A **sample** (`numwant` peers at random, or all when there are no more) is joined
- *   from the serialized entries; the answer listing every live peer is kept whole (and
- *   gzipped once, for callers that accept it) until the peer set changes, a listed
- *   peer's time runs out or `coarseMs` passes.
+ *   from the serialized entries. Answers are kept whole (and gzipped once, for callers
+ *   that accept it) until the peer set changes, a listed peer's time runs out or
+ *   `coarseMs` passes: the one listing every live peer, and for the last `numwant`
+ *   asked, a pool of `SAMPLES` random samples, one of which each caller gets. A
+ *   caller thus learns `numwant` random peers as before, and polling callers do not
+ *   make the tracker shuffle and serialize anew for each of them (measured with
+ *   `bench/run.ts tracker_http`, 50 of 150 peers: see `tracker/routes_peers.ts`).
  * - **Changes since a version** come from the change log: removed peers leave a
  *   tombstone (at most `maxTombstones`; past that the oldest go and a `since` before
  *   them gets a sample). Versions start at the clock in microseconds when the index is
@@ -29,11 +33,22 @@ const MAX_TOMBSTONES = 16_384;
 /** Removals one `changes` answer lists at most. */
 const MAX_REMOVED = 1_000;
 
+/** Random samples kept ready for one `numwant`. */
+const SAMPLES = 16;
+
 /** A listed peer: its current row and its entry as last serialized. */
 interface Listed {
   row: PeerRow;
   json?: string;
   jsonAt: number;
+}
+
+/** A whole answer kept ready until the peer set changes or `until` (ms). */
+interface Kept {
+  version: number;
+  until: number;
+  body: string;
+  gzip?: Uint8Array;
 }
 
 /** Options of a `PeerListing`. */
@@ -63,9 +78,11 @@ export class PeerListing {
   readonly #tombstones = new Set<string>();
   /** `[version, peerId]` in version order; an entry a later change superseded is stale. */
   #log: [number, string][] = [];
-  #all: { version: number; until: number; body: string; gzip?: Uint8Array } | undefined;
+  #all: Kept | undefined;
+  /** Samples kept ready for the last `numwant` asked. */
+  #pool: { numwant: number; kept: (Kept | undefined)[] } | undefined;
   /** How often whole answers and entries were serialized (for tests). */
-  readonly builds = { all: 0, entries: 0 };
+  readonly builds = { all: 0, samples: 0, entries: 0 };
 
   constructor(opts: PeerListingOptions) {
     this.#clock = opts.clock;
@@ -89,6 +106,7 @@ export class PeerListing {
     this.#tombstones.clear();
     this.#log = [];
     this.#all = undefined;
+    this.#pool = undefined;
     for (const row of rows) this.#add(row);
   }
 
@@ -163,12 +181,20 @@ export class PeerListing {
       return this.#changes(numwant, since);
     }
     const now = this.#clock();
-    if (this.#entries.size > numwant) return this.#sample(numwant, now);
-    const all = this.#everyone(now);
-    if (!gzip) return all.body;
+    const kept = this.#entries.size > numwant ? this.#pooled(numwant, now) : this.#everyone(now);
+    if (!gzip) return kept.body;
     // A plain Uint8Array (not the Buffer gzipSync gives) makes a cheaper Response body.
-    all.gzip ??= new Uint8Array(gzipSync(all.body, { level: 6 }));
-    return all.gzip;
+    kept.gzip ??= new Uint8Array(gzipSync(kept.body, { level: 6 }));
+    return kept.gzip;
+  }
+
+  /** One of the pool's samples, made anew when missing or out of date. */
+  #pooled(numwant: number, now: number): Kept {
+    if (this.#pool?.numwant !== numwant) this.#pool = { numwant, kept: [] };
+    const i = Math.floor(Math.random() * SAMPLES);
+    const k = this.#pool.kept[i];
+    if (k && k.version === this.#version && now < k.until) return k;
+    return this.#pool.kept[i] = this.#sample(numwant, now);
   }
 
   #live(e: Listed | undefined, now: number): e is Listed {
@@ -184,8 +210,9 @@ export class PeerListing {
     return e.json;
   }
 
-  #sample(numwant: number, now: number): string {
+  #sample(numwant: number, now: number): Kept {
     const picked: string[] = [];
+    let until = now + this.#coarseMs;
     // A partial Fisher-Yates shuffle over the ids, swaps kept aside: the ids stay put.
     const swapped = new Map<number, number>();
     const n = this.#ids.length;
@@ -195,13 +222,16 @@ export class PeerListing {
       const at = swapped.get(j) ?? j;
       swapped.set(j, swapped.get(i) ?? i);
       const e = this.#entries.get(this.#ids[at]);
-      if (this.#live(e, now)) picked.push(this.#entryJson(e, now));
+      if (!this.#live(e, now)) continue;
+      picked.push(this.#entryJson(e, now));
+      until = Math.min(until, e.row.expiresAt);
     }
-    return body(picked, this.#version, "sample");
+    this.builds.samples++;
+    return { version: this.#version, until, body: body(picked, this.#version, "sample") };
   }
 
   /** Every live peer, oldest registration first: kept whole until something changes. */
-  #everyone(now: number): { body: string; gzip?: Uint8Array } {
+  #everyone(now: number): Kept {
     const all = this.#all;
     if (all && all.version === this.#version && now < all.until) return all;
     const live = [...this.#entries.values()].filter((e) => this.#live(e, now))

@@ -51,9 +51,15 @@ Deno.test("GET /peers lists a random sample of at most numwant live peers: 100 b
   assert.ok(five.peers.every((p) => ids.has(p.peerId)));
   assert.equal((await list(t, "?numwant=100000")).peers.length, MAX_NUMWANT);
   assert.equal((await list(t, "?numwant=0")).peers.length, 0);
-  // Two samples of 100 out of 250 are not the same peers (odds of that: 1 in 10^70).
-  const again = await list(t);
-  assert.notDeepEqual(plain.peers.map((p) => p.peerId), again.peers.map((p) => p.peerId));
+  // Callers get one of a pool of 16 samples: 40 calls see more than one of them
+  // (odds of all 40 getting the same one: 1 in 10^46), never one peer twice.
+  const seen = new Set<string>();
+  for (let i = 0; i < 40; i++) {
+    const ids = (await list(t)).peers.map((p) => p.peerId);
+    assert.equal(new Set(ids).size, ids.length, "distinct peers");
+    seen.add(ids.join());
+  }
+  assert.ok(seen.size > 1, `${seen.size} distinct samples in 40 calls`);
 });
 
 Deno.test("GET /peers?since= answers only what changed after that version; a heartbeat is no change", async () => {
@@ -200,24 +206,26 @@ Deno.test("TrackerStore.registerPeer() of many peers at once shares commits and 
   assert.ok(commits < 30, `${commits} commits for 30 registrations`);
 });
 
-Deno.test("GET /peers gzips the listing kept whole for a caller that accepts gzip, once per change", async () => {
+Deno.test("GET /peers gzips the answers kept whole (the whole listing, samples) for a caller that accepts gzip", async () => {
   await using t = await testTracker();
   await registerMany(t, 3);
   const get = (q: string, enc: string) =>
     t.request(`/peers${q}`, { headers: { "accept-encoding": enc } });
+  const gunzip = (res: Response) =>
+    new Response(res.body!.pipeThrough(new DecompressionStream("gzip"))).text();
   const plain = await (await t.request("/peers")).text();
   const res = await get("", "gzip, br");
   assert.equal(res.headers.get("content-encoding"), "gzip");
   assert.equal(res.headers.get("vary"), "accept-encoding");
-  const unzipped = new Response(res.body!.pipeThrough(new DecompressionStream("gzip")));
-  assert.equal(await unzipped.text(), plain);
-  // Not for a caller that refuses it, nor for a random sample or changes (made per call).
-  for (
-    const [q, enc] of [["", "gzip;q=0"], ["", "identity"], ["?numwant=2", "gzip"], [
-      "?since=0",
-      "br",
-    ]]
-  ) {
+  assert.equal(await gunzip(res), plain);
+  const sample = await get("?numwant=2", "gzip");
+  assert.equal(sample.headers.get("content-encoding"), "gzip");
+  const sampled = PeerList.parse(JSON.parse(await gunzip(sample)));
+  assert.equal(sampled.peers.length, 2);
+  assert.equal(sampled.kind, "sample");
+  // Not for a caller that refuses it, nor for changes (made per call).
+  const since = `?since=${t.store.listing.version - 1}`;
+  for (const [q, enc] of [["", "gzip;q=0"], ["", "identity"], ["", "br"], [since, "gzip"]]) {
     const other = await get(q, enc);
     assert.equal(other.headers.get("content-encoding"), null, `${q} ${enc}`);
     PeerList.parse(await other.json());
