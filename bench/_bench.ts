@@ -134,6 +134,36 @@ export function phaseSignal(signal: AbortSignal, bytes: number): AbortSignal {
   return AbortSignal.any([signal, AbortSignal.timeout(60_000 + (bytes / (8 * MiB)) * 1000)]);
 }
 
+/**
+ * Milliseconds to wait before a timed step that writes a large file, so that it
+ * starts on memory in the state every step of the same size meets: this VM's balloon
+ * driver hands freed pages back to the host about 2 s after they are freed, a part at
+ * a time, and a page it handed back costs a fault in the host when it is written
+ * again. Measured 2026-12-03, a new 1 GiB file written 1 MiB at a time (Deno) right
+ * after another one was deleted: 0.40-0.66 s; after waiting 1 s: 1.50 s; 3 s: 4.65 s;
+ * 6 s: 7.12 s; 10-15 s: 7.26-7.67 s. A step taken at once after a deletion thus
+ * writes its first gigabyte or so almost for free, and a long step pays in full:
+ * comparing the two (the raw write beside `p2p get -o`, curl beside it) measured the
+ * memory, not the program.
+ */
+export const SETTLE_MS = 8_000;
+
+/** Waits `SETTLE_MS` (see there) before a timed step that writes a large file. */
+export function settlePages(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", abort);
+      resolve();
+    }, SETTLE_MS);
+    const abort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", abort, { once: true });
+  });
+}
+
 /** MiB per second of `bytes` moved in `seconds`. */
 export function rate(bytes: number, seconds: number): number {
   return bytes / MiB / seconds;

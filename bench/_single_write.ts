@@ -2,7 +2,8 @@
  * The commands a user times, on the peer's own machine (issue 13): `p2p get ID -o FILE`
  * and `p2p put FILE` as child processes, whole-command times, each printed as a ratio
  * to the raw write of a new file of the same size taken just before it in every round
- * (the disk of a shared VM swings by 10x within minutes; target at least 0.6), with
+ * (the disk of a shared VM swings by 10x within minutes; target at least 0.6), each
+ * timed step after `settlePages()` so that both meet memory in the same state, with
  * the A/B beside it in the same window: the same command through the streamed path
  * (`get ID -o -` into a file, and the file streamed over HTTP by `ControlClient.put()`,
  * as `p2p put FILE` did before, without the client's start-up). CPU-seconds per GiB of the
@@ -11,7 +12,7 @@
  *
  * @module
  */
-import { type BenchContext, cpuOf, type Figure, MiB, phaseSignal } from "./_bench.ts";
+import { type BenchContext, cpuOf, type Figure, MiB, phaseSignal, settlePages } from "./_bench.ts";
 import {
   type BenchPeer,
   pseudoRandomStream,
@@ -163,13 +164,14 @@ export async function getToFile(
   sources: BenchPeer[],
   host: string,
   opts: GetToFileOptions = {},
-): Promise<{ figures: Figure[]; notes: string[]; seconds: number }> {
+): Promise<{ figures: Figure[]; notes: string[]; seconds: number; rawSeconds: number }> {
   const { args = [], rounds = 2, streamed = true } = opts;
   const times: Record<"file" | "stream" | "raw", number[]> = { file: [], stream: [], raw: [] };
   const links = args.length ? ` (${args.join(" ")})` : "";
   const notes: string[] = [];
   const ways = streamed ? (["file", "stream"] as const) : (["file"] as const);
   for (let r = 0; r < rounds; r++) {
+    await settlePages(ctx.signal);
     times.raw.push(await rawWriteSeconds(`${dir}/raw.bin`, put.size, ctx.signal));
     for (const how of ways) {
       const dataDir = `${dir}/get-${how}-${r}`;
@@ -184,6 +186,7 @@ export async function getToFile(
           args,
         });
         await waitForPeers(d, sources, ctx.signal);
+        await settlePages(ctx.signal);
         const procs = [d, ...sources];
         const cpu0 = await cpuOf(procs);
         const cli = how === "file"
@@ -229,6 +232,7 @@ export async function getToFile(
     ],
     notes,
     seconds: median(times.file),
+    rawSeconds: median(times.raw),
   };
 }
 
@@ -254,6 +258,7 @@ export async function putFile(
   const notes: string[] = [];
   try {
     for (let r = 0; r < rounds; r++) {
+      await settlePages(ctx.signal);
       times.raw.push(await rawWriteSeconds(`${dir}/raw.bin`, bytes, ctx.signal));
       for (const how of ["path", "stream"] as const) {
         const dataDir = `${dir}/put-${how}-${r}`;
@@ -265,6 +270,7 @@ export async function putFile(
             seeds: [],
             signal: ctx.signal,
           });
+          await settlePages(ctx.signal);
           const cpu0 = await cpuOf([p]);
           const run = how === "path"
             ? await runCli(["put", file], p, phaseSignal(ctx.signal, bytes))

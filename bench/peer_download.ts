@@ -54,6 +54,7 @@ import {
   MiB,
   phaseSignal,
   rate,
+  settlePages,
 } from "./_bench.ts";
 import {
   type BenchPeer,
@@ -274,7 +275,7 @@ async function measureSize(
   const refs = await compareWithReferences(ctx, label, bytes, {
     sources: SOURCE_HOSTS,
     downloader: DOWNLOADER_HOST,
-  }, { oneSource: singleOne.seconds, threeSources: single.seconds });
+  }, { oneSource: singleOne.seconds, threeSources: single.seconds, rawWrite: single.rawSeconds });
   figures.push(...refs.figures);
   notes.push(...refs.notes);
   return { figures, notes };
@@ -318,6 +319,7 @@ async function downloadRun(
     ctx.log(`${what}: downloader pid ${d.pid} on ${d.http}, downloading`);
 
     const signal = phaseSignal(ctx.signal, put.size);
+    await settlePages(ctx.signal);
     const procs = [d, ...sources];
     const cpu0 = await cpuOf([...procs, { pid: Deno.pid }]);
     const t0 = performance.now();

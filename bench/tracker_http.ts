@@ -34,6 +34,21 @@
  * by the heartbeats of a group). opentracker answers from C in a few microseconds and
  * its rate is what wrk can open connections at.
  *
+ * Measured 2026-12-03 later, `-d 6`, the tree before and after in turn: once the gate
+ * answered small requests itself (no loopback hop to `Deno.serve`) and `GET /peers`
+ * kept a pool of random samples (the bench's 50 of 150 peers had been shuffled,
+ * serialized and sent uncompressed per call), GET /peers went from 4,000-5,700/s
+ * (0.30-0.34x) to 11,500/s (0.72x), heartbeats from 1,800-2,650/s (0.15-0.16x) to
+ * 2,300-3,100/s (0.19-0.20x); the main thread's time per heartbeat from 344-399 us to
+ * 234-256 us. What bounds the heartbeats then: wrk keeps 32 requests open, and every
+ * heartbeat is answered only once KV has it, so the 32 move together: the main
+ * thread works through them (32 x 215-260 us), one group commit carries them all
+ * (2.4-2.8 ms for 32, measured in the tracker), the answers go, and wrk sends the
+ * next 32; the machine meanwhile is 50-60% busy. Verifying the signatures on a worker
+ * thread took 55 us per heartbeat off the main thread but added as much latency to
+ * the round (2,500-3,000/s either way), so it was left out; smaller groups cost more
+ * per heartbeat in KV (0.5 ms a commit plus about 45 us a heartbeat).
+ *
  * Measured 2026-12-03 on the project's 2-core VM under a load average of 3 to 10
  * (other work running), `-d 5`, runs interleaved in one window, so read ranges:
  *

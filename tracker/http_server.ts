@@ -17,8 +17,9 @@
  * same request rate; the gate holds the tracker's peak RSS under `GET /health` at
  * 122-128 MiB instead of 199-225 MiB, at 10,000-15,000 requests a second on the
  * shared 2-core VM (`node:http` 7,000-20,000 in the same runs, `Deno.serve` without
- * limits 14,500-34,000). A connection costs a second, loopback one to the inner
- * server.
+ * limits 14,500-34,000). Small requests (every request of a heartbeating peer) are
+ * answered by the gate itself; a connection that sends a large or chunked body costs a
+ * second, loopback one to the inner server.
  *
  * @module
  */
