@@ -31,6 +31,7 @@
 import { IntegrityError, InvalidInputError, P2pError } from "../proto/errors.ts";
 import { sha256Hex } from "../proto/manifest.ts";
 import { hasBit } from "../proto/bitfield.ts";
+import { writeInPieces } from "../lib/file_write.ts";
 
 /** Suffix of the file a download is written to before it gets its name. */
 export const PARTIAL_SUFFIX = ".p2p-partial";
@@ -203,8 +204,7 @@ export class LinkedFile {
     const offset = index * this.#chunkSize;
     const op = this.#queue.then(async () => {
       await file.seek(offset, Deno.SeekMode.Start);
-      let done = 0;
-      while (done < bytes.length) done += await file.write(bytes.subarray(done));
+      await writeInPieces(file, bytes);
       this.set(index, true);
     });
     this.#queue = op.catch(() => undefined);

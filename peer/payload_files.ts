@@ -35,6 +35,7 @@ import { TooLargeError } from "../proto/errors.ts";
 import type { BufferPool } from "../proto/bytes.ts";
 import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
 import { chunkLength, type Manifest } from "../proto/manifest.ts";
+import { writeInPieces } from "../lib/file_write.ts";
 
 /** Share of its disk the store leaves free when it has no `maxBytes`: 10 %. */
 export const DISK_FREE_SHARE = 0.1;
@@ -253,13 +254,13 @@ export class PayloadFiles {
       }));
       using file = await Deno.open(this.path(payloadId), { write: true });
       await file.seek(index * s.chunkSize, Deno.SeekMode.Start);
-      await writeFull(file, bytes);
+      await writeInPieces(file, bytes);
       if (s.removed) return false;
       s.bits[index >> 3] |= 0x80 >> (index & 7);
       s.bytes += bytes.length;
       this.#used += bytes.length;
       await file.seek(s.size + (index >> 3), Deno.SeekMode.Start);
-      await writeFull(file, s.bits.subarray(index >> 3, (index >> 3) + 1));
+      await writeInPieces(file, s.bits.subarray(index >> 3, (index >> 3) + 1));
       return true;
     })().finally(() => {
       this.#writing -= bytes.length;
@@ -304,7 +305,7 @@ export class PayloadFiles {
     try {
       using file = await Deno.open(this.path(payloadId), { write: true });
       await file.seek(s.size + (index >> 3), Deno.SeekMode.Start);
-      await writeFull(file, s.bits.subarray(index >> 3, (index >> 3) + 1));
+      await writeInPieces(file, s.bits.subarray(index >> 3, (index >> 3) + 1));
     } catch { /* the file is gone or unwritable: nothing is held from it anyway */ }
   }
 
@@ -501,7 +502,7 @@ export class ImportFile {
   async write(bytes: Uint8Array): Promise<void> {
     this.#budget.reserve(bytes.length);
     this.#reserved += bytes.length;
-    await writeFull(this.#open(), bytes);
+    await writeInPieces(this.#open(), bytes);
     this.#size += bytes.length;
   }
 
@@ -524,7 +525,7 @@ export class ImportFile {
   async finish(trailer: Uint8Array): Promise<void> {
     const file = this.#open();
     await file.seek(this.#size, Deno.SeekMode.Start);
-    await writeFull(file, trailer);
+    await writeInPieces(file, trailer);
     file.close();
     this.#file = undefined;
   }
@@ -542,12 +543,6 @@ export class ImportFile {
     if (!this.#file) throw new Error(`Import '${this.path}' is closed`);
     return this.#file;
   }
-}
-
-/** Writes all of `bytes` at the file's position. */
-async function writeFull(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) done += await file.write(bytes.subarray(done));
 }
 
 /** Reads until `buf` is full or the file ends; the count read. */
