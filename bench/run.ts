@@ -145,11 +145,11 @@ async function runOnce(
   } catch (err) {
     if (err instanceof BenchSkip) {
       result.status = "skipped";
-      result.reason = err.message;
+      result.reason = printable(err.message);
       console.log(`${prefix}: skipped: ${err.message}`);
     } else {
       result.status = "failed";
-      result.reason = errorMessage(err);
+      result.reason = printable(errorMessage(err));
       console.error(`${prefix}: failed: ${err instanceof Error ? err.stack : err}`);
     }
   }
@@ -307,4 +307,13 @@ export async function main(args: string[], setup: RunSetup = {}): Promise<number
 
 if (import.meta.main) {
   Deno.exit(await main(Deno.args));
+}
+
+/** `text` with control characters written as `\xNN`, so the table stays text (a failure may quote binary bytes). */
+function printable(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(
+    /[\x00-\x08\x0b-\x1f\x7f]/g,
+    (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
 }

@@ -23,6 +23,7 @@
  *
  * @module
  */
+import { gunzipSync } from "node:zlib";
 import { signedRegistration, type TestIdentity, testIdentity } from "../tracker/_test_setup.ts";
 import {
   type BenchContext,
@@ -319,7 +320,11 @@ export class Http1 {
     if (!Number.isFinite(len)) throw new Error(`Answer without Content-Length: ${headText}`);
     await this.#until((b) => b.length >= headEnd + 4 + len ? headEnd + 4 + len : -1);
     const total = headEnd + 4 + len;
-    const text = decoder.decode(this.#buf.subarray(headEnd + 4, total));
+    // Counted as sent (gzipped, for the samples kept ready), read as text.
+    const raw = this.#buf.subarray(headEnd + 4, total);
+    const text = decoder.decode(
+      /\r\ncontent-encoding:\s*gzip/i.test(headText) ? gunzipSync(raw) : raw,
+    );
     this.#buf = this.#buf.slice(total);
     this.read += total;
     if (status >= 400) throw new Error(`${method} ${path} answered ${status}: ${text}`);
