@@ -311,8 +311,8 @@ if (import.meta.main) {
 
 /** `text` with control characters written as `\xNN`, so the table stays text (a failure may quote binary bytes). */
 function printable(text: string): string {
-  // deno-lint-ignore no-control-regex
   return text.replace(
+    // deno-lint-ignore no-control-regex
     /[\x00-\x08\x0b-\x1f\x7f]/g,
     (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
   );
