@@ -25,6 +25,7 @@
  * @module
  */
 import { errorBody } from "./http_api.ts";
+import { hostPort } from "./net_addr.ts";
 import { Deadlines } from "./http_relay/deadlines.ts";
 import { copyBody } from "./http_relay/body.ts";
 import { HttpParseError } from "./http_relay/errors.ts";
@@ -285,7 +286,7 @@ class GateServer {
       if (body === undefined) return false;
       let req: Request;
       try {
-        req = directRequest(head.parsed, body, `${this.#addr.hostname}:${this.#addr.port}`);
+        req = directRequest(head.parsed, body, hostPort(this.#addr.hostname, this.#addr.port));
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         this.#refused({ remote: remote.hostname, status: 400, code: "bad_request", message });
