@@ -34,7 +34,7 @@
  */
 import { IntegrityError } from "../proto/errors.ts";
 import type { BufferPool } from "../proto/bytes.ts";
-import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
+import { bitfieldLength, hasBit, setBit } from "../proto/bitfield.ts";
 import {
   assertManifestShape,
   chunkLength,
@@ -468,7 +468,7 @@ export class ChunkStore {
   /** Marks position `index` held (when it was not) and tells listeners; whether it was not. */
   #hold(e: Entry, index: number): boolean {
     if (hasBit(e.bits, index)) return false;
-    e.bits[index >> 3] |= 0x80 >> (index & 7);
+    setBit(e.bits, index, true);
     e.held++;
     this.#emit(e.payloadId, index);
     return true;
@@ -477,7 +477,7 @@ export class ChunkStore {
   /** Un-holds position `index`. */
   #unhold(e: Entry, index: number): void {
     if (!hasBit(e.bits, index)) return;
-    e.bits[index >> 3] &= ~(0x80 >> (index & 7));
+    setBit(e.bits, index, false);
     e.held--;
   }
 

@@ -30,7 +30,7 @@
  */
 import { IntegrityError, InvalidInputError, P2pError } from "../proto/errors.ts";
 import { sha256Hex } from "../proto/manifest.ts";
-import { hasBit } from "../proto/bitfield.ts";
+import { hasBit, setBit } from "../proto/bitfield.ts";
 import { writeInPieces } from "../lib/file_write.ts";
 
 /** Suffix of the file a download is written to before it gets its name. */
@@ -193,8 +193,7 @@ export class LinkedFile {
 
   /** Marks position `index` held or not. */
   set(index: number, held: boolean): void {
-    if (held) this.bits[index >> 3] |= 0x80 >> (index & 7);
-    else this.bits[index >> 3] &= ~(0x80 >> (index & 7));
+    setBit(this.bits, index, held);
   }
 
   /** Writes verified `bytes` at chunk `index`'s offset and marks it held. */

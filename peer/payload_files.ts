@@ -33,7 +33,7 @@
 import { statfsSync } from "node:fs";
 import { TooLargeError } from "../proto/errors.ts";
 import type { BufferPool } from "../proto/bytes.ts";
-import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
+import { bitfieldLength, hasBit, setBit } from "../proto/bitfield.ts";
 import { chunkLength, type Manifest } from "../proto/manifest.ts";
 import { writeInPieces } from "../lib/file_write.ts";
 
@@ -256,11 +256,10 @@ export class PayloadFiles {
       await file.seek(index * s.chunkSize, Deno.SeekMode.Start);
       await writeInPieces(file, bytes);
       if (s.removed) return false;
-      s.bits[index >> 3] |= 0x80 >> (index & 7);
+      setBit(s.bits, index, true);
       s.bytes += bytes.length;
       this.#used += bytes.length;
-      await file.seek(s.size + (index >> 3), Deno.SeekMode.Start);
-      await writeInPieces(file, s.bits.subarray(index >> 3, (index >> 3) + 1));
+      await writeTrailerByte(file, s, index);
       return true;
     })().finally(() => {
       this.#writing -= bytes.length;
@@ -299,13 +298,12 @@ export class PayloadFiles {
     const s = this.#slots.get(payloadId);
     if (!s || !hasBit(s.bits, index)) return;
     const length = chunkLength(s.size, index, s.chunkSize);
-    s.bits[index >> 3] &= ~(0x80 >> (index & 7));
+    setBit(s.bits, index, false);
     s.bytes -= length;
     this.#used -= length;
     try {
       using file = await Deno.open(this.path(payloadId), { write: true });
-      await file.seek(s.size + (index >> 3), Deno.SeekMode.Start);
-      await writeInPieces(file, s.bits.subarray(index >> 3, (index >> 3) + 1));
+      await writeTrailerByte(file, s, index);
     } catch { /* the file is gone or unwritable: nothing is held from it anyway */ }
   }
 
@@ -543,6 +541,16 @@ export class ImportFile {
     if (!this.#file) throw new Error(`Import '${this.path}' is closed`);
     return this.#file;
   }
+}
+
+/** Writes the trailer byte that holds chunk `index`'s bit, as `s.bits` has it now. */
+async function writeTrailerByte(
+  file: Deno.FsFile,
+  s: { size: number; bits: Uint8Array },
+  index: number,
+): Promise<void> {
+  await file.seek(s.size + (index >> 3), Deno.SeekMode.Start);
+  await writeInPieces(file, s.bits.subarray(index >> 3, (index >> 3) + 1));
 }
 
 /** Reads until `buf` is full or the file ends; the count read. */

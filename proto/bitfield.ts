@@ -17,9 +17,15 @@ export function bitfieldFromIndices(count: number, indices: Iterable<number>): U
     if (!Number.isInteger(i) || i < 0 || i >= count) {
       throw new RangeError(`Chunk index '${i}' is out of range 0..${count - 1}`);
     }
-    bits[i >> 3] |= 0x80 >> (i & 7);
+    setBit(bits, i, true);
   }
   return bits;
+}
+
+/** Sets position `i` (`on`) or clears it. */
+export function setBit(bits: Uint8Array, i: number, on: boolean): void {
+  if (on) bits[i >> 3] |= 0x80 >> (i & 7);
+  else bits[i >> 3] &= ~(0x80 >> (i & 7));
 }
 
 /** Whether position `i` is set. */

@@ -7,6 +7,7 @@ import {
   bitfieldIndices,
   formatRanges,
   hasBit,
+  setBit,
 } from "./bitfield.ts";
 
 Deno.test("bitfieldFromIndices() and bitfieldIndices() round-trip any set of positions", () => {
@@ -43,4 +44,15 @@ Deno.test("formatRanges() writes compact ranges", () => {
   assert.equal(formatRanges(bitfieldFromIndices(10, [0, 1, 2, 4, 7, 8]), 10), "0-2,4,7-8");
   assert.equal(formatRanges(bitfieldFromIndices(3, []), 3), "-");
   assert.equal(formatRanges(bitfieldFromIndices(3, [2]), 3), "2");
+});
+
+Deno.test("setBit() sets and clears one position, MSB first, leaving the others", () => {
+  const bits = new Uint8Array(2);
+  setBit(bits, 0, true);
+  setBit(bits, 9, true);
+  assert.deepEqual([...bits], [0x80, 0x40]);
+  setBit(bits, 0, false);
+  setBit(bits, 0, false);
+  assert.deepEqual([...bits], [0x00, 0x40]);
+  assert.equal(hasBit(bits, 9), true);
 });
