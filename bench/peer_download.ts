@@ -10,9 +10,9 @@
  * are encrypted (TLS, see `peer/link_tls.ts`); what that costs is measured in the
  * same run: the three sources are restarted over the same data with
  * `--insecure-plaintext` and a fresh plaintext downloader gets the payload again
- * (ratio encrypted / plaintext, target at least 0.8). A second pair follows (sources
- * restarted encrypted, then plaintext), and the figure is the mean of the two pairs'
- * ratios: on this VM a download's rate swings with the cost of fresh pages, which
+ * (ratio encrypted / plaintext, target at least 0.8). A second pair follows in the
+ * other order (sources restarted plaintext, then encrypted), and the figure is the mean
+ * of the two pairs' ratios: on this VM a download's rate swings with the cost of fresh pages, which
  * changes within minutes (two back-to-back `dd` writes of a new 1 GiB file took 11.3 s
  * and 0.30 s), so one pair alone can say 0.7× or 1.4× of the same code.
  *
@@ -240,11 +240,12 @@ async function measureSize(
   });
   figures.push(...plainFile.figures);
   notes.push(...plainFile.notes);
-  // A second pair, encrypted then plaintext, each with freshly started sources.
+  // A second pair in the other order (plaintext, then encrypted), each with freshly
+  // started sources, so that a drift in the VM's state over the four favours neither.
   await Promise.all([p1.stop(), p2.stop(), p3.stop()]);
   const pairs: [number | undefined, number | undefined][] = [[three.rate, plain.rate]];
   const second: (number | undefined)[] = [];
-  for (const args of [[], PLAINTEXT]) {
+  for (const args of [PLAINTEXT, []]) {
     const sources = await spawnSources(args);
     try {
       second.push((await downloadRun(ctx, dir, `${label} (pair 2)`, put, sources, args)).rate);
@@ -252,7 +253,7 @@ async function measureSize(
       await Promise.all(sources.map((p) => p.stop()));
     }
   }
-  pairs.push([second[0], second[1]]);
+  pairs.push([second[1], second[0]]);
   const ratios = pairs.flatMap(([tls, plaintext]) =>
     tls !== undefined && plaintext !== undefined ? [tls / plaintext] : []
   );

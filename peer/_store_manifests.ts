@@ -142,7 +142,7 @@ export function describe(e: {
  */
 export async function manifestOfStream(
   source: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
-  onChunk: (chunk: Uint8Array, hash: string) => Promise<void>,
+  onChunk: (chunk: Uint8Array, hash: string) => void | Promise<void>,
 ): Promise<Manifest> {
   const chunker = new Chunker(CHUNK_SIZE);
   const chunks: string[] = [];

@@ -308,8 +308,8 @@ export class ChunkStore {
     // Written where the payload's file will be, once its id is known.
     const imp = local ? undefined : await this.#files.startImport();
     try {
-      const manifest = await manifestOfStream(source, async (chunk, hash) => {
-        await imp?.write(chunk);
+      const manifest = await manifestOfStream(source, (chunk, hash) => {
+        imp?.write(chunk);
         this.#verified.add(hash);
       });
       const payloadId = await payloadIdOf(manifest);

@@ -31,7 +31,7 @@
 import { IntegrityError, InvalidInputError, P2pError } from "../proto/errors.ts";
 import { sha256Hex } from "../proto/manifest.ts";
 import { hasBit, setBit } from "../proto/bitfield.ts";
-import { writeInPieces } from "../lib/file_write.ts";
+import { readAtSync, writeInPieces } from "../lib/file_io.ts";
 
 /** Suffix of the file a download is written to before it gets its name. */
 export const PARTIAL_SUFFIX = ".p2p-partial";
@@ -201,9 +201,9 @@ export class LinkedFile {
     const file = this.#file;
     if (!file) return Promise.reject(new Error(`Cannot write '${this.path}': it is closed`));
     const offset = index * this.#chunkSize;
-    const op = this.#queue.then(async () => {
-      await file.seek(offset, Deno.SeekMode.Start);
-      await writeInPieces(file, bytes);
+    const op = this.#queue.then(() => {
+      file.seekSync(offset, Deno.SeekMode.Start);
+      writeInPieces(file, bytes);
       this.set(index, true);
     });
     this.#queue = op.catch(() => undefined);
@@ -242,12 +242,7 @@ export class LinkedFile {
       if (rec && (st.size !== rec.size || (st.mtime?.getTime() ?? 0) !== rec.mtimeMs)) {
         throw changed(this.path, "changed since it was linked");
       }
-      await file.seek(index * this.#chunkSize, Deno.SeekMode.Start);
-      while (fill < length) {
-        const n = await file.read(buf.subarray(fill));
-        if (n === null) break;
-        fill += n;
-      }
+      fill = readAtSync(file, index * this.#chunkSize, buf);
     } catch (err) {
       if (err instanceof LinkChangedError) throw err;
       throw changed(this.path, `cannot be read (${(err as Error).message})`, err);

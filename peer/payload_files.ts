@@ -35,7 +35,7 @@ import { TooLargeError } from "../proto/errors.ts";
 import type { BufferPool } from "../proto/bytes.ts";
 import { bitfieldLength, hasBit, setBit } from "../proto/bitfield.ts";
 import { chunkLength, type Manifest } from "../proto/manifest.ts";
-import { writeInPieces } from "../lib/file_write.ts";
+import { readAtSync, writeInPieces } from "../lib/file_io.ts";
 
 /** Share of its disk the store leaves free when it has no `maxBytes`: 10 %. */
 export const DISK_FREE_SHARE = 0.1;
@@ -253,13 +253,13 @@ export class PayloadFiles {
         throw err;
       }));
       using file = await Deno.open(this.path(payloadId), { write: true });
-      await file.seek(index * s.chunkSize, Deno.SeekMode.Start);
-      await writeInPieces(file, bytes);
+      file.seekSync(index * s.chunkSize, Deno.SeekMode.Start);
+      writeInPieces(file, bytes);
       if (s.removed) return false;
       setBit(s.bits, index, true);
       s.bytes += bytes.length;
       this.#used += bytes.length;
-      await writeTrailerByte(file, s, index);
+      writeTrailerByte(file, s, index);
       return true;
     })().finally(() => {
       this.#writing -= bytes.length;
@@ -285,8 +285,7 @@ export class PayloadFiles {
     using file = await Deno.open(this.path(payloadId));
     const buf = pool && want <= pool.size ? pool.take(want) : new Uint8Array(want);
     try {
-      await file.seek(index * s.chunkSize, Deno.SeekMode.Start);
-      return buf.subarray(0, await readFull(file, buf.subarray(0, want)));
+      return buf.subarray(0, readAtSync(file, index * s.chunkSize, buf.subarray(0, want)));
     } catch (err) {
       pool?.release(buf);
       throw err;
@@ -303,7 +302,7 @@ export class PayloadFiles {
     this.#used -= length;
     try {
       using file = await Deno.open(this.path(payloadId), { write: true });
-      await writeTrailerByte(file, s, index);
+      writeTrailerByte(file, s, index);
     } catch { /* the file is gone or unwritable: nothing is held from it anyway */ }
   }
 
@@ -352,7 +351,7 @@ export class PayloadFiles {
           const bits = new Uint8Array(s.bits.length).fill(0xff);
           const spare = bits.length * 8 - s.count;
           if (spare > 0) bits[bits.length - 1] &= 0xff << spare;
-          await imp.finish(bits);
+          imp.finish(bits);
           await Deno.rename(imp.path, this.path(payloadId));
           s.bits.set(bits);
           s.bytes = s.size;
@@ -497,10 +496,10 @@ export class ImportFile {
   }
 
   /** Appends a chunk; `store_full` when it would not fit. */
-  async write(bytes: Uint8Array): Promise<void> {
+  write(bytes: Uint8Array): void {
     this.#budget.reserve(bytes.length);
     this.#reserved += bytes.length;
-    await writeInPieces(this.#open(), bytes);
+    writeInPieces(this.#open(), bytes);
     this.#size += bytes.length;
   }
 
@@ -520,10 +519,10 @@ export class ImportFile {
   }
 
   /** Appends the trailer and closes the file. */
-  async finish(trailer: Uint8Array): Promise<void> {
+  finish(trailer: Uint8Array): void {
     const file = this.#open();
-    await file.seek(this.#size, Deno.SeekMode.Start);
-    await writeInPieces(file, trailer);
+    file.seekSync(this.#size, Deno.SeekMode.Start);
+    writeInPieces(file, trailer);
     file.close();
     this.#file = undefined;
   }
@@ -544,13 +543,13 @@ export class ImportFile {
 }
 
 /** Writes the trailer byte that holds chunk `index`'s bit, as `s.bits` has it now. */
-async function writeTrailerByte(
+function writeTrailerByte(
   file: Deno.FsFile,
   s: { size: number; bits: Uint8Array },
   index: number,
-): Promise<void> {
-  await file.seek(s.size + (index >> 3), Deno.SeekMode.Start);
-  await writeInPieces(file, s.bits.subarray(index >> 3, (index >> 3) + 1));
+): void {
+  file.seekSync(s.size + (index >> 3), Deno.SeekMode.Start);
+  writeInPieces(file, s.bits.subarray(index >> 3, (index >> 3) + 1));
 }
 
 /** Reads until `buf` is full or the file ends; the count read. */
