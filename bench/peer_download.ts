@@ -147,6 +147,8 @@ interface Measured {
   notes: string[];
   /** MiB/s of the download alone, for a download run. */
   rate?: number;
+  /** CPU-seconds per GiB of the downloader and its sources together, for a download run. */
+  cpuPerGiB?: number;
 }
 
 /** Every phase of one payload size: put, 1-source run, filling sources 2 and 3, 3-source run. */
@@ -243,28 +245,31 @@ async function measureSize(
   // A second pair in the other order (plaintext, then encrypted), each with freshly
   // started sources, so that a drift in the VM's state over the four favours neither.
   await Promise.all([p1.stop(), p2.stop(), p3.stop()]);
-  const pairs: [number | undefined, number | undefined][] = [[three.rate, plain.rate]];
-  const second: (number | undefined)[] = [];
+  const pairs: [Measured, Measured][] = [[three, plain]];
+  const second: Measured[] = [];
   for (const args of [PLAINTEXT, []]) {
     const sources = await spawnSources(args);
     try {
-      second.push((await downloadRun(ctx, dir, `${label} (pair 2)`, put, sources, args)).rate);
+      second.push(await downloadRun(ctx, dir, `${label} (pair 2)`, put, sources, args));
     } finally {
       await Promise.all(sources.map((p) => p.stop()));
     }
   }
   pairs.push([second[1], second[0]]);
   const ratios = pairs.flatMap(([tls, plaintext]) =>
-    tls !== undefined && plaintext !== undefined ? [tls / plaintext] : []
+    tls.rate !== undefined && plaintext.rate !== undefined ? [tls.rate / plaintext.rate] : []
   );
   if (ratios.length > 0) {
+    const cpu = (r: Measured) => r.cpuPerGiB?.toFixed(2) ?? "?";
     figures.push({
       name: `${label} from 3 sources: encrypted / plaintext download rate`,
       value: ratios.reduce((a, b) => a + b, 0) / ratios.length,
       unit: "x",
       note: `mean of ${ratios.length} pairs: ${
-        pairs.map(([t, p]) => `${t?.toFixed(0)} MiB/s over TLS / ${p?.toFixed(0)} plaintext`)
-          .join(", ")
+        pairs.map(([t, p]) =>
+          `${t.rate?.toFixed(0)} MiB/s over TLS / ${p.rate?.toFixed(0)} plaintext ` +
+          `(CPU-s per GiB of all 4 processes: ${cpu(t)} / ${cpu(p)})`
+        ).join(", ")
       }`,
       target: { min: TARGET_TLS_RATIO },
       reference: "the same download with --insecure-plaintext links",
@@ -304,6 +309,8 @@ async function downloadRun(
   const figures: Figure[] = [];
   const notes: string[] = [];
   let downloadRate: number | undefined;
+  /** CPU-seconds of the downloader and its sources over the download, per GiB. */
+  let cpuPerGiB: number | undefined;
   try {
     await using d = await spawnBenchPeer({
       host: DOWNLOADER_HOST,
@@ -351,6 +358,11 @@ async function downloadRun(
     const used = Object.keys(bySource).length;
     const total = downloadSeconds + exportSeconds;
     downloadRate = rate(put.size, downloadSeconds);
+    const spent = procs.map((_, i) =>
+      cpu0[i] === null || cpu1[i] === null ? NaN : cpu1[i]! - cpu0[i]!
+    );
+    const sum = spent.reduce((a, b) => a + b, 0);
+    cpuPerGiB = Number.isNaN(sum) ? undefined : sum / (put.size / GiB);
     const sourceFlag = used !== n
       ? `${used} of ${n} sources delivered chunks (${JSON.stringify(bySource)})`
       : undefined;
@@ -403,7 +415,7 @@ async function downloadRun(
     await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     await Deno.remove(file).catch(() => {});
   }
-  return { figures, notes, rate: downloadRate };
+  return { figures, notes, rate: downloadRate, cpuPerGiB };
 }
 
 /**
