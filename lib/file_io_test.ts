@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readAtSync, WRITE_PIECE, writeInPieces } from "./file_io.ts";
+import { readAtSync, WRITE_PIECE, writeAtSync, writeInPieces } from "./file_io.ts";
 
 Deno.test("writeInPieces() writes every byte at the file's position, in writes of at most WRITE_PIECE", async () => {
   const path = await Deno.makeTempFile();
@@ -39,6 +39,24 @@ Deno.test("readAtSync() reads from the offset until the buffer is full or the fi
     assert.equal(readAtSync(file, 90_000, tail), 10_000);
     assert.deepEqual(tail.subarray(0, 10_000), bytes.subarray(90_000));
     assert.equal(readAtSync(file, 200_000, tail), 0);
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
+Deno.test("writeAtSync() writes every byte at the offset, the rest of the file as it was", async () => {
+  const path = await Deno.makeTempFile();
+  try {
+    await Deno.writeFile(path, new Uint8Array(100).fill(1));
+    const bytes = new Uint8Array(WRITE_PIECE + 10).fill(2);
+    {
+      using file = await Deno.open(path, { write: true });
+      writeAtSync(file, 50, bytes);
+    }
+    const back = await Deno.readFile(path);
+    assert.equal(back.length, 50 + bytes.length);
+    assert.deepEqual(back.subarray(0, 50), new Uint8Array(50).fill(1));
+    assert.deepEqual(back.subarray(50), bytes);
   } finally {
     await Deno.remove(path);
   }

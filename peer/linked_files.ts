@@ -31,7 +31,7 @@
 import { IntegrityError, InvalidInputError, P2pError } from "../proto/errors.ts";
 import { sha256Hex } from "../proto/manifest.ts";
 import { hasBit, setBit } from "../proto/bitfield.ts";
-import { readAtSync, writeInPieces } from "../lib/file_io.ts";
+import { readAtSync, writeAtSync } from "../lib/file_io.ts";
 
 /** Suffix of the file a download is written to before it gets its name. */
 export const PARTIAL_SUFFIX = ".p2p-partial";
@@ -202,8 +202,7 @@ export class LinkedFile {
     if (!file) return Promise.reject(new Error(`Cannot write '${this.path}': it is closed`));
     const offset = index * this.#chunkSize;
     const op = this.#queue.then(() => {
-      file.seekSync(offset, Deno.SeekMode.Start);
-      writeInPieces(file, bytes);
+      writeAtSync(file, offset, bytes);
       this.set(index, true);
     });
     this.#queue = op.catch(() => undefined);

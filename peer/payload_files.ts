@@ -35,7 +35,7 @@ import { TooLargeError } from "../proto/errors.ts";
 import type { BufferPool } from "../proto/bytes.ts";
 import { bitfieldLength, hasBit, setBit } from "../proto/bitfield.ts";
 import { chunkLength, type Manifest } from "../proto/manifest.ts";
-import { readAtSync, writeInPieces } from "../lib/file_io.ts";
+import { readAtSync, writeAtSync, writeInPieces } from "../lib/file_io.ts";
 
 /** Share of its disk the store leaves free when it has no `maxBytes`: 10 %. */
 export const DISK_FREE_SHARE = 0.1;
@@ -253,8 +253,7 @@ export class PayloadFiles {
         throw err;
       }));
       using file = await Deno.open(this.path(payloadId), { write: true });
-      file.seekSync(index * s.chunkSize, Deno.SeekMode.Start);
-      writeInPieces(file, bytes);
+      writeAtSync(file, index * s.chunkSize, bytes);
       if (s.removed) return false;
       setBit(s.bits, index, true);
       s.bytes += bytes.length;
@@ -521,8 +520,7 @@ export class ImportFile {
   /** Appends the trailer and closes the file. */
   finish(trailer: Uint8Array): void {
     const file = this.#open();
-    file.seekSync(this.#size, Deno.SeekMode.Start);
-    writeInPieces(file, trailer);
+    writeAtSync(file, this.#size, trailer);
     file.close();
     this.#file = undefined;
   }
@@ -548,8 +546,7 @@ function writeTrailerByte(
   s: { size: number; bits: Uint8Array },
   index: number,
 ): void {
-  file.seekSync(s.size + (index >> 3), Deno.SeekMode.Start);
-  writeInPieces(file, s.bits.subarray(index >> 3, (index >> 3) + 1));
+  writeAtSync(file, s.size + (index >> 3), s.bits.subarray(index >> 3, (index >> 3) + 1));
 }
 
 /** Reads until `buf` is full or the file ends; the count read. */
