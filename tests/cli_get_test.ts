@@ -2,13 +2,14 @@
  * `p2p get` as a child process against a real peer: every destination rule (the
  * payload's name in the current folder, a folder, a file, an existing file kept
  * without `--force`, standard output through a pipe or `-o -`, binary refused on a
- * terminal), the partial file never written through a symlink, ids by prefix and
- * name (unique, ambiguous, unknown), and errors as one line or, with `--json`, JSON.
+ * terminal, standard output closed by its reader), the partial file never written
+ * through a symlink, ids by prefix and name (unique, ambiguous, unknown), and errors
+ * as one line or, with `--json`, JSON.
  *
  * @module
  */
 import assert from "node:assert/strict";
-import { tempDir } from "./_tracker_process.ts";
+import { p2pCommand, REPO_ROOT, tempDir } from "./_tracker_process.ts";
 import { spawnPeer } from "./_peer_process.ts";
 import { type CliRun, runCli, SCRIPT } from "./_cli_run.ts";
 
@@ -78,6 +79,35 @@ Deno.test("p2p get saves where its destination rules say, keeps existing files, 
   assert.equal(await Deno.readTextFile(`${dir.path}/victim`), "untouched");
   assert.deepEqual(await Deno.readFile(`${work}/planted.bin`), BINARY);
   await assert.rejects(Deno.lstat(`${work}/planted.bin.p2p-partial`), Deno.errors.NotFound);
+
+  // Standard output closed by its reader after the first bytes: one line, status 1.
+  const big = new Uint8Array(4 * 1024 * 1024).map((_, i) => (i * 31) & 0xff);
+  await Deno.writeFile(`${dir.path}/four.bin`, big);
+  const four = await cli(["put", `${dir.path}/four.bin`]);
+  assert.equal(four.code, 0, four.stderr);
+  // `p2p get ID | head -c 1000`: head exits, the pipe closes under the writer.
+  const { cmd, args } = p2pCommand(
+    ["get", four.stdout.trim(), "--node", peer.http, "--token", peer.token],
+    undefined,
+    new URL("main.ts", REPO_ROOT).pathname,
+  );
+  const quoted = [cmd, ...args].map((w) => `'${w.replaceAll("'", `'\\''`)}'`).join(" ");
+  const early = await new Deno.Command("bash", {
+    args: ["-c", `${quoted} | head -c 1000 > /dev/null; echo "status \${PIPESTATUS[0]}" >&2`],
+    cwd: work,
+    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...home },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+    signal: AbortSignal.timeout(30_000),
+  }).output();
+  const lines = new TextDecoder().decode(early.stderr).trim().split("\n");
+  assert.equal(lines.at(-1), "status 1", lines.join("\n"));
+  assertFailed(
+    { code: 1, stdout: "", stderr: lines.slice(0, -1).join("\n"), bytes: new Uint8Array() },
+    "Standard output was closed before the end",
+    "stdout closed early",
+  );
 
   if (!SCRIPT) {
     console.log("skipped the terminal cases: util-linux script is not installed");
