@@ -39,7 +39,7 @@ export const SCRIPT = ["/usr/bin/script", "/bin/script"].find((p) => {
 });
 
 /** A word quoted for `sh -c`. */
-function shellQuote(word: string): string {
+export function shellQuote(word: string): string {
   return `'${word.replaceAll("'", `'\\''`)}'`;
 }
 

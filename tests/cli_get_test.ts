@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { p2pCommand, REPO_ROOT, tempDir } from "./_tracker_process.ts";
 import { spawnPeer } from "./_peer_process.ts";
-import { type CliRun, runCli, SCRIPT } from "./_cli_run.ts";
+import { type CliRun, runCli, SCRIPT, shellQuote } from "./_cli_run.ts";
 
 const BINARY = new Uint8Array(100_000).map((_, i) => (i * 7919) % 251);
 const TEXT = new TextEncoder().encode("hello, world\n");
@@ -91,7 +91,7 @@ Deno.test("p2p get saves where its destination rules say, keeps existing files, 
     undefined,
     new URL("main.ts", REPO_ROOT).pathname,
   );
-  const quoted = [cmd, ...args].map((w) => `'${w.replaceAll("'", `'\\''`)}'`).join(" ");
+  const quoted = [cmd, ...args].map(shellQuote).join(" ");
   const early = await new Deno.Command("bash", {
     args: ["-c", `${quoted} | head -c 1000 > /dev/null; echo "status \${PIPESTATUS[0]}" >&2`],
     cwd: work,
