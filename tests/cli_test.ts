@@ -234,7 +234,11 @@ Deno.test("a peer prints a one-time login link, lists itself in the registry whi
   assert.equal(listed.tokenFile, `${peer.dataDir}/control.token`);
   assert.equal((await Deno.stat(entry)).mode! & 0o777, 0o600);
   const exit = await stopGracefully(peer);
-  assert.ok(exit.success, peer.stderr());
+  assert.ok(
+    exit.success,
+    `exit ${exit.code} (${exit.signal ?? "no signal"}); stdout ${JSON.stringify(peer.stdout())}; ` +
+      `stderr ${JSON.stringify(peer.stderr())}`,
+  );
   await assert.rejects(Deno.stat(entry), Deno.errors.NotFound);
   const link = /^p2p peer: log in to the web app: (\S+) \(works once, for 10 minutes\)$/m
     .exec(peer.stdout())?.[1];
