@@ -200,8 +200,7 @@ export class PayloadFiles {
       const st = await file.stat();
       if (st.size !== m.size + slot.bits.length) damaged = true;
       else {
-        await file.seek(m.size, Deno.SeekMode.Start);
-        await readFull(file, slot.bits);
+        readAtSync(file, m.size, slot.bits);
         slot.ready = Promise.resolve();
       }
     } catch (err) {
@@ -370,7 +369,7 @@ export class PayloadFiles {
           await this.write(
             payloadId,
             i,
-            await imp.read(i * s.chunkSize, chunkLength(s.size, i, s.chunkSize)),
+            imp.read(i * s.chunkSize, chunkLength(s.size, i, s.chunkSize)),
           );
         }
       }
@@ -503,11 +502,11 @@ export class ImportFile {
   }
 
   /** Reads `length` bytes at `offset` of what was written. */
-  async read(offset: number, length: number): Promise<Uint8Array> {
-    const file = this.#open();
-    await file.seek(offset, Deno.SeekMode.Start);
+  read(offset: number, length: number): Uint8Array {
     const buf = new Uint8Array(length);
-    if (await readFull(file, buf) !== length) throw new Error(`Import '${this.path}' is short`);
+    if (readAtSync(this.#open(), offset, buf) !== length) {
+      throw new Error(`Import '${this.path}' is short`);
+    }
     return buf;
   }
 
@@ -547,15 +546,4 @@ function writeTrailerByte(
   index: number,
 ): void {
   writeAtSync(file, s.size + (index >> 3), s.bits.subarray(index >> 3, (index >> 3) + 1));
-}
-
-/** Reads until `buf` is full or the file ends; the count read. */
-async function readFull(file: Deno.FsFile, buf: Uint8Array): Promise<number> {
-  let fill = 0;
-  while (fill < buf.length) {
-    const n = await file.read(buf.subarray(fill));
-    if (n === null) break;
-    fill += n;
-  }
-  return fill;
 }
