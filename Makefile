@@ -16,8 +16,8 @@ endif
 # logs), env (data-dir defaults), sys (hostname, interfaces), run (arp, for discovery).
 PERMS := --allow-net --allow-read --allow-write --allow-env --allow-sys --allow-run
 TEST_FLAGS := -A --parallel
-# Assets that must live inside the compiled binary.
-INCLUDES := $(foreach d,$(wildcard peer/app/static),--include $(d))
+# Assets and worker modules (loaded by URL, so deno compile does not find them alone).
+INCLUDES := $(foreach d,$(wildcard peer/app/static),--include $(d)) --include lib/chunk_threads_worker.ts
 export DENO_NO_UPDATE_CHECK := 1
 
 .PHONY: all deno check fmt test demo build bench clean

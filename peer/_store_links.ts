@@ -6,6 +6,7 @@
  *
  * @module
  */
+import type { ChunkThreads } from "../lib/chunk_threads.ts";
 import { IntegrityError, P2pError } from "../proto/errors.ts";
 import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
 import { chunkLength, type Manifest } from "../proto/manifest.ts";
@@ -41,6 +42,8 @@ export interface LinkHost {
   /** Whether `e` is still the store's entry of its payload. */
   current(e: LinkEntry): boolean;
   warn(message: string): void;
+  /** Where linked files' writes of shared memory run. */
+  threads?: Pick<ChunkThreads, "writeAt">;
 }
 
 /** Linked downloads under way and checked reads of linked files, for one store. */
@@ -80,7 +83,10 @@ export class StoreLinks {
     this.#pending.delete(e.payloadId);
     const n = e.manifest.chunks.length;
     const bits = new Uint8Array(bitfieldLength(n));
-    const link = new LinkedFile(pending.path, bits, e.manifest.chunkSize, { file: pending.file });
+    const link = new LinkedFile(pending.path, bits, e.manifest.chunkSize, {
+      file: pending.file,
+      threads: this.#host.threads,
+    });
     try {
       await pending.file.truncate(e.manifest.size);
       for (let i = 0; i < n; i++) {

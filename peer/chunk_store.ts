@@ -47,6 +47,7 @@ import {
 import { migrateChunkFiles, PayloadFiles, type PayloadFilesOptions } from "./payload_files.ts";
 import { type LinkedFile, LocalFileSource } from "./linked_files.ts";
 import { StoreLinks } from "./_store_links.ts";
+import { ChunkThreads } from "../lib/chunk_threads.ts";
 import {
   describe,
   manifestFileBytes,
@@ -113,13 +114,19 @@ export class ChunkStore {
   readonly #links: StoreLinks;
   /** Chunk hashes this process verified (on arrival or import): not hashed on export. */
   readonly #verified = new Set<string>();
+  /** Hashes and writes chunks that arrive in shared memory, beside the event loop. */
+  readonly #threads = new ChunkThreads();
   #seq = 0;
   #closed = false;
 
   private constructor(dir: string, opts: ChunkStoreOptions) {
     this.dir = dir;
     this.#warn = opts.warn ?? ((m) => console.warn(m));
-    this.#files = new PayloadFiles(dir, { maxBytes: opts.maxBytes, disk: opts.disk });
+    this.#files = new PayloadFiles(dir, {
+      maxBytes: opts.maxBytes,
+      disk: opts.disk,
+      threads: this.#threads,
+    });
     this.#links = new StoreLinks({
       hold: (e, i) => this.#hold(e as Entry, i),
       unhold: (e, i) => this.#unhold(e as Entry, i),
@@ -131,6 +138,7 @@ export class ChunkStore {
       },
       current: (e) => this.#payloads.get(e.payloadId) === e,
       warn: (m) => this.#warn(m),
+      threads: this.#threads,
     });
   }
 
@@ -278,7 +286,7 @@ export class ChunkStore {
   async writeChunk(payloadId: string, index: number, bytes: Uint8Array): Promise<boolean> {
     this.#assertOpen("write chunk");
     const e = this.#entry(payloadId, "write chunk");
-    await verifyChunk(e.manifest, index, bytes);
+    await verifyChunk(e.manifest, index, bytes, (b) => this.#threads.sha256Hex(b));
     if (e.link?.writing) {
       if (e.link.has(index)) return false;
       await e.link.write(index, bytes);
@@ -417,13 +425,15 @@ export class ChunkStore {
 
   /**
    * Closes the store: later `addManifest()`, `writeChunk()` and `importStream()` calls
-   * throw, listeners are dropped. Reads keep working. Idempotent; there are no handles
-   * to release, as every file is opened and closed within one call (an import's within
-   * `importStream()`).
+   * throw, listeners are dropped, and the chunk threads stop (a write on one that is
+   * under way fails, and its chunk is not held). Reads keep working. Idempotent; there
+   * are no file handles to release, as every file is opened and closed within one call
+   * (an import's within `importStream()`).
    */
   close(): void {
     this.#closed = true;
     this.#listeners.clear();
+    this.#threads.close();
   }
 
   #assertOpen(what: string): void {

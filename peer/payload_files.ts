@@ -33,6 +33,7 @@
 import { statfsSync } from "node:fs";
 import { TooLargeError } from "../proto/errors.ts";
 import type { BufferPool } from "../proto/bytes.ts";
+import type { ChunkThreads } from "../lib/chunk_threads.ts";
 import { bitfieldLength, hasBit, setBit } from "../proto/bitfield.ts";
 import { chunkLength, type Manifest } from "../proto/manifest.ts";
 import { readAtSync, writeAtSync, writeInPieces } from "../lib/file_io.ts";
@@ -62,6 +63,8 @@ export interface PayloadFilesOptions {
   disk?: (dir: string) => DiskSpace;
   /** The clock that times disk readings, in ms (default: `Date.now`). */
   now?: () => number;
+  /** Where chunk writes of shared memory run (default: the calling thread). */
+  threads?: Pick<ChunkThreads, "writeAt">;
 }
 
 /** One payload's file: its shape, which chunks it holds, and the writes under way. */
@@ -113,6 +116,7 @@ export class PayloadFiles {
   readonly #maxBytes: number | undefined;
   readonly #disk: (dir: string) => DiskSpace;
   readonly #now: () => number;
+  readonly #threads: Pick<ChunkThreads, "writeAt"> | undefined;
   /** The last reading of the disk, and the bytes held (or being written) then. */
   #diskRead: { at: number; space: DiskSpace; used: number } | undefined;
   /** Bytes of the chunks held. */
@@ -131,6 +135,7 @@ export class PayloadFiles {
     this.#maxBytes = opts.maxBytes;
     this.#disk = opts.disk ?? diskSpace;
     this.#now = opts.now ?? Date.now;
+    this.#threads = opts.threads;
   }
 
   /** Creates `data/` and `tmp/` and empties `tmp/`. */
@@ -251,8 +256,10 @@ export class PayloadFiles {
         s.ready = undefined;
         throw err;
       }));
-      using file = await Deno.open(this.path(payloadId), { write: true });
-      writeAtSync(file, index * s.chunkSize, bytes);
+      const path = this.path(payloadId);
+      using file = await Deno.open(path, { write: true });
+      if (this.#threads) await this.#threads.writeAt(path, file, index * s.chunkSize, bytes);
+      else writeAtSync(file, index * s.chunkSize, bytes);
       if (s.removed) return false;
       setBit(s.bits, index, true);
       s.bytes += bytes.length;

@@ -30,17 +30,22 @@ export function concatBytes(...parts: Uint8Array[]): Uint8Array {
  * const frame = pool.take(1000);   // a view of the first 1000 bytes of a pooled buffer
  * pool.release(frame.subarray(7)); // any view of it gives the buffer back, once
  * ```
+ *
+ * With `shared`, the buffers are `SharedArrayBuffer`s, whose views a worker thread can
+ * read without a copy (`lib/chunk_threads.ts`).
  */
 export class BufferPool {
   /** Bytes of every buffer; `take()` serves lengths up to this. */
   readonly size: number;
   /** Released buffers kept for reuse at most; more are left to the collector. */
   readonly maxIdle: number;
-  readonly #idle: ArrayBuffer[] = [];
-  readonly #lent = new WeakSet<ArrayBuffer>();
+  /** Whether the buffers are shared memory. */
+  readonly shared: boolean;
+  readonly #idle: ArrayBufferLike[] = [];
+  readonly #lent = new WeakSet<ArrayBufferLike>();
 
   /** Throws `RangeError` for a size or maxIdle that is not a positive integer. */
-  constructor(size: number, maxIdle = 16) {
+  constructor(size: number, maxIdle = 16, opts: { shared?: boolean } = {}) {
     for (const [name, v] of [["size", size], ["maxIdle", maxIdle]] as const) {
       if (!Number.isInteger(v) || v < 1) {
         throw new RangeError(`Cannot create BufferPool: ${name} '${v}' is not a positive integer`);
@@ -48,6 +53,7 @@ export class BufferPool {
     }
     this.size = size;
     this.maxIdle = maxIdle;
+    this.shared = opts.shared ?? false;
   }
 
   /** Buffers waiting to be taken again. */
@@ -60,13 +66,14 @@ export class BufferPool {
    * idle), holding whatever its last user left there. `RangeError` when `length`
    * is not an integer in 0..size.
    */
-  take(length: number): Uint8Array<ArrayBuffer> {
+  take(length: number): Uint8Array {
     if (!Number.isInteger(length) || length < 0 || length > this.size) {
       throw new RangeError(
         `Cannot take '${length}' bytes from a pool of '${this.size}'-byte buffers`,
       );
     }
-    const buf = this.#idle.pop() ?? new ArrayBuffer(this.size);
+    const buf = this.#idle.pop() ??
+      (this.shared ? new SharedArrayBuffer(this.size) : new ArrayBuffer(this.size));
     this.#lent.add(buf);
     return new Uint8Array(buf, 0, length);
   }
@@ -79,7 +86,7 @@ export class BufferPool {
    */
   release(bytes: Uint8Array): boolean {
     const buf = bytes.buffer;
-    if (!(buf instanceof ArrayBuffer) || !this.#lent.has(buf)) return false;
+    if (!this.#lent.has(buf)) return false;
     this.#lent.delete(buf);
     if (this.#idle.length >= this.maxIdle) return false;
     this.#idle.push(buf);

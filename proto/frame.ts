@@ -253,7 +253,7 @@ export class FrameDecoder {
   /** Declared length of the frame being read; -1 while reading a length field. */
   #frameLength = -1;
   /** The frame being read (after its length field); grows up to `#frameLength`. */
-  #frame = new Uint8Array(0);
+  #frame: Uint8Array = new Uint8Array(0);
   #frameFill = 0;
   #error: ProtocolError | undefined;
   readonly #pool: BufferPool | undefined;

@@ -104,13 +104,21 @@ export async function verifyManifest(payloadId: string, m: Manifest): Promise<vo
   }
 }
 
-/** Throws `IntegrityError` unless `bytes` are chunk `index` of manifest `m`. */
-export async function verifyChunk(m: Manifest, index: number, bytes: Uint8Array): Promise<void> {
+/**
+ * Throws `IntegrityError` unless `bytes` are chunk `index` of manifest `m`; `hash`
+ * (default `sha256Hex()`) hashes them.
+ */
+export async function verifyChunk(
+  m: Manifest,
+  index: number,
+  bytes: Uint8Array,
+  hash: (bytes: Uint8Array) => Promise<string> = sha256Hex,
+): Promise<void> {
   const want = chunkLength(m.size, index, m.chunkSize);
   if (bytes.length !== want) {
     throw new IntegrityError(`Chunk '${index}' has '${bytes.length}' bytes, expected '${want}'`);
   }
-  const actual = await sha256Hex(bytes);
+  const actual = await hash(bytes);
   if (actual !== m.chunks[index]) {
     throw new IntegrityError(
       `Chunk '${index}' hashes to '${actual}', expected '${m.chunks[index]}'`,
