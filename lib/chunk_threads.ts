@@ -9,8 +9,8 @@
  * whole transfer, and the loop was what bounded it. Besides decrypting each link
  * (1.35 CPU-s per GiB, one 16 KiB record per read), it hashed every chunk (0.62 CPU-s
  * per GiB with SHA-NI) and copied it into page cache (1.2-2.9 s of system time per GiB
- * on this VM, whose fresh pages cost a fault in the host). On two worker threads the
- * hash and the copy run beside the reads.
+ * on this VM, whose fresh pages cost a fault in the host). On a worker thread the hash
+ * and the copy run beside the reads.
  *
  * ```ts
  * import { ChunkThreads } from "./chunk_threads.ts";
@@ -39,8 +39,13 @@ export interface ThreadAnswer {
   error?: { name: string; message: string };
 }
 
-/** Worker threads started at most (the VM has two cores; the event loop keeps one busy). */
-export const THREADS = 2;
+/**
+ * Worker threads started at most. One: a worker costs about 20-25 MiB of resident
+ * memory (its own isolate, and node:crypto), and a second one took a 1 GiB download's
+ * peak RSS growth from 54 to 73 MiB (the target is 64) without a speed-up that stood
+ * out from this VM's noise (3 sources over TLS, 2.76-3.89 s with one, 3.07-3.28 s with two).
+ */
+export const THREADS = 1;
 
 interface Thread {
   worker: Worker;
@@ -53,7 +58,7 @@ export function isShared(bytes: Uint8Array): bytes is Uint8Array<SharedArrayBuff
 }
 
 /**
- * A few worker threads for chunk hashing and writes, started on first use of shared
+ * Worker threads (`THREADS`) for chunk hashing and writes, started on first use of shared
  * memory; `close()` stops them (the owner's close calls it).
  */
 export class ChunkThreads {
