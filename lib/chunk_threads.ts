@@ -57,6 +57,15 @@ export function isShared(bytes: Uint8Array): bytes is Uint8Array<SharedArrayBuff
   return bytes.buffer instanceof SharedArrayBuffer;
 }
 
+/** Hashing and writes on the calling thread: what `ChunkThreads` does with unshared bytes. */
+export const inPlace: Pick<ChunkThreads, "sha256Hex" | "writeAt"> = {
+  sha256Hex: (bytes) => Promise.resolve(createHash("sha256").update(bytes).digest("hex")),
+  writeAt(_path, file, offset, bytes) {
+    writeAtSync(file, offset, bytes);
+    return Promise.resolve();
+  },
+};
+
 /**
  * Worker threads (`THREADS`) for chunk hashing and writes, started on first use of shared
  * memory; `close()` stops them (the owner's close calls it).
@@ -73,9 +82,7 @@ export class ChunkThreads {
 
   /** Lowercase hex SHA-256 of `bytes`: on a worker when they are shared memory. */
   sha256Hex(bytes: Uint8Array): Promise<string> {
-    if (!isShared(bytes) || this.#closed) {
-      return Promise.resolve(createHash("sha256").update(bytes).digest("hex"));
-    }
+    if (!isShared(bytes) || this.#closed) return inPlace.sha256Hex(bytes);
     return this.#run({ op: "sha256" }, bytes).then((a) => a.hex!);
   }
 
@@ -85,10 +92,7 @@ export class ChunkThreads {
    * (the caller's open handle of that path) is written otherwise.
    */
   writeAt(path: string, file: Deno.FsFile, offset: number, bytes: Uint8Array): Promise<void> {
-    if (!isShared(bytes) || this.#closed) {
-      writeAtSync(file, offset, bytes);
-      return Promise.resolve();
-    }
+    if (!isShared(bytes) || this.#closed) return inPlace.writeAt(path, file, offset, bytes);
     return this.#run({ op: "write", path, offset }, bytes).then(() => undefined);
   }
 

@@ -18,17 +18,17 @@
  * process has not verified it itself (on arrival or import). A chunk found short,
  * missing or corrupt stops being held, so it can be fetched again. A store of the
  * earlier layout (`chunks/<hh>/<sha256>`) is moved into payload files when opened.
- * Files are not fsynced (that would cost more than the network at 1 GiB/s).
+ * Files are not fsynced (that would cost more than the network at 1 GiB/s). Chunks that
+ * arrive in shared memory are hashed and written on a worker (`lib/chunk_threads.ts`).
  *
  * **Linked files** (`linked_files.ts`, `_store_links.ts`): a payload's chunks may live in
  * an owner's file (a local `get -o` destination, a local `put`) instead of its payload file.
  * A payload is `pinned` when the owner put it or got it here (`pin()`); the others are
  * replicas held for other peers. `remove()` drops its manifest and its payload file.
  *
- * One directory belongs to one store in one process. An import that fails part-way
- * leaves nothing. The payload files (writes, reads, removal, imports) and the capacity
- * (`maxBytes`, i.e. `--max-store`, or 10 % of the disk kept free; `store_full` past
- * it) are `PayloadFiles`; this module keeps manifests, shared chunks and what is held.
+ * One directory belongs to one store in one process; an import that fails part-way
+ * leaves nothing. `PayloadFiles` has the payload files and the capacity (`--max-store`,
+ * or 10 % of the disk kept free); this module keeps manifests, shared chunks, holdings.
  *
  * @module
  */
@@ -60,10 +60,7 @@ import {
 export { DISK_FREE_SHARE, type DiskSpace, diskSpace } from "./payload_files.ts";
 export type { StoredPayload } from "./_store_manifests.ts";
 
-/**
- * Options of `ChunkStore.open()`: the capacity (`maxBytes`, `disk`, see `PayloadFiles`)
- * and where warnings go (by default `console.warn`).
- */
+/** Options of `ChunkStore.open()`: the capacity (see `PayloadFiles`), where warnings go. */
 export interface ChunkStoreOptions extends Pick<PayloadFilesOptions, "maxBytes" | "disk"> {
   /** Called with a message for every damaged file skipped or removed. */
   warn?: (message: string) => void;
@@ -114,7 +111,6 @@ export class ChunkStore {
   readonly #links: StoreLinks;
   /** Chunk hashes this process verified (on arrival or import): not hashed on export. */
   readonly #verified = new Set<string>();
-  /** Hashes and writes chunks that arrive in shared memory, beside the event loop. */
   readonly #threads = new ChunkThreads();
   #seq = 0;
   #closed = false;
@@ -122,11 +118,8 @@ export class ChunkStore {
   private constructor(dir: string, opts: ChunkStoreOptions) {
     this.dir = dir;
     this.#warn = opts.warn ?? ((m) => console.warn(m));
-    this.#files = new PayloadFiles(dir, {
-      maxBytes: opts.maxBytes,
-      disk: opts.disk,
-      threads: this.#threads,
-    });
+    const { maxBytes, disk } = opts;
+    this.#files = new PayloadFiles(dir, { maxBytes, disk, threads: this.#threads });
     this.#links = new StoreLinks({
       hold: (e, i) => this.#hold(e as Entry, i),
       unhold: (e, i) => this.#unhold(e as Entry, i),
@@ -425,10 +418,8 @@ export class ChunkStore {
 
   /**
    * Closes the store: later `addManifest()`, `writeChunk()` and `importStream()` calls
-   * throw, listeners are dropped, and the chunk threads stop (a write on one that is
-   * under way fails, and its chunk is not held). Reads keep working. Idempotent; there
-   * are no file handles to release, as every file is opened and closed within one call
-   * (an import's within `importStream()`).
+   * throw, listeners are dropped, the chunk threads stop (a write under way there
+   * fails). Reads keep working. Idempotent; files are opened and closed within a call.
    */
   close(): void {
     this.#closed = true;

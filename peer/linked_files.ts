@@ -31,8 +31,8 @@
 import { IntegrityError, InvalidInputError, P2pError } from "../proto/errors.ts";
 import { sha256Hex } from "../proto/manifest.ts";
 import { hasBit, setBit } from "../proto/bitfield.ts";
-import { readAtSync, writeAtSync } from "../lib/file_io.ts";
-import type { ChunkThreads } from "../lib/chunk_threads.ts";
+import { readAtSync } from "../lib/file_io.ts";
+import { type ChunkThreads, inPlace } from "../lib/chunk_threads.ts";
 
 /** Suffix of the file a download is written to before it gets its name. */
 export const PARTIAL_SUFFIX = ".p2p-partial";
@@ -164,7 +164,7 @@ export class LinkedFile {
   /** The writes so far, one after the other. */
   #queue: Promise<void> = Promise.resolve();
   /** Where writes of shared memory run (default: the calling thread). */
-  readonly #threads: Pick<ChunkThreads, "writeAt"> | undefined;
+  readonly #threads: Pick<ChunkThreads, "writeAt">;
 
   constructor(
     path: string,
@@ -177,7 +177,7 @@ export class LinkedFile {
     this.#chunkSize = chunkSize;
     this.#record = opts.record;
     this.#file = opts.file;
-    this.#threads = opts.threads;
+    this.#threads = opts.threads ?? inPlace;
   }
 
   /** What is recorded in the manifest, once the file is published. */
@@ -206,8 +206,7 @@ export class LinkedFile {
     if (!file) return Promise.reject(new Error(`Cannot write '${this.path}': it is closed`));
     const offset = index * this.#chunkSize;
     const op = this.#queue.then(async () => {
-      if (this.#threads) await this.#threads.writeAt(this.path, file, offset, bytes);
-      else writeAtSync(file, offset, bytes);
+      await this.#threads.writeAt(this.path, file, offset, bytes);
       this.set(index, true);
     });
     this.#queue = op.catch(() => undefined);
