@@ -24,7 +24,7 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { sha256Hex } from "../proto/manifest.ts";
 import { writeAtSync } from "./file_io.ts";
 
 /** A job for a worker. */
@@ -59,7 +59,7 @@ export function isShared(bytes: Uint8Array): bytes is Uint8Array<SharedArrayBuff
 
 /** Hashing and writes on the calling thread: what `ChunkThreads` does with unshared bytes. */
 export const inPlace: Pick<ChunkThreads, "sha256Hex" | "writeAt"> = {
-  sha256Hex: (bytes) => Promise.resolve(createHash("sha256").update(bytes).digest("hex")),
+  sha256Hex,
   writeAt(_path, file, offset, bytes) {
     writeAtSync(file, offset, bytes);
     return Promise.resolve();
