@@ -32,13 +32,11 @@ import {
   parseUrl,
   type PeerAddress,
 } from "./cli/options.ts";
-import { runPeer, runTracker } from "./cli/roles.ts";
 import * as client from "./cli/client.ts";
 import { get, InterruptedError } from "./cli/get.ts";
 import { put } from "./cli/put.ts";
 import { ls, rm } from "./cli/payloads.ts";
 import { errorLine } from "./cli/errors.ts";
-import { runDemo } from "./cli/demo.ts";
 import { keygen } from "./cli/keygen.ts";
 import { NETWORK_KEY_ENV } from "./lib/network_key_file.ts";
 import { VERSION } from "./version.ts";
@@ -113,6 +111,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
         .default(10).argParser(parseSeconds),
     )
     .action(async (opts) => {
+      const { runTracker } = await import("./cli/roles.ts");
       await runTracker(opts);
     });
 
@@ -201,6 +200,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
     .addOption(searchUrlOption())
     .option("--verbose", "print activity to stderr as it happens")
     .action(async (opts) => {
+      const { runPeer } = await import("./cli/roles.ts");
       await runPeer(opts);
     });
 
@@ -393,6 +393,7 @@ Data: ${defaultDataDir()} (set P2P_HOME to move it).`,
       "Run the main job on embedded defaults: a tracker on 127.0.0.1, registrations, an upload.",
     )
     .action(async () => {
+      const { runDemo } = await import("./cli/demo.ts");
       await runDemo();
     });
 

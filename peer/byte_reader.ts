@@ -3,7 +3,9 @@
  * read into its own buffer (a byte stream, such as a TCP connection's), the buffer
  * starts small, so idle and hostile connections cost little, is reused for every
  * read (the decoder copies what it keeps), and doubles each time a read fills it, up
- * to a size where one read can hold a whole 1 MiB chunk frame. Other streams (a
+ * to a size where one read can hold a whole 1 MiB chunk frame. With a direct reader,
+ * `readInto()` reads into the caller's memory instead: the rest of a frame, straight
+ * into its buffer (`FrameDecoder.directTarget`), without the copy. Other streams (a
  * `TransformStream`, say) are read as their chunks come.
  *
  * ```ts
@@ -74,6 +76,30 @@ export class ByteReader {
     return result.done ? undefined : value;
   }
 
+  /** Whether `readInto()` can be used: the reader was built with `readInto`. */
+  get direct(): boolean {
+    return this.#readInto !== undefined;
+  }
+
+  /**
+   * Reads straight into `target` (at most its length), for a caller that knows where
+   * the next bytes belong (`FrameDecoder.directTarget`): the count read, or
+   * `undefined` once the stream has ended. Only when `direct`.
+   */
+  async readInto(target: Uint8Array): Promise<number | undefined> {
+    if (!this.#readInto) throw new TypeError("Cannot readInto(): this reader reads a stream");
+    if (this.#cancelled) return undefined;
+    let n: number | null;
+    try {
+      n = await this.#readInto(target);
+    } catch (err) {
+      // A read cut short by cancel() (the connection closed under it) is an end.
+      if (this.#cancelled) return undefined;
+      throw err;
+    }
+    return n === null || this.#cancelled ? undefined : n;
+  }
+
   async #readDirect(
     readInto: (p: Uint8Array) => Promise<number | null>,
     buffer: Uint8Array,
@@ -83,7 +109,6 @@ export class ByteReader {
     try {
       n = await readInto(buffer);
     } catch (err) {
-      // A read cut short by cancel() (the connection closed under it) is an end.
       if (this.#cancelled) return undefined;
       throw err;
     }

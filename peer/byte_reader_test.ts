@@ -86,3 +86,31 @@ Deno.test("ByteReader.cancel() with a direct reader ends a read that the closed 
   assert.equal(await pending, undefined);
   assert.equal(await reader.read(), undefined);
 });
+
+Deno.test("ByteReader.readInto() reads straight into the caller's array, ends at null, and needs a direct reader", async () => {
+  const data = new Uint8Array(1000).map((_, i) => i % 251);
+  let at = 0;
+  const readInto = (p: Uint8Array) => {
+    if (at === data.length) return Promise.resolve(null);
+    const n = Math.min(p.length, 300, data.length - at);
+    p.set(data.subarray(at, at + n));
+    at += n;
+    return Promise.resolve(n);
+  };
+  const reader = new ByteReader(new ReadableStream({ type: "bytes" }), readInto);
+  assert.ok(reader.direct);
+  const target = new Uint8Array(new SharedArrayBuffer(1000));
+  let filled = 0;
+  for (
+    let n = await reader.readInto(target);
+    n !== undefined;
+    n = await reader.readInto(target.subarray(filled))
+  ) {
+    filled += n;
+  }
+  assert.equal(filled, data.length);
+  assert.deepEqual([...target], [...data]);
+  const streamed = new ByteReader(byteStream(10, 10));
+  assert.ok(!streamed.direct);
+  await assert.rejects(() => streamed.readInto(new Uint8Array(4)), TypeError);
+});

@@ -421,14 +421,16 @@ export class PeerConnection {
     );
     try {
       while (this.#closeReason === undefined) {
-        const bytes = await reader.read();
-        if (bytes === undefined) {
+        // A chunk's bytes are read straight into its pooled frame, not copied there.
+        const target = reader.direct ? this.#decoder.directTarget : undefined;
+        const got = target ? await reader.readInto(target) : await reader.read();
+        if (got === undefined) {
           this.#onEnd();
           break;
         }
         let messages: Message[];
         try {
-          messages = this.#decoder.push(bytes);
+          messages = typeof got === "number" ? this.#decoder.filled(got) : this.#decoder.push(got);
         } catch (err) {
           this.#fail(err as Error);
           break;

@@ -320,25 +320,66 @@ export class FrameDecoder {
         else if (this.#frameLength < 0) off = this.#readLength(chunk, off);
         else {
           off = this.#readFrame(chunk, off);
-          if (this.#frameFill === this.#frameLength) {
-            const frame = this.#frame;
-            this.#frame = new Uint8Array(0);
-            this.#budget?.give(this.#held);
-            this.#held = 0;
-            this.#frameFill = 0;
-            this.#frameLength = -1;
-            out.push(parseFrame(frame));
-          }
+          if (this.#frameFill === this.#frameLength) out.push(this.#complete());
         }
       }
     } catch (e) {
-      // Only our own errors can reach here; anything else would be a bug in this file.
-      this.#error = e instanceof ProtocolError
-        ? e
-        : new ProtocolError("internal", `Frame decoder failed: ${String(e)}`, { cause: e });
-      throw this.#error;
+      this.#fail(e);
     }
     return out;
+  }
+
+  /**
+   * Where the rest of the frame being read can be read straight into, saving the
+   * copy `push()` makes: the unfilled part of a frame whose buffer already has its
+   * declared length (a pooled one) and whose fixed fields were checked; `undefined`
+   * otherwise (read elsewhere and `push()`). After reading `n` bytes into it, call
+   * `filled(n)` before anything else.
+   */
+  get directTarget(): Uint8Array | undefined {
+    if (this.#error || this.#frameLength < 0 || this.#frameFill < FIXED_LENGTH) return undefined;
+    if (this.#frame.length < this.#frameLength) return undefined;
+    return this.#frame.subarray(this.#frameFill, this.#frameLength);
+  }
+
+  /**
+   * Counts `n` bytes read into `directTarget` and returns the message they completed,
+   * if they did. Throws `RangeError` for an `n` that does not fit there, and the
+   * errors of `push()` for a bad frame.
+   */
+  filled(n: number): Message[] {
+    if (this.#error) throw this.#error;
+    const target = this.directTarget;
+    if (!target || !Number.isInteger(n) || n < 0 || n > target.length) {
+      throw new RangeError(`Cannot count '${n}' bytes read: ${target?.length ?? 0} were expected`);
+    }
+    this.#frameFill += n;
+    if (this.#frameFill < this.#frameLength) return [];
+    try {
+      return [this.#complete()];
+    } catch (e) {
+      this.#fail(e);
+    }
+  }
+
+  /** Parses the frame just completed and gets ready for the next one. */
+  #complete(): Message {
+    const frame = this.#frame;
+    this.#frame = new Uint8Array(0);
+    this.#budget?.give(this.#held);
+    this.#held = 0;
+    this.#frameFill = 0;
+    this.#frameLength = -1;
+    return parseFrame(frame);
+  }
+
+  /** Spends the decoder on `e` and throws it (as a `ProtocolError`). */
+  #fail(e: unknown): never {
+    // Only our own errors can reach here; anything else would be a bug in this file.
+    this.#error = e instanceof ProtocolError
+      ? e
+      : new ProtocolError("internal", `Frame decoder failed: ${String(e)}`, { cause: e });
+    throw this.#error;
   }
 
   /**

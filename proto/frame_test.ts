@@ -863,3 +863,68 @@ Deno.test("FrameDecoder.release() gives back a partial frame's bytes, and over t
   assert.equal(c.push(frame).length, 1);
   assert.equal(budget.used, 0);
 });
+
+Deno.test("FrameDecoder.directTarget takes the rest of a frame in place, mixed with push(), and decodes the same messages", () => {
+  const pool = new BufferPool(150 * 1024, 8);
+  const bodyArb = fc.integer({ min: 0, max: 200 * 1024 });
+  let direct = 0;
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(bodyArb, fc.nat(255)), { minLength: 1, maxLength: 5 }),
+      fc.array(fc.integer({ min: 1, max: 100_000 }), { minLength: 1, maxLength: 12 }),
+      (specs, reads) => {
+        const messages: MessageInit[] = specs.map(([size, seed], i) => ({
+          type: "CHUNK",
+          requestId: i,
+          header: { payloadId: PAYLOAD_ID, index: i },
+          body: bytes(size, seed),
+        }));
+        const wire = concatBytes(...messages.map(encodeFrame));
+        const decoder = new FrameDecoder({ expectPreamble: false, pool });
+        const got: Message[] = [];
+        // As a connection reads: into the frame where the decoder offers it, else a buffer.
+        for (let at = 0, r = 0; at < wire.length; r++) {
+          const target = decoder.directTarget;
+          const n = Math.min(reads[r % reads.length], wire.length - at, target?.length ?? Infinity);
+          if (target) {
+            target.set(wire.subarray(at, at + n));
+            got.push(...decoder.filled(n));
+            direct += n;
+          } else got.push(...decoder.push(wire.slice(at, at + n)));
+          at += n;
+        }
+        assert.deepEqual(got, messages.map(decoded));
+        assert.equal(decoder.buffered, 0);
+        for (const m of got) pool.release(m.body!);
+      },
+    ),
+    { numRuns: 60 },
+  );
+  assert.ok(direct > 0, "some bytes were read in place");
+});
+
+Deno.test("FrameDecoder.filled() refuses a count that does not fit, and a bad frame read in place spends the decoder", () => {
+  const pool = new BufferPool(150 * 1024, 2);
+  const frame = encodeFrame({
+    type: "CHUNK",
+    requestId: 1,
+    header: { payloadId: PAYLOAD_ID, index: 0 },
+    body: new Uint8Array(100 * 1024),
+  });
+  const decoder = new FrameDecoder({ expectPreamble: false, pool });
+  assert.equal(decoder.directTarget, undefined, "no frame under way");
+  assert.throws(() => decoder.filled(1), RangeError);
+  // The length field and the fixed fields: the header and body may then be read in place.
+  assert.deepEqual(decoder.push(frame.subarray(0, 4 + FIXED_LENGTH)), []);
+  const target = decoder.directTarget!;
+  assert.equal(target.length, frame.length - 4 - FIXED_LENGTH);
+  assert.throws(() => decoder.filled(target.length + 1), RangeError);
+  assert.throws(() => decoder.filled(-1), RangeError);
+  target.set(frame.subarray(4 + FIXED_LENGTH));
+  target[0] = 0x78; // the header's "{" broken
+  assert.deepEqual(decoder.filled(10), []);
+  assert.equal(decoder.directTarget!.length, target.length - 10);
+  assertProtocolError(() => decoder.filled(target.length - 10), "bad_header_json");
+  assert.equal(decoder.directTarget, undefined);
+  assertProtocolError(() => decoder.push(new Uint8Array(1)), "bad_header_json");
+});
