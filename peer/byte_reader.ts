@@ -3,9 +3,9 @@
  * read into its own buffer (a byte stream, such as a TCP connection's), the buffer
  * starts small, so idle and hostile connections cost little, is reused for every
  * read (the decoder copies what it keeps), and doubles each time a read fills it, up
- * to a size where one read can hold a whole 1 MiB chunk frame. With a direct reader,
- * `readInto()` reads into the caller's memory instead: the rest of a frame, straight
- * into its buffer (`FrameDecoder.directTarget`), without the copy. Other streams (a
+ * to a size where one read can hold a whole 1 MiB chunk frame. A direct reader's
+ * buffer stays at 64 KiB: `readInto()` reads the rest of a frame straight into the
+ * frame's own memory (`FrameDecoder.directTarget`), without a copy. Other streams (a
  * `TransformStream`, say) are read as their chunks come.
  *
  * ```ts
@@ -112,12 +112,9 @@ export class ByteReader {
       if (this.#cancelled) return undefined;
       throw err;
     }
-    if (n === null || this.#cancelled) return undefined;
-    // Grows, as the stream path does, when a read filled the buffer.
-    if (n === buffer.length && buffer.length < MAX_READ_BUFFER) {
-      this.#buffer = new Uint8Array(buffer.length * 2);
-    }
-    return buffer.subarray(0, n);
+    // The buffer does not grow: a frame's bulk is read straight into its own buffer
+    // (`readInto()`); a bigger one would take whole chunks of a backlog and copy them.
+    return n === null || this.#cancelled ? undefined : buffer.subarray(0, n);
   }
 
   /**
