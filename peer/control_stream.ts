@@ -105,6 +105,8 @@ export function download(
       }
     };
     const offLog = node.log.follow((r) => {
+      // Every record passes here (a chunk served is one too): the type first, zod after.
+      if (r.type !== "chunk.received") return;
       const rec = DownloadChunkRecord.safeParse(r);
       if (rec.success && rec.data.payloadId === id) {
         flush(node.store.getManifest(id)?.chunks[rec.data.index], rec.data.from);
@@ -183,9 +185,13 @@ export function activityEvents(
   return streamingHeaders(res);
 }
 
+/** Longest wait of a streamed line for the ones after it (`ndjson()`). */
+const LINE_BATCH_MS = 20;
+
 /**
- * A streaming NDJSON answer: `run` sends events, one JSON line each; `signal` aborts
- * when the client goes away. An exception becomes a last `{"type":"error"}` event.
+ * A streaming NDJSON answer: `run` sends events, one JSON line each, batched for at
+ * most 20 ms; `signal` aborts when the client goes away. An exception becomes a last
+ * `{"type":"error"}` event.
  */
 export function ndjson<T>(
   c: Context,
@@ -195,13 +201,28 @@ export function ndjson<T>(
   return streamingHeaders(stream(c, async (s) => {
     const closed = new AbortController();
     s.onAbort(() => closed.abort());
-    // write() hands its bytes on before it awaits, so lines keep their order.
-    const line = (e: T | ErrorEvent) => void s.write(JSON.stringify(e) + "\n");
+    // Lines go out together, at most LINE_BATCH_MS after the first of them (a download
+    // sends one per chunk), and all at the end; write() hands its bytes on before it
+    // awaits, so they keep their order.
+    let lines: string[] = [];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const flush = () => {
+      clearTimeout(timer);
+      timer = undefined;
+      if (lines.length === 0) return;
+      const text = lines.join("");
+      lines = [];
+      void s.write(text);
+    };
+    const line = (e: T | ErrorEvent) => {
+      if (lines.push(JSON.stringify(e) + "\n") === 1) timer = setTimeout(flush, LINE_BATCH_MS);
+    };
     try {
       await run(line, closed.signal);
     } catch (err) {
       line(errorEvent(err));
     }
+    flush();
   }));
 }
 
