@@ -1,6 +1,7 @@
 /**
  * The peer link between real peer processes on loopback addresses: two networks with
- * different keys never exchange a payload, a false identity is refused at the link,
+ * different keys never exchange a payload, a false identity is refused at the link, a
+ * client without the key that sends requests where the proofs belong gets no answer,
  * and a transfer's bytes on the wire hold none of the payload's plaintext (except
  * with `--insecure-plaintext`, which proves the capture sees the bytes).
  */
@@ -12,6 +13,10 @@ import { connectPeer } from "../peer/dial.ts";
 import { formatNetworkKey, newNetworkKey } from "../proto/network_key.ts";
 import { P2pError, UnauthorizedError } from "../proto/errors.ts";
 import { fromBase64Url } from "../proto/ids.ts";
+import { dialLink } from "../peer/link_tls.ts";
+import { encodeFrame, encodePreamble, FrameDecoder } from "../proto/frame.ts";
+import type { MessageInit } from "../proto/messages.ts";
+import { concatBytes } from "../proto/bytes.ts";
 
 const MiB = 1024 * 1024;
 
@@ -255,3 +260,86 @@ Deno.test("a plaintext link is refused when only one end runs with --insecure-pl
   assert.match(String(refused.reason), /--insecure-plaintext/);
   assert.ok(!aLog.records.some((r) => r.type === "conn.open" && r.peerId === b.peerId));
 });
+
+Deno.test("a client without the network key that skips the proofs gets no answer to LOG_REQ, PEERS_REQ, MANIFEST_REQ, GET_CHUNK or PUT_CHUNK", async () => {
+  await using dir = await tempDir();
+  const key = await writeKeyFile(`${dir.path}/net.key`);
+  await using a = await spawnPeer({
+    dataDir: `${dir.path}/a`,
+    host: "127.0.0.2",
+    replicas: 1,
+    args: ["--network-key-file", key],
+  });
+  await using aLog = await followLog(a);
+  const { bytes } = markedPayload(100_000);
+  await Deno.writeFile(`${dir.path}/shared.bin`, bytes);
+  const payloadId = await put(a, `${dir.path}/shared.bin`);
+  const before = await (await fetch(`${a.http}/_p2p/status`, { headers: a.auth })).json();
+  const requests: MessageInit[] = [
+    { type: "LOG_REQ", requestId: 1, header: {} },
+    { type: "PEERS_REQ", requestId: 1, header: {} },
+    { type: "MANIFEST_REQ", requestId: 1, header: { payloadId } },
+    { type: "GET_CHUNK", requestId: 1, header: { payloadId, index: 0 } },
+    {
+      type: "PUT_CHUNK",
+      requestId: 1,
+      header: { payloadId: "ab".repeat(32), index: 0 },
+      body: bytes,
+    },
+  ];
+  let lastId = Math.max(0, ...aLog.records.map((r) => r.id));
+  for (const request of requests) {
+    // TLS as any dialer gets it, then the request where the proofs of the key belong.
+    const tcp = await Deno.connect({ hostname: a.host, port: a.port });
+    const link = await dialLink(tcp);
+    assert.ok("conn" in link, "the link's TLS start");
+    const writer = link.conn.writable.getWriter();
+    await writer.write(concatBytes(encodePreamble(), encodeFrame(request)));
+    const got: string[] = [];
+    const decoder = new FrameDecoder();
+    const reader = link.conn.readable.getReader();
+    // Until the peer ends the connection (a reset or a TLS stream cut short is an end too).
+    for (let r = await readOrEnd(reader); r; r = await readOrEnd(reader)) {
+      for (const m of decoder.push(r)) {
+        got.push(m.type === "ERROR" ? `ERROR ${m.header.code}` : m.type);
+      }
+    }
+    try {
+      link.conn.close();
+    } catch { /* closed already, with its stream */ }
+    // What a keyless client sees: the peer's nonce and a refusal, then the end.
+    assert.ok(
+      got.every((t) => t === "AUTH_NONCE" || t.startsWith("ERROR")),
+      `${request.type} got ${got.join(", ")}`,
+    );
+    // A frame over the 64 KiB allowed before the proofs (the 100 kB PUT_CHUNK) ends the
+    // connection at its length field; the others are answered with an ERROR first.
+    if (request.type !== "PUT_CHUNK") {
+      assert.ok(got.some((t) => t.startsWith("ERROR")), `${request.type} got ${got.join(", ")}`);
+    }
+    const refusal = await aLog.waitFor(
+      (r) => r.type === "conn.error" && r.id > lastId,
+      `the refusal of ${request.type}`,
+    );
+    lastId = refusal.id;
+    if (request.type !== "PUT_CHUNK") {
+      assert.match(String(refusal.reason), new RegExp(request.type));
+    }
+  }
+  assert.ok(!aLog.records.some((r) => r.type === "conn.open"), "no link opened");
+  assert.ok(!aLog.records.some((r) => String(r.type).startsWith("chunk.")), "no chunk moved");
+  const after = await (await fetch(`${a.http}/_p2p/status`, { headers: a.auth })).json();
+  assert.deepEqual(after.store, before.store, "the store is as it was");
+});
+
+/** The next bytes, or undefined at the end (a reset or a TLS stream cut short counts as the end). */
+async function readOrEnd(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+): Promise<Uint8Array | undefined> {
+  try {
+    const { value, done } = await reader.read();
+    return done ? undefined : value;
+  } catch {
+    return undefined;
+  }
+}
