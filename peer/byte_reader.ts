@@ -59,7 +59,7 @@ export class ByteReader {
    * until the next `read()` (its memory is read into again): copy what must be kept.
    */
   async read(): Promise<Uint8Array | undefined> {
-    if (this.#readInto) return await this.#readDirect(this.#readInto, this.#buffer!);
+    if (this.#readInto) return await this.#readDirect(this.#buffer!);
     if (!this.#buffer) {
       const result = await (this.#reader as ReadableStreamDefaultReader<Uint8Array>).read();
       return result.done ? undefined : result.value;
@@ -100,21 +100,11 @@ export class ByteReader {
     return n === null || this.#cancelled ? undefined : n;
   }
 
-  async #readDirect(
-    readInto: (p: Uint8Array) => Promise<number | null>,
-    buffer: Uint8Array,
-  ): Promise<Uint8Array | undefined> {
-    if (this.#cancelled) return undefined;
-    let n: number | null;
-    try {
-      n = await readInto(buffer);
-    } catch (err) {
-      if (this.#cancelled) return undefined;
-      throw err;
-    }
+  async #readDirect(buffer: Uint8Array): Promise<Uint8Array | undefined> {
     // The buffer does not grow: a frame's bulk is read straight into its own buffer
     // (`readInto()`); a bigger one would take whole chunks of a backlog and copy them.
-    return n === null || this.#cancelled ? undefined : buffer.subarray(0, n);
+    const n = await this.readInto(buffer);
+    return n === undefined ? undefined : buffer.subarray(0, n);
   }
 
   /**

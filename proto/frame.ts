@@ -349,9 +349,12 @@ export class FrameDecoder {
    */
   filled(n: number): Message[] {
     if (this.#error) throw this.#error;
-    const target = this.directTarget;
-    if (!target || !Number.isInteger(n) || n < 0 || n > target.length) {
-      throw new RangeError(`Cannot count '${n}' bytes read: ${target?.length ?? 0} were expected`);
+    // What directTarget offered, without making the view again (this runs per read).
+    const open = this.#frameLength >= 0 && this.#frameFill >= FIXED_LENGTH &&
+      this.#frame.length >= this.#frameLength;
+    const left = open ? this.#frameLength - this.#frameFill : 0;
+    if (!Number.isInteger(n) || n < 0 || n > left || (!open && n === 0)) {
+      throw new RangeError(`Cannot count '${n}' bytes read: ${left} were expected`);
     }
     this.#frameFill += n;
     if (this.#frameFill < this.#frameLength) return [];
