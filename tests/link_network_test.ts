@@ -294,7 +294,8 @@ Deno.test("a client without the network key that skips the proofs gets no answer
     const link = await dialLink(tcp);
     assert.ok("conn" in link, "the link's TLS start");
     const writer = link.conn.writable.getWriter();
-    await writer.write(concatBytes(encodePreamble(), encodeFrame(request)));
+    // The peer may close before it has read all of it (the PUT_CHUNK): a broken pipe.
+    await writer.write(concatBytes(encodePreamble(), encodeFrame(request))).catch(() => {});
     const got: string[] = [];
     const decoder = new FrameDecoder();
     const reader = link.conn.readable.getReader();
