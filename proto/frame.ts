@@ -337,9 +337,15 @@ export class FrameDecoder {
    * `filled(n)` before anything else.
    */
   get directTarget(): Uint8Array | undefined {
-    if (this.#error || this.#frameLength < 0 || this.#frameFill < FIXED_LENGTH) return undefined;
-    if (this.#frame.length < this.#frameLength) return undefined;
+    if (this.#inPlaceLeft() < 0) return undefined;
     return this.#frame.subarray(this.#frameFill, this.#frameLength);
+  }
+
+  /** Bytes of the frame under way that may be read in place; -1 when none may. */
+  #inPlaceLeft(): number {
+    if (this.#error || this.#frameLength < 0 || this.#frameFill < FIXED_LENGTH) return -1;
+    if (this.#frame.length < this.#frameLength) return -1;
+    return this.#frameLength - this.#frameFill;
   }
 
   /**
@@ -350,11 +356,9 @@ export class FrameDecoder {
   filled(n: number): Message[] {
     if (this.#error) throw this.#error;
     // What directTarget offered, without making the view again (this runs per read).
-    const open = this.#frameLength >= 0 && this.#frameFill >= FIXED_LENGTH &&
-      this.#frame.length >= this.#frameLength;
-    const left = open ? this.#frameLength - this.#frameFill : 0;
-    if (!Number.isInteger(n) || n < 0 || n > left || (!open && n === 0)) {
-      throw new RangeError(`Cannot count '${n}' bytes read: ${left} were expected`);
+    const left = this.#inPlaceLeft();
+    if (!Number.isInteger(n) || n < 0 || n > left) {
+      throw new RangeError(`Cannot count '${n}' bytes read: ${Math.max(left, 0)} were expected`);
     }
     this.#frameFill += n;
     if (this.#frameFill < this.#frameLength) return [];
