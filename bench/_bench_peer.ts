@@ -46,6 +46,12 @@ export interface BenchPeer extends AsyncDisposable {
   stop(): Promise<Deno.CommandStatus>;
 }
 
+/**
+ * What makes a peer's links plaintext (`--insecure-plaintext`, loopback only): the
+ * reference for what encryption costs.
+ */
+export const PLAINTEXT_ARGS: readonly string[] = ["--insecure-plaintext"];
+
 /** Starts `main.ts peer` (ports 0, no replicas) with the test suite's `spawnPeer()`. */
 export async function spawnBenchPeer(opts: BenchPeerOptions): Promise<BenchPeer> {
   const p = await spawnTestPeer({

@@ -59,6 +59,7 @@ import {
 import {
   type BenchPeer,
   clearPeakRss,
+  PLAINTEXT_ARGS,
   type PutDone,
   putPayload,
   sha256File,
@@ -89,8 +90,7 @@ const TARGET_RSS_GROWTH_MIB = 64;
 const TARGET_SOURCE_CPU = 0.5;
 /** Encrypted download rate from 3 sources over the plaintext one, at least. */
 const TARGET_TLS_RATIO = 0.8;
-/** What makes a peer's links plaintext (loopback only): the reference for encryption's cost. */
-const PLAINTEXT = ["--insecure-plaintext"];
+const PLAINTEXT = [...PLAINTEXT_ARGS];
 
 /** The `peer_download` benchmark. */
 export const peerDownload: Benchmark = {

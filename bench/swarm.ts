@@ -9,7 +9,10 @@
  * 16-leecher time over one aria2c leecher alone (what flatness BitTorrent reaches on
  * this machine). Also the seeder's CPU-seconds per GiB it served, and in the notes
  * how far apart the downloaders finished and the CPU they used together (on 2 cores,
- * 16 downloaders' CPU per GiB bounds the swarm's time).
+ * 16 downloaders' CPU per GiB bounds the swarm's time). The same swarm then runs again
+ * with plaintext links (`--insecure-plaintext` on every peer) and is compared with
+ * aria2c too, without a target: aria2c does not encrypt, and that row shows what TLS
+ * costs the swarm in the same run.
  *
  * The downloaders are started one after the other, each given the seeder and every
  * downloader before it as `--peer` seeds, and are all linked (each lists the seeder
@@ -36,6 +39,7 @@ import {
 } from "./_bench.ts";
 import {
   type BenchPeer,
+  PLAINTEXT_ARGS,
   pseudoRandomStream,
   type PutDone,
   putPayload,
@@ -114,17 +118,37 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     const alone = await downloadAlone(ctx, dir, seeder, put);
     const all = await downloadTogether(ctx, dir, seeder, put, n);
     await seeder.stop();
+    // The same swarm with plaintext links, from the same seeder's data.
+    await using plainSeeder = await spawnBenchPeer({
+      host: SEEDER_HOST,
+      name: "seeder-plaintext",
+      dataDir: `${dir}/seeder`,
+      seeds: [],
+      signal: ctx.signal,
+      args: [...PLAINTEXT_ARGS],
+    });
+    const plain = await downloadTogether(ctx, dir, plainSeeder, put, n, [...PLAINTEXT_ARGS]);
+    await plainSeeder.stop();
     const figures = p2pFigures(label, alone, all, bytes, n);
-    notes.push(
-      `${label}: downloaders finished between ${all.first.toFixed(2)} and ${
-        all.last.toFixed(2)
-      } s; chunks from the seeder ${all.fromSeeder} of ${all.chunks}; CPU over the swarm: ` +
-        `seeder ${all.seederCpu?.toFixed(2) ?? "?"} s, downloaders together ${
-          all.downloadersCpu?.toFixed(2) ?? "?"
-        } s`,
-    );
+    figures.push({
+      name: `${label}, plaintext links: all done`,
+      value: rate(n * bytes, plain.last),
+      unit: "MiB/s",
+      note: `${plain.last.toFixed(2)} s until the last of ${n} held the payload, ` +
+        `every peer with --insecure-plaintext; ${all.last.toFixed(2)} s over TLS`,
+    });
+    for (const [what, t] of [["", all], [", plaintext links", plain]] as const) {
+      notes.push(
+        `${label}${what}: downloaders finished between ${t.first.toFixed(2)} and ${
+          t.last.toFixed(2)
+        } s; chunks from the seeder ${t.fromSeeder} of ${t.chunks}; CPU over the swarm: ` +
+          `seeder ${t.seederCpu?.toFixed(2) ?? "?"} s, downloaders together ${
+            t.downloadersCpu?.toFixed(2) ?? "?"
+          } s`,
+      );
+    }
 
-    const bt = await bittorrentPart(ctx, label, put, n, all.last);
+    const bt = await bittorrentPart(ctx, label, put, n, { tls: all.last, plain: plain.last });
     figures.push(...bt.figures);
     notes.push(...bt.notes);
     return { figures, notes };
@@ -142,7 +166,7 @@ async function bittorrentPart(
   label: string,
   put: PutDone,
   n: number,
-  p2pLast: number,
+  p2pLast: { tls: number; plain: number },
 ): Promise<{ figures: Figure[]; notes: string[] }> {
   const figures: Figure[] = [];
   const notes: string[] = [];
@@ -244,24 +268,31 @@ async function downloadTogether(
   seeder: BenchPeer,
   put: PutDone,
   n: number,
+  args: string[] = [],
 ): Promise<Together> {
   const peers: BenchPeer[] = [];
+  const dataDir = (i: number) => `${dir}/downloader-${i}`;
   try {
     for (let i = 0; i < n; i++) {
       peers.push(
         await spawnBenchPeer({
           host: downloaderHost(i),
           name: `downloader-${i}`,
-          dataDir: `${dir}/downloader-${i}`,
+          dataDir: dataDir(i),
           seeds: [seeder, ...peers],
           signal: ctx.signal,
+          args,
         }),
       );
     }
     await Promise.all(
       peers.map((d) => waitForPeers(d, [seeder, ...peers.filter((p) => p !== d)], ctx.signal)),
     );
-    ctx.log(`${n} downloaders started and linked; downloading`);
+    ctx.log(
+      `${n} downloaders started and linked${
+        args.length ? ` (${args.join(" ")})` : ""
+      }; downloading`,
+    );
     const signal = phaseSignal(ctx.signal, n * put.size);
     await settlePages(ctx.signal);
     const cpu0 = await cpuOf([seeder, ...peers]);
@@ -287,6 +318,10 @@ async function downloadTogether(
     };
   } finally {
     await Promise.all(peers.map((p) => p.stop()));
+    // The next swarm (or aria2c) starts from empty disks.
+    await Promise.all(
+      peers.map((_, i) => Deno.remove(dataDir(i), { recursive: true }).catch(() => {})),
+    );
   }
 }
 
@@ -386,7 +421,7 @@ function cpuBoundFigure(label: string, alone: number, all: Together): Figure {
 function bittorrentFigures(
   label: string,
   bt: { alone: number; all: number },
-  p2p: number,
+  p2p: { tls: number; plain: number },
   bytes: number,
   n: number,
 ): Figure[] {
@@ -408,12 +443,21 @@ function bittorrentFigures(
     },
     {
       name: `${label}: p2p vs aria2c BitTorrent`,
-      value: bt.all / p2p,
+      value: bt.all / p2p.tls,
       unit: "x",
-      note: `aria2c ${bt.all.toFixed(2)} s / p2p ${p2p.toFixed(2)} s, all done`,
+      note: `aria2c ${bt.all.toFixed(2)} s / p2p ${p2p.tls.toFixed(2)} s, all done`,
       target: { min: TARGET_VS_BITTORRENT },
       reference: `aria2c over BitTorrent, 1 seeder and ${n} leechers, opentracker`,
       scenario: `p2p swarm, ${label}`,
+    },
+    {
+      name: `${label}, plaintext links: p2p vs aria2c BitTorrent`,
+      value: bt.all / p2p.plain,
+      unit: "x",
+      note: `aria2c ${bt.all.toFixed(2)} s / p2p ${p2p.plain.toFixed(2)} s with ` +
+        `--insecure-plaintext links, all done: the comparison without TLS (aria2c does not encrypt)`,
+      reference: `aria2c over BitTorrent, 1 seeder and ${n} leechers, opentracker`,
+      scenario: `p2p swarm with plaintext links, ${label}`,
     },
   ];
 }

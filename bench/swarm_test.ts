@@ -19,6 +19,8 @@ Deno.test("swarm.run() at 2 MiB and 2 downloaders gives its ratios with targets"
     const flat = byName.get("2 MiB, 1 seeder, 2 downloaders: all done / one alone");
     assert.deepEqual(flat?.target, { max: 2 });
     assert.ok(flat.value! > 0 && flat.reference);
+    const plain = byName.get("2 MiB, 1 seeder, 2 downloaders, plaintext links: all done");
+    assert.ok(plain?.value! > 0 && plain?.unit === "MiB/s");
     const bt = byName.get("2 MiB, 1 seeder, 2 downloaders: p2p vs aria2c BitTorrent");
     if (missing) {
       console.log(`no BitTorrent rows checked: ${tools.join(", ")} needed on PATH`);
@@ -26,6 +28,11 @@ Deno.test("swarm.run() at 2 MiB and 2 downloaders gives its ratios with targets"
     } else {
       assert.deepEqual(bt?.target, { min: 1 });
       assert.ok(bt.value! > 0);
+      const btPlain = byName.get(
+        "2 MiB, 1 seeder, 2 downloaders, plaintext links: p2p vs aria2c BitTorrent",
+      );
+      assert.equal(btPlain?.target, undefined);
+      assert.ok(btPlain?.value! > 0);
     }
   } finally {
     Deno.env.delete("P2P_BENCH_MIB");
