@@ -50,7 +50,7 @@ export interface BenchPeer extends AsyncDisposable {
  * What makes a peer's links plaintext (`--insecure-plaintext`, loopback only): the
  * reference for what encryption costs.
  */
-export const PLAINTEXT_ARGS: readonly string[] = ["--insecure-plaintext"];
+export const PLAINTEXT_ARGS = ["--insecure-plaintext"];
 
 /** Starts `main.ts peer` (ports 0, no replicas) with the test suite's `spawnPeer()`. */
 export async function spawnBenchPeer(opts: BenchPeerOptions): Promise<BenchPeer> {

@@ -90,7 +90,6 @@ const TARGET_RSS_GROWTH_MIB = 64;
 const TARGET_SOURCE_CPU = 0.5;
 /** Encrypted download rate from 3 sources over the plaintext one, at least. */
 const TARGET_TLS_RATIO = 0.8;
-const PLAINTEXT = [...PLAINTEXT_ARGS];
 
 /** The `peer_download` benchmark. */
 export const peerDownload: Benchmark = {
@@ -243,22 +242,22 @@ async function measureSize(
     }
   };
   const encrypted = await pairedRun([], `${label} (pair 1)`);
-  await using p1 = await spawn(SOURCE_HOSTS[0], "source-1", [], PLAINTEXT);
-  await using p2 = await spawn(SOURCE_HOSTS[1], "source-2", [p1], PLAINTEXT);
-  await using p3 = await spawn(SOURCE_HOSTS[2], "source-3", [p1], PLAINTEXT);
+  await using p1 = await spawn(SOURCE_HOSTS[0], "source-1", [], PLAINTEXT_ARGS);
+  await using p2 = await spawn(SOURCE_HOSTS[1], "source-2", [p1], PLAINTEXT_ARGS);
+  await using p3 = await spawn(SOURCE_HOSTS[2], "source-3", [p1], PLAINTEXT_ARGS);
   await Promise.all([waitForPeers(p2, [p1], ctx.signal), waitForPeers(p3, [p1], ctx.signal)]);
-  const plain = await downloadRun(ctx, dir, label, put, [p1, p2, p3], PLAINTEXT);
+  const plain = await downloadRun(ctx, dir, label, put, [p1, p2, p3], PLAINTEXT_ARGS);
   figures.push(...plain.figures);
   notes.push(...plain.notes);
   // The same command where the link is not the bound: what the write path reaches.
   const plainFile = await getToFile(ctx, dir, label, put, [p1, p2, p3], DOWNLOADER_HOST, {
-    args: PLAINTEXT,
+    args: PLAINTEXT_ARGS,
   });
   figures.push(...plainFile.figures);
   notes.push(...plainFile.notes);
   // The second pair, plaintext first.
   await Promise.all([p1.stop(), p2.stop(), p3.stop()]);
-  const plainAgain = await pairedRun(PLAINTEXT, `${label} (pair 2)`);
+  const plainAgain = await pairedRun(PLAINTEXT_ARGS, `${label} (pair 2)`);
   const encryptedAgain = await pairedRun([], `${label} (pair 2)`);
   const pairs: [Measured, Measured][] = [[encrypted, plain], [encryptedAgain, plainAgain]];
   const ratios = pairs.flatMap(([tls, plaintext]) =>

@@ -125,9 +125,9 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
       dataDir: `${dir}/seeder`,
       seeds: [],
       signal: ctx.signal,
-      args: [...PLAINTEXT_ARGS],
+      args: PLAINTEXT_ARGS,
     });
-    const plain = await downloadTogether(ctx, dir, plainSeeder, put, n, [...PLAINTEXT_ARGS]);
+    const plain = await downloadTogether(ctx, dir, plainSeeder, put, n, PLAINTEXT_ARGS);
     await plainSeeder.stop();
     const figures = p2pFigures(label, alone, all, bytes, n);
     figures.push({
