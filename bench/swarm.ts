@@ -105,13 +105,17 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
         } GiB`,
       );
     }
-    await using seeder = await spawnBenchPeer({
-      host: SEEDER_HOST,
-      name: "seeder",
-      dataDir: `${dir}/seeder`,
-      seeds: [],
-      signal: ctx.signal,
-    });
+    // The seeder, on its own data dir: restarted with plaintext links for the second swarm.
+    const startSeeder = (name: string, args: string[] = []) =>
+      spawnBenchPeer({
+        host: SEEDER_HOST,
+        name,
+        dataDir: `${dir}/seeder`,
+        seeds: [],
+        signal: ctx.signal,
+        args,
+      });
+    await using seeder = await startSeeder("seeder");
     const put = await putPayload(seeder, bytes, label, phaseSignal(ctx.signal, bytes));
     ctx.log(`${label}: payload put into the seeder in ${put.seconds.toFixed(2)} s`);
 
@@ -119,14 +123,7 @@ async function run(ctx: BenchContext): Promise<BenchOutput> {
     const all = await downloadTogether(ctx, dir, seeder, put, n);
     await seeder.stop();
     // The same swarm with plaintext links, from the same seeder's data.
-    await using plainSeeder = await spawnBenchPeer({
-      host: SEEDER_HOST,
-      name: "seeder-plaintext",
-      dataDir: `${dir}/seeder`,
-      seeds: [],
-      signal: ctx.signal,
-      args: PLAINTEXT_ARGS,
-    });
+    await using plainSeeder = await startSeeder("seeder-plaintext", PLAINTEXT_ARGS);
     const plain = await downloadTogether(ctx, dir, plainSeeder, put, n, PLAINTEXT_ARGS);
     await plainSeeder.stop();
     const figures = p2pFigures(label, alone, all, bytes, n);
