@@ -17,7 +17,7 @@ endif
 PERMS := --allow-net --allow-read --allow-write --allow-env --allow-sys --allow-run
 TEST_FLAGS := -A --parallel
 # Assets and worker modules (loaded by URL, so deno compile does not find them alone).
-INCLUDES := $(foreach d,$(wildcard peer/app/static),--include $(d)) --include lib/chunk_threads_worker.ts
+INCLUDES := $(foreach d,$(wildcard peer/app/static),--include $(d))
 export DENO_NO_UPDATE_CHECK := 1
 
 .PHONY: all deno check fmt test demo build bench clean

@@ -6,7 +6,6 @@
  *
  * @module
  */
-import type { ChunkThreads } from "../lib/chunk_threads.ts";
 import { IntegrityError, P2pError } from "../proto/errors.ts";
 import { bitfieldLength, hasBit } from "../proto/bitfield.ts";
 import { chunkLength, type Manifest } from "../proto/manifest.ts";
@@ -42,8 +41,6 @@ export interface LinkHost {
   /** Whether `e` is still the store's entry of its payload. */
   current(e: LinkEntry): boolean;
   warn(message: string): void;
-  /** Where linked files' writes of shared memory run. */
-  threads?: Pick<ChunkThreads, "writeAt">;
 }
 
 /** Linked downloads under way and checked reads of linked files, for one store. */
@@ -85,7 +82,6 @@ export class StoreLinks {
     const bits = new Uint8Array(bitfieldLength(n));
     const link = new LinkedFile(pending.path, bits, e.manifest.chunkSize, {
       file: pending.file,
-      threads: this.#host.threads,
     });
     try {
       await pending.file.truncate(e.manifest.size);

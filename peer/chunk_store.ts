@@ -18,8 +18,9 @@
  * process has not verified it itself (on arrival or import). A chunk found short,
  * missing or corrupt stops being held, so it can be fetched again. A store of the
  * earlier layout (`chunks/<hh>/<sha256>`) is moved into payload files when opened.
- * Files are not fsynced (that would cost more than the network at 1 GiB/s). Chunks that
- * arrive in shared memory are hashed and written on a worker (`lib/chunk_threads.ts`).
+ * Files are not fsynced (that would cost more than the network at 1 GiB/s). A chunk is
+ * hashed and written on the thread that received it, while it is still in that core's
+ * cache (see `lib/file_io.ts` for why not on a worker).
  *
  * **Linked files** (`linked_files.ts`, `_store_links.ts`): a payload's chunks may live in
  * an owner's file (a local `get -o` destination, a local `put`) instead of its payload file.
@@ -47,7 +48,6 @@ import {
 import { migrateChunkFiles, PayloadFiles, type PayloadFilesOptions } from "./payload_files.ts";
 import { type LinkedFile, LocalFileSource } from "./linked_files.ts";
 import { StoreLinks } from "./_store_links.ts";
-import { ChunkThreads } from "../lib/chunk_threads.ts";
 import {
   describe,
   manifestFileBytes,
@@ -111,7 +111,6 @@ export class ChunkStore {
   readonly #links: StoreLinks;
   /** Chunk hashes this process verified (on arrival or import): not hashed on export. */
   readonly #verified = new Set<string>();
-  readonly #threads = new ChunkThreads();
   #seq = 0;
   #closed = false;
 
@@ -119,7 +118,7 @@ export class ChunkStore {
     this.dir = dir;
     this.#warn = opts.warn ?? ((m) => console.warn(m));
     const { maxBytes, disk } = opts;
-    this.#files = new PayloadFiles(dir, { maxBytes, disk, threads: this.#threads });
+    this.#files = new PayloadFiles(dir, { maxBytes, disk });
     this.#links = new StoreLinks({
       hold: (e, i) => this.#hold(e as Entry, i),
       unhold: (e, i) => this.#unhold(e as Entry, i),
@@ -131,7 +130,6 @@ export class ChunkStore {
       },
       current: (e) => this.#payloads.get(e.payloadId) === e,
       warn: (m) => this.#warn(m),
-      threads: this.#threads,
     });
   }
 
@@ -279,7 +277,7 @@ export class ChunkStore {
   async writeChunk(payloadId: string, index: number, bytes: Uint8Array): Promise<boolean> {
     this.#assertOpen("write chunk");
     const e = this.#entry(payloadId, "write chunk");
-    await verifyChunk(e.manifest, index, bytes, (b) => this.#threads.sha256Hex(b));
+    await verifyChunk(e.manifest, index, bytes);
     if (e.link?.writing) {
       if (e.link.has(index)) return false;
       await e.link.write(index, bytes);
@@ -418,13 +416,12 @@ export class ChunkStore {
 
   /**
    * Closes the store: later `addManifest()`, `writeChunk()` and `importStream()` calls
-   * throw, listeners are dropped, the chunk threads stop (a write under way there
-   * fails). Reads keep working. Idempotent; files are opened and closed within a call.
+   * throw and listeners are dropped. Reads keep working. Idempotent; files are opened
+   * and closed within a call.
    */
   close(): void {
     this.#closed = true;
     this.#listeners.clear();
-    this.#threads.close();
   }
 
   #assertOpen(what: string): void {

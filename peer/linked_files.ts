@@ -31,8 +31,7 @@
 import { IntegrityError, InvalidInputError, P2pError } from "../proto/errors.ts";
 import { sha256Hex } from "../proto/manifest.ts";
 import { hasBit, setBit } from "../proto/bitfield.ts";
-import { readAtSync } from "../lib/file_io.ts";
-import { type ChunkThreads, inPlace } from "../lib/chunk_threads.ts";
+import { readAtSync, writeAtSync } from "../lib/file_io.ts";
 
 /** Suffix of the file a download is written to before it gets its name. */
 export const PARTIAL_SUFFIX = ".p2p-partial";
@@ -163,21 +162,18 @@ export class LinkedFile {
   #file: Deno.FsFile | undefined;
   /** The writes so far, one after the other. */
   #queue: Promise<void> = Promise.resolve();
-  /** Where writes of shared memory run (default: the calling thread). */
-  readonly #threads: Pick<ChunkThreads, "writeAt">;
 
   constructor(
     path: string,
     bits: Uint8Array,
     chunkSize: number,
-    opts: { record?: LinkRecord; file?: Deno.FsFile; threads?: Pick<ChunkThreads, "writeAt"> },
+    opts: { record?: LinkRecord; file?: Deno.FsFile },
   ) {
     this.path = path;
     this.bits = bits;
     this.#chunkSize = chunkSize;
     this.#record = opts.record;
     this.#file = opts.file;
-    this.#threads = opts.threads ?? inPlace;
   }
 
   /** What is recorded in the manifest, once the file is published. */
@@ -205,8 +201,8 @@ export class LinkedFile {
     const file = this.#file;
     if (!file) return Promise.reject(new Error(`Cannot write '${this.path}': it is closed`));
     const offset = index * this.#chunkSize;
-    const op = this.#queue.then(async () => {
-      await this.#threads.writeAt(this.path, file, offset, bytes);
+    const op = this.#queue.then(() => {
+      writeAtSync(file, offset, bytes);
       this.set(index, true);
     });
     this.#queue = op.catch(() => undefined);

@@ -33,7 +33,6 @@
 import { statfsSync } from "node:fs";
 import { TooLargeError } from "../proto/errors.ts";
 import type { BufferPool } from "../proto/bytes.ts";
-import { type ChunkThreads, inPlace } from "../lib/chunk_threads.ts";
 import { bitfieldLength, hasBit, setBit } from "../proto/bitfield.ts";
 import { chunkLength, type Manifest } from "../proto/manifest.ts";
 import { readAtSync, writeAtSync, writeInPieces } from "../lib/file_io.ts";
@@ -63,8 +62,6 @@ export interface PayloadFilesOptions {
   disk?: (dir: string) => DiskSpace;
   /** The clock that times disk readings, in ms (default: `Date.now`). */
   now?: () => number;
-  /** Where chunk writes of shared memory run (default: the calling thread). */
-  threads?: Pick<ChunkThreads, "writeAt">;
 }
 
 /** One payload's file: its shape, which chunks it holds, and the writes under way. */
@@ -116,7 +113,6 @@ export class PayloadFiles {
   readonly #maxBytes: number | undefined;
   readonly #disk: (dir: string) => DiskSpace;
   readonly #now: () => number;
-  readonly #threads: Pick<ChunkThreads, "writeAt">;
   /** The last reading of the disk, and the bytes held (or being written) then. */
   #diskRead: { at: number; space: DiskSpace; used: number } | undefined;
   /** Bytes of the chunks held. */
@@ -135,7 +131,6 @@ export class PayloadFiles {
     this.#maxBytes = opts.maxBytes;
     this.#disk = opts.disk ?? diskSpace;
     this.#now = opts.now ?? Date.now;
-    this.#threads = opts.threads ?? inPlace;
   }
 
   /** Creates `data/` and `tmp/` and empties `tmp/`. */
@@ -258,7 +253,7 @@ export class PayloadFiles {
       }));
       const path = this.path(payloadId);
       using file = await Deno.open(path, { write: true });
-      await this.#threads.writeAt(path, file, index * s.chunkSize, bytes);
+      writeAtSync(file, index * s.chunkSize, bytes);
       if (s.removed) return false;
       setBit(s.bits, index, true);
       s.bytes += bytes.length;

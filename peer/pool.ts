@@ -42,10 +42,8 @@ export class ConnectionPool {
    * Buffers that chunk answers on outbound connections are read into, given back
    * (`release()`) by the downloader once each chunk is stored: a download then holds a
    * steady set of buffers instead of leaving one for the garbage collector per chunk.
-   * Shared memory, so the store hashes and writes each chunk on a worker thread
-   * (`lib/chunk_threads.ts`) while this thread reads the links.
    */
-  readonly #frames = new BufferPool(FIXED_LENGTH + MAX_HEADER + CHUNK_SIZE, 16, { shared: true });
+  readonly #frames = new BufferPool(FIXED_LENGTH + MAX_HEADER + CHUNK_SIZE, 16);
 
   constructor(deps: PoolDeps) {
     this.#deps = deps;

@@ -30,22 +30,17 @@ export function concatBytes(...parts: Uint8Array[]): Uint8Array {
  * const frame = pool.take(1000);   // a view of the first 1000 bytes of a pooled buffer
  * pool.release(frame.subarray(7)); // any view of it gives the buffer back, once
  * ```
- *
- * With `shared`, the buffers are `SharedArrayBuffer`s, whose views a worker thread can
- * read without a copy (`lib/chunk_threads.ts`).
  */
 export class BufferPool {
   /** Bytes of every buffer; `take()` serves lengths up to this. */
   readonly size: number;
   /** Released buffers kept for reuse at most; more are left to the collector. */
   readonly maxIdle: number;
-  /** Whether the buffers are shared memory. */
-  readonly shared: boolean;
   readonly #idle: ArrayBufferLike[] = [];
   readonly #lent = new WeakSet<ArrayBufferLike>();
 
   /** Throws `RangeError` for a size or maxIdle that is not a positive integer. */
-  constructor(size: number, maxIdle = 16, opts: { shared?: boolean } = {}) {
+  constructor(size: number, maxIdle = 16) {
     for (const [name, v] of [["size", size], ["maxIdle", maxIdle]] as const) {
       if (!Number.isInteger(v) || v < 1) {
         throw new RangeError(`Cannot create BufferPool: ${name} '${v}' is not a positive integer`);
@@ -53,7 +48,6 @@ export class BufferPool {
     }
     this.size = size;
     this.maxIdle = maxIdle;
-    this.shared = opts.shared ?? false;
   }
 
   /** Buffers waiting to be taken again. */
@@ -72,8 +66,7 @@ export class BufferPool {
         `Cannot take '${length}' bytes from a pool of '${this.size}'-byte buffers`,
       );
     }
-    const buf = this.#idle.pop() ??
-      (this.shared ? new SharedArrayBuffer(this.size) : new ArrayBuffer(this.size));
+    const buf = this.#idle.pop() ?? new ArrayBuffer(this.size);
     this.#lent.add(buf);
     return new Uint8Array(buf, 0, length);
   }

@@ -25,16 +25,6 @@ Deno.test("BufferPool reuses a released buffer, through any view of it", () => {
   assert.deepEqual([...b.subarray(0, 10)], Array(10).fill(7));
 });
 
-Deno.test("BufferPool with shared: true lends views of SharedArrayBuffers and takes them back", () => {
-  const pool = new BufferPool(64, 4, { shared: true });
-  const a = pool.take(10);
-  assert.ok(a.buffer instanceof SharedArrayBuffer);
-  assert.equal(a.length, 10);
-  assert.equal(pool.release(a.subarray(3)), true);
-  assert.equal(pool.take(20).buffer, a.buffer);
-  assert.equal(new BufferPool(64).take(1).buffer instanceof ArrayBuffer, true);
-});
-
 Deno.test("BufferPool.release() ignores foreign arrays and a second release", () => {
   const pool = new BufferPool(64);
   assert.equal(pool.release(new Uint8Array(64)), false);
