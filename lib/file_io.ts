@@ -28,6 +28,12 @@
  * CPU-s with `await read()`; a read that misses the cache waits for the disk, as
  * nginx's and aria2c's do.
  *
+ * The file of a chunk is opened the same way, with `Deno.openSync()`: an `await
+ * Deno.open()` hands the call to a blocking thread and wakes the event loop when it is
+ * done, two thread switches per chunk. Measured 2026-12-04, a swarm of 1 seeder and 16
+ * downloaders over TLS on 2 cores (256 MiB): 14.9-15.3 s and 26.6-26.9 downloader
+ * CPU-s with async opens, 13.3-13.8 s and 23.7-23.9 CPU-s with synchronous ones.
+ *
  * ```ts
  * import { readAtSync, writeAtSync, writeInPieces } from "./file_io.ts";
  *

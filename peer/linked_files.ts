@@ -235,8 +235,8 @@ export class LinkedFile {
     const buf = new Uint8Array(length);
     let fill = 0;
     try {
-      using file = await Deno.open(this.path);
-      const st = await file.stat();
+      using file = Deno.openSync(this.path);
+      const st = file.statSync();
       const rec = this.#record;
       if (rec && (st.size !== rec.size || (st.mtime?.getTime() ?? 0) !== rec.mtimeMs)) {
         throw changed(this.path, "changed since it was linked");

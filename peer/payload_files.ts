@@ -252,7 +252,7 @@ export class PayloadFiles {
         throw err;
       }));
       const path = this.path(payloadId);
-      using file = await Deno.open(path, { write: true });
+      using file = Deno.openSync(path, { write: true });
       writeAtSync(file, index * s.chunkSize, bytes);
       if (s.removed) return false;
       setBit(s.bits, index, true);
@@ -281,7 +281,7 @@ export class PayloadFiles {
     pool?: BufferPool,
   ): Promise<Uint8Array> {
     const s = this.#slot(payloadId);
-    using file = await Deno.open(this.path(payloadId));
+    using file = Deno.openSync(this.path(payloadId));
     const buf = pool && want <= pool.size ? pool.take(want) : new Uint8Array(want);
     try {
       return buf.subarray(0, readAtSync(file, index * s.chunkSize, buf.subarray(0, want)));
