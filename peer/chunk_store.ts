@@ -490,7 +490,7 @@ export class ChunkStore {
     if (this.#fromLink(e, index)) return await this.#links.read(e, index, want);
     let bytes: Uint8Array;
     try {
-      bytes = await this.#files.read(e.payloadId, index, want, pool);
+      bytes = this.#files.read(e.payloadId, index, want, pool);
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
       await this.#forget(e, index);

@@ -273,13 +273,9 @@ export class PayloadFiles {
    * Reads chunk `index` (`want` bytes; fewer when the file is shorter):
    * `Deno.errors.NotFound` when the file is missing. `pool`: read into one of its
    * buffers when large enough; the caller gives it back (`pool.release()`).
+   * Synchronous, like the read itself (`lib/file_io.ts`).
    */
-  async read(
-    payloadId: string,
-    index: number,
-    want: number,
-    pool?: BufferPool,
-  ): Promise<Uint8Array> {
+  read(payloadId: string, index: number, want: number, pool?: BufferPool): Uint8Array {
     const s = this.#slot(payloadId);
     using file = Deno.openSync(this.path(payloadId));
     const buf = pool && want <= pool.size ? pool.take(want) : new Uint8Array(want);

@@ -120,7 +120,7 @@ Deno.test("PayloadFiles.open() finds what an earlier instance held, and removes 
     await again.prepare();
     assert.deepEqual(await again.open("p", M), { held: [0, 2], damaged: false });
     assert.equal(again.usedBytes, 6);
-    assert.deepEqual(await again.read("p", 2, 2), chunk(2));
+    assert.deepEqual(again.read("p", 2, 2), chunk(2));
     // Opening it twice changes nothing.
     assert.deepEqual((await again.open("p", M)).held, [0, 2]);
     assert.equal(again.usedBytes, 6);
@@ -140,18 +140,18 @@ Deno.test("PayloadFiles.open() finds what an earlier instance held, and removes 
 Deno.test("PayloadFiles.read() returns the bytes, short when the file is, NotFound without a file; a pool's buffer when given", async () => {
   await withDir(async (dir) => {
     const files = await opened(dir);
-    await assert.rejects(files.read("p", 0, 4), Deno.errors.NotFound);
+    assert.throws(() => files.read("p", 0, 4), Deno.errors.NotFound);
     await files.write("p", 1, chunk(1));
-    assert.deepEqual(await files.read("p", 1, 4), chunk(1));
+    assert.deepEqual(files.read("p", 1, 4), chunk(1));
     const pool = new BufferPool(16, 4);
-    const got = await files.read("p", 1, 4, pool);
+    const got = files.read("p", 1, 4, pool);
     assert.deepEqual(got, chunk(1));
     assert.equal(got.buffer.byteLength, 16, "read into the pool's buffer");
     assert.ok(pool.release(got));
     // Too large for the pool: a fresh buffer.
-    assert.equal((await files.read("p", 1, 4, new BufferPool(2, 1))).buffer.byteLength, 4);
+    assert.equal(files.read("p", 1, 4, new BufferPool(2, 1)).buffer.byteLength, 4);
     await Deno.truncate(files.path("p"), 6);
-    assert.equal((await files.read("p", 1, 4)).length, 2);
+    assert.equal(files.read("p", 1, 4).length, 2);
   });
 });
 
@@ -183,7 +183,7 @@ Deno.test("PayloadFiles imports: moved in whole when nothing is held, copied int
     assert.deepEqual(await files.adopt("p", whole), [0, 1, 2]);
     assert.equal(files.usedBytes, 10);
     assert.equal(files.room(), 90);
-    assert.deepEqual(await files.read("p", 1, 4), chunk(1));
+    assert.deepEqual(files.read("p", 1, 4), chunk(1));
     assert.deepEqual(await Array.fromAsync(Deno.readDir(`${dir}/tmp`)), []);
 
     await files.open("q", M);
@@ -192,7 +192,7 @@ Deno.test("PayloadFiles imports: moved in whole when nothing is held, copied int
     for (const i of [0, 1, 2]) await part.write(chunk(i));
     assert.deepEqual(await files.adopt("q", part), [0, 2]);
     assert.equal(files.bytesOf("q"), 10);
-    assert.deepEqual(await files.read("q", 0, 4), chunk(0));
+    assert.deepEqual(files.read("q", 0, 4), chunk(0));
 
     const dropped = await files.startImport();
     await dropped.write(chunk(0));
@@ -235,7 +235,7 @@ Deno.test("migrateChunkFiles() moves one-file-per-chunk stores into payload file
     await migrateChunkFiles(files, [{ payloadId: "p", manifest: M }], (m) => warnings.push(m));
     assert.equal(files.stored("p", 0), true, "the chunk of the right length");
     assert.equal(files.stored("p", 1), false, "a short file is not a chunk");
-    assert.deepEqual(await files.read("p", 0, 4), chunk(0));
+    assert.deepEqual(files.read("p", 0, 4), chunk(0));
     await assert.rejects(Deno.stat(`${dir}/chunks`), Deno.errors.NotFound);
     assert.match(warnings.join("\n"), /moved 1 chunks/);
     // Nothing to do once moved.
