@@ -20,7 +20,7 @@
  * earlier layout (`chunks/<hh>/<sha256>`) is moved into payload files when opened.
  * Files are not fsynced (that would cost more than the network at 1 GiB/s). A chunk is
  * hashed and written on the thread that received it, while it is still in that core's
- * cache (see `lib/file_io.ts` for why not on a worker).
+ * cache (`docs/architecture.md`, "Chunk arrival", says why not on a worker thread).
  *
  * **Linked files** (`linked_files.ts`, `_store_links.ts`): a payload's chunks may live in
  * an owner's file (a local `get -o` destination, a local `put`) instead of its payload file.
