@@ -16,7 +16,7 @@ endif
 # logs), env (data-dir defaults), sys (hostname, interfaces), run (arp, for discovery).
 PERMS := --allow-net --allow-read --allow-write --allow-env --allow-sys --allow-run
 TEST_FLAGS := -A --parallel
-# Assets and worker modules (loaded by URL, so deno compile does not find them alone).
+# Assets (loaded by URL, so deno compile does not find them alone).
 INCLUDES := $(foreach d,$(wildcard peer/app/static),--include $(d))
 export DENO_NO_UPDATE_CHECK := 1
 
