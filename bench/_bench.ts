@@ -224,12 +224,16 @@ const CLOCK_TICKS = 100;
 
 /**
  * CPU time a process has used so far (user + system, all its threads) from
- * `/proc/PID/stat`, in seconds; null when unknown (no /proc, or it has exited).
+ * `/proc/PID/stat` (or a thread's, from `statPath`), in seconds; null when unknown (no
+ * /proc, or it has exited).
  */
-export async function processCpuSeconds(pid: number): Promise<number | null> {
+export async function processCpuSeconds(
+  pid: number,
+  statPath = `/proc/${pid}/stat`,
+): Promise<number | null> {
   let text: string;
   try {
-    text = await Deno.readTextFile(`/proc/${pid}/stat`);
+    text = await Deno.readTextFile(statPath);
   } catch {
     return null;
   }
@@ -239,6 +243,46 @@ export async function processCpuSeconds(pid: number): Promise<number | null> {
   const utime = Number(fields[14 - 3]);
   const stime = Number(fields[15 - 3]);
   return Number.isFinite(utime) && Number.isFinite(stime) ? (utime + stime) / CLOCK_TICKS : null;
+}
+
+/**
+ * CPU-seconds each thread of a process has used so far (thread id → seconds), from
+ * `/proc/PID/task/TID/stat`; empty when unknown. A thread that ended is not listed.
+ */
+export async function threadCpuSeconds(pid: number): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  try {
+    for await (const e of Deno.readDir(`/proc/${pid}/task`)) {
+      const s = await processCpuSeconds(Number(e.name), `/proc/${pid}/task/${e.name}/stat`);
+      if (s !== null) out.set(Number(e.name), s);
+    }
+  } catch {
+    // No /proc, or the process has exited.
+  }
+  return out;
+}
+
+/** The most CPU-seconds any one thread used between two `threadCpuSeconds()` readings. */
+export function busiestThread(before: Map<number, number>, after: Map<number, number>): number {
+  let most = 0;
+  for (const [tid, s] of after) most = Math.max(most, s - (before.get(tid) ?? 0));
+  return most;
+}
+
+/**
+ * CPU-seconds the whole machine has been busy so far (all cores: every state of
+ * `/proc/stat`'s `cpu` line but idle and iowait); null without `/proc`.
+ */
+export async function machineBusySeconds(): Promise<number | null> {
+  try {
+    const line = (await Deno.readTextFile("/proc/stat")).split("\n")[0];
+    const f = line.trim().split(/\s+/).slice(1, 9).map(Number);
+    if (f.length < 5 || f.some((v) => !Number.isFinite(v))) return null;
+    const total = f.reduce((a, b) => a + b, 0);
+    return (total - f[3] - f[4]) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
 }
 
 /** Bytes free for an unprivileged user on the file system holding `path` (`df -Pk`); null when unknown. */

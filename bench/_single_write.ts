@@ -12,7 +12,17 @@
  *
  * @module
  */
-import { type BenchContext, cpuOf, type Figure, MiB, phaseSignal, settlePages } from "./_bench.ts";
+import {
+  type BenchContext,
+  busiestThread,
+  cpuOf,
+  type Figure,
+  machineBusySeconds,
+  MiB,
+  phaseSignal,
+  settlePages,
+  threadCpuSeconds,
+} from "./_bench.ts";
 import {
   type BenchPeer,
   pseudoRandomStream,
@@ -104,6 +114,52 @@ function median(a: number[]): number {
   return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
+/**
+ * What the CPU allows a command: its time cannot be shorter than the CPU-seconds of
+ * the downloader's busiest thread (work that runs one step after the other), nor than
+ * the CPU-seconds the whole machine was busy spread over all its cores.
+ */
+interface CpuBound {
+  seconds: number;
+  busiest: number;
+  busy: number;
+  /** max(busiest, busy / cores) over `seconds`. */
+  share: number;
+}
+
+function cpuBound(
+  seconds: number,
+  busiest: number,
+  busy0: number | null,
+  busy1: number | null,
+): CpuBound | undefined {
+  if (busy0 === null || busy1 === null || busiest <= 0) return undefined;
+  const busy = busy1 - busy0;
+  const cores = navigator.hardwareConcurrency;
+  return { seconds, busiest, busy, share: Math.max(busiest, busy / cores) / seconds };
+}
+
+function boundNote(b: CpuBound): string {
+  return `downloader's busiest thread ${b.busiest.toFixed(2)} CPU-s, machine busy ` +
+    `${b.busy.toFixed(2)} CPU-s on ${navigator.hardwareConcurrency} cores: ` +
+    `${(100 * b.share).toFixed(0)} % of its CPU bound`;
+}
+
+/** The median share of the CPU bound of the single-write rounds. */
+function boundFigure(what: string, bounds: CpuBound[]): Figure {
+  const mid = (f: (b: CpuBound) => number) => median(bounds.map(f)).toFixed(2);
+  return {
+    name: `${what}: p2p get -o FILE, share of its CPU bound`,
+    value: bounds.length ? 100 * median(bounds.map((b) => b.share)) : null,
+    unit: "%",
+    note: bounds.length
+      ? `medians of ${bounds.length} rounds: ${mid((b) => b.seconds)} s; the downloader's ` +
+        `busiest thread ${mid((b) => b.busiest)} CPU-s, the machine busy ` +
+        `${mid((b) => b.busy)} CPU-s on ${navigator.hardwareConcurrency} cores`
+      : "CPU time unknown (no /proc)",
+  };
+}
+
 /** What a whole command is compared with in `ratioFigure()`. */
 const RAW_REFERENCE = "raw write of a new file of as many bytes, beside it";
 
@@ -167,6 +223,7 @@ export async function getToFile(
 ): Promise<{ figures: Figure[]; notes: string[]; seconds: number; rawSeconds: number }> {
   const { args = [], rounds = 2, streamed = true } = opts;
   const times: Record<"file" | "stream" | "raw", number[]> = { file: [], stream: [], raw: [] };
+  const bounds: CpuBound[] = [];
   const links = args.length ? ` (${args.join(" ")})` : "";
   const notes: string[] = [];
   const ways = streamed ? (["file", "stream"] as const) : (["file"] as const);
@@ -189,6 +246,8 @@ export async function getToFile(
         await settlePages(ctx.signal);
         const procs = [d, ...sources];
         const cpu0 = await cpuOf(procs);
+        const threads0 = await threadCpuSeconds(d.pid);
+        const busy0 = await machineBusySeconds();
         const cli = how === "file"
           ? ["get", put.payloadId, "-o", out]
           : ["get", put.payloadId, "-o", "-"];
@@ -198,9 +257,13 @@ export async function getToFile(
           phaseSignal(ctx.signal, put.size),
           how === "stream" ? { stdoutFile: out } : {},
         );
+        const busy1 = await machineBusySeconds();
+        const busiest = busiestThread(threads0, await threadCpuSeconds(d.pid));
         const cpu1 = await cpuOf(procs);
         await check(out, put, ctx);
         times[how].push(run.seconds);
+        const bound = cpuBound(run.seconds, busiest, busy0, busy1);
+        if (how === "file" && bound) bounds.push(bound);
         notes.push(
           `${label}${links} get -o ${
             how === "file" ? "FILE (peer writes it)" : "- (streamed)"
@@ -211,7 +274,7 @@ export async function getToFile(
               cpu0,
               cpu1,
               put.size,
-            ),
+            ) + (bound ? `; ${boundNote(bound)}` : ""),
         );
         ctx.log(`${label}: get -o ${how} ${run.seconds.toFixed(2)} s`);
       } finally {
@@ -229,6 +292,7 @@ export async function getToFile(
         { raw: times.raw, cmd: times.file, ab: times.stream },
         "streamed to the client (-o -)",
       ),
+      boundFigure(`${label} from ${n} source${n === 1 ? "" : "s"}${links}`, bounds),
     ],
     notes,
     seconds: median(times.file),
