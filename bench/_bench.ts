@@ -224,13 +224,14 @@ const CLOCK_TICKS = 100;
 
 /**
  * CPU time a process has used so far (user + system, all its threads) from
- * `/proc/PID/stat` (or a thread's, from `statPath`), in seconds; null when unknown (no
- * /proc, or it has exited).
+ * `/proc/PID/stat`, in seconds; null when unknown (no /proc, or it has exited).
  */
-export async function processCpuSeconds(
-  pid: number,
-  statPath = `/proc/${pid}/stat`,
-): Promise<number | null> {
+export function processCpuSeconds(pid: number): Promise<number | null> {
+  return statCpuSeconds(`/proc/${pid}/stat`);
+}
+
+/** User + system seconds from a process's or thread's `stat` file; null when unreadable. */
+async function statCpuSeconds(statPath: string): Promise<number | null> {
   let text: string;
   try {
     text = await Deno.readTextFile(statPath);
@@ -253,7 +254,7 @@ export async function threadCpuSeconds(pid: number): Promise<Map<number, number>
   const out = new Map<number, number>();
   try {
     for await (const e of Deno.readDir(`/proc/${pid}/task`)) {
-      const s = await processCpuSeconds(Number(e.name), `/proc/${pid}/task/${e.name}/stat`);
+      const s = await statCpuSeconds(`/proc/${pid}/task/${e.name}/stat`);
       if (s !== null) out.set(Number(e.name), s);
     }
   } catch {
