@@ -123,6 +123,7 @@ interface CpuBound {
   seconds: number;
   busiest: number;
   busy: number;
+  cores: number;
   /** max(busiest, busy / cores) over `seconds`. */
   share: number;
 }
@@ -136,12 +137,12 @@ function cpuBound(
   if (busy0 === null || busy1 === null || busiest <= 0) return undefined;
   const busy = busy1 - busy0;
   const cores = navigator.hardwareConcurrency;
-  return { seconds, busiest, busy, share: Math.max(busiest, busy / cores) / seconds };
+  return { seconds, busiest, busy, cores, share: Math.max(busiest, busy / cores) / seconds };
 }
 
 function boundNote(b: CpuBound): string {
   return `downloader's busiest thread ${b.busiest.toFixed(2)} CPU-s, machine busy ` +
-    `${b.busy.toFixed(2)} CPU-s on ${navigator.hardwareConcurrency} cores: ` +
+    `${b.busy.toFixed(2)} CPU-s on ${b.cores} cores: ` +
     `${(100 * b.share).toFixed(0)} % of its CPU bound`;
 }
 
@@ -155,7 +156,7 @@ function boundFigure(what: string, bounds: CpuBound[]): Figure {
     note: bounds.length
       ? `medians of ${bounds.length} rounds: ${mid((b) => b.seconds)} s; the downloader's ` +
         `busiest thread ${mid((b) => b.busiest)} CPU-s, the machine busy ` +
-        `${mid((b) => b.busy)} CPU-s on ${navigator.hardwareConcurrency} cores`
+        `${mid((b) => b.busy)} CPU-s on ${bounds[0].cores} cores`
       : "CPU time unknown (no /proc)",
   };
 }
